@@ -1,0 +1,467 @@
+//! Image commands: load, save, import, export, images, tag, rmi, inspect, image prune. They work
+//! on the store directly under its lock, whether or not an agent runs.
+
+use std::fs::File;
+use std::io::{self, BufRead, Read, Write};
+use std::path::Path;
+
+use serde_json::{json, Value};
+
+use berth_runtime::image::db::{Db, ImageRecord};
+use berth_runtime::image::import::{ImportOptions, ImportSource};
+use berth_runtime::image::platform::Platform;
+use berth_runtime::image::reference::{familiar, split_tag, Reference};
+use berth_runtime::image::store::{Removed, Store};
+use berth_runtime::timefmt;
+use berth_runtime::Error;
+
+use super::args::{opt, Cmd, Matches, Opt};
+use super::format::{render, Format};
+use super::output::{docker_time, human_ago, human_size, is_tty, table, Progress};
+use super::{group, op_err, CliError, Command, Ctx};
+
+const fn cmd(path: &'static str, usage: &'static str, about: &'static str, opts: &'static [Opt], min: usize, max: Option<usize>) -> Cmd {
+    Cmd { path, usage, about, opts, min_args: min, max_args: max, stop_at_positional: false, subcommands: &[] }
+}
+
+const FORMAT: Opt = opt("format", None, Some("string"), "Format output: \"json\" for one JSON object per line");
+
+const LOAD_OPTS: &[Opt] = &[
+    opt("input", Some('i'), Some("string"), "Read from tar archive file, instead of STDIN"),
+    opt("quiet", Some('q'), None, "Suppress the load output"),
+    opt("platform", None, Some("string"), "Load only the given platform (os/arch[/variant]) from a multi-platform archive"),
+];
+pub const LOAD: Cmd = cmd("berth load", "[OPTIONS]", "Load an image from a tar archive or STDIN", LOAD_OPTS, 0, Some(0));
+const IMAGE_LOAD: Cmd = Cmd { path: "berth image load", ..LOAD };
+
+const SAVE_OPTS: &[Opt] = &[opt("output", Some('o'), Some("string"), "Write to a file, instead of STDOUT")];
+pub const SAVE: Cmd = cmd(
+    "berth save",
+    "[OPTIONS] IMAGE [IMAGE...]",
+    "Save one or more images to a tar archive (streamed to STDOUT by default)",
+    SAVE_OPTS,
+    1,
+    None,
+);
+const IMAGE_SAVE: Cmd = Cmd { path: "berth image save", ..SAVE };
+
+const IMPORT_OPTS: &[Opt] = &[
+    opt(
+        "change",
+        Some('c'),
+        Some("list"),
+        "Apply Dockerfile instruction to the created image (CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, STOPSIGNAL, USER, VOLUME, WORKDIR)",
+    ),
+    opt("message", Some('m'), Some("string"), "Set commit message for imported image"),
+    opt("platform", None, Some("string"), "Set platform (os/arch[/variant]) of the image (default: this machine's)"),
+];
+pub const IMPORT: Cmd = cmd(
+    "berth import",
+    "[OPTIONS] file|directory|- [REPOSITORY[:TAG]]",
+    "Import the contents from a tarball or directory to create a filesystem image",
+    IMPORT_OPTS,
+    1,
+    Some(2),
+);
+const IMAGE_IMPORT: Cmd = Cmd { path: "berth image import", ..IMPORT };
+
+const EXPORT_OPTS: &[Opt] = &[opt("output", Some('o'), Some("string"), "Write to a file, instead of STDOUT")];
+pub const EXPORT: Cmd =
+    cmd("berth export", "[OPTIONS] IMAGE", "Export an image's filesystem (its layers merged) as a tar archive", EXPORT_OPTS, 1, Some(1));
+
+const IMAGES_OPTS: &[Opt] = &[
+    opt("all", Some('a'), None, "Show all images"),
+    opt("digests", None, None, "Show digests"),
+    FORMAT,
+    opt("no-trunc", None, None, "Don't truncate output"),
+    opt("quiet", Some('q'), None, "Only show image IDs"),
+];
+pub const IMAGES: Cmd = cmd("berth images", "[OPTIONS] [REPOSITORY[:TAG]]", "List images", IMAGES_OPTS, 0, Some(1));
+const IMAGE_LS: Cmd = Cmd { path: "berth image ls", ..IMAGES };
+
+pub const TAG: Cmd =
+    cmd("berth tag", "SOURCE_IMAGE[:TAG] TARGET_IMAGE[:TAG]", "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE", &[], 2, Some(2));
+const IMAGE_TAG: Cmd = Cmd { path: "berth image tag", ..TAG };
+
+const RMI_OPTS: &[Opt] = &[opt("force", Some('f'), None, "Force removal of the image")];
+pub const RMI: Cmd = cmd("berth rmi", "[OPTIONS] IMAGE [IMAGE...]", "Remove one or more images", RMI_OPTS, 1, None);
+const IMAGE_RM: Cmd = Cmd { path: "berth image rm", ..RMI };
+
+const INSPECT_OPTS: &[Opt] =
+    &[opt("format", Some('f'), Some("string"), "Format output: \"json\" for one JSON object per line, or a {{.Field}} template")];
+pub const INSPECT: Cmd =
+    cmd("berth inspect", "[OPTIONS] NAME|ID [NAME|ID...]", "Return low-level information on images", INSPECT_OPTS, 1, None);
+const IMAGE_INSPECT: Cmd = Cmd { path: "berth image inspect", about: "Display detailed information on one or more images", ..INSPECT };
+
+const PRUNE_OPTS: &[Opt] = &[
+    opt("all", Some('a'), None, "Remove all unused images, not just dangling ones"),
+    opt("force", Some('f'), None, "Do not prompt for confirmation"),
+];
+const IMAGE_PRUNE: Cmd = cmd("berth image prune", "[OPTIONS]", "Remove unused images", PRUNE_OPTS, 0, Some(0));
+
+pub const GROUP: Cmd = group(
+    "berth image",
+    "Manage images",
+    &[
+        ("import", "Import the contents from a tarball or directory to create a filesystem image"),
+        ("inspect", "Display detailed information on one or more images"),
+        ("load", "Load an image from a tar archive or STDIN"),
+        ("ls", "List images"),
+        ("prune", "Remove unused images"),
+        ("rm", "Remove one or more images"),
+        ("save", "Save one or more images to a tar archive"),
+        ("tag", "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE"),
+    ],
+);
+
+pub const SUBCOMMANDS: &[Command] = &[
+    Command { name: "import", cmd: &IMAGE_IMPORT, run: import },
+    Command { name: "inspect", cmd: &IMAGE_INSPECT, run: inspect },
+    Command { name: "load", cmd: &IMAGE_LOAD, run: load },
+    Command { name: "ls", cmd: &IMAGE_LS, run: images },
+    Command { name: "list", cmd: &IMAGE_LS, run: images },
+    Command { name: "prune", cmd: &IMAGE_PRUNE, run: prune },
+    Command { name: "rm", cmd: &IMAGE_RM, run: rmi },
+    Command { name: "remove", cmd: &IMAGE_RM, run: rmi },
+    Command { name: "save", cmd: &IMAGE_SAVE, run: save },
+    Command { name: "tag", cmd: &IMAGE_TAG, run: tag },
+];
+
+fn out_err(e: io::Error) -> CliError {
+    // A closed pipe (`berth images | head`) is not worth an error line.
+    if e.kind() == io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    CliError::Op(Error::io("write output", e))
+}
+
+fn platform(m: &Matches) -> Result<Option<Platform>, CliError> {
+    Ok(m.value("platform").map(Platform::parse).transpose()?)
+}
+
+/// No containers exist yet; the runtime issue makes this ask the container records.
+fn in_use(_: &berth_runtime::digest::Digest) -> bool {
+    false
+}
+
+pub fn load(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
+    let plat = platform(m)?;
+    let quiet = m.flag("quiet");
+    let (src, total): (Box<dyn Read>, Option<u64>) = match m.value("input") {
+        Some(p) => {
+            let f = File::open(p).map_err(|e| Error::io(format!("open {p}"), e))?;
+            let len = f.metadata().ok().map(|md| md.len());
+            (Box::new(f), len)
+        }
+        None => {
+            if is_tty(0) {
+                return Err(op_err("requested load from stdin, but stdin is empty"));
+            }
+            (Box::new(io::stdin().lock()), None)
+        }
+    };
+    let show = !quiet && is_tty(2);
+    let mut progress = Progress::new(src, total, "Loading", show);
+    let loaded = ctx.store()?.load(&mut progress, plat.as_ref())?;
+    progress.done();
+    if !quiet {
+        let mut out = io::stdout().lock();
+        for l in &loaded {
+            if l.tags.is_empty() {
+                writeln!(out, "Loaded image ID: {}", l.id).map_err(out_err)?;
+            }
+            for t in &l.tags {
+                writeln!(out, "Loaded image: {}", familiar(t)).map_err(out_err)?;
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// Where `save`/`export` write: `-o FILE`, or stdout unless it is a terminal.
+fn to_output(
+    m: &Matches,
+    write: impl FnOnce(&mut dyn Write) -> berth_runtime::Result<()>,
+    to_file: impl FnOnce(&Path) -> berth_runtime::Result<()>,
+) -> Result<i32, CliError> {
+    match m.value("output") {
+        Some(p) => to_file(Path::new(p))?,
+        None => {
+            if is_tty(1) {
+                return Err(op_err("cowardly refusing to save to a terminal. Use the -o flag or redirect"));
+            }
+            write(&mut io::stdout().lock())?;
+        }
+    }
+    Ok(0)
+}
+
+pub fn save(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
+    let store = ctx.store()?;
+    let names = m.args().to_vec();
+    to_output(m, |w| store.save(&names, w), |p| store.save_to(&names, p))
+}
+
+pub fn export(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
+    let store = ctx.store()?;
+    let name = &m.args()[0];
+    to_output(
+        m,
+        |w| store.export_image(name, w),
+        |p| {
+            let tmp = p.with_extension(format!("berth-{}.tmp", std::process::id()));
+            let res = File::create(&tmp).map_err(|e| Error::io(format!("create {}", tmp.display()), e)).and_then(|mut f| {
+                store.export_image(name, &mut f)?;
+                f.sync_all().map_err(|e| Error::io(format!("fsync {}", tmp.display()), e))?;
+                std::fs::rename(&tmp, p).map_err(|e| Error::io(format!("rename to {}", p.display()), e))
+            });
+            if res.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+            res
+        },
+    )
+}
+
+pub fn import(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
+    let src = &m.args()[0];
+    if src.contains("://") {
+        return Err(op_err(format!("importing from a URL is not supported here ({src}): download it first")));
+    }
+    let opts = ImportOptions {
+        reference: m.args().get(1).cloned(),
+        changes: m.values("change").into_iter().map(str::to_string).collect(),
+        message: m.value("message").map(str::to_string),
+        platform: platform(m)?,
+    };
+    let store = ctx.store()?;
+    let id = if src == "-" {
+        store.import(ImportSource::Stream(Box::new(io::stdin().lock())), &opts)?
+    } else if Path::new(src).is_dir() {
+        store.import(ImportSource::Dir(Path::new(src)), &opts)?
+    } else {
+        let f = File::open(src).map_err(|e| Error::io(format!("open {src}"), e))?;
+        store.import(ImportSource::Stream(Box::new(f)), &opts)?
+    };
+    println!("{id}");
+    Ok(0)
+}
+
+fn created_secs(i: &ImageRecord) -> Option<i64> {
+    i.created.as_deref().and_then(timefmt::parse_rfc3339)
+}
+
+pub fn images(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
+    let fmt = Format::parse(m.value("format"))?;
+    let (no_trunc, digests) = (m.flag("no-trunc"), m.flag("digests"));
+    let filter = m.args().first().map(|f| {
+        // `busybox` matches every tag of the repository; `busybox:1` only that tag.
+        let has_tag = f.rsplit('/').next().is_some_and(|l| l.contains(':'));
+        Reference::parse(f).map(|r| (r.repo, if has_tag { r.tag } else { None }))
+    });
+    let filter = filter.transpose()?;
+    let db = ctx.store()?.db()?;
+    let mut imgs: Vec<&ImageRecord> = db.images.iter().collect();
+    imgs.sort_by_key(|i| std::cmp::Reverse(created_secs(i).unwrap_or(0)));
+    // One row per tag; an untagged image is one <none> row.
+    let mut rows: Vec<(&ImageRecord, String, String)> = Vec::new();
+    for i in imgs {
+        if i.tags.is_empty() {
+            if filter.is_none() {
+                rows.push((i, "<none>".into(), "<none>".into()));
+            }
+            continue;
+        }
+        for t in &i.tags {
+            let (repo, tag) = split_tag(t);
+            if let Some((frepo, ftag)) = &filter {
+                if repo != frepo || ftag.as_deref().is_some_and(|ft| ft != tag) {
+                    continue;
+                }
+            }
+            rows.push((i, familiar(repo).to_string(), tag.to_string()));
+        }
+    }
+    let id = |i: &ImageRecord| if no_trunc { i.id.to_string() } else { i.id.short().to_string() };
+    let digest = |i: &ImageRecord, repo: &str| {
+        i.digests
+            .iter()
+            .find(|d| familiar(d.split('@').next().unwrap_or("")) == repo)
+            .and_then(|d| d.split('@').nth(1))
+            .unwrap_or("<none>")
+            .to_string()
+    };
+    let mut out = io::stdout().lock();
+    if m.flag("quiet") {
+        let mut seen = std::collections::HashSet::new();
+        for (i, _, _) in &rows {
+            if seen.insert(&i.id) {
+                writeln!(out, "{}", id(i)).map_err(out_err)?;
+            }
+        }
+        return Ok(0);
+    }
+    let created = |i: &ImageRecord| created_secs(i).map_or_else(|| "N/A".to_string(), human_ago);
+    match fmt {
+        Format::Json => {
+            for (i, repo, tag) in &rows {
+                let line = json!({
+                    "Containers": "N/A",
+                    "CreatedAt": created_secs(i).map_or_else(String::new, docker_time),
+                    "CreatedSince": created(i),
+                    "Digest": digest(i, repo),
+                    "ID": id(i),
+                    "Repository": repo,
+                    "SharedSize": "N/A",
+                    "Size": human_size(i.size),
+                    "Tag": tag,
+                    "UniqueSize": "N/A",
+                    "VirtualSize": human_size(i.size),
+                });
+                writeln!(out, "{line}").map_err(out_err)?;
+            }
+        }
+        Format::Table => {
+            let header: &[&str] = if digests {
+                &["REPOSITORY", "TAG", "DIGEST", "IMAGE ID", "CREATED", "SIZE"]
+            } else {
+                &["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]
+            };
+            let table_rows: Vec<Vec<String>> = rows
+                .iter()
+                .map(|(i, repo, tag)| {
+                    let mut r = vec![repo.clone(), tag.clone()];
+                    if digests {
+                        r.push(digest(i, repo));
+                    }
+                    r.extend([id(i), created(i), human_size(i.size)]);
+                    r
+                })
+                .collect();
+            table(&mut out, header, &table_rows).map_err(out_err)?;
+        }
+        Format::Template(t) => {
+            for (i, repo, tag) in &rows {
+                let v = json!({"ID": id(i), "Repository": repo, "Tag": tag, "Digest": digest(i, repo), "CreatedSince": created(i), "Size": human_size(i.size)});
+                writeln!(out, "{}", render(&t, &v)?).map_err(out_err)?;
+            }
+        }
+    }
+    Ok(0)
+}
+
+pub fn tag(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
+    ctx.store()?.tag(&m.args()[0], &m.args()[1])?;
+    Ok(0)
+}
+
+fn print_removed(out: &mut impl Write, r: &[Removed]) -> Result<(), CliError> {
+    for x in r {
+        match x {
+            Removed::Untagged(t) => writeln!(out, "Untagged: {t}"),
+            Removed::Deleted(d) => writeln!(out, "Deleted: {d}"),
+        }
+        .map_err(out_err)?;
+    }
+    Ok(())
+}
+
+/// Like Docker, each name is tried on its own; any failure makes the exit code 1.
+pub fn rmi(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
+    let store = ctx.store()?;
+    let mut code = 0;
+    for name in m.args() {
+        match store.remove(std::slice::from_ref(name), m.flag("force"), &in_use) {
+            Ok(r) => print_removed(&mut io::stdout().lock(), &r)?,
+            Err(e) => {
+                eprintln!("Error: {e}");
+                code = 1;
+            }
+        }
+    }
+    Ok(code)
+}
+
+pub fn prune(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
+    let all = m.flag("all");
+    if !m.flag("force") {
+        let what = if all { "all images without at least one container associated to them" } else { "all dangling images" };
+        eprint!("WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] ");
+        let mut answer = String::new();
+        io::stdin().lock().read_line(&mut answer).map_err(|e| Error::io("read answer", e))?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+            return Ok(0);
+        }
+    }
+    let (removed, freed) = ctx.store()?.prune(all, &in_use)?;
+    let mut out = io::stdout().lock();
+    if !removed.is_empty() {
+        writeln!(out, "Deleted Images:").map_err(out_err)?;
+        print_removed(&mut out, &removed)?;
+        writeln!(out).map_err(out_err)?;
+    }
+    writeln!(out, "Total reclaimed space: {}", human_size(freed)).map_err(out_err)?;
+    Ok(0)
+}
+
+/// The inspect document, close to Docker's.
+fn inspect_json(store: &Store, db: &Db, i: &ImageRecord) -> Result<Value, CliError> {
+    let config: Value = serde_json::from_slice(&store.config(i)?).map_err(|e| op_err(format!("config of {}: {e}", i.id)))?;
+    let _ = db;
+    let mut v = json!({
+        "Id": i.id.to_string(),
+        "RepoTags": i.tags.iter().map(|t| familiar(t)).collect::<Vec<_>>(),
+        "RepoDigests": i.digests.iter().map(|d| familiar(d)).collect::<Vec<_>>(),
+        "Parent": "",
+        "Comment": config.pointer("/history/0/comment").cloned().unwrap_or(json!("")),
+        "Created": i.created.clone().unwrap_or_default(),
+        "Author": config.get("author").cloned().unwrap_or(json!("")),
+        "Config": config.get("config").cloned().unwrap_or(Value::Null),
+        "Architecture": i.arch,
+        "Os": i.os,
+        "Size": i.size,
+        "RootFS": {"Type": "layers", "Layers": i.layers.iter().map(|d| d.to_string()).collect::<Vec<_>>()},
+    });
+    if let Some(var) = &i.variant {
+        v["Variant"] = json!(var);
+    }
+    Ok(v)
+}
+
+pub fn inspect(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
+    let fmt = Format::parse(m.value("format"))?;
+    let store = ctx.store()?;
+    let db = store.db()?;
+    let mut docs = Vec::new();
+    let mut code = 0;
+    for name in m.args() {
+        match Store::find(&db, name) {
+            Ok((i, _)) => docs.push(inspect_json(&store, &db, i)?),
+            Err(e) => {
+                eprintln!("Error: {e}");
+                code = 1;
+            }
+        }
+    }
+    let mut out = io::stdout().lock();
+    match fmt {
+        Format::Table => {
+            let mut buf = Vec::new();
+            let mut ser = serde_json::Serializer::with_formatter(&mut buf, serde_json::ser::PrettyFormatter::with_indent(b"    "));
+            serde::Serialize::serialize(&Value::Array(docs), &mut ser).map_err(|e| op_err(e.to_string()))?;
+            out.write_all(&buf).map_err(out_err)?;
+            writeln!(out).map_err(out_err)?;
+        }
+        Format::Json => {
+            for d in &docs {
+                writeln!(out, "{d}").map_err(out_err)?;
+            }
+        }
+        Format::Template(t) => {
+            for d in &docs {
+                writeln!(out, "{}", render(&t, d)?).map_err(out_err)?;
+            }
+        }
+    }
+    Ok(code)
+}

@@ -1,0 +1,144 @@
+//! sha256 digests: the only kind berth stores or accepts, always checked against content.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use std::fmt;
+use std::io::{self, Read, Write};
+
+use crate::error::{Error, Result};
+
+/// A sha256 digest, kept as 64 lower-case hex characters.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Digest(String);
+
+impl Digest {
+    /// Parses `sha256:<64 hex>`.
+    pub fn parse(s: &str) -> Result<Digest> {
+        match s.strip_prefix("sha256:") {
+            Some(hex) => Self::from_hex(hex),
+            None => Err(Error::invalid(format!("unsupported digest {s:?}: only sha256 is supported"))),
+        }
+    }
+    pub fn from_hex(hex: &str) -> Result<Digest> {
+        if hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            Ok(Digest(hex.to_string()))
+        } else {
+            Err(Error::invalid(format!("invalid sha256 digest {hex:?}")))
+        }
+    }
+    pub fn of(bytes: &[u8]) -> Digest {
+        let mut h = Hasher::new();
+        h.update(bytes);
+        h.finish()
+    }
+    pub fn hex(&self) -> &str {
+        &self.0
+    }
+    /// The 12-character form Docker shows.
+    pub fn short(&self) -> &str {
+        &self.0[..12]
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sha256:{}", self.0)
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sha256:{}", self.0)
+    }
+}
+
+#[derive(Clone, Default)]
+pub struct Hasher {
+    h: Sha256,
+    count: u64,
+}
+
+impl Hasher {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn update(&mut self, b: &[u8]) {
+        self.h.update(b);
+        self.count += b.len() as u64;
+    }
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+    pub fn finish(self) -> Digest {
+        let out = self.h.finalize();
+        let mut s = String::with_capacity(64);
+        for b in out {
+            s.push(char::from(b"0123456789abcdef"[(b >> 4) as usize]));
+            s.push(char::from(b"0123456789abcdef"[(b & 15) as usize]));
+        }
+        Digest(s)
+    }
+}
+
+/// Hashes everything read through it.
+pub struct HashReader<R> {
+    pub inner: R,
+    pub hasher: Hasher,
+}
+
+impl<R: Read> HashReader<R> {
+    pub fn new(inner: R) -> Self {
+        HashReader { inner, hasher: Hasher::new() }
+    }
+    /// Reads (and hashes) whatever is left, so the digest covers the whole stream.
+    pub fn drain(&mut self) -> io::Result<()> {
+        io::copy(self, &mut io::sink()).map(|_| ())
+    }
+}
+
+impl<R: Read> Read for HashReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Hashes everything written through it.
+pub struct HashWriter<W> {
+    pub inner: W,
+    pub hasher: Hasher,
+}
+
+impl<W: Write> HashWriter<W> {
+    pub fn new(inner: W) -> Self {
+        HashWriter { inner, hasher: Hasher::new() }
+    }
+}
+
+impl<W: Write> Write for HashWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_digest_and_parsing() {
+        let d = Digest::of(b"");
+        assert_eq!(d.hex(), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        assert_eq!(Digest::parse(&d.to_string()).unwrap(), d);
+        assert!(Digest::parse("sha512:abcd").is_err());
+        assert!(Digest::parse("sha256:ABCD").is_err());
+        assert!(Digest::from_hex(&"g".repeat(64)).is_err());
+        assert_eq!(d.short(), "e3b0c44298fc");
+    }
+}

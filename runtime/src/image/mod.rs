@@ -1,0 +1,12 @@
+//! The image store: content-addressed blobs, a shared layer store, and the image records.
+
+pub mod archive;
+pub mod db;
+pub mod export;
+pub mod import;
+pub mod layer;
+pub mod platform;
+pub mod reference;
+pub mod save;
+pub mod store;
+pub mod tarwrite;
