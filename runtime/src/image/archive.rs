@@ -5,7 +5,7 @@
 //! which `docker save` writes last, then says which of them make up which image.
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufReader, Cursor, Read};
+use std::io::{BufRead, BufReader, Cursor, Read};
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
@@ -145,10 +145,17 @@ fn read_upto(r: &mut impl Read, buf: &mut [u8]) -> Result<usize> {
 }
 
 fn unpack_candidate(r: impl Read, dir: &Path) -> Result<Candidate> {
-    let mut hr = HashReader::new(r);
-    let (compression, unpacked) = {
-        let (c, dec) = compress::decoder(BufReader::with_capacity(BUF, &mut hr)).ctx(|| "read layer".into())?;
-        (c, layer::unpack(dec, dir)?)
+    let mut br = BufReader::with_capacity(BUF, r);
+    let compression = Compression::detect(br.fill_buf().ctx(|| "read layer".into())?);
+    if compression == Compression::None {
+        // Uncompressed: the blob is the tar itself, so its digest is the diff_id; hash once.
+        let unpacked = layer::unpack(&mut br, dir)?;
+        return Ok(Candidate { dir: dir.to_path_buf(), blob: unpacked.diff_id.clone(), compression, unpacked });
+    }
+    let mut hr = HashReader::new(br);
+    let unpacked = {
+        let (_, dec) = compress::decoder(BufReader::with_capacity(BUF, &mut hr)).ctx(|| "read layer".into())?;
+        layer::unpack(dec, dir)?
     };
     hr.drain().ctx(|| "read layer".into())?;
     Ok(Candidate { dir: dir.to_path_buf(), blob: hr.hasher.finish(), compression, unpacked })
