@@ -152,6 +152,6 @@ mod tests {
     fn tables_align() {
         let mut out = Vec::new();
         table(&mut out, &["A", "BB"], &[vec!["long-value".into(), "x".into()]]).unwrap();
-        assert_eq!(String::from_utf8(out).unwrap(), "A             BB\nlong-value    x\n");
+        assert_eq!(String::from_utf8(out).unwrap(), "A            BB\nlong-value   x\n");
     }
 }
