@@ -1,3 +1,6 @@
-//! The `berth` binary: the Docker-like CLI, and (by later issues) the agent it talks to.
+//! The `berth` binary: the Docker-like CLI and the agent it talks to.
 
+pub mod agent;
 pub mod cli;
+pub mod proto;
+pub mod signal;

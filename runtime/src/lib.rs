@@ -1,13 +1,16 @@
 //! berth's runtime library: the image store now; rootfs, process setup and cgroups follow.
 //! Synchronous and small: no async, no threads.
 
+pub mod cgroup;
 pub mod compress;
+pub mod container;
 pub mod digest;
 pub mod error;
 pub mod fsutil;
 pub mod image;
+pub mod kernel;
 pub mod lock;
 pub mod tarstream;
 pub mod timefmt;
 
-pub use error::{Error, Kind, Result};
+pub use error::{Error, IoContext, Kind, Result};

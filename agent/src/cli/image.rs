@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-use berth_runtime::image::db::{Db, ImageRecord};
+use berth_runtime::image::db::ImageRecord;
 use berth_runtime::image::import::{ImportOptions, ImportSource};
 use berth_runtime::image::platform::Platform;
 use berth_runtime::image::reference::{familiar, split_tag, Reference};
@@ -139,9 +139,9 @@ fn platform(m: &Matches) -> Result<Option<Platform>, CliError> {
     Ok(m.value("platform").map(Platform::parse).transpose()?)
 }
 
-/// No containers exist yet; the runtime issue makes this ask the container records.
-fn in_use(_: &berth_runtime::digest::Digest) -> bool {
-    false
+/// Images that containers (running or not) are made from, as Docker counts them.
+fn used_images(ctx: &Ctx) -> Vec<berth_runtime::digest::Digest> {
+    berth_runtime::container::record::list(&ctx.root).0.into_iter().map(|r| r.image_id).collect()
 }
 
 pub fn load(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
@@ -369,6 +369,8 @@ fn print_removed(out: &mut impl Write, r: &[Removed]) -> Result<(), CliError> {
 /// Like Docker, each name is tried on its own; any failure makes the exit code 1.
 pub fn rmi(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
     let store = ctx.store()?;
+    let used = used_images(ctx);
+    let in_use = |d: &berth_runtime::digest::Digest| used.contains(d);
     let mut code = 0;
     for name in m.args() {
         match store.remove(std::slice::from_ref(name), m.flag("force"), &in_use) {
@@ -393,7 +395,8 @@ pub fn prune(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
             return Ok(0);
         }
     }
-    let (removed, freed) = ctx.store()?.prune(all, &in_use)?;
+    let used = used_images(ctx);
+    let (removed, freed) = ctx.store()?.prune(all, &|d| used.contains(d))?;
     let mut out = io::stdout().lock();
     if !removed.is_empty() {
         writeln!(out, "Deleted Images:").map_err(out_err)?;
@@ -405,9 +408,8 @@ pub fn prune(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
 }
 
 /// The inspect document, close to Docker's.
-fn inspect_json(store: &Store, db: &Db, i: &ImageRecord) -> Result<Value, CliError> {
+pub fn inspect_json(store: &Store, i: &ImageRecord) -> Result<Value, CliError> {
     let config: Value = serde_json::from_slice(&store.config(i)?).map_err(|e| op_err(format!("config of {}: {e}", i.id)))?;
-    let _ = db;
     let mut v = json!({
         "Id": i.id.to_string(),
         "RepoTags": i.tags.iter().map(|t| familiar(t)).collect::<Vec<_>>(),
@@ -436,13 +438,19 @@ pub fn inspect(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
     let mut code = 0;
     for name in m.args() {
         match Store::find(&db, name) {
-            Ok((i, _)) => docs.push(inspect_json(&store, &db, i)?),
+            Ok((i, _)) => docs.push(inspect_json(&store, i)?),
             Err(e) => {
                 eprintln!("Error: {e}");
                 code = 1;
             }
         }
     }
+    print_docs(&fmt, docs)?;
+    Ok(code)
+}
+
+/// Inspect output: a pretty JSON array (Docker's default), one object per line, or a template.
+pub fn print_docs(fmt: &Format, docs: Vec<Value>) -> Result<(), CliError> {
     let mut out = io::stdout().lock();
     match fmt {
         Format::Table => {
@@ -459,9 +467,9 @@ pub fn inspect(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
         }
         Format::Template(t) => {
             for d in &docs {
-                writeln!(out, "{}", render(&t, d)?).map_err(out_err)?;
+                writeln!(out, "{}", render(t, d)?).map_err(out_err)?;
             }
         }
     }
-    Ok(code)
+    Ok(())
 }

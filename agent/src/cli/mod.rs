@@ -3,10 +3,14 @@
 //! `Error: ...`; exit codes as Docker's: 1 for a failed operation, 125 for bad usage.
 
 pub mod args;
+pub mod check;
+pub mod client;
+pub mod container;
 pub mod format;
 pub mod image;
 pub mod output;
 pub mod system;
+pub mod tty;
 
 use std::path::PathBuf;
 
@@ -32,6 +36,8 @@ impl Ctx {
 pub enum CliError {
     Usage(UsageError),
     Op(berth_runtime::Error),
+    /// Already reported; exit with this code.
+    Exit(i32),
 }
 
 impl From<berth_runtime::Error> for CliError {
@@ -75,11 +81,21 @@ const GLOBAL: Cmd = Cmd {
     max_args: None,
     stop_at_positional: true,
     subcommands: &[
+        ("agent", "Run the berth agent (the daemon that runs containers)"),
+        ("check", "Check that the kernel has what berth needs"),
+        ("create", "Create a new container"),
+        ("kill", "Kill one or more running containers"),
+        ("ps", "List containers"),
+        ("rm", "Remove one or more containers"),
+        ("run", "Create and run a new container from an image"),
+        ("start", "Start one or more stopped containers"),
+        ("stop", "Stop one or more running containers"),
+        ("wait", "Block until one or more containers stop, then print their exit codes"),
         ("export", "Export an image's filesystem as a tar archive"),
         ("image", "Manage images"),
         ("images", "List images"),
         ("import", "Import the contents from a tarball or directory to create an image"),
-        ("inspect", "Return low-level information on images"),
+        ("inspect", "Return low-level information on containers and images"),
         ("load", "Load an image from a tar archive or STDIN"),
         ("rmi", "Remove one or more images"),
         ("save", "Save one or more images to a tar archive (streamed to STDOUT by default)"),
@@ -90,10 +106,20 @@ const GLOBAL: Cmd = Cmd {
 };
 
 const TOP: &[Command] = &[
+    Command { name: "agent", cmd: &container::AGENT, run: container::agent },
+    Command { name: "check", cmd: &check::CHECK, run: check::check },
+    Command { name: "create", cmd: &container::CREATE, run: container::create },
+    Command { name: "kill", cmd: &container::KILL, run: container::kill },
+    Command { name: "ps", cmd: &container::PS, run: container::ps },
+    Command { name: "rm", cmd: &container::RM, run: container::rm },
+    Command { name: "run", cmd: &container::RUN, run: container::run },
+    Command { name: "start", cmd: &container::START, run: container::start },
+    Command { name: "stop", cmd: &container::STOP, run: container::stop },
+    Command { name: "wait", cmd: &container::WAIT, run: container::wait },
     Command { name: "export", cmd: &image::EXPORT, run: image::export },
     Command { name: "images", cmd: &image::IMAGES, run: image::images },
     Command { name: "import", cmd: &image::IMPORT, run: image::import },
-    Command { name: "inspect", cmd: &image::INSPECT, run: image::inspect },
+    Command { name: "inspect", cmd: &container::INSPECT, run: container::inspect },
     Command { name: "load", cmd: &image::LOAD, run: image::load },
     Command { name: "rmi", cmd: &image::RMI, run: image::rmi },
     Command { name: "save", cmd: &image::SAVE, run: image::save },
@@ -121,6 +147,7 @@ pub fn main(args: &[String]) -> i32 {
             eprintln!("Error: {e}");
             1
         }
+        Err(CliError::Exit(code)) => code,
     }
 }
 

@@ -1,0 +1,292 @@
+//! `berth agent`: the daemon. One tokio current-thread runtime (no worker or blocking-pool
+//! threads, so forking containers from it is safe), one local socket, one lock per root.
+
+pub mod create;
+pub mod supervisor;
+
+use std::cell::RefCell;
+use std::fs;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Duration;
+
+use tokio::io::{AsyncWriteExt, Interest};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::signal::unix::{signal, SignalKind};
+
+use berth_runtime::fsutil::atomic_write;
+use berth_runtime::{Error, Result};
+
+use crate::proto::{self, Request, Response};
+use supervisor::Supervisor;
+
+type Shared = Rc<RefCell<Supervisor>>;
+
+pub struct Options {
+    pub root: PathBuf,
+    pub socket: PathBuf,
+    /// Group that may use the socket (mode 0660).
+    pub group: Option<String>,
+}
+
+/// Holds `<root>/agent.lock` for the agent's lifetime: a second agent on the same root is refused.
+fn lock_root(root: &Path) -> Result<fs::File> {
+    fs::create_dir_all(root).map_err(|e| Error::io(format!("create {}", root.display()), e))?;
+    let path = root.join("agent.lock");
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io(format!("open {}", path.display()), e))?;
+    // SAFETY: flock on a descriptor we own; released when the file is closed at exit.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let pid = fs::read_to_string(root.join("agent.pid")).unwrap_or_default();
+        return Err(Error::conflict(format!("another berth agent is already running on {} (pid {})", root.display(), pid.trim())));
+    }
+    Ok(f)
+}
+
+fn group_id(name: &str) -> Result<u32> {
+    if let Ok(n) = name.parse() {
+        return Ok(n);
+    }
+    let text = fs::read_to_string("/etc/group").unwrap_or_default();
+    text.lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.first() == Some(&name))
+        .and_then(|f| f.get(2).and_then(|g| g.parse().ok()))
+        .ok_or_else(|| Error::not_found(format!("group {name} not found")))
+}
+
+fn bind(socket: &Path, group: Option<&str>) -> Result<std::os::unix::net::UnixListener> {
+    if let Some(dir) = socket.parent() {
+        fs::create_dir_all(dir).map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+    }
+    if socket.exists() {
+        if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+            return Err(Error::conflict(format!("socket {} is in use by another agent", socket.display())));
+        }
+        let _ = fs::remove_file(socket);
+    }
+    let l = std::os::unix::net::UnixListener::bind(socket).map_err(|e| Error::io(format!("listen on {}", socket.display()), e))?;
+    fs::set_permissions(socket, fs::Permissions::from_mode(0o660)).map_err(|e| Error::io(format!("chmod {}", socket.display()), e))?;
+    if let Some(g) = group {
+        std::os::unix::fs::chown(socket, Some(0), Some(group_id(g)?)).map_err(|e| Error::io(format!("chown {}", socket.display()), e))?;
+    }
+    l.set_nonblocking(true).map_err(|e| Error::io("socket", e))?;
+    Ok(l)
+}
+
+pub fn run(o: &Options) -> Result<()> {
+    let _lock = lock_root(&o.root)?;
+    // Containers are grandchildren (forked by an intermediate that exits): as subreaper the agent
+    // becomes their parent and can reap them.
+    // SAFETY: prctl with constant arguments.
+    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
+        return Err(Error::io("become child subreaper", io::Error::last_os_error()));
+    }
+    let sup = Rc::new(RefCell::new(Supervisor::new(&o.root)?));
+    let listener = bind(&o.socket, o.group.as_deref())?;
+    atomic_write(&o.root.join("agent.pid"), format!("{}\n", std::process::id()).as_bytes())?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| Error::io("start runtime", e))?;
+    let local = tokio::task::LocalSet::new();
+    let res = local.block_on(&rt, serve(listener, sup.clone()));
+    let _ = fs::remove_file(&o.socket);
+    let _ = fs::remove_file(o.root.join("agent.pid"));
+    res
+}
+
+async fn serve(listener: std::os::unix::net::UnixListener, sup: Shared) -> Result<()> {
+    let listener = UnixListener::from_std(listener).map_err(|e| Error::io("socket", e))?;
+    let mut chld = signal(SignalKind::child()).map_err(|e| Error::io("SIGCHLD handler", e))?;
+    let mut term = signal(SignalKind::terminate()).map_err(|e| Error::io("SIGTERM handler", e))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| Error::io("SIGINT handler", e))?;
+    eprintln!(
+        "berth agent: serving on {:?} for {}",
+        listener.local_addr().ok().and_then(|a| a.as_pathname().map(Path::to_path_buf)),
+        sup.borrow().root.display()
+    );
+    loop {
+        tokio::select! {
+            c = listener.accept() => match c {
+                Ok((stream, _)) => { tokio::task::spawn_local(connection(stream, sup.clone())); }
+                Err(e) => eprintln!("berth agent: accept: {e}"),
+            },
+            _ = chld.recv() => reap(&sup),
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    shutdown(&sup).await;
+    Ok(())
+}
+
+fn reap(sup: &Shared) {
+    loop {
+        let mut status = 0;
+        // SAFETY: non-blocking wait for any child; `status` is a plain int.
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if pid <= 0 {
+            break;
+        }
+        sup.borrow_mut().reaped(pid, status);
+    }
+}
+
+/// Stops every running container as `stop` would (its stop signal, then SIGKILL after its timeout).
+async fn shutdown(sup: &Shared) {
+    let running = sup.borrow().running();
+    let mut chld = signal(SignalKind::child()).ok();
+    for (id, _, sig, _) in &running {
+        let _ = sup.borrow().kill(id, *sig);
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(running.iter().map(|r| u64::from(r.3)).max().unwrap_or(0));
+    while !sup.borrow().running().is_empty() {
+        if tokio::time::Instant::now() >= deadline {
+            for (id, ..) in sup.borrow().running() {
+                let _ = sup.borrow().kill(&id, libc::SIGKILL);
+            }
+        }
+        match &mut chld {
+            Some(c) => {
+                let _ = tokio::time::timeout(Duration::from_millis(200), c.recv()).await;
+            }
+            None => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+        reap(sup);
+    }
+}
+
+fn err(e: &Error) -> Response {
+    let code = match e.kind() {
+        berth_runtime::Kind::NotFound => 1,
+        _ => 125,
+    };
+    Response::Error { code, msg: e.to_string() }
+}
+
+async fn connection(stream: UnixStream, sup: Shared) {
+    let mut buf = Vec::new();
+    let mut fds: Vec<OwnedFd> = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut stream = stream;
+    loop {
+        let frame = match proto::take_frame(&mut buf) {
+            Ok(Some(f)) => f,
+            Ok(None) => {
+                let raw = stream.as_raw_fd();
+                let got = stream.async_io(Interest::READABLE, || proto::recv_with_fds(raw, &mut chunk)).await;
+                match got {
+                    Ok((0, _)) | Err(_) => return,
+                    Ok((n, f)) => {
+                        buf.extend_from_slice(&chunk[..n]);
+                        fds.extend(f);
+                        continue;
+                    }
+                }
+            }
+            Err(_) => return,
+        };
+        let resp = match proto::decode::<Request>(&frame) {
+            Ok(req) => handle(req, &sup, &mut fds).await,
+            Err(e) => Response::Error { code: 125, msg: e.to_string() },
+        };
+        let Ok(out) = proto::encode(&resp) else { return };
+        if stream.write_all(&out).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn wait_exit(sup: &Shared, id: &str) -> i32 {
+    let w = sup.borrow_mut().wait(id);
+    match w {
+        Ok(code) => code,
+        Err(rx) => rx.await.unwrap_or(-1),
+    }
+}
+
+async fn handle(req: Request, sup: &Shared, fds: &mut Vec<OwnedFd>) -> Response {
+    let find = |key: &str| sup.borrow().find(key);
+    match req {
+        Request::Ping => Response::Pong { pid: std::process::id() },
+        Request::Create(o) => match sup.borrow_mut().create(&o) {
+            Ok((id, warnings)) => Response::Created { id, warnings },
+            Err(e) => err(&e),
+        },
+        Request::Start { id, attach, wait } => {
+            let id = match find(&id) {
+                Ok(i) => i,
+                Err(e) => return err(&e),
+            };
+            let stdio = if attach { Some(std::mem::take(fds)) } else { None };
+            let waiter = if wait { Some(sup.borrow_mut().waiter(&id)) } else { None };
+            let res = sup.borrow_mut().start(&id, stdio);
+            match (res, waiter) {
+                (Err(e), _) => Response::Error { code: e.code, msg: e.msg },
+                (Ok(_), None) => Response::Done,
+                (Ok(_), Some(rx)) => Response::Exited { code: rx.await.unwrap_or(-1) },
+            }
+        }
+        Request::Wait { id } => match find(&id) {
+            Ok(id) => Response::Exited { code: wait_exit(sup, &id).await },
+            Err(e) => err(&e),
+        },
+        Request::Kill { id, signal } => match find(&id).and_then(|id| sup.borrow().kill(&id, signal)) {
+            Ok(()) => Response::Done,
+            Err(e) => Response::Error { code: 1, msg: e.to_string() },
+        },
+        Request::Stop { id, timeout } => {
+            let id = match find(&id) {
+                Ok(i) => i,
+                Err(e) => return err(&e),
+            };
+            let (sig, t) = match sup.borrow().get(&id) {
+                Some(r) if r.is_running() => (r.stop_signal, timeout.unwrap_or(r.stop_timeout)),
+                _ => return Response::Done,
+            };
+            let _ = sup.borrow().kill(&id, sig);
+            let w = sup.borrow_mut().wait(&id);
+            if let Err(rx) = w {
+                if tokio::time::timeout(Duration::from_secs(u64::from(t)), rx).await.is_err() {
+                    let _ = sup.borrow().kill(&id, libc::SIGKILL);
+                    wait_exit(sup, &id).await;
+                }
+            }
+            Response::Done
+        }
+        Request::Remove { id, force } => {
+            let id = match find(&id) {
+                Ok(i) => i,
+                Err(e) => return err(&e),
+            };
+            let running = sup.borrow().get(&id).is_some_and(|r| r.is_running());
+            if running {
+                if !force {
+                    return Response::Error {
+                        code: 1,
+                        msg: format!(
+                            "You cannot remove a running container {id}. Stop the container before attempting removal or force remove"
+                        ),
+                    };
+                }
+                let _ = sup.borrow().kill(&id, libc::SIGKILL);
+                wait_exit(sup, &id).await;
+            }
+            // --rm may already have removed it when it exited.
+            if sup.borrow().get(&id).is_none() {
+                return Response::Done;
+            }
+            let res = sup.borrow_mut().remove_files(&id);
+            match res {
+                Ok(()) => Response::Done,
+                Err(e) => Response::Error { code: 1, msg: e.to_string() },
+            }
+        }
+    }
+}

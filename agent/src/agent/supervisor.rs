@@ -1,0 +1,274 @@
+//! The agent's containers: records in memory and on disk, starting, exits, removal. All of it
+//! runs on the agent's one thread; `spawn::start` forks from here, which is safe because nothing
+//! else runs.
+
+use std::collections::HashMap;
+use std::fs;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use tokio::sync::oneshot;
+
+use berth_runtime::cgroup::Cgroups;
+use berth_runtime::container::record::{self, Record, Status};
+use berth_runtime::container::rootfs::Layout;
+use berth_runtime::container::spawn::{self, Launch, StartError};
+use berth_runtime::fsutil::remove_all;
+use berth_runtime::image::store::Store;
+use berth_runtime::{timefmt, Error, IoContext, Result};
+
+use crate::agent::create;
+use crate::proto::RunOptions;
+
+pub struct Supervisor {
+    pub root: PathBuf,
+    store: Store,
+    cgroups: Cgroups,
+    /// Cgroup parent, named from the root so agents on different roots never collide.
+    parent: String,
+    records: HashMap<String, Record>,
+    by_pid: HashMap<i32, String>,
+    waiters: HashMap<String, Vec<oneshot::Sender<i32>>>,
+}
+
+/// `berth` for the default root, `berth-<hash of the root>` for any other.
+pub fn cgroup_parent(root: &Path) -> String {
+    let canon = fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+    if canon == Path::new(crate::cli::DEFAULT_ROOT) {
+        "berth".to_string()
+    } else {
+        format!("berth-{}", &berth_runtime::digest::Digest::of(canon.as_os_str().as_encoded_bytes()).hex()[..12])
+    }
+}
+
+impl Supervisor {
+    pub fn new(root: &Path) -> Result<Supervisor> {
+        let store = Store::open(root)?;
+        fs::create_dir_all(root.join("containers")).ctx(|| format!("create {}", root.join("containers").display()))?;
+        let cgroups = Cgroups::detect()?;
+        let mut s = Supervisor {
+            root: root.to_path_buf(),
+            store,
+            cgroups,
+            parent: cgroup_parent(root),
+            records: HashMap::new(),
+            by_pid: HashMap::new(),
+            waiters: HashMap::new(),
+        };
+        let (recs, bad) = record::list(root);
+        for b in bad {
+            eprintln!("berth agent: skipping {b}");
+        }
+        for mut r in recs {
+            // A container left running by an earlier agent cannot be waited for by this one;
+            // until re-adoption exists it is stopped so that it is never duplicated.
+            if let Status::Running { started, .. } = r.status {
+                let cg = s.cgroups.open(&s.parent, &r.id);
+                let _ = cg.kill_all();
+                let _ = cg.destroy();
+                r.status = Status::Exited {
+                    code: 137,
+                    started,
+                    finished: timefmt::now(),
+                    oom_killed: false,
+                    error: "stopped: the berth agent restarted".into(),
+                };
+                r.save(root)?;
+            }
+            s.records.insert(r.id.clone(), r);
+        }
+        Ok(s)
+    }
+
+    pub fn find(&self, key: &str) -> Result<String> {
+        let recs: Vec<Record> = self.records.values().cloned().collect();
+        Ok(record::find(&recs, key)?.id.clone())
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Record> {
+        self.records.get(id)
+    }
+
+    pub fn running(&self) -> Vec<(String, i32, i32, u32)> {
+        self.records
+            .values()
+            .filter_map(|r| match r.status {
+                Status::Running { pid, .. } => Some((r.id.clone(), pid, r.stop_signal, r.stop_timeout)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn create(&mut self, o: &RunOptions) -> Result<(String, Vec<String>)> {
+        let recs: Vec<Record> = self.records.values().cloned().collect();
+        let res = create::resolve(&self.root, &self.store, &self.cgroups, o, &recs)?;
+        let r = res.record;
+        let dir = record::dir(&self.root, &r.id);
+        let made = (|| {
+            for d in ["upper", "work", "rootfs", "etc"] {
+                fs::create_dir_all(dir.join(d)).ctx(|| format!("create {}", dir.join(d).display()))?;
+            }
+            write_etc(&dir.join("etc"), &r)?;
+            for v in &res.volume_dirs {
+                fs::create_dir_all(v).ctx(|| format!("create volume {}", v.display()))?;
+            }
+            r.save(&self.root)
+        })();
+        if let Err(e) = made {
+            let _ = remove_all(&dir);
+            return Err(e);
+        }
+        let id = r.id.clone();
+        self.records.insert(id.clone(), r);
+        Ok((id, res.warnings))
+    }
+
+    /// Starts a created or exited container; `stdio` are the client's descriptors (foreground),
+    /// otherwise output goes to the container's log file.
+    pub fn start(&mut self, id: &str, stdio: Option<Vec<OwnedFd>>) -> std::result::Result<Vec<String>, StartError> {
+        let r = self.records.get(id).cloned().ok_or_else(|| Error::not_found(format!("No such container: {id}")))?;
+        if r.is_running() {
+            return Ok(Vec::new());
+        }
+        let join_net = match &r.spec.net {
+            berth_runtime::container::spec::Net::Container(other) => {
+                let recs: Vec<Record> = self.records.values().cloned().collect();
+                let o = record::find(&recs, other)?;
+                match o.status {
+                    Status::Running { pid, .. } => Some(PathBuf::from(format!("/proc/{pid}/ns/net"))),
+                    _ => return Err(Error::conflict(format!("cannot join network of a non running container: {other}")).into()),
+                }
+            }
+            _ => None,
+        };
+        let dir = record::dir(&self.root, id);
+        let (cg, warnings) = self.cgroups.create(&self.parent, id, &r.spec.resources)?;
+        let fds: Vec<OwnedFd> = match stdio {
+            Some(f) if f.len() == 3 => f,
+            _ => detached_stdio(&dir)?,
+        };
+        let layers: Vec<String> = r.layers.iter().map(|d| format!("{}/root", d.hex())).collect();
+        let layers_dir = self.root.join("layers");
+        let (upper, work, rootfs, etc) = (dir.join("upper"), dir.join("work"), dir.join("rootfs"), dir.join("etc"));
+        let launch = Launch {
+            spec: &r.spec,
+            layout: Layout { layers: &layers, layers_dir: &layers_dir, upper: &upper, work: &work, rootfs: &rootfs, etc_dir: &etc },
+            cgroup: &cg,
+            stdio: [fds[0].as_raw_fd(), fds[1].as_raw_fd(), fds[2].as_raw_fd()],
+            join_net,
+        };
+        let started = timefmt::now();
+        let res = spawn::start(&launch);
+        drop(fds);
+        let rec = self.records.get_mut(id).ok_or_else(|| Error::not_found(format!("No such container: {id}")))?;
+        match res {
+            Ok(pid) => {
+                rec.status = Status::Running { pid, started };
+                rec.save(&self.root)?;
+                self.by_pid.insert(pid, id.to_string());
+                Ok(warnings)
+            }
+            Err(e) => {
+                let _ = cg.destroy();
+                rec.status = Status::Exited { code: e.code, started, finished: timefmt::now(), oom_killed: false, error: e.msg.clone() };
+                rec.save(&self.root)?;
+                self.finish(id, e.code);
+                Err(e)
+            }
+        }
+    }
+
+    /// A child exited: if it was a container, record how.
+    pub fn reaped(&mut self, pid: i32, status: i32) {
+        let Some(id) = self.by_pid.remove(&pid) else { return };
+        let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { 128 + libc::WTERMSIG(status) };
+        let cg = self.cgroups.open(&self.parent, &id);
+        let oom = cg.oom_kills() > 0;
+        if let Err(e) = cg.destroy() {
+            eprintln!("berth agent: container {id}: {e}");
+        }
+        if let Some(r) = self.records.get_mut(&id) {
+            let started = match r.status {
+                Status::Running { started, .. } => started,
+                _ => 0,
+            };
+            r.status = Status::Exited { code, started, finished: timefmt::now(), oom_killed: oom, error: String::new() };
+            if let Err(e) = r.save(&self.root) {
+                eprintln!("berth agent: {e}");
+            }
+        }
+        self.finish(&id, code);
+    }
+
+    /// Wakes whoever waits for `id` and removes it if it was started with --rm.
+    fn finish(&mut self, id: &str, code: i32) {
+        for w in self.waiters.remove(id).unwrap_or_default() {
+            let _ = w.send(code);
+        }
+        if self.records.get(id).is_some_and(|r| r.auto_remove) {
+            if let Err(e) = self.remove_files(id) {
+                eprintln!("berth agent: remove {id}: {e}");
+            }
+        }
+    }
+
+    /// The exit code now, or a receiver that gets it when the container exits.
+    pub fn wait(&mut self, id: &str) -> std::result::Result<i32, oneshot::Receiver<i32>> {
+        if let Some(Status::Exited { code, .. }) = self.records.get(id).map(|r| &r.status) {
+            return Ok(*code);
+        }
+        Err(self.waiter(id))
+    }
+
+    /// A receiver for the next exit of `id`, whatever its state now.
+    pub fn waiter(&mut self, id: &str) -> oneshot::Receiver<i32> {
+        let (tx, rx) = oneshot::channel();
+        self.waiters.entry(id.to_string()).or_default().push(tx);
+        rx
+    }
+
+    pub fn kill(&self, id: &str, sig: i32) -> Result<()> {
+        match self.records.get(id).map(|r| &r.status) {
+            Some(Status::Running { pid, .. }) => {
+                // SAFETY: kill(2) on the container's pid 1, which is our child and not yet reaped
+                // (so the pid cannot have been reused).
+                if unsafe { libc::kill(*pid, sig) } != 0 {
+                    return Err(Error::io(format!("signal container {id}"), std::io::Error::last_os_error()));
+                }
+                Ok(())
+            }
+            Some(_) => Err(Error::conflict(format!("Container {} is not running", &id[..12]))),
+            None => Err(Error::not_found(format!("No such container: {id}"))),
+        }
+    }
+
+    pub fn remove_files(&mut self, id: &str) -> Result<()> {
+        let _ = self.cgroups.open(&self.parent, id).destroy();
+        remove_all(&record::dir(&self.root, id))?;
+        self.records.remove(id);
+        Ok(())
+    }
+}
+
+fn detached_stdio(dir: &Path) -> Result<Vec<OwnedFd>> {
+    let null = fs::File::open("/dev/null").ctx(|| "open /dev/null".into())?;
+    let log_path = dir.join("container.log");
+    let log = fs::OpenOptions::new().create(true).append(true).open(&log_path).ctx(|| format!("open {}", log_path.display()))?;
+    let log2 = log.try_clone().ctx(|| format!("dup {}", log_path.display()))?;
+    Ok(vec![null.into(), log.into(), log2.into()])
+}
+
+/// /etc/hosts, /etc/hostname and /etc/resolv.conf for the container, bind-mounted in.
+fn write_etc(dir: &Path, r: &Record) -> Result<()> {
+    let host_net = r.spec.net == berth_runtime::container::spec::Net::Host;
+    let hosts = if host_net {
+        fs::read_to_string("/etc/hosts").unwrap_or_default()
+    } else {
+        format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.0.1\t{}\n", r.spec.hostname)
+    };
+    let resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    for (name, content) in [("hosts", hosts), ("hostname", format!("{}\n", r.spec.hostname)), ("resolv.conf", resolv)] {
+        fs::write(dir.join(name), content).ctx(|| format!("write {}", dir.join(name).display()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,8 @@
+//! Containers: the spec, the root file system and the process setup.
+
+pub mod caps;
+pub mod record;
+pub mod rootfs;
+pub mod spawn;
+pub mod spec;
+pub mod user;

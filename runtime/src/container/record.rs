@@ -1,0 +1,115 @@
+//! A container's record on disk, `<root>/containers/<id>/state`: postcard, replaced atomically,
+//! written only when the container changes state (never periodically: flash wears). One file per
+//! container, so a damaged record is reported and skipped without losing the others.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::container::spec::Spec;
+use crate::digest::Digest;
+use crate::error::{Error, IoContext, Result};
+use crate::fsutil::atomic_write;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Status {
+    Created,
+    Running { pid: i32, started: i64 },
+    Exited { code: i32, started: i64, finished: i64, oom_killed: bool, error: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub id: String,
+    pub name: String,
+    /// The image as the user named it, and what it resolved to.
+    pub image: String,
+    pub image_id: Digest,
+    /// The image's layers, lowest first.
+    pub layers: Vec<Digest>,
+    pub created: i64,
+    pub spec: Spec,
+    pub status: Status,
+    pub auto_remove: bool,
+    pub stop_signal: i32,
+    pub stop_timeout: u32,
+    pub labels: BTreeMap<String, String>,
+    pub attach_stdin: bool,
+    /// The `run` options as given (for inspect's HostConfig).
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub binds: Vec<String>,
+    pub tmpfs: Vec<String>,
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+}
+
+const MAGIC: &[u8; 8] = b"BERTHCT1";
+
+pub fn dir(root: &Path, id: &str) -> PathBuf {
+    root.join("containers").join(id)
+}
+
+impl Record {
+    pub fn save(&self, root: &Path) -> Result<()> {
+        let body = postcard::to_allocvec(self).map_err(|e| Error::invalid(format!("encode container {}: {e}", self.id)))?;
+        let mut data = MAGIC.to_vec();
+        data.extend_from_slice(Digest::of(&body).hex().as_bytes());
+        data.extend_from_slice(&body);
+        atomic_write(&dir(root, &self.id).join("state"), &data)
+    }
+
+    pub fn load(path: &Path) -> Result<Record> {
+        let data = std::fs::read(path).ctx(|| format!("read {}", path.display()))?;
+        let damaged = || Error::invalid(format!("container record {} is damaged", path.display()));
+        if data.len() < 72 || &data[..8] != MAGIC {
+            return Err(damaged());
+        }
+        let (sum, body) = data[8..].split_at(64);
+        if Digest::of(body).hex().as_bytes() != sum {
+            return Err(damaged());
+        }
+        postcard::from_bytes(body).map_err(|_| damaged())
+    }
+
+    pub fn short_id(&self) -> &str {
+        &self.id[..12]
+    }
+
+    pub fn is_running(&self) -> bool {
+        matches!(self.status, Status::Running { .. })
+    }
+}
+
+/// Every readable record, and one message per record that could not be read.
+pub fn list(root: &Path) -> (Vec<Record>, Vec<String>) {
+    let (mut ok, mut bad) = (Vec::new(), Vec::new());
+    let Ok(rd) = std::fs::read_dir(root.join("containers")) else { return (ok, bad) };
+    for e in rd.flatten() {
+        let state = e.path().join("state");
+        if !state.exists() {
+            continue;
+        }
+        match Record::load(&state) {
+            Ok(r) => ok.push(r),
+            Err(err) => bad.push(err.to_string()),
+        }
+    }
+    ok.sort_by(|a, b| b.created.cmp(&a.created).then(a.id.cmp(&b.id)));
+    (ok, bad)
+}
+
+/// Finds a container by full or unique-prefix id, or by name (Docker's order: id, then name).
+pub fn find<'a>(records: &'a [Record], key: &str) -> Result<&'a Record> {
+    let key = key.strip_prefix('/').unwrap_or(key);
+    if let Some(r) = records.iter().find(|r| r.id == key || r.name == key) {
+        return Ok(r);
+    }
+    let hits: Vec<&Record> = records.iter().filter(|r| !key.is_empty() && r.id.starts_with(key)).collect();
+    match hits.as_slice() {
+        [one] => Ok(one),
+        [] => Err(Error::not_found(format!("No such container: {key}"))),
+        _ => Err(Error::invalid(format!("multiple IDs found with provided prefix: {key}"))),
+    }
+}

@@ -1,0 +1,307 @@
+//! The container's file system, built inside its own mount namespace so that it all disappears
+//! with the container (no mount can leak): overlayfs over the shared layers, /proc, a small /dev,
+//! read-only /sys, Docker's masked and read-only paths, volumes, tmpfs, then pivot_root.
+
+use std::ffi::{CStr, CString};
+use std::fs;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{symlink, DirBuilderExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+
+use crate::container::spec::{tmpfs_options, Mount, Spec};
+use crate::error::{Error, IoContext, Result};
+use crate::fsutil::cstring;
+
+/// Paths Docker hides from containers (unless privileged).
+const MASKED: &[&str] = &[
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+const READONLY: &[&str] = &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
+
+/// Character devices every container gets: (name, major, minor).
+const DEVICES: &[(&str, u32, u32)] = &[("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)];
+
+pub fn mount(src: &str, target: &Path, fstype: &str, flags: libc::c_ulong, data: &str) -> Result<()> {
+    let (s, t, f, d) = (CString::new(src), cstring(target)?, CString::new(fstype), CString::new(data));
+    let (Ok(s), Ok(f), Ok(d)) = (s, f, d) else { return Err(Error::invalid("mount argument holds a NUL byte")) };
+    let dp = if data.is_empty() { std::ptr::null() } else { d.as_ptr().cast() };
+    let fp = if fstype.is_empty() { std::ptr::null() } else { f.as_ptr() };
+    // SAFETY: all strings are NUL-terminated and live across the call; null pointers are allowed
+    // for fstype and data.
+    let rc = unsafe { libc::mount(s.as_ptr(), t.as_ptr(), fp, flags, dp) };
+    if rc != 0 {
+        return Err(Error::io(format!("mount {fstype} {src} on {}", target.display()), io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// Resolves `path` inside `root` as the container would see it: symlinks are followed but an
+/// absolute target or `..` can never leave `root` (the runc "securejoin" rule). Without it an
+/// image's `/data -> /etc` link would make a volume mount land on the host's /etc.
+pub fn scoped_join(root: &Path, path: &str) -> Result<PathBuf> {
+    let mut parts: Vec<std::ffi::OsString> = Vec::new();
+    let mut todo: Vec<std::ffi::OsString> = Path::new(path).components().rev().filter_map(comp_name).collect();
+    let mut hops = 0;
+    while let Some(c) = todo.pop() {
+        if c == ".." {
+            parts.pop();
+            continue;
+        }
+        let mut cur = root.to_path_buf();
+        cur.extend(&parts);
+        cur.push(&c);
+        match fs::symlink_metadata(&cur) {
+            Ok(m) if m.file_type().is_symlink() => {
+                hops += 1;
+                if hops > 40 {
+                    return Err(Error::invalid(format!("too many levels of symbolic links in {path}")));
+                }
+                let target = fs::read_link(&cur).ctx(|| format!("read link {}", cur.display()))?;
+                if target.is_absolute() {
+                    parts.clear();
+                }
+                todo.extend(target.components().rev().filter_map(comp_name));
+            }
+            _ => parts.push(c),
+        }
+    }
+    let mut out = root.to_path_buf();
+    out.extend(&parts);
+    Ok(out)
+}
+
+fn comp_name(c: Component) -> Option<std::ffi::OsString> {
+    match c {
+        Component::Normal(n) => Some(n.to_os_string()),
+        Component::ParentDir => Some("..".into()),
+        _ => None,
+    }
+}
+
+fn mkdir_p(p: &Path) -> Result<()> {
+    fs::DirBuilder::new().recursive(true).mode(0o755).create(p).ctx(|| format!("create {}", p.display()))
+}
+
+/// Makes the mount point for `source` at `target`: a directory for a directory, a file otherwise.
+fn mount_point(target: &Path, dir: bool) -> Result<()> {
+    if dir {
+        return mkdir_p(target);
+    }
+    if let Some(parent) = target.parent() {
+        mkdir_p(parent)?;
+    }
+    if fs::symlink_metadata(target).is_err() {
+        fs::File::create(target).ctx(|| format!("create {}", target.display()))?;
+    }
+    Ok(())
+}
+
+fn mknod_char(p: &Path, major: u32, minor: u32, mode: u32) -> Result<()> {
+    let c = cstring(p)?;
+    // SAFETY: `c` is NUL-terminated; makedev and mknod only read their arguments.
+    let rc = unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | mode, libc::makedev(major, minor)) };
+    if rc != 0 {
+        return Err(Error::io(format!("mknod {}", p.display()), io::Error::last_os_error()));
+    }
+    // mknod honours the umask; the nodes must be 0666 whatever it is.
+    fs::set_permissions(p, fs::Permissions::from_mode(mode)).ctx(|| format!("chmod {}", p.display()))
+}
+
+/// Everything from the overlay mount to just before pivot_root. Runs in the container's
+/// (private) mount namespace as root.
+pub struct Layout<'a> {
+    /// Layer roots, lowest first, relative to `layers_dir`.
+    pub layers: &'a [String],
+    pub layers_dir: &'a Path,
+    pub upper: &'a Path,
+    pub work: &'a Path,
+    pub rootfs: &'a Path,
+    /// hosts, hostname, resolv.conf prepared by the agent.
+    pub etc_dir: &'a Path,
+}
+
+pub fn build(l: &Layout, spec: &Spec) -> Result<()> {
+    // Nothing mounted here may propagate back to the host; host unmounts still reach us.
+    mount("none", Path::new("/"), "", libc::MS_REC | libc::MS_SLAVE, "")?;
+    // Relative lower dirs keep the option string short: it is limited to one page.
+    std::env::set_current_dir(l.layers_dir).ctx(|| format!("chdir {}", l.layers_dir.display()))?;
+    let lower: Vec<&str> = l.layers.iter().rev().map(String::as_str).collect();
+    let opts = format!("lowerdir={},upperdir={},workdir={}", lower.join(":"), l.upper.display(), l.work.display());
+    if opts.len() >= 4000 {
+        return Err(Error::invalid(format!("image has too many layers for one overlay mount ({})", l.layers.len())));
+    }
+    mount("overlay", l.rootfs, "overlay", 0, &opts)?;
+    let r = l.rootfs;
+    let at = |p: &str| scoped_join(r, p);
+
+    let proc_ = at("/proc")?;
+    mkdir_p(&proc_)?;
+    mount("proc", &proc_, "proc", libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, "")?;
+
+    let dev = at("/dev")?;
+    mkdir_p(&dev)?;
+    if spec.privileged {
+        // All host devices, including ones plugged in later.
+        mount("/dev", &dev, "", libc::MS_BIND | libc::MS_REC, "")?;
+    } else {
+        mount("tmpfs", &dev, "tmpfs", libc::MS_NOSUID | libc::MS_STRICTATIME, "mode=755,size=65536k")?;
+        for (name, major, minor) in DEVICES {
+            mknod_char(&dev.join(name), *major, *minor, 0o666)?;
+        }
+        for (link, target) in [
+            ("fd", "/proc/self/fd"),
+            ("stdin", "/proc/self/fd/0"),
+            ("stdout", "/proc/self/fd/1"),
+            ("stderr", "/proc/self/fd/2"),
+            ("ptmx", "pts/ptmx"),
+            ("core", "/proc/kcore"),
+        ] {
+            symlink(target, dev.join(link)).ctx(|| format!("symlink /dev/{link}"))?;
+        }
+        let pts = dev.join("pts");
+        mkdir_p(&pts)?;
+        mount("devpts", &pts, "devpts", libc::MS_NOSUID | libc::MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5")?;
+        let shm = dev.join("shm");
+        mkdir_p(&shm)?;
+        mount("shm", &shm, "tmpfs", libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, "mode=1777,size=65536k")?;
+        let mq = dev.join("mqueue");
+        mkdir_p(&mq)?;
+        // POSIX message queues are an optional kernel feature; containers that need them fail
+        // visibly when they open one.
+        let _ = mount("mqueue", &mq, "mqueue", libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, "");
+    }
+
+    let sys = at("/sys")?;
+    mkdir_p(&sys)?;
+    let ro = if spec.privileged { 0 } else { libc::MS_RDONLY };
+    mount("sysfs", &sys, "sysfs", libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC | ro, "")?;
+
+    for name in ["hosts", "hostname", "resolv.conf"] {
+        let src = l.etc_dir.join(name);
+        let t = at(&format!("/etc/{name}"))?;
+        mount_point(&t, false)?;
+        mount(&src.to_string_lossy(), &t, "", libc::MS_BIND, "")?;
+    }
+
+    for m in &spec.mounts {
+        match m {
+            Mount::Bind { source, target, readonly } => {
+                let t = at(target)?;
+                mount_point(&t, source.is_dir())?;
+                mount(&source.to_string_lossy(), &t, "", libc::MS_BIND | libc::MS_REC, "")?;
+                if *readonly {
+                    mount("none", &t, "", libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY, "")?;
+                }
+            }
+            Mount::Tmpfs { target, options } => {
+                let (flags, data) = tmpfs_options(options)?;
+                let t = at(target)?;
+                mkdir_p(&t)?;
+                mount("tmpfs", &t, "tmpfs", flags, &data)?;
+            }
+        }
+    }
+
+    if !spec.privileged {
+        for p in MASKED {
+            let t = at(p)?;
+            match fs::symlink_metadata(&t) {
+                Ok(m) if m.is_dir() => mount("tmpfs", &t, "tmpfs", libc::MS_RDONLY, "size=0")?,
+                Ok(_) => mount("/dev/null", &t, "", libc::MS_BIND, "")?,
+                Err(_) => {}
+            }
+        }
+        for p in READONLY {
+            let t = at(p)?;
+            if fs::symlink_metadata(&t).is_ok() {
+                mount(&t.to_string_lossy(), &t, "", libc::MS_BIND | libc::MS_REC, "")?;
+                mount("none", &t, "", libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_REC, "")?;
+            }
+        }
+    }
+    if spec.read_only {
+        mount("none", r, "", libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY, "")?;
+    }
+    Ok(())
+}
+
+/// pivot_root into `rootfs` without a spare directory (runc's trick: pivot onto itself, then
+/// detach the old root stacked underneath).
+pub fn pivot(rootfs: &Path) -> Result<()> {
+    std::env::set_current_dir(rootfs).ctx(|| format!("chdir {}", rootfs.display()))?;
+    let dot: &CStr = c".";
+    // SAFETY: plain syscalls on NUL-terminated constant strings.
+    unsafe {
+        if libc::syscall(libc::SYS_pivot_root, dot.as_ptr(), dot.as_ptr()) != 0 {
+            return Err(Error::io("pivot_root", io::Error::last_os_error()));
+        }
+        if libc::umount2(dot.as_ptr(), libc::MNT_DETACH) != 0 {
+            return Err(Error::io("detach old root", io::Error::last_os_error()));
+        }
+    }
+    std::env::set_current_dir("/").ctx(|| "chdir /".into())
+}
+
+/// Brings up `lo` in a fresh network namespace (it starts down).
+pub fn loopback_up() -> Result<()> {
+    // SAFETY: a plain socket used only for the two ioctls; `ifr` is a zeroed C struct with the
+    // interface name copied in, and the descriptor is closed before returning.
+    unsafe {
+        let s = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if s < 0 {
+            return Err(Error::io("socket for lo", io::Error::last_os_error()));
+        }
+        let mut ifr: libc::ifreq = std::mem::zeroed();
+        for (i, b) in b"lo\0".iter().enumerate() {
+            ifr.ifr_name[i] = *b as libc::c_char;
+        }
+        let mut rc = libc::ioctl(s, libc::SIOCGIFFLAGS, &mut ifr);
+        if rc == 0 {
+            ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+            rc = libc::ioctl(s, libc::SIOCSIFFLAGS, &ifr);
+        }
+        let e = io::Error::last_os_error();
+        libc::close(s);
+        if rc != 0 {
+            return Err(Error::io("bring up lo", e));
+        }
+    }
+    Ok(())
+}
+
+pub fn path_bytes(p: &Path) -> &[u8] {
+    p.as_os_str().as_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scoped_join_never_leaves_root() {
+        let root = std::env::temp_dir().join(format!("berth-sj-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        fs::create_dir_all(root.join("real/sub")).unwrap();
+        symlink("/etc", root.join("abs")).unwrap();
+        symlink("../../..", root.join("real/up")).unwrap();
+        symlink("real", root.join("rel")).unwrap();
+        assert_eq!(scoped_join(&root, "/abs/passwd").unwrap(), root.join("etc/passwd"));
+        assert_eq!(scoped_join(&root, "/real/up/x").unwrap(), root.join("x"));
+        assert_eq!(scoped_join(&root, "/../../x").unwrap(), root.join("x"));
+        assert_eq!(scoped_join(&root, "/rel/sub").unwrap(), root.join("real/sub"));
+        symlink("loop", root.join("loop")).unwrap();
+        assert!(scoped_join(&root, "/loop/x").is_err());
+        fs::remove_dir_all(&root).unwrap();
+    }
+}

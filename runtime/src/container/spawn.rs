@@ -1,0 +1,389 @@
+//! Starting a container's process. The process model, all from a single-threaded caller:
+//!
+//! ```text
+//! agent ── fork ──> intermediate: joins the cgroup, setns/unshare(mnt, uts, ipc, pid[, net])
+//!                        └─ fork ──> pid 1 of the new namespaces: rootfs, pivot_root, hostname,
+//!                                     rlimits, capabilities, user, exec (or, with --init, a tiny
+//!                                     init that forks the command and forwards signals)
+//! ```
+//! The intermediate reports the container's pid and exits; the agent, a child subreaper, then
+//! becomes the container's parent and reaps it. Namespaces come from unshare()+fork(), never
+//! clone() with CLONE_NEW* flags, which qemu-user rejects. Every failure in the children travels
+//! back over a close-on-exec pipe: end-of-file means the command was exec'd.
+
+use std::ffi::CString;
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+
+use crate::cgroup::Cgroup;
+use crate::container::caps;
+use crate::container::rootfs::{self, Layout};
+use crate::container::spec::{Net, Spec};
+use crate::error::{Error, Result};
+
+/// Why a container could not start, with Docker's exit code: 125 berth's own failure, 126 the
+/// command cannot be run, 127 it does not exist.
+#[derive(Debug, Clone)]
+pub struct StartError {
+    pub code: i32,
+    pub msg: String,
+}
+
+impl From<Error> for StartError {
+    fn from(e: Error) -> Self {
+        StartError { code: 125, msg: e.to_string() }
+    }
+}
+
+pub struct Launch<'a> {
+    pub spec: &'a Spec,
+    pub layout: Layout<'a>,
+    pub cgroup: &'a Cgroup,
+    /// Descriptors that become the container's 0, 1 and 2.
+    pub stdio: [RawFd; 3],
+    /// `/proc/<pid>/ns/net` of the container whose network this one joins.
+    pub join_net: Option<PathBuf>,
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two descriptors into `fds`, which we then own.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(Error::io("pipe", io::Error::last_os_error()));
+    }
+    // SAFETY: both descriptors were just created and are owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+fn send(fd: RawFd, tag: u8, payload: &[u8]) {
+    let mut msg = Vec::with_capacity(payload.len() + 5);
+    msg.push(tag);
+    msg.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    msg.extend_from_slice(payload);
+    // SAFETY: writes from a live buffer to a descriptor we hold; a short or failed write only
+    // loses the report, and the parent then sees an unexplained exit.
+    unsafe { libc::write(fd, msg.as_ptr().cast(), msg.len()) };
+}
+
+fn fail(fd: RawFd, code: i32, msg: &str) -> ! {
+    let mut p = vec![code as u8];
+    p.extend_from_slice(msg.as_bytes());
+    send(fd, b'E', &p);
+    // SAFETY: _exit never returns and runs no destructors or atexit handlers of the parent image.
+    unsafe { libc::_exit(code) }
+}
+
+/// Forks and starts the container; returns its pid (in the agent's pid namespace).
+pub fn start(l: &Launch) -> std::result::Result<i32, StartError> {
+    let (rd, wr) = pipe()?;
+    // SAFETY: the caller is single-threaded (the agent's current-thread runtime, no blocking
+    // pool), so the child's copy of the address space holds no lock another thread owned.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(Error::io("fork", io::Error::last_os_error()).into());
+    }
+    if pid == 0 {
+        drop(rd);
+        intermediate(l, wr.as_raw_fd())
+    }
+    drop(wr);
+    let mut r = io::BufReader::new(std::fs::File::from(rd));
+    let mut container = None;
+    let mut outcome = Ok(());
+    loop {
+        let mut head = [0u8; 5];
+        match r.read_exact(&mut head) {
+            Ok(()) => {}
+            Err(_) => break, // end of file: the command was exec'd (or a child died silently)
+        }
+        let mut payload = vec![0u8; u32::from_le_bytes([head[1], head[2], head[3], head[4]]) as usize];
+        if r.read_exact(&mut payload).is_err() {
+            break;
+        }
+        match head[0] {
+            b'P' if payload.len() == 4 => container = Some(i32::from_le_bytes([payload[0], payload[1], payload[2], payload[3]])),
+            b'E' if !payload.is_empty() => {
+                outcome = Err(StartError { code: i32::from(payload[0]), msg: String::from_utf8_lossy(&payload[1..]).into_owned() });
+            }
+            _ => {}
+        }
+    }
+    let mut status = 0;
+    // SAFETY: reaps the intermediate, our direct child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    match (outcome, container) {
+        (Ok(()), Some(p)) => Ok(p),
+        (Err(e), Some(p)) => {
+            // The container process exited with the error; it is the agent's child by now.
+            let mut st = 0;
+            // SAFETY: reaps the failed container process so no zombie is left.
+            unsafe { libc::waitpid(p, &mut st, 0) };
+            Err(e)
+        }
+        (Err(e), None) => Err(e),
+        (Ok(()), None) => Err(StartError { code: 125, msg: "container setup ended without a report".into() }),
+    }
+}
+
+fn reset_signals() {
+    // SAFETY: restoring default dispositions and an empty mask; no Rust state is involved.
+    unsafe {
+        for sig in 1..32 {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
+}
+
+fn intermediate(l: &Launch, report: RawFd) -> ! {
+    reset_signals();
+    install_panic_report(report);
+    // SAFETY: getpid has no preconditions.
+    let me = unsafe { libc::getpid() } as u32;
+    if let Err(e) = l.cgroup.join(me) {
+        fail(report, 125, &e.to_string());
+    }
+    if let Some(ns) = &l.join_net {
+        let f = match std::fs::File::open(ns) {
+            Ok(f) => f,
+            Err(e) => fail(report, 125, &format!("join network of {}: {e}", ns.display())),
+        };
+        // SAFETY: setns on a namespace descriptor we opened.
+        if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            fail(report, 125, &format!("join network namespace: {}", io::Error::last_os_error()));
+        }
+    }
+    let mut flags = libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_NEWPID;
+    if l.spec.net == Net::None {
+        flags |= libc::CLONE_NEWNET;
+    }
+    // SAFETY: unshare only changes this process's namespaces.
+    if unsafe { libc::unshare(flags) } != 0 {
+        fail(report, 125, &format!("create namespaces: {}", io::Error::last_os_error()));
+    }
+    // SAFETY: still single-threaded (we are a fresh fork).
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        fail(report, 125, &format!("fork: {}", io::Error::last_os_error()));
+    }
+    if pid == 0 {
+        container_init(l, report);
+    }
+    send(report, b'P', &pid.to_le_bytes());
+    // SAFETY: leaves without running the agent's destructors.
+    unsafe { libc::_exit(0) }
+}
+
+/// A panic in a child must not hang it (pid 1 ignores SIGABRT) nor unwind into agent code.
+fn install_panic_report(report: RawFd) {
+    std::panic::set_hook(Box::new(move |info| {
+        fail(report, 125, &format!("internal error in container setup: {info}"));
+    }));
+}
+
+fn container_init(l: &Launch, report: RawFd) -> ! {
+    let report = match wire_stdio(l.stdio, report) {
+        Ok(fd) => fd,
+        Err(e) => fail(report, 125, &e.to_string()),
+    };
+    install_panic_report(report);
+    match setup(l, report) {
+        Err(e) => fail(report, e.code, &e.msg),
+        // exec does not return on success
+        Ok(()) => fail(report, 125, "container setup returned without exec"),
+    }
+}
+
+/// Puts the given descriptors on 0, 1, 2 and closes everything else but `keep`.
+fn wire_stdio(stdio: [RawFd; 3], keep: RawFd) -> Result<RawFd> {
+    // SAFETY: descriptor juggling on fds this process owns. The report pipe first moves above
+    // any of the stdio numbers so dup2 cannot clobber it.
+    unsafe {
+        let keep = libc::fcntl(keep, libc::F_DUPFD_CLOEXEC, 10);
+        if keep < 0 {
+            return Err(Error::io("dup report pipe", io::Error::last_os_error()));
+        }
+        let high: Vec<RawFd> = stdio.iter().map(|fd| libc::fcntl(*fd, libc::F_DUPFD, 10)).collect();
+        for (i, fd) in high.iter().enumerate() {
+            if *fd < 0 || libc::dup2(*fd, i as RawFd) < 0 {
+                return Err(Error::io("set up stdio", io::Error::last_os_error()));
+            }
+        }
+        // Close every other descriptor inherited from the agent (sockets, store files).
+        let fds: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")
+            .map(|rd| rd.flatten().filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok())).collect())
+            .unwrap_or_default();
+        for fd in fds {
+            if fd > 2 && fd != keep {
+                libc::close(fd);
+            }
+        }
+        Ok(keep)
+    }
+}
+
+fn setup(l: &Launch, report: RawFd) -> std::result::Result<(), StartError> {
+    let spec = l.spec;
+    rootfs::build(&l.layout, spec)?;
+    if spec.net == Net::None {
+        rootfs::loopback_up()?;
+    }
+    rootfs::pivot(l.layout.rootfs)?;
+    sethostname(&spec.hostname)?;
+    if spec.tty {
+        // The pty slave on 0/1/2 becomes the controlling terminal of a new session, so job
+        // control and ^C work as in `docker run -t`.
+        // SAFETY: setsid and an ioctl on our own stdin.
+        if unsafe { libc::setsid() } < 0 || unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) } != 0 {
+            return Err(Error::io("make the pty the controlling terminal", io::Error::last_os_error()).into());
+        }
+    }
+    set_rlimits(spec)?;
+    if spec.no_new_privs {
+        // SAFETY: prctl with constant arguments.
+        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+            return Err(Error::io("set no_new_privs", io::Error::last_os_error()).into());
+        }
+    }
+    let caps_set = caps::apply_bounding(&spec.caps)?;
+    let (uid, gid, groups) = crate::container::user::resolve(&spec.user)?;
+    crate::container::user::switch(uid, gid, &groups)?;
+    if uid == 0 {
+        caps::apply_sets(&caps_set)?;
+    }
+    let cwd = if spec.cwd.is_empty() { "/" } else { spec.cwd.as_str() };
+    // Docker creates a missing working directory.
+    if std::fs::create_dir_all(cwd).is_err() || std::env::set_current_dir(cwd).is_err() {
+        return Err(StartError { code: 125, msg: format!("cannot use working directory {cwd:?}") });
+    }
+    let (path, argv, envp) = command(spec)?;
+    if spec.init {
+        run_init(report, &path, &argv, &envp)
+    }
+    set_oom_score_adj(0);
+    exec(report, &path, &argv, &envp)
+}
+
+fn sethostname(name: &str) -> Result<()> {
+    // SAFETY: the pointer and length describe `name`'s bytes.
+    if unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) } != 0 {
+        return Err(Error::io(format!("set hostname {name:?}"), io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// Never above the current hard limit: raising it needs CAP_SYS_RESOURCE, which many locked-down
+/// boards (and this build machine) do not grant.
+fn set_rlimits(spec: &Spec) -> Result<()> {
+    for u in &spec.ulimits {
+        let mut cur = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: getrlimit/setrlimit read and write the plain struct we pass.
+        unsafe {
+            libc::getrlimit(u.resource as _, &mut cur);
+            let hard = u.hard.min(cur.rlim_max);
+            let new = libc::rlimit { rlim_cur: u.soft.min(hard), rlim_max: hard };
+            if libc::setrlimit(u.resource as _, &new) != 0 {
+                return Err(Error::io(format!("set ulimit {}", u.name), io::Error::last_os_error()));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn set_oom_score_adj(v: i32) {
+    // Best effort: lowering it needs CAP_SYS_RESOURCE; raising it back to 0 never does.
+    let _ = std::fs::write("/proc/self/oom_score_adj", v.to_string());
+}
+
+type Command = (CString, Vec<CString>, Vec<CString>);
+
+/// The executable to run, found in the container's PATH, as Docker reports failures.
+fn command(spec: &Spec) -> std::result::Result<Command, StartError> {
+    let cs = |s: &str| CString::new(s).map_err(|_| StartError { code: 125, msg: format!("argument {s:?} holds a NUL byte") });
+    let argv: Vec<CString> = spec.args.iter().map(|a| cs(a)).collect::<std::result::Result<_, _>>()?;
+    let envp: Vec<CString> = spec.env.iter().map(|e| cs(e)).collect::<std::result::Result<_, _>>()?;
+    let Some(prog) = spec.args.first() else {
+        return Err(StartError { code: 125, msg: "no command specified".into() });
+    };
+    if prog.contains('/') {
+        return Ok((cs(prog)?, argv, envp));
+    }
+    let path =
+        spec.env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    for dir in path.split(':').filter(|d| !d.is_empty()) {
+        let p = format!("{dir}/{prog}");
+        if let Ok(m) = std::fs::metadata(&p) {
+            if m.is_file() {
+                return Ok((cs(&p)?, argv, envp));
+            }
+        }
+    }
+    Err(StartError { code: 127, msg: format!("exec: \"{prog}\": executable file not found in $PATH") })
+}
+
+fn exec(report: RawFd, path: &CString, argv: &[CString], envp: &[CString]) -> std::result::Result<(), StartError> {
+    let mut a: Vec<*const libc::c_char> = argv.iter().map(|s| s.as_ptr()).collect();
+    a.push(std::ptr::null());
+    let mut e: Vec<*const libc::c_char> = envp.iter().map(|s| s.as_ptr()).collect();
+    e.push(std::ptr::null());
+    // SAFETY: NULL-terminated arrays of NUL-terminated strings that outlive the call.
+    unsafe { libc::execve(path.as_ptr(), a.as_ptr(), e.as_ptr()) };
+    let err = io::Error::last_os_error();
+    let p = path.to_string_lossy();
+    let (code, msg) = match err.raw_os_error() {
+        Some(libc::ENOENT) => (127, format!("exec: \"{p}\": no such file or directory")),
+        Some(libc::EACCES) | Some(libc::EPERM) => (126, format!("exec: \"{p}\": permission denied")),
+        Some(libc::ENOEXEC) => (126, format!("exec: \"{p}\": exec format error (built for another architecture?)")),
+        _ => (126, format!("exec: \"{p}\": {err}")),
+    };
+    fail(report, code, &msg)
+}
+
+/// `--init`: pid 1 stays ours, forwards every signal to the command and reaps every zombie;
+/// it exits with the command's status.
+fn run_init(report: RawFd, path: &CString, argv: &[CString], envp: &[CString]) -> ! {
+    // SAFETY: signal-mask manipulation and fork in a single-threaded process; the child unblocks
+    // everything before exec so the command starts with a clean mask.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::sigprocmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
+        let child = libc::fork();
+        if child < 0 {
+            fail(report, 125, &format!("fork: {}", io::Error::last_os_error()));
+        }
+        if child == 0 {
+            reset_signals();
+            set_oom_score_adj(0);
+            let _ = exec(report, path, argv, envp);
+            libc::_exit(127);
+        }
+        libc::close(report);
+        // The command is the process the OOM killer should take, never its init.
+        set_oom_score_adj(-999);
+        loop {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            let sig = libc::sigwaitinfo(&all, &mut info);
+            if sig == libc::SIGCHLD {
+                loop {
+                    let mut st = 0;
+                    let p = libc::waitpid(-1, &mut st, libc::WNOHANG);
+                    if p <= 0 {
+                        break;
+                    }
+                    if p == child {
+                        let code = if libc::WIFEXITED(st) { libc::WEXITSTATUS(st) } else { 128 + libc::WTERMSIG(st) };
+                        libc::_exit(code);
+                    }
+                }
+            } else if sig > 0 {
+                libc::kill(child, sig);
+            }
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! What a container is allowed to be: every `run` option resolved against the image config into
+//! one validated value that the process setup only executes (Northstar's "manifest as the single
+//! source of truth"). Stored in the container's state record.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::cgroup::Resources;
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Net {
+    /// The host's network stack. berth's default: it has no bridge or NAT of its own, and board
+    /// applications talk to their fieldbus and cloud directly.
+    Host,
+    /// A new network namespace with only loopback.
+    None,
+    /// Another container's network namespace.
+    Container(String),
+}
+
+impl Net {
+    pub fn parse(s: &str) -> Result<Net> {
+        match s {
+            "host" | "default" => Ok(Net::Host),
+            "none" => Ok(Net::None),
+            _ => match s.strip_prefix("container:") {
+                Some(n) if !n.is_empty() => Ok(Net::Container(n.to_string())),
+                _ => Err(Error::invalid(format!("network mode {s:?} is not supported: use host, none or container:NAME"))),
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Mount {
+    Bind { source: PathBuf, target: String, readonly: bool },
+    Tmpfs { target: String, options: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ulimit {
+    pub resource: i32,
+    pub name: String,
+    pub soft: u64,
+    pub hard: u64,
+}
+
+/// How the container's stdio is wired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Stdio {
+    /// File descriptors handed over by the client (foreground `run`).
+    Passed,
+    /// stdout/stderr appended to the container's log file, stdin from /dev/null.
+    Log,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Spec {
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: String,
+    /// `uid[:gid]` or `name[:group]`, resolved inside the container's /etc/passwd.
+    pub user: String,
+    pub hostname: String,
+    pub mounts: Vec<Mount>,
+    pub read_only: bool,
+    pub net: Net,
+    /// The capability set, resolved (`CAP_*` names).
+    pub caps: Vec<String>,
+    pub privileged: bool,
+    pub no_new_privs: bool,
+    pub ulimits: Vec<Ulimit>,
+    pub init: bool,
+    pub tty: bool,
+    pub resources: Resources,
+}
+
+/// Docker's `--tmpfs` options: mount flags and tmpfs data, validated before anything is created.
+pub fn tmpfs_options(opts: &str) -> Result<(libc::c_ulong, String)> {
+    let mut flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+    let mut data = Vec::new();
+    for o in opts.split(',').filter(|o| !o.is_empty()) {
+        match o {
+            "ro" => flags |= libc::MS_RDONLY,
+            "rw" => flags &= !libc::MS_RDONLY,
+            "exec" => flags &= !libc::MS_NOEXEC,
+            "noexec" => flags |= libc::MS_NOEXEC,
+            "suid" => flags &= !libc::MS_NOSUID,
+            "nosuid" => flags |= libc::MS_NOSUID,
+            "dev" => flags &= !libc::MS_NODEV,
+            "nodev" => flags |= libc::MS_NODEV,
+            "sync" => flags |= libc::MS_SYNCHRONOUS,
+            "async" => flags &= !libc::MS_SYNCHRONOUS,
+            "atime" | "relatime" | "noatime" | "strictatime" | "nodiratime" | "diratime" => {}
+            _ => {
+                let (k, v) = o.split_once('=').ok_or_else(|| Error::invalid(format!("invalid tmpfs option {o:?}")))?;
+                match k {
+                    "size" => {
+                        let v = if v.ends_with('%') { v.to_string() } else { crate::cgroup::parse_size(v)?.to_string() };
+                        data.push(format!("size={v}"));
+                    }
+                    "mode" if u32::from_str_radix(v, 8).is_ok_and(|m| m <= 0o7777) => data.push(format!("mode={v}")),
+                    "uid" | "gid" | "nr_inodes" | "nr_blocks" if v.parse::<u64>().is_ok() => data.push(format!("{k}={v}")),
+                    "tmpcopyup" | "notmpcopyup" => {}
+                    _ => return Err(Error::invalid(format!("invalid tmpfs option {o:?}"))),
+                }
+            }
+        }
+    }
+    Ok((flags, data.join(",")))
+}
+
+const ULIMITS: &[(&str, i32)] = &[
+    ("core", libc::RLIMIT_CORE as i32),
+    ("cpu", libc::RLIMIT_CPU as i32),
+    ("data", libc::RLIMIT_DATA as i32),
+    ("fsize", libc::RLIMIT_FSIZE as i32),
+    ("locks", libc::RLIMIT_LOCKS as i32),
+    ("memlock", libc::RLIMIT_MEMLOCK as i32),
+    ("msgqueue", libc::RLIMIT_MSGQUEUE as i32),
+    ("nice", libc::RLIMIT_NICE as i32),
+    ("nofile", libc::RLIMIT_NOFILE as i32),
+    ("nproc", libc::RLIMIT_NPROC as i32),
+    ("rss", libc::RLIMIT_RSS as i32),
+    ("rtprio", libc::RLIMIT_RTPRIO as i32),
+    ("rttime", libc::RLIMIT_RTTIME as i32),
+    ("sigpending", libc::RLIMIT_SIGPENDING as i32),
+    ("stack", libc::RLIMIT_STACK as i32),
+    ("as", libc::RLIMIT_AS as i32),
+];
+
+/// `--ulimit name=soft[:hard]` as Docker parses it (-1 is unlimited).
+pub fn parse_ulimit(s: &str) -> Result<Ulimit> {
+    let bad = || Error::invalid(format!("invalid ulimit argument: {s}"));
+    let (name, vals) = s.split_once('=').ok_or_else(bad)?;
+    let resource =
+        ULIMITS.iter().find(|(n, _)| *n == name).map(|(_, r)| *r).ok_or_else(|| Error::invalid(format!("invalid ulimit type: {name}")))?;
+    let num = |v: &str| -> Result<u64> {
+        if v == "-1" {
+            Ok(libc::RLIM_INFINITY)
+        } else {
+            v.parse::<u64>().map_err(|_| bad())
+        }
+    };
+    let (soft, hard) = match vals.split_once(':') {
+        Some((a, b)) => (num(a)?, num(b)?),
+        None => (num(vals)?, num(vals)?),
+    };
+    if soft > hard {
+        return Err(Error::invalid(format!("ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}")));
+    }
+    Ok(Ulimit { resource, name: name.to_string(), soft, hard })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tmpfs_and_ulimit_parsing() {
+        let (f, d) = tmpfs_options("size=1m,mode=1777,exec").unwrap();
+        assert_eq!(d, "size=1048576,mode=1777");
+        assert_eq!(f & libc::MS_NOEXEC, 0);
+        assert!(tmpfs_options("bogus").is_err());
+        assert!(tmpfs_options("size=12x").is_err());
+        assert!(tmpfs_options("mode=999").is_err());
+        let u = parse_ulimit("nofile=1024:2048").unwrap();
+        assert_eq!((u.soft, u.hard), (1024, 2048));
+        assert!(parse_ulimit("nofile=10:5").is_err());
+        assert!(parse_ulimit("bogus=1").is_err());
+        assert_eq!(Net::parse("container:db").unwrap(), Net::Container("db".into()));
+        assert!(Net::parse("bridge").is_err());
+    }
+}
