@@ -30,6 +30,8 @@ pub struct Options {
     pub socket: PathBuf,
     /// Group that may use the socket (mode 0660).
     pub group: Option<String>,
+    /// `overlay` or `copy`; by default overlay where the kernel has it.
+    pub storage: Option<String>,
 }
 
 /// Holds `<root>/agent.lock` for the agent's lifetime: a second agent on the same root is refused.
@@ -90,7 +92,16 @@ pub fn run(o: &Options) -> Result<()> {
     if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
         return Err(Error::io("become child subreaper", io::Error::last_os_error()));
     }
-    let sup = Rc::new(RefCell::new(Supervisor::new(&o.root)?));
+    let copy = match o.storage.as_deref() {
+        None => !berth_runtime::container::copyfs::overlay_supported(),
+        Some("overlay") if berth_runtime::container::copyfs::overlay_supported() => false,
+        Some("overlay") => return Err(Error::invalid("--storage-driver overlay: this kernel has no overlayfs")),
+        Some("copy") => true,
+        Some(other) => return Err(Error::invalid(format!("unknown storage driver {other:?} (overlay or copy)"))),
+    };
+    // The choice is recorded for `berth info`, which runs without talking to the agent.
+    atomic_write(&o.root.join("storage-driver"), if copy { &b"copy\n"[..] } else { &b"overlay\n"[..] })?;
+    let sup = Rc::new(RefCell::new(Supervisor::new(&o.root, copy)?));
     let listener = bind(&o.socket, o.group.as_deref())?;
     atomic_write(&o.root.join("agent.pid"), format!("{}\n", std::process::id()).as_bytes())?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| Error::io("start runtime", e))?;

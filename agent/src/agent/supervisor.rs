@@ -26,6 +26,8 @@ pub struct Supervisor {
     cgroups: Cgroups,
     /// Cgroup parent, named from the root so agents on different roots never collide.
     parent: String,
+    /// No overlayfs (or asked not to use it): containers get a merged copy of their image.
+    pub copy: bool,
     records: HashMap<String, Record>,
     by_pid: HashMap<i32, String>,
     waiters: HashMap<String, Vec<oneshot::Sender<i32>>>,
@@ -42,7 +44,7 @@ pub fn cgroup_parent(root: &Path) -> String {
 }
 
 impl Supervisor {
-    pub fn new(root: &Path) -> Result<Supervisor> {
+    pub fn new(root: &Path, copy: bool) -> Result<Supervisor> {
         let store = Store::open(root)?;
         fs::create_dir_all(root.join("containers")).ctx(|| format!("create {}", root.join("containers").display()))?;
         let cgroups = Cgroups::detect()?;
@@ -51,6 +53,7 @@ impl Supervisor {
             store,
             cgroups,
             parent: cgroup_parent(root),
+            copy,
             records: HashMap::new(),
             by_pid: HashMap::new(),
             waiters: HashMap::new(),
@@ -109,6 +112,10 @@ impl Supervisor {
                 fs::create_dir_all(dir.join(d)).ctx(|| format!("create {}", dir.join(d).display()))?;
             }
             write_etc(&dir.join("etc"), &r)?;
+            if self.copy {
+                let roots: Vec<PathBuf> = r.layers.iter().map(|d| self.store.layer_dir(d).join("root")).collect();
+                berth_runtime::container::copyfs::materialize(&roots, &dir.join("rootfs"))?;
+            }
             for v in &res.volume_dirs {
                 fs::create_dir_all(v).ctx(|| format!("create volume {}", v.display()))?;
             }
@@ -152,7 +159,15 @@ impl Supervisor {
         let (upper, work, rootfs, etc) = (dir.join("upper"), dir.join("work"), dir.join("rootfs"), dir.join("etc"));
         let launch = Launch {
             spec: &r.spec,
-            layout: Layout { layers: &layers, layers_dir: &layers_dir, upper: &upper, work: &work, rootfs: &rootfs, etc_dir: &etc },
+            layout: Layout {
+                layers: &layers,
+                layers_dir: &layers_dir,
+                upper: &upper,
+                work: &work,
+                rootfs: &rootfs,
+                etc_dir: &etc,
+                copy: self.copy,
+            },
             cgroup: &cg,
             stdio: [fds[0].as_raw_fd(), fds[1].as_raw_fd(), fds[2].as_raw_fd()],
             join_net,

@@ -105,7 +105,15 @@ const INSPECT_OPTS: &[Opt] = &[
 pub const INSPECT: Cmd =
     cmd("berth inspect", "[OPTIONS] NAME|ID [NAME|ID...]", "Return low-level information on containers and images", INSPECT_OPTS, 1, None);
 
-const AGENT_OPTS: &[Opt] = &[opt("group", Some('G'), Some("string"), "Group that may use the agent's socket (mode 0660)")];
+const AGENT_OPTS: &[Opt] = &[
+    opt("group", Some('G'), Some("string"), "Group that may use the agent's socket (mode 0660)"),
+    opt(
+        "storage-driver",
+        Some('s'),
+        Some("string"),
+        "Container root file systems: overlay, or copy where the kernel has no overlayfs (default: overlay if available)",
+    ),
+];
 pub const AGENT: Cmd =
     cmd("berth agent", "[OPTIONS]", "Run the berth agent (the daemon that runs and supervises containers)", AGENT_OPTS, 0, Some(0));
 
@@ -352,7 +360,12 @@ pub fn wait(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
 
 pub fn agent(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
     let socket = std::path::PathBuf::from(ctx.host.strip_prefix("unix://").unwrap_or(&ctx.host));
-    crate::agent::run(&crate::agent::Options { root: ctx.root.clone(), socket, group: m.value("group").map(str::to_string) })?;
+    crate::agent::run(&crate::agent::Options {
+        root: ctx.root.clone(),
+        socket,
+        group: m.value("group").map(str::to_string),
+        storage: m.value("storage-driver").map(str::to_string),
+    })?;
     Ok(0)
 }
 

@@ -38,8 +38,92 @@ pub const DF: Cmd = Cmd {
     subcommands: &[],
 };
 
-pub const GROUP: Cmd = group("berth system", "Manage berth", &[("df", "Show berth disk usage")]);
-pub const SUBCOMMANDS: &[Command] = &[Command { name: "df", cmd: &DF, run: df }];
+const INFO_OPTS: &[Opt] = &[opt("format", Some('f'), Some("string"), "Format output: \"json\"")];
+pub const INFO: Cmd = Cmd {
+    path: "berth info",
+    usage: "[OPTIONS]",
+    about: "Display system-wide information",
+    opts: INFO_OPTS,
+    min_args: 0,
+    max_args: Some(0),
+    stop_at_positional: false,
+    subcommands: &[],
+};
+const SYSTEM_INFO: Cmd = Cmd { path: "berth system info", ..INFO };
+
+pub const GROUP: Cmd =
+    group("berth system", "Manage berth", &[("df", "Show berth disk usage"), ("info", "Display system-wide information")]);
+pub const SUBCOMMANDS: &[Command] = &[Command { name: "df", cmd: &DF, run: df }, Command { name: "info", cmd: &SYSTEM_INFO, run: info }];
+
+/// `berth info`: what this berth runs on and with, readable without the agent.
+pub fn info(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
+    use berth_runtime::container::record::{list, Status};
+    let fmt = Format::parse(m.value("format"))?;
+    let (recs, _) = list(&ctx.root);
+    let running = recs.iter().filter(|r| matches!(r.status, Status::Running { .. })).count();
+    let images = ctx.store()?.db()?.images.len();
+    let storage = std::fs::read_to_string(ctx.root.join("storage-driver")).map(|s| s.trim().to_string()).unwrap_or_else(|_| {
+        if berth_runtime::container::copyfs::overlay_supported() {
+            "overlay".into()
+        } else {
+            "copy".into()
+        }
+    });
+    let cgroup = match berth_runtime::cgroup::Cgroups::detect().map(|c| c.mode()) {
+        Ok(berth_runtime::cgroup::Mode::V1) => "1",
+        Ok(berth_runtime::cgroup::Mode::V2) => "2",
+        Ok(berth_runtime::cgroup::Mode::Hybrid) => "1 (hybrid: v1 controllers and a cgroup2 mount)",
+        Err(_) => "none found",
+    };
+    let read = |p: &str| std::fs::read_to_string(p).map(|s| s.trim().to_string()).unwrap_or_default();
+    let mem_kb: u64 = read("/proc/meminfo")
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap_or(0);
+    let agent = ctx.root.join("agent.pid");
+    let v = json!({
+        "Containers": recs.len(), "ContainersRunning": running, "ContainersStopped": recs.len() - running, "Images": images,
+        "ServerVersion": VERSION, "Driver": storage, "DriverStatus": if storage == "copy" { "copy fallback: each container gets a full copy of its image (no overlayfs)" } else { "overlayfs over the shared layer store" },
+        "CgroupDriver": "cgroupfs", "CgroupVersion": cgroup, "KernelVersion": read("/proc/sys/kernel/osrelease"),
+        "Architecture": std::env::consts::ARCH, "NCPU": std::thread::available_parallelism().map_or(1, |n| n.get()), "MemTotal": mem_kb * 1024,
+        "BerthRootDir": ctx.root, "AgentRunning": std::fs::read_to_string(&agent).is_ok(), "Host": ctx.host,
+    });
+    let mut out = std::io::stdout().lock();
+    let w = |e: std::io::Error| berth_runtime::Error::io("write output", e);
+    match fmt {
+        Format::Json => writeln!(out, "{v}").map_err(w)?,
+        Format::Template(t) => writeln!(out, "{}", super::format::render(&t, &v)?).map_err(w)?,
+        Format::Table => {
+            for (label, key) in [
+                ("Containers", "Containers"),
+                (" Running", "ContainersRunning"),
+                (" Stopped", "ContainersStopped"),
+                ("Images", "Images"),
+                ("Server Version", "ServerVersion"),
+                ("Storage Driver", "Driver"),
+                (" Status", "DriverStatus"),
+                ("Cgroup Driver", "CgroupDriver"),
+                ("Cgroup Version", "CgroupVersion"),
+                ("Kernel Version", "KernelVersion"),
+                ("Architecture", "Architecture"),
+                ("CPUs", "NCPU"),
+                ("Total Memory", "MemTotal"),
+                ("Berth Root Dir", "BerthRootDir"),
+                ("Agent Socket", "Host"),
+                ("Agent Running", "AgentRunning"),
+            ] {
+                let val = match &v[key] {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                let val = if key == "MemTotal" { human_size(v[key].as_u64().unwrap_or(0)) } else { val };
+                writeln!(out, "{label}: {val}").map_err(w)?;
+            }
+        }
+    }
+    Ok(0)
+}
 
 pub fn df(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
     let fmt = Format::parse(m.value("format"))?;

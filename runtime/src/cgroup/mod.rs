@@ -117,11 +117,11 @@ impl Cgroups {
         check_name(id)?;
         res.validate()?;
         let mut made = Made::default();
-        let res = self.create_in(parent, id, res, &mut made);
-        if res.is_err() {
+        let out = self.create_in(parent, id, res, &mut made);
+        if out.is_err() {
             made.undo();
         }
-        res
+        out
     }
 
     fn create_in(&self, parent: &str, id: &str, res: &Resources, made: &mut Made) -> Result<(Cgroup, Vec<String>)> {

@@ -129,19 +129,26 @@ pub struct Layout<'a> {
     pub rootfs: &'a Path,
     /// hosts, hostname, resolv.conf prepared by the agent.
     pub etc_dir: &'a Path,
+    /// `rootfs` already holds a merged copy of the layers (no overlayfs on this kernel).
+    pub copy: bool,
 }
 
 pub fn build(l: &Layout, spec: &Spec) -> Result<()> {
     // Nothing mounted here may propagate back to the host; host unmounts still reach us.
     mount("none", Path::new("/"), "", libc::MS_REC | libc::MS_SLAVE, "")?;
-    // Relative lower dirs keep the option string short: it is limited to one page.
-    std::env::set_current_dir(l.layers_dir).ctx(|| format!("chdir {}", l.layers_dir.display()))?;
-    let lower: Vec<&str> = l.layers.iter().rev().map(String::as_str).collect();
-    let opts = format!("lowerdir={},upperdir={},workdir={}", lower.join(":"), l.upper.display(), l.work.display());
-    if opts.len() >= 4000 {
-        return Err(Error::invalid(format!("image has too many layers for one overlay mount ({})", l.layers.len())));
+    if l.copy {
+        // pivot_root needs a mount point.
+        mount(&l.rootfs.to_string_lossy(), l.rootfs, "", libc::MS_BIND | libc::MS_REC, "")?;
+    } else {
+        // Relative lower dirs keep the option string short: it is limited to one page.
+        std::env::set_current_dir(l.layers_dir).ctx(|| format!("chdir {}", l.layers_dir.display()))?;
+        let lower: Vec<&str> = l.layers.iter().rev().map(String::as_str).collect();
+        let opts = format!("lowerdir={},upperdir={},workdir={}", lower.join(":"), l.upper.display(), l.work.display());
+        if opts.len() >= 4000 {
+            return Err(Error::invalid(format!("image has too many layers for one overlay mount ({})", l.layers.len())));
+        }
+        mount("overlay", l.rootfs, "overlay", 0, &opts)?;
     }
-    mount("overlay", l.rootfs, "overlay", 0, &opts)?;
     let r = l.rootfs;
     let at = |p: &str| scoped_join(r, p);
 

@@ -1,0 +1,69 @@
+//! The copy fallback for kernels without overlayfs: the image's layers are merged once into the
+//! container's own directory (whiteouts applied), which then serves as its root file system.
+//! Costs the image's full size per container; `berth info` says when it is in use.
+
+use std::fs;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, IoContext, Result};
+use crate::fsutil::cstring;
+use crate::image::export::merged;
+
+/// Whether the running kernel offers overlayfs.
+pub fn overlay_supported() -> bool {
+    std::fs::read_to_string("/proc/filesystems").is_ok_and(|f| f.lines().any(|l| l.split_whitespace().last() == Some("overlay")))
+}
+
+fn times_and_owner(p: &Path, m: &fs::Metadata) -> Result<()> {
+    std::os::unix::fs::lchown(p, Some(m.uid()), Some(m.gid())).ctx(|| format!("chown {}", p.display()))?;
+    if !m.file_type().is_symlink() {
+        fs::set_permissions(p, fs::Permissions::from_mode(m.mode() & 0o7777)).ctx(|| format!("chmod {}", p.display()))?;
+    }
+    let c = cstring(p)?;
+    let t = libc::timespec { tv_sec: m.mtime() as libc::time_t, tv_nsec: m.mtime_nsec() as _ };
+    let times = [t, t];
+    // SAFETY: `c` is NUL-terminated and `times` holds the two timespecs utimensat reads.
+    if unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) } != 0 {
+        return Err(Error::io(format!("set times of {}", p.display()), io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// Copies the merged view of `layer_roots` (lowest first) into the empty directory `dest`.
+pub fn materialize(layer_roots: &[PathBuf], dest: &Path) -> Result<()> {
+    let mut dirs = Vec::new();
+    let mut links = std::collections::HashMap::new();
+    for (rel, (src, m)) in merged(layer_roots)? {
+        let to = dest.join(std::ffi::OsStr::from_bytes(&rel));
+        let ft = m.file_type();
+        if ft.is_dir() {
+            fs::create_dir(&to).ctx(|| format!("create {}", to.display()))?;
+            dirs.push((to, m));
+            continue;
+        }
+        if ft.is_symlink() {
+            symlink(fs::read_link(&src).ctx(|| format!("read link {}", src.display()))?, &to)
+                .ctx(|| format!("symlink {}", to.display()))?;
+        } else if ft.is_file() {
+            if m.nlink() > 1 {
+                if let Some(first) = links.get(&(m.dev(), m.ino())) {
+                    fs::hard_link(first, &to).ctx(|| format!("link {}", to.display()))?;
+                    continue;
+                }
+                links.insert((m.dev(), m.ino()), to.clone());
+            }
+            fs::copy(&src, &to).ctx(|| format!("copy {} to {}", src.display(), to.display()))?;
+        } else {
+            // FIFOs and sockets; device nodes never come out of an image.
+            continue;
+        }
+        times_and_owner(&to, &m)?;
+    }
+    for (d, m) in dirs.iter().rev() {
+        times_and_owner(d, m)?;
+    }
+    Ok(())
+}
