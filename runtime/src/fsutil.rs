@@ -39,6 +39,23 @@ pub fn atomic_write(path: &Path, data: &[u8]) -> Result<()> {
     fsync_dir(dir)
 }
 
+/// Replaces `path` atomically (temp file + rename) without waiting for the disk: for state whose
+/// loss in a power cut is harmless (a running container's pid is meaningless after a reboot),
+/// while a crashed process still finds the old or the new content, never a torn one.
+pub fn replace(path: &Path, data: &[u8]) -> Result<()> {
+    let dir = path.parent().ok_or_else(|| Error::invalid(format!("{} has no parent", path.display())))?;
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{}.tmp", std::process::id()));
+    let tmp = dir.join(name);
+    let res = fs::write(&tmp, data)
+        .ctx(|| format!("write {}", tmp.display()))
+        .and_then(|()| fs::rename(&tmp, path).ctx(|| format!("rename {} to {}", tmp.display(), path.display())));
+    if res.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    res
+}
+
 /// Flushes every dirty page of the file system holding `path`: one call makes a whole unpacked
 /// layer durable, far cheaper than an fsync per file.
 pub fn syncfs(path: &Path) -> Result<()> {

@@ -105,8 +105,8 @@ pub const REQUIREMENTS: &[Requirement] = &[
     req(
         "OVERLAY_FS",
         Required,
-        "container root file systems over shared image layers",
-        "containers",
+        "container root file systems over the shared image layers",
+        "shared layers (the copy fallback stores a full copy of the image per container)",
         Probe::Fs("overlay", Some("overlay")),
     ),
     req("TMPFS", Required, "/dev, /run and scratch space in containers", "containers (--tmpfs, --read-only)", Probe::Fs("tmpfs", None)),

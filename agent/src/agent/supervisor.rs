@@ -119,7 +119,12 @@ impl Supervisor {
             for v in &res.volume_dirs {
                 fs::create_dir_all(v).ctx(|| format!("create volume {}", v.display()))?;
             }
-            r.save(&self.root)
+            // A --rm container's record dies with it: durability would buy nothing.
+            if r.auto_remove {
+                r.save_status(&self.root)
+            } else {
+                r.save(&self.root)
+            }
         })();
         if let Err(e) = made {
             let _ = remove_all(&dir);
@@ -179,14 +184,14 @@ impl Supervisor {
         match res {
             Ok(pid) => {
                 rec.status = Status::Running { pid, started };
-                rec.save(&self.root)?;
+                rec.save_status(&self.root)?;
                 self.by_pid.insert(pid, id.to_string());
                 Ok(warnings)
             }
             Err(e) => {
                 let _ = cg.destroy();
                 rec.status = Status::Exited { code: e.code, started, finished: timefmt::now(), oom_killed: false, error: e.msg.clone() };
-                rec.save(&self.root)?;
+                rec.save_status(&self.root)?;
                 self.finish(id, e.code);
                 Err(e)
             }
@@ -208,7 +213,7 @@ impl Supervisor {
                 _ => 0,
             };
             r.status = Status::Exited { code, started, finished: timefmt::now(), oom_killed: oom, error: String::new() };
-            if let Err(e) = r.save(&self.root) {
+            if let Err(e) = r.save_status(&self.root) {
                 eprintln!("berth agent: {e}");
             }
         }
