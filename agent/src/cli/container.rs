@@ -57,6 +57,7 @@ const RUN_OPTS: &[Opt] = &[
     opt("stop-timeout", None, Some("int"), "Timeout (in seconds) to stop a container"),
     opt("init", None, None, "Run an init inside the container that forwards signals and reaps processes"),
     opt("privileged", None, None, "Give extended privileges to this container"),
+    opt("userns", None, Some("string"), "User namespace to use: host (the only mode so far)"),
 ];
 pub const RUN: Cmd = Cmd {
     stop_at_positional: true,
@@ -152,6 +153,13 @@ pub fn run_options(m: &Matches) -> Result<(RunOptions, bool), CliError> {
             "no-new-privileges" | "no-new-privileges=true" | "no-new-privileges:true" => no_new_privileges = true,
             "no-new-privileges=false" | "no-new-privileges:false" => no_new_privileges = false,
             other => return Err(op_err(format!("unsupported security option {other:?} (supported: no-new-privileges)"))),
+        }
+    }
+    if let Some(u) = m.value("userns") {
+        if u != "host" {
+            // Remapping needs idmapped mounts of the shared layers (the layer store is owned by
+            // host root); until then say so instead of running with a weaker isolation.
+            return Err(op_err(format!("--userns={u} is not supported: only --userns=host")));
         }
     }
     let strs = |n: &str| m.values(n).into_iter().map(str::to_string).collect::<Vec<_>>();
