@@ -44,6 +44,8 @@ pub struct RunOptions {
     pub privileged: bool,
     pub interactive: bool,
     pub tty: bool,
+    pub log_driver: Option<String>,
+    pub log_opts: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

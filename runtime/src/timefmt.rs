@@ -35,6 +35,13 @@ pub fn rfc3339(secs: i64) -> String {
     format!("{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}Z", s / 3600, s / 60 % 60, s % 60)
 }
 
+/// Now as RFC 3339 with nanoseconds (log lines need an order finer than a second).
+pub fn now_nanos() -> String {
+    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let base = rfc3339(d.as_secs() as i64);
+    format!("{}.{:09}Z", &base[..19], d.subsec_nanos())
+}
+
 /// Parses `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)` to seconds since the epoch.
 pub fn parse_rfc3339(s: &str) -> Option<i64> {
     let b = s.as_bytes();

@@ -216,6 +216,7 @@ pub fn resolve(root: &Path, store: &Store, cgroups: &Cgroups, o: &RunOptions, ex
     if o.no_new_privileges {
         no_new_privs = true;
     }
+    let log = berth_runtime::container::logs::LogConfig::parse(o.log_driver.as_deref(), &o.log_opts)?;
     let ulimits = o.ulimits.iter().map(|u| parse_ulimit(u)).collect::<Result<Vec<_>>>()?;
     let mut labels = BTreeMap::new();
     if let Some(l) = cfg.get("Labels").and_then(Value::as_object) {
@@ -273,6 +274,7 @@ pub fn resolve(root: &Path, store: &Store, cgroups: &Cgroups, o: &RunOptions, ex
         stop_timeout: o.stop_timeout.unwrap_or(10),
         labels,
         attach_stdin: o.interactive,
+        log,
         cap_add: o.cap_add.clone(),
         cap_drop: o.cap_drop.clone(),
         binds: o.volumes.clone(),

@@ -32,6 +32,9 @@ pub struct Options {
     pub group: Option<String>,
     /// `overlay` or `copy`; by default overlay where the kernel has it.
     pub storage: Option<String>,
+    /// Leave containers running when the agent stops (Docker's --live-restore); a new agent
+    /// re-adopts them.
+    pub live_restore: bool,
 }
 
 /// Holds `<root>/agent.lock` for the agent's lifetime: a second agent on the same root is refused.
@@ -106,17 +109,19 @@ pub fn run(o: &Options) -> Result<()> {
     atomic_write(&o.root.join("agent.pid"), format!("{}\n", std::process::id()).as_bytes())?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| Error::io("start runtime", e))?;
     let local = tokio::task::LocalSet::new();
-    let res = local.block_on(&rt, serve(listener, sup.clone()));
+    let res = local.block_on(&rt, serve(listener, sup.clone(), o.live_restore));
     let _ = fs::remove_file(&o.socket);
     let _ = fs::remove_file(o.root.join("agent.pid"));
     res
 }
 
-async fn serve(listener: std::os::unix::net::UnixListener, sup: Shared) -> Result<()> {
+async fn serve(listener: std::os::unix::net::UnixListener, sup: Shared, live_restore: bool) -> Result<()> {
     let listener = UnixListener::from_std(listener).map_err(|e| Error::io("socket", e))?;
     let mut chld = signal(SignalKind::child()).map_err(|e| Error::io("SIGCHLD handler", e))?;
     let mut term = signal(SignalKind::terminate()).map_err(|e| Error::io("SIGTERM handler", e))?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| Error::io("SIGINT handler", e))?;
+    // Monitors adopted from an earlier agent are not our children: look at them once a second.
+    let mut adopted = tokio::time::interval(Duration::from_secs(1));
     eprintln!(
         "berth agent: serving on {:?} for {}",
         listener.local_addr().ok().and_then(|a| a.as_pathname().map(Path::to_path_buf)),
@@ -129,11 +134,14 @@ async fn serve(listener: std::os::unix::net::UnixListener, sup: Shared) -> Resul
                 Err(e) => eprintln!("berth agent: accept: {e}"),
             },
             _ = chld.recv() => reap(&sup),
+            _ = adopted.tick(), if sup.borrow().adopted_count() > 0 => sup.borrow_mut().check_adopted(),
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
     }
-    shutdown(&sup).await;
+    if !live_restore {
+        shutdown(&sup).await;
+    }
     Ok(())
 }
 
@@ -170,6 +178,7 @@ async fn shutdown(sup: &Shared) {
             None => tokio::time::sleep(Duration::from_millis(200)).await,
         }
         reap(sup);
+        sup.borrow_mut().check_adopted();
     }
 }
 

@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 use berth_runtime::cgroup::Cgroups;
 use berth_runtime::container::record::{self, Record, Status};
 use berth_runtime::container::rootfs::Layout;
-use berth_runtime::container::spawn::{self, Launch, StartError};
+use berth_runtime::container::spawn::{self, Launch, Output, StartError};
 use berth_runtime::fsutil::remove_all;
 use berth_runtime::image::store::Store;
 use berth_runtime::{timefmt, Error, IoContext, Result};
@@ -29,7 +29,10 @@ pub struct Supervisor {
     /// No overlayfs (or asked not to use it): containers get a merged copy of their image.
     pub copy: bool,
     records: HashMap<String, Record>,
+    /// Monitors that are our children, by pid.
     by_pid: HashMap<i32, String>,
+    /// Monitors of an earlier agent (not our children): watched until they are gone.
+    adopted: HashMap<String, (i32, u64)>,
     waiters: HashMap<String, Vec<oneshot::Sender<i32>>>,
 }
 
@@ -56,31 +59,44 @@ impl Supervisor {
             copy,
             records: HashMap::new(),
             by_pid: HashMap::new(),
+            adopted: HashMap::new(),
             waiters: HashMap::new(),
         };
         let (recs, bad) = record::list(root);
         for b in bad {
             eprintln!("berth agent: skipping {b}");
         }
-        for mut r in recs {
-            // A container left running by an earlier agent cannot be waited for by this one;
-            // until re-adoption exists it is stopped so that it is never duplicated.
-            if let Status::Running { started, .. } = r.status {
-                let cg = s.cgroups.open(&s.parent, &r.id);
-                let _ = cg.kill_all();
-                let _ = cg.destroy();
-                r.status = Status::Exited {
-                    code: 137,
-                    started,
-                    finished: timefmt::now(),
-                    oom_killed: false,
-                    error: "stopped: the berth agent restarted".into(),
-                };
-                r.save(root)?;
+        for r in recs {
+            // A container started by an earlier agent keeps running under its monitor: adopt it
+            // (never start it twice), or record how it ended while nobody watched.
+            if let Status::Running { monitor, monitor_start, .. } = r.status {
+                if spawn::start_ticks(monitor) == Some(monitor_start) {
+                    s.adopted.insert(r.id.clone(), (monitor, monitor_start));
+                    s.records.insert(r.id.clone(), r);
+                    continue;
+                }
+                let id = r.id.clone();
+                s.records.insert(id.clone(), r);
+                s.exited(&id, None);
+                continue;
             }
             s.records.insert(r.id.clone(), r);
         }
         Ok(s)
+    }
+
+    /// Adopted monitors that have gone since the last look: their containers have exited.
+    pub fn check_adopted(&mut self) {
+        let gone: Vec<String> =
+            self.adopted.iter().filter(|(_, (pid, start))| spawn::start_ticks(*pid) != Some(*start)).map(|(id, _)| id.clone()).collect();
+        for id in gone {
+            self.adopted.remove(&id);
+            self.exited(&id, None);
+        }
+    }
+
+    pub fn adopted_count(&self) -> usize {
+        self.adopted.len()
     }
 
     pub fn find(&self, key: &str) -> Result<String> {
@@ -154,10 +170,11 @@ impl Supervisor {
             _ => None,
         };
         let dir = record::dir(&self.root, id);
+        let _ = fs::remove_file(dir.join("exit"));
         let (cg, warnings) = self.cgroups.create(&self.parent, id, &r.spec.resources)?;
-        let fds: Vec<OwnedFd> = match stdio {
-            Some(f) if f.len() == 3 => f,
-            _ => detached_stdio(&dir)?,
+        let output = match &stdio {
+            Some(f) if f.len() == 3 => Output::Passed([f[0].as_raw_fd(), f[1].as_raw_fd(), f[2].as_raw_fd()]),
+            _ => Output::Log(r.log.clone()),
         };
         let layers: Vec<String> = r.layers.iter().map(|d| format!("{}/root", d.hex())).collect();
         let layers_dir = self.root.join("layers");
@@ -174,18 +191,20 @@ impl Supervisor {
                 copy: self.copy,
             },
             cgroup: &cg,
-            stdio: [fds[0].as_raw_fd(), fds[1].as_raw_fd(), fds[2].as_raw_fd()],
+            output,
             join_net,
+            dir: &dir,
         };
         let started = timefmt::now();
         let res = spawn::start(&launch);
-        drop(fds);
+        drop(stdio);
         let rec = self.records.get_mut(id).ok_or_else(|| Error::not_found(format!("No such container: {id}")))?;
         match res {
-            Ok(pid) => {
-                rec.status = Status::Running { pid, started };
+            Ok(s) => {
+                rec.status =
+                    Status::Running { pid: s.pid, monitor: s.monitor, monitor_start: spawn::start_ticks(s.monitor).unwrap_or(0), started };
                 rec.save_status(&self.root)?;
-                self.by_pid.insert(pid, id.to_string());
+                self.by_pid.insert(s.monitor, id.to_string());
                 Ok(warnings)
             }
             Err(e) => {
@@ -198,26 +217,40 @@ impl Supervisor {
         }
     }
 
-    /// A child exited: if it was a container, record how.
+    /// A child exited: if it was a container's monitor, the container has ended.
     pub fn reaped(&mut self, pid: i32, status: i32) {
         let Some(id) = self.by_pid.remove(&pid) else { return };
-        let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { 128 + libc::WTERMSIG(status) };
-        let cg = self.cgroups.open(&self.parent, &id);
+        // The monitor exits with the container's status; if it was killed itself, the status
+        // file (if it got that far) is all there is.
+        let code = if libc::WIFEXITED(status) { Some(libc::WEXITSTATUS(status)) } else { None };
+        self.exited(&id, code);
+    }
+
+    /// Records the end of a running container: `code` from its monitor, else from its `exit` file.
+    fn exited(&mut self, id: &str, code: Option<i32>) {
+        let dir = record::dir(&self.root, id);
+        let (code, error) = match code.or_else(|| spawn::recorded_exit(&dir)) {
+            Some(c) => (c, String::new()),
+            None => (255, "the container's monitor ended without recording an exit status".to_string()),
+        };
+        let cg = self.cgroups.open(&self.parent, id);
         let oom = cg.oom_kills() > 0;
+        // Whatever a lost monitor left behind in the cgroup must not outlive the container.
+        let _ = cg.kill_all();
         if let Err(e) = cg.destroy() {
             eprintln!("berth agent: container {id}: {e}");
         }
-        if let Some(r) = self.records.get_mut(&id) {
+        if let Some(r) = self.records.get_mut(id) {
             let started = match r.status {
                 Status::Running { started, .. } => started,
                 _ => 0,
             };
-            r.status = Status::Exited { code, started, finished: timefmt::now(), oom_killed: oom, error: String::new() };
+            r.status = Status::Exited { code, started, finished: timefmt::now(), oom_killed: oom, error };
             if let Err(e) = r.save_status(&self.root) {
                 eprintln!("berth agent: {e}");
             }
         }
-        self.finish(&id, code);
+        self.finish(id, code);
     }
 
     /// Wakes whoever waits for `id` and removes it if it was started with --rm.
@@ -268,14 +301,6 @@ impl Supervisor {
         self.records.remove(id);
         Ok(())
     }
-}
-
-fn detached_stdio(dir: &Path) -> Result<Vec<OwnedFd>> {
-    let null = fs::File::open("/dev/null").ctx(|| "open /dev/null".into())?;
-    let log_path = dir.join("container.log");
-    let log = fs::OpenOptions::new().create(true).append(true).open(&log_path).ctx(|| format!("open {}", log_path.display()))?;
-    let log2 = log.try_clone().ctx(|| format!("dup {}", log_path.display()))?;
-    Ok(vec![null.into(), log.into(), log2.into()])
 }
 
 /// /etc/hosts, /etc/hostname and /etc/resolv.conf for the container, bind-mounted in.

@@ -58,6 +58,8 @@ const RUN_OPTS: &[Opt] = &[
     opt("init", None, None, "Run an init inside the container that forwards signals and reaps processes"),
     opt("privileged", None, None, "Give extended privileges to this container"),
     opt("userns", None, Some("string"), "User namespace to use: host (the only mode so far)"),
+    opt("log-driver", None, Some("string"), "Logging driver: local (size-capped ring files, the default), json-file (same), none"),
+    opt("log-opt", None, Some("list"), "Log driver options: max-size=10m, max-file=3 (the defaults)"),
 ];
 pub const RUN: Cmd = Cmd {
     stop_at_positional: true,
@@ -194,6 +196,8 @@ pub fn run_options(m: &Matches) -> Result<(RunOptions, bool), CliError> {
         privileged: m.flag("privileged"),
         interactive: m.flag("interactive"),
         tty: m.flag("tty"),
+        log_driver: m.value("log-driver").map(str::to_string),
+        log_opts: strs("log-opt"),
     };
     Ok((o, m.flag("detach")))
 }
@@ -373,6 +377,7 @@ pub fn agent(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
         socket,
         group: m.value("group").map(str::to_string),
         storage: m.value("storage-driver").map(str::to_string),
+        live_restore: m.flag("live-restore"),
     })?;
     Ok(0)
 }
@@ -484,7 +489,7 @@ pub fn ps(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
 pub fn container_json(ctx: &Ctx, r: &Record) -> Value {
     let (running, pid, code, started, finished, oom, error) = match &r.status {
         Status::Created => (false, 0, 0, 0, 0, false, String::new()),
-        Status::Running { pid, started } => (true, *pid, 0, *started, 0, false, String::new()),
+        Status::Running { pid, started, .. } => (true, *pid, 0, *started, 0, false, String::new()),
         Status::Exited { code, started, finished, oom_killed, error } => (false, 0, *code, *started, *finished, *oom_killed, error.clone()),
     };
     let t = |s: i64| if s == 0 { "0001-01-01T00:00:00Z".to_string() } else { timefmt::rfc3339(s) };
@@ -523,6 +528,7 @@ pub fn container_json(ctx: &Ctx, r: &Record) -> Value {
             "NanoCpus": s.resources.cpus.map_or(0, |c| (c * 1e9) as i64), "CpuShares": s.resources.cpu_shares.unwrap_or(0),
             "SecurityOpt": if s.no_new_privs { vec!["no-new-privileges"] } else { vec![] },
             "Ulimits": s.ulimits.iter().map(|u| json!({"Name": u.name, "Soft": u.soft, "Hard": u.hard})).collect::<Vec<_>>(),
+            "LogConfig": {"Type": if r.log.enabled { "local" } else { "none" }, "Config": {"max-size": r.log.max_size.to_string(), "max-file": r.log.max_files.to_string()}},
         },
         "Mounts": mounts,
         "Config": {

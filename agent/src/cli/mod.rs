@@ -8,6 +8,7 @@ pub mod client;
 pub mod container;
 pub mod format;
 pub mod image;
+pub mod logs;
 pub mod output;
 pub mod system;
 pub mod tty;
@@ -85,6 +86,7 @@ const GLOBAL: Cmd = Cmd {
         ("check", "Check that the kernel has what berth needs"),
         ("create", "Create a new container"),
         ("kill", "Kill one or more running containers"),
+        ("logs", "Fetch the logs of a container"),
         ("ps", "List containers"),
         ("rm", "Remove one or more containers"),
         ("run", "Create and run a new container from an image"),
@@ -111,6 +113,7 @@ const TOP: &[Command] = &[
     Command { name: "check", cmd: &check::CHECK, run: check::check },
     Command { name: "create", cmd: &container::CREATE, run: container::create },
     Command { name: "kill", cmd: &container::KILL, run: container::kill },
+    Command { name: "logs", cmd: &logs::LOGS, run: logs::logs },
     Command { name: "ps", cmd: &container::PS, run: container::ps },
     Command { name: "rm", cmd: &container::RM, run: container::rm },
     Command { name: "run", cmd: &container::RUN, run: container::run },

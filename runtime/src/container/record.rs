@@ -15,8 +15,21 @@ use crate::fsutil::{atomic_write, replace};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Status {
     Created,
-    Running { pid: i32, started: i64 },
-    Exited { code: i32, started: i64, finished: i64, oom_killed: bool, error: String },
+    /// `pid` is the container's pid 1; `monitor` its monitor process, identified across pid reuse
+    /// by its start time in clock ticks.
+    Running {
+        pid: i32,
+        monitor: i32,
+        monitor_start: u64,
+        started: i64,
+    },
+    Exited {
+        code: i32,
+        started: i64,
+        finished: i64,
+        oom_killed: bool,
+        error: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -36,6 +49,7 @@ pub struct Record {
     pub stop_timeout: u32,
     pub labels: BTreeMap<String, String>,
     pub attach_stdin: bool,
+    pub log: crate::container::logs::LogConfig,
     /// The `run` options as given (for inspect's HostConfig).
     pub cap_add: Vec<String>,
     pub cap_drop: Vec<String>,

@@ -1,23 +1,28 @@
 //! Starting a container's process. The process model, all from a single-threaded caller:
 //!
 //! ```text
-//! agent ── fork ──> intermediate: joins the cgroup, setns/unshare(mnt, uts, ipc, pid[, net])
-//!                        └─ fork ──> pid 1 of the new namespaces: rootfs, pivot_root, hostname,
-//!                                     rlimits, capabilities, user, exec (or, with --init, a tiny
-//!                                     init that forks the command and forwards signals)
+//! agent ── fork ──> monitor: setns/unshare(mnt, uts, ipc, pid[, net])
+//!                        └─ fork ──> pid 1 of the new namespaces: joins the cgroup, rootfs,
+//!                                     pivot_root, hostname, rlimits, capabilities, user, exec
+//!                                     (or, with --init, a tiny init that forks the command and
+//!                                     forwards signals)
 //! ```
-//! The intermediate reports the container's pid and exits; the agent, a child subreaper, then
-//! becomes the container's parent and reaps it. Namespaces come from unshare()+fork(), never
-//! clone() with CLONE_NEW* flags, which qemu-user rejects. Every failure in the children travels
-//! back over a close-on-exec pipe: end-of-file means the command was exec'd.
+//! The monitor (podman's conmon plays this part) stays outside the container's cgroup, so an
+//! OOM kill never takes it. It reaps the container, copies its output into the size-capped log
+//! ring, writes the exit status to `<container dir>/exit` and exits with it. Should the agent
+//! die, containers keep running and logging; a new agent re-adopts them by the monitor's pid.
+//! Namespaces come from unshare()+fork(), never clone() with CLONE_NEW* flags, which qemu-user
+//! rejects. Every failure in the children travels back over a close-on-exec pipe: end-of-file
+//! means the command was exec'd.
 
 use std::ffi::CString;
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::cgroup::Cgroup;
 use crate::container::caps;
+use crate::container::logs::{LogConfig, Ring};
 use crate::container::rootfs::{self, Layout};
 use crate::container::spec::{Net, Spec};
 use crate::error::{Error, Result};
@@ -36,14 +41,49 @@ impl From<Error> for StartError {
     }
 }
 
+/// Where the container's stdio goes.
+pub enum Output {
+    /// Descriptors that become the container's 0, 1 and 2 (a foreground client's).
+    Passed([RawFd; 3]),
+    /// stdin from /dev/null; stdout and stderr into the log ring.
+    Log(LogConfig),
+}
+
 pub struct Launch<'a> {
     pub spec: &'a Spec,
     pub layout: Layout<'a>,
     pub cgroup: &'a Cgroup,
-    /// Descriptors that become the container's 0, 1 and 2.
-    pub stdio: [RawFd; 3],
+    pub output: Output,
     /// `/proc/<pid>/ns/net` of the container whose network this one joins.
     pub join_net: Option<PathBuf>,
+    /// The container's directory: logs and the `exit` file go there.
+    pub dir: &'a Path,
+}
+
+/// A started container: its pid 1 and its monitor (the agent's child).
+#[derive(Debug, Clone, Copy)]
+pub struct Started {
+    pub pid: i32,
+    pub monitor: i32,
+}
+
+/// The exit status a monitor recorded, if it has.
+pub fn recorded_exit(dir: &Path) -> Option<i32> {
+    std::fs::read_to_string(dir.join("exit")).ok()?.trim().parse().ok()
+}
+
+/// The start time (clock ticks since boot) of a live `pid`, to tell a process from a later one
+/// that reuses its pid. None for a zombie: an orphaned monitor that has exited may wait a while
+/// for the host's init to reap it.
+pub fn start_ticks(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split(' ');
+    if matches!(fields.next(), Some("Z") | Some("X")) {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd)> {
@@ -74,8 +114,8 @@ fn fail(fd: RawFd, code: i32, msg: &str) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-/// Forks and starts the container; returns its pid (in the agent's pid namespace).
-pub fn start(l: &Launch) -> std::result::Result<i32, StartError> {
+/// Forks the monitor, which starts the container.
+pub fn start(l: &Launch) -> std::result::Result<Started, StartError> {
     let (rd, wr) = pipe()?;
     // SAFETY: the caller is single-threaded (the agent's current-thread runtime, no blocking
     // pool), so the child's copy of the address space holds no lock another thread owned.
@@ -109,20 +149,22 @@ pub fn start(l: &Launch) -> std::result::Result<i32, StartError> {
             _ => {}
         }
     }
-    let mut status = 0;
-    // SAFETY: reaps the intermediate, our direct child.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
     match (outcome, container) {
-        (Ok(()), Some(p)) => Ok(p),
-        (Err(e), Some(p)) => {
-            // The container process exited with the error; it is the agent's child by now.
+        (Ok(()), Some(p)) => Ok(Started { pid: p, monitor: pid }),
+        (Err(e), _) => {
+            // The monitor reaps the failed container and exits; reap it here so the failure is
+            // over (and leaves no zombie) when the caller cleans up.
             let mut st = 0;
-            // SAFETY: reaps the failed container process so no zombie is left.
-            unsafe { libc::waitpid(p, &mut st, 0) };
+            // SAFETY: waits for our direct child.
+            unsafe { libc::waitpid(pid, &mut st, 0) };
             Err(e)
         }
-        (Err(e), None) => Err(e),
-        (Ok(()), None) => Err(StartError { code: 125, msg: "container setup ended without a report".into() }),
+        (Ok(()), None) => {
+            let mut st = 0;
+            // SAFETY: as above.
+            unsafe { libc::waitpid(pid, &mut st, 0) };
+            Err(StartError { code: 125, msg: "container setup ended without a report".into() })
+        }
     }
 }
 
@@ -143,11 +185,26 @@ fn reset_signals() {
 fn intermediate(l: &Launch, report: RawFd) -> ! {
     reset_signals();
     install_panic_report(report);
-    // SAFETY: getpid has no preconditions.
-    let me = unsafe { libc::getpid() } as u32;
-    if let Err(e) = l.cgroup.join(me) {
-        fail(report, 125, &e.to_string());
+    // The container's stdio: passed descriptors, or pipes into the log ring.
+    let (stdio, pipes) = match &l.output {
+        Output::Passed(fds) => (*fds, None),
+        Output::Log(_) => {
+            let (Ok((out_r, out_w)), Ok((err_r, err_w))) = (pipe(), pipe()) else {
+                fail(report, 125, &format!("log pipes: {}", io::Error::last_os_error()));
+            };
+            let null = match std::fs::File::open("/dev/null") {
+                Ok(f) => OwnedFd::from(f),
+                Err(e) => fail(report, 125, &format!("open /dev/null: {e}")),
+            };
+            ([null.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()], Some((out_r, err_r, out_w, err_w, null)))
+        }
+    };
+    let mut keep = vec![0, 1, 2, report];
+    keep.extend(stdio);
+    if let Some((r1, r2, ..)) = &pipes {
+        keep.extend([r1.as_raw_fd(), r2.as_raw_fd()]);
     }
+    close_other_fds(&keep);
     if let Some(ns) = &l.join_net {
         let f = match std::fs::File::open(ns) {
             Ok(f) => f,
@@ -158,7 +215,10 @@ fn intermediate(l: &Launch, report: RawFd) -> ! {
             fail(report, 125, &format!("join network namespace: {}", io::Error::last_os_error()));
         }
     }
-    let mut flags = libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_NEWPID;
+    // Not the mount namespace: pivot_root moves the root of every process in a namespace, and
+    // the monitor must keep the host's view to write logs and the exit status. The container
+    // makes its own (below).
+    let mut flags = libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_NEWPID;
     if l.spec.net == Net::None {
         flags |= libc::CLONE_NEWNET;
     }
@@ -166,17 +226,139 @@ fn intermediate(l: &Launch, report: RawFd) -> ! {
     if unsafe { libc::unshare(flags) } != 0 {
         fail(report, 125, &format!("create namespaces: {}", io::Error::last_os_error()));
     }
+    // SIGCHLD is blocked before the fork so that the monitor's signalfd cannot miss an early exit.
+    let sfd = match chld_signalfd() {
+        Ok(fd) => fd,
+        Err(e) => fail(report, 125, &e.to_string()),
+    };
     // SAFETY: still single-threaded (we are a fresh fork).
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         fail(report, 125, &format!("fork: {}", io::Error::last_os_error()));
     }
     if pid == 0 {
-        container_init(l, report);
+        container_init(l, stdio, report);
     }
     send(report, b'P', &pid.to_le_bytes());
+    // Only the container may hold its ends of stdio: EOF on the logs (and on a foreground
+    // client's terminal) must come when the container is gone.
+    let readers = pipes.map(|(out_r, err_r, ..)| (out_r, err_r));
+    if let Output::Passed(fds) = l.output {
+        for fd in fds {
+            // SAFETY: closes our copies of the passed descriptors; the container has its own.
+            unsafe { libc::close(fd) };
+        }
+    }
+    // SAFETY: closing our end of the report pipe: the agent sees EOF once the container execs.
+    unsafe { libc::close(report) };
+    let log = match &l.output {
+        Output::Log(cfg) => Some(Ring::new(l.dir, cfg.clone())),
+        Output::Passed(_) => None,
+    };
+    monitor(pid, sfd, readers, log, l.dir)
+}
+
+/// Closes every descriptor but `keep`: what a fork inherits from the agent (its lock file, its
+/// sockets, other containers' pipes) must not live on in a monitor or a container.
+fn close_other_fds(keep: &[RawFd]) {
+    let fds: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")
+        .map(|rd| rd.flatten().filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok())).collect())
+        .unwrap_or_default();
+    for fd in fds {
+        if !keep.contains(&fd) {
+            // SAFETY: closing a descriptor number this process has; nothing else uses it after
+            // the fork. (The directory iterator's own descriptor is already closed here.)
+            unsafe { libc::close(fd) };
+        }
+    }
+}
+
+fn chld_signalfd() -> Result<OwnedFd> {
+    // SAFETY: builds and applies a signal mask; signalfd returns a new descriptor we own.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGCHLD);
+        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        let fd = libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK);
+        if fd < 0 {
+            return Err(Error::io("signalfd", io::Error::last_os_error()));
+        }
+        Ok(OwnedFd::from_raw_fd(fd))
+    }
+}
+
+/// The monitor's loop: copy output into the log ring until the container exits, then record the
+/// exit status and leave with it. Plain poll() and signalfd: old board kernels have no pidfd.
+fn monitor(child: i32, sfd: OwnedFd, readers: Option<(OwnedFd, OwnedFd)>, mut log: Option<Ring>, dir: &Path) -> ! {
+    // Our own name in `ps`, instead of a copy of the agent's command line.
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
+    unsafe { libc::prctl(libc::PR_SET_NAME, c"berth-monitor".as_ptr()) };
+    let mut streams: Vec<Option<OwnedFd>> = match readers {
+        Some((o, e)) => vec![Some(o), Some(e)],
+        None => Vec::new(),
+    };
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut code = None;
+    loop {
+        let mut pfds = vec![libc::pollfd { fd: sfd.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
+        for s in &streams {
+            pfds.push(libc::pollfd { fd: s.as_ref().map_or(-1, |f| f.as_raw_fd()), events: libc::POLLIN, revents: 0 });
+        }
+        // Once the container is gone, only drain what is left in the pipes.
+        let timeout = if code.is_some() { 0 } else { -1 };
+        // SAFETY: `pfds` is a valid array of pollfd for the given length.
+        let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, timeout) };
+        if n < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            break;
+        }
+        for (i, s) in streams.iter_mut().enumerate() {
+            if pfds[i + 1].revents == 0 {
+                continue;
+            }
+            let Some(fd) = s else { continue };
+            // SAFETY: reads into our buffer from a pipe we own.
+            let r = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if r > 0 {
+                if let Some(l) = &mut log {
+                    l.write(i, &buf[..r as usize]);
+                }
+            } else {
+                if let Some(l) = &mut log {
+                    l.flush(i);
+                }
+                *s = None;
+            }
+        }
+        if pfds[0].revents != 0 {
+            let mut info = [0u8; 128];
+            // SAFETY: drains the signalfd into a buffer of siginfo size.
+            unsafe { libc::read(sfd.as_raw_fd(), info.as_mut_ptr().cast(), info.len()) };
+            loop {
+                let mut st = 0;
+                // SAFETY: reaps any child; the container is our only one.
+                let p = unsafe { libc::waitpid(-1, &mut st, libc::WNOHANG) };
+                if p <= 0 {
+                    break;
+                }
+                if p == child {
+                    code = Some(if libc::WIFEXITED(st) { libc::WEXITSTATUS(st) } else { 128 + libc::WTERMSIG(st) });
+                }
+            }
+        }
+        if code.is_some() && (n == 0 || streams.iter().all(Option::is_none)) {
+            break;
+        }
+    }
+    for i in 0..streams.len() {
+        if let Some(l) = &mut log {
+            l.flush(i);
+        }
+    }
+    let code = code.unwrap_or(255);
+    let _ = crate::fsutil::replace(&dir.join("exit"), format!("{code}\n").as_bytes());
     // SAFETY: leaves without running the agent's destructors.
-    unsafe { libc::_exit(0) }
+    unsafe { libc::_exit(code) }
 }
 
 /// A panic in a child must not hang it (pid 1 ignores SIGABRT) nor unwind into agent code.
@@ -186,8 +368,17 @@ fn install_panic_report(report: RawFd) {
     }));
 }
 
-fn container_init(l: &Launch, report: RawFd) -> ! {
-    let report = match wire_stdio(l.stdio, report) {
+fn container_init(l: &Launch, stdio: [RawFd; 3], report: RawFd) -> ! {
+    reset_signals();
+    // The container joins its cgroup itself, so the monitor stays outside it.
+    if let Err(e) = l.cgroup.join(0) {
+        fail(report, 125, &e.to_string());
+    }
+    // SAFETY: unshare only changes this process's namespaces.
+    if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
+        fail(report, 125, &format!("create mount namespace: {}", io::Error::last_os_error()));
+    }
+    let report = match wire_stdio(stdio, report) {
         Ok(fd) => fd,
         Err(e) => fail(report, 125, &e.to_string()),
     };
@@ -214,15 +405,7 @@ fn wire_stdio(stdio: [RawFd; 3], keep: RawFd) -> Result<RawFd> {
                 return Err(Error::io("set up stdio", io::Error::last_os_error()));
             }
         }
-        // Close every other descriptor inherited from the agent (sockets, store files).
-        let fds: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")
-            .map(|rd| rd.flatten().filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok())).collect())
-            .unwrap_or_default();
-        for fd in fds {
-            if fd > 2 && fd != keep {
-                libc::close(fd);
-            }
-        }
+        close_other_fds(&[0, 1, 2, keep]);
         Ok(keep)
     }
 }

@@ -1,0 +1,185 @@
+//! `berth logs`: reads the container's log ring from disk (no agent needed), stdout lines to
+//! stdout and stderr lines to stderr, as Docker does; `-f` follows across rotation.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::time::Duration;
+
+use berth_runtime::container::logs::{self, Entry};
+use berth_runtime::container::record::{self, Record};
+use berth_runtime::{timefmt, Error};
+
+use super::args::{opt, Cmd, Matches, Opt};
+use super::{op_err, CliError, Ctx};
+
+const LOGS_OPTS: &[Opt] = &[
+    opt("follow", Some('f'), None, "Follow log output"),
+    opt("timestamps", Some('t'), None, "Show timestamps"),
+    opt("tail", Some('n'), Some("string"), "Number of lines to show from the end of the logs (default \"all\")"),
+    opt("since", None, Some("string"), "Show logs since timestamp (2013-01-02T13:23:37Z) or relative (42m, 2h, 10s)"),
+];
+pub const LOGS: Cmd = Cmd {
+    path: "berth logs",
+    usage: "[OPTIONS] CONTAINER",
+    about: "Fetch the logs of a container",
+    opts: LOGS_OPTS,
+    min_args: 1,
+    max_args: Some(1),
+    stop_at_positional: false,
+    subcommands: &[],
+};
+
+/// `--since`: an RFC 3339 time, seconds since the epoch, or a duration back from now.
+fn since(s: &str) -> Result<i64, CliError> {
+    if let Some(t) = timefmt::parse_rfc3339(s) {
+        return Ok(t);
+    }
+    if let Ok(t) = s.parse::<i64>() {
+        return Ok(t);
+    }
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: i64 = num.parse().map_err(|_| op_err(format!("invalid value for \"since\": {s:?}")))?;
+    let mult = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => return Err(op_err(format!("invalid value for \"since\": {s:?} (use a time, or a duration such as 10s, 42m, 2h)"))),
+    };
+    Ok(timefmt::now() - n * mult)
+}
+
+struct Printer {
+    timestamps: bool,
+    since: Option<i64>,
+}
+
+impl Printer {
+    fn print(&self, e: &Entry) -> io::Result<()> {
+        if let Some(s) = self.since {
+            if timefmt::parse_rfc3339(e.time).is_some_and(|t| t < s) {
+                return Ok(());
+            }
+        }
+        let mut line = Vec::with_capacity(e.text.len() + 40);
+        if self.timestamps {
+            line.extend_from_slice(e.time.as_bytes());
+            line.push(b' ');
+        }
+        line.extend_from_slice(e.text);
+        if e.full {
+            line.push(b'\n');
+        }
+        if e.stderr {
+            io::stderr().lock().write_all(&line)
+        } else {
+            let mut o = io::stdout().lock();
+            o.write_all(&line)?;
+            o.flush()
+        }
+    }
+}
+
+fn out_err(e: io::Error) -> CliError {
+    if e.kind() == io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    CliError::Op(Error::io("write output", e))
+}
+
+fn running(root: &Path, id: &str) -> bool {
+    Record::load(&record::dir(root, id).join("state")).is_ok_and(|r| r.is_running())
+}
+
+pub fn logs(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
+    let (recs, _) = record::list(&ctx.root);
+    let r = record::find(&recs, &m.args()[0])?;
+    let tail: Option<usize> = match m.value("tail") {
+        None | Some("all") => None,
+        Some(n) => Some(n.parse().map_err(|_| op_err(format!("invalid value for \"tail\": {n:?}")))?),
+    };
+    let p = Printer { timestamps: m.flag("timestamps"), since: m.value("since").map(since).transpose()? };
+    let dir = record::dir(&ctx.root, &r.id);
+    if !r.log.enabled {
+        return Err(op_err(format!("container {} was started with --log-driver none: it keeps no logs", r.name)));
+    }
+    // Everything there is (oldest file first); with --tail only the last lines stay in memory.
+    let mut last: VecDeque<Vec<u8>> = VecDeque::new();
+    let mut current: Option<(File, u64)> = None;
+    for f in logs::files(&dir, r.log.max_files) {
+        let Ok(file) = File::open(&f) else { continue };
+        let ino = file.metadata().map(|md| md.ino()).unwrap_or(0);
+        let mut rd = BufReader::new(file);
+        let mut line = Vec::new();
+        while rd.read_until(b'\n', &mut line).map_err(|e| Error::io(format!("read {}", f.display()), e))? > 0 {
+            if line.last() == Some(&b'\n') {
+                line.pop();
+            }
+            match tail {
+                Some(0) => {}
+                Some(n) => {
+                    if last.len() == n {
+                        last.pop_front();
+                    }
+                    last.push_back(std::mem::take(&mut line));
+                }
+                None => {
+                    if let Some(e) = logs::parse(&line) {
+                        p.print(&e).map_err(out_err)?;
+                    }
+                }
+            }
+            line.clear();
+        }
+        if f == logs::path(&dir, 0) {
+            current = Some((rd.into_inner(), ino));
+        }
+    }
+    for l in &last {
+        if let Some(e) = logs::parse(l) {
+            p.print(&e).map_err(out_err)?;
+        }
+    }
+    if !m.flag("follow") {
+        return Ok(0);
+    }
+    // Follow: read what is appended; when the file at the path is a new one (rotated), finish
+    // the old one and move over. Stop once the container has stopped and nothing more comes.
+    let path = logs::path(&dir, 0);
+    let mut pending = Vec::new();
+    loop {
+        let alive = running(&ctx.root, &r.id);
+        let mut progressed = false;
+        if let Some((f, _)) = &mut current {
+            let mut rd = BufReader::new(&mut *f);
+            let mut chunk = Vec::new();
+            while rd.read_until(b'\n', &mut chunk).unwrap_or(0) > 0 {
+                pending.extend_from_slice(&chunk);
+                chunk.clear();
+                if pending.last() == Some(&b'\n') {
+                    pending.pop();
+                    if let Some(e) = logs::parse(&pending) {
+                        p.print(&e).map_err(out_err)?;
+                    }
+                    pending.clear();
+                    progressed = true;
+                }
+            }
+        }
+        let now_ino = std::fs::metadata(&path).map(|md| md.ino()).ok();
+        if now_ino.is_some() && now_ino != current.as_ref().map(|c| c.1) {
+            if let Ok(f) = File::open(&path) {
+                current = Some((f, now_ino.unwrap_or(0)));
+                continue;
+            }
+        }
+        if !alive && !progressed {
+            return Ok(0);
+        }
+        if !progressed {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
