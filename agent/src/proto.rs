@@ -46,6 +46,7 @@ pub struct RunOptions {
     pub tty: bool,
     pub log_driver: Option<String>,
     pub log_opts: Vec<String>,
+    pub restart: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -74,6 +75,10 @@ pub enum Request {
     Remove {
         id: String,
         force: bool,
+    },
+    Restart {
+        id: String,
+        timeout: Option<u32>,
     },
 }
 

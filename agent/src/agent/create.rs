@@ -217,6 +217,13 @@ pub fn resolve(root: &Path, store: &Store, cgroups: &Cgroups, o: &RunOptions, ex
         no_new_privs = true;
     }
     let log = berth_runtime::container::logs::LogConfig::parse(o.log_driver.as_deref(), &o.log_opts)?;
+    let restart = match &o.restart {
+        Some(r) => berth_runtime::container::record::Restart::parse(r)?,
+        None => berth_runtime::container::record::Restart::No,
+    };
+    if o.auto_remove && restart != berth_runtime::container::record::Restart::No {
+        return Err(Error::invalid("Conflicting options: --restart and --rm"));
+    }
     let ulimits = o.ulimits.iter().map(|u| parse_ulimit(u)).collect::<Result<Vec<_>>>()?;
     let mut labels = BTreeMap::new();
     if let Some(l) = cfg.get("Labels").and_then(Value::as_object) {
@@ -275,6 +282,9 @@ pub fn resolve(root: &Path, store: &Store, cgroups: &Cgroups, o: &RunOptions, ex
         labels,
         attach_stdin: o.interactive,
         log,
+        restart,
+        restart_count: 0,
+        user_stopped: false,
         cap_add: o.cap_add.clone(),
         cap_drop: o.cap_drop.clone(),
         binds: o.volumes.clone(),

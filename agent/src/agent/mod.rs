@@ -135,6 +135,7 @@ async fn serve(listener: std::os::unix::net::UnixListener, sup: Shared, live_res
             },
             _ = chld.recv() => reap(&sup),
             _ = adopted.tick(), if sup.borrow().adopted_count() > 0 => sup.borrow_mut().check_adopted(),
+            _ = restart_timer(&sup) => sup.borrow_mut().restart_due(),
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
@@ -143,6 +144,15 @@ async fn serve(listener: std::os::unix::net::UnixListener, sup: Shared, live_res
         shutdown(&sup).await;
     }
     Ok(())
+}
+
+/// Sleeps until the next policy restart is due (forever if none).
+async fn restart_timer(sup: &Shared) {
+    let next = sup.borrow().next_restart();
+    match next {
+        Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,
+        None => std::future::pending().await,
+    }
 }
 
 fn reap(sup: &Shared) {
@@ -231,6 +241,23 @@ async fn wait_exit(sup: &Shared, id: &str) -> i32 {
     }
 }
 
+/// Docker's stop: the stop signal, then SIGKILL after the timeout; the policy leaves it stopped.
+async fn stop(sup: &Shared, id: &str, timeout: Option<u32>) {
+    sup.borrow_mut().user_stop(id);
+    let (sig, t) = match sup.borrow().get(id) {
+        Some(r) if r.is_running() => (r.stop_signal, timeout.unwrap_or(r.stop_timeout)),
+        _ => return,
+    };
+    let _ = sup.borrow().kill(id, sig);
+    let w = sup.borrow_mut().wait(id);
+    if let Err(rx) = w {
+        if tokio::time::timeout(Duration::from_secs(u64::from(t)), rx).await.is_err() {
+            let _ = sup.borrow().kill(id, libc::SIGKILL);
+            wait_exit(sup, id).await;
+        }
+    }
+}
+
 async fn handle(req: Request, sup: &Shared, fds: &mut Vec<OwnedFd>) -> Response {
     let find = |key: &str| sup.borrow().find(key);
     match req {
@@ -257,27 +284,32 @@ async fn handle(req: Request, sup: &Shared, fds: &mut Vec<OwnedFd>) -> Response 
             Ok(id) => Response::Exited { code: wait_exit(sup, &id).await },
             Err(e) => err(&e),
         },
-        Request::Kill { id, signal } => match find(&id).and_then(|id| sup.borrow().kill(&id, signal)) {
+        Request::Kill { id, signal } => match find(&id).and_then(|id| {
+            sup.borrow().kill(&id, signal)?;
+            sup.borrow_mut().user_stop(&id);
+            Ok(())
+        }) {
             Ok(()) => Response::Done,
             Err(e) => Response::Error { code: 1, msg: e.to_string() },
         },
+        Request::Restart { id, timeout } => {
+            let id = match find(&id) {
+                Ok(i) => i,
+                Err(e) => return err(&e),
+            };
+            stop(sup, &id, timeout).await;
+            let res = sup.borrow_mut().start(&id, None);
+            match res {
+                Ok(_) => Response::Done,
+                Err(e) => Response::Error { code: e.code, msg: e.msg },
+            }
+        }
         Request::Stop { id, timeout } => {
             let id = match find(&id) {
                 Ok(i) => i,
                 Err(e) => return err(&e),
             };
-            let (sig, t) = match sup.borrow().get(&id) {
-                Some(r) if r.is_running() => (r.stop_signal, timeout.unwrap_or(r.stop_timeout)),
-                _ => return Response::Done,
-            };
-            let _ = sup.borrow().kill(&id, sig);
-            let w = sup.borrow_mut().wait(&id);
-            if let Err(rx) = w {
-                if tokio::time::timeout(Duration::from_secs(u64::from(t)), rx).await.is_err() {
-                    let _ = sup.borrow().kill(&id, libc::SIGKILL);
-                    wait_exit(sup, &id).await;
-                }
-            }
+            stop(sup, &id, timeout).await;
             Response::Done
         }
         Request::Remove { id, force } => {

@@ -6,11 +6,12 @@ use std::collections::HashMap;
 use std::fs;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
 use berth_runtime::cgroup::Cgroups;
-use berth_runtime::container::record::{self, Record, Status};
+use berth_runtime::container::record::{self, Record, Restart, Status};
 use berth_runtime::container::rootfs::Layout;
 use berth_runtime::container::spawn::{self, Launch, Output, StartError};
 use berth_runtime::fsutil::remove_all;
@@ -33,6 +34,9 @@ pub struct Supervisor {
     by_pid: HashMap<i32, String>,
     /// Monitors of an earlier agent (not our children): watched until they are gone.
     adopted: HashMap<String, (i32, u64)>,
+    /// Restarts due (restart policies), and each container's current back-off.
+    restarts: Vec<(Instant, String)>,
+    backoff: HashMap<String, Duration>,
     waiters: HashMap<String, Vec<oneshot::Sender<i32>>>,
 }
 
@@ -60,6 +64,8 @@ impl Supervisor {
             records: HashMap::new(),
             by_pid: HashMap::new(),
             adopted: HashMap::new(),
+            restarts: Vec::new(),
+            backoff: HashMap::new(),
             waiters: HashMap::new(),
         };
         let (recs, bad) = record::list(root);
@@ -80,9 +86,68 @@ impl Supervisor {
                 s.exited(&id, None);
                 continue;
             }
+            let boot = matches!(r.restart, Restart::Always) || (r.restart == Restart::UnlessStopped && !r.user_stopped);
+            if boot {
+                // Back at agent start (a reboot, say): policy containers run again, network or not.
+                s.restarts.push((Instant::now(), r.id.clone()));
+            }
             s.records.insert(r.id.clone(), r);
         }
         Ok(s)
+    }
+
+    /// When the next policy restart is due.
+    pub fn next_restart(&self) -> Option<Instant> {
+        self.restarts.iter().map(|(t, _)| *t).min()
+    }
+
+    /// Starts the containers whose restart is due.
+    pub fn restart_due(&mut self) {
+        let now = Instant::now();
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.restarts).into_iter().partition(|(t, _)| *t <= now);
+        self.restarts = later;
+        for (_, id) in due {
+            let Some(r) = self.records.get_mut(&id) else { continue };
+            if r.is_running() || r.user_stopped && r.restart != Restart::Always {
+                continue;
+            }
+            r.user_stopped = false;
+            if let Err(e) = self.start(&id, None) {
+                eprintln!("berth agent: restart {id}: {}", e.msg);
+            }
+        }
+    }
+
+    /// Whether a container that just exited with `code` restarts under its policy, and when.
+    fn schedule_restart(&mut self, id: &str, code: i32, ran: Duration) {
+        let Some(r) = self.records.get_mut(id) else { return };
+        let again = match r.restart {
+            Restart::No => false,
+            Restart::OnFailure(max) => code != 0 && (max == 0 || r.restart_count < max),
+            Restart::Always | Restart::UnlessStopped => !r.user_stopped,
+        };
+        if !again {
+            self.backoff.remove(id);
+            return;
+        }
+        r.restart_count += 1;
+        // Docker's back-off: 100 ms, doubling to a minute; reset once a run lasted 10 s.
+        let delay = match self.backoff.get(id) {
+            Some(d) if ran < Duration::from_secs(10) => (*d * 2).min(Duration::from_secs(60)),
+            _ => Duration::from_millis(100),
+        };
+        self.backoff.insert(id.to_string(), delay);
+        self.restarts.push((Instant::now() + delay, id.to_string()));
+    }
+
+    /// Marks a container as stopped on purpose (`stop`, `kill`): its policy does not bring it
+    /// back until it is started again.
+    pub fn user_stop(&mut self, id: &str) {
+        if let Some(r) = self.records.get_mut(id) {
+            r.user_stopped = true;
+            let _ = r.save_status(&self.root);
+        }
+        self.restarts.retain(|(_, i)| i != id);
     }
 
     /// Adopted monitors that have gone since the last look: their containers have exited.
@@ -157,6 +222,9 @@ impl Supervisor {
         let r = self.records.get(id).cloned().ok_or_else(|| Error::not_found(format!("No such container: {id}")))?;
         if r.is_running() {
             return Ok(Vec::new());
+        }
+        if let Some(rec) = self.records.get_mut(id) {
+            rec.user_stopped = false;
         }
         let join_net = match &r.spec.net {
             berth_runtime::container::spec::Net::Container(other) => {
@@ -240,17 +308,20 @@ impl Supervisor {
         if let Err(e) = cg.destroy() {
             eprintln!("berth agent: container {id}: {e}");
         }
+        let mut ran = Duration::ZERO;
         if let Some(r) = self.records.get_mut(id) {
             let started = match r.status {
                 Status::Running { started, .. } => started,
                 _ => 0,
             };
+            ran = Duration::from_secs((timefmt::now() - started).max(0) as u64);
             r.status = Status::Exited { code, started, finished: timefmt::now(), oom_killed: oom, error };
             if let Err(e) = r.save_status(&self.root) {
                 eprintln!("berth agent: {e}");
             }
         }
         self.finish(id, code);
+        self.schedule_restart(id, code, ran);
     }
 
     /// Wakes whoever waits for `id` and removes it if it was started with --rm.
@@ -296,6 +367,8 @@ impl Supervisor {
     }
 
     pub fn remove_files(&mut self, id: &str) -> Result<()> {
+        self.restarts.retain(|(_, i)| i != id);
+        self.backoff.remove(id);
         let _ = self.cgroups.open(&self.parent, id).destroy();
         remove_all(&record::dir(&self.root, id))?;
         self.records.remove(id);

@@ -58,6 +58,7 @@ const RUN_OPTS: &[Opt] = &[
     opt("init", None, None, "Run an init inside the container that forwards signals and reaps processes"),
     opt("privileged", None, None, "Give extended privileges to this container"),
     opt("userns", None, Some("string"), "User namespace to use: host (the only mode so far)"),
+    opt("restart", None, Some("string"), "Restart policy: no, on-failure[:max-retries], always, unless-stopped"),
     opt("log-driver", None, Some("string"), "Logging driver: local (size-capped ring files, the default), json-file (same), none"),
     opt("log-opt", None, Some("list"), "Log driver options: max-size=10m, max-file=3 (the defaults)"),
 ];
@@ -81,6 +82,8 @@ const STOP_OPTS: &[Opt] = &[
 pub const STOP: Cmd = cmd("berth stop", "[OPTIONS] CONTAINER [CONTAINER...]", "Stop one or more running containers", STOP_OPTS, 1, None);
 
 const KILL_OPTS: &[Opt] = &[opt("signal", Some('s'), Some("string"), "Signal to send to the container (default \"KILL\")")];
+pub const RESTART: Cmd = Cmd { path: "berth restart", about: "Restart one or more containers", ..STOP };
+
 pub const KILL: Cmd = cmd("berth kill", "[OPTIONS] CONTAINER [CONTAINER...]", "Kill one or more running containers", KILL_OPTS, 1, None);
 
 const RM_OPTS: &[Opt] = &[
@@ -198,6 +201,7 @@ pub fn run_options(m: &Matches) -> Result<(RunOptions, bool), CliError> {
         tty: m.flag("tty"),
         log_driver: m.value("log-driver").map(str::to_string),
         log_opts: strs("log-opt"),
+        restart: m.value("restart").map(str::to_string),
     };
     Ok((o, m.flag("detach")))
 }
@@ -354,6 +358,14 @@ pub fn stop(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
         None => parse_num(m, "timeout")?,
     };
     each(ctx, m, |id| Request::Stop { id, timeout: t })
+}
+
+pub fn restart(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
+    let t: Option<u32> = match parse_num(m, "time")? {
+        Some(t) => Some(t),
+        None => parse_num(m, "timeout")?,
+    };
+    each(ctx, m, |id| Request::Restart { id, timeout: t })
 }
 
 pub fn kill(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
@@ -518,10 +530,12 @@ pub fn container_json(ctx: &Ctx, r: &Record) -> Value {
         },
         "Image": r.image_id.to_string(),
         "Name": format!("/{}", r.name),
+        "RestartCount": r.restart_count,
         "LogPath": record::dir(&ctx.root, &r.id).join("container.log"),
         "HostConfig": {
             "Binds": r.binds, "NetworkMode": net, "AutoRemove": r.auto_remove, "Privileged": s.privileged, "ReadonlyRootfs": s.read_only,
             "CapAdd": r.cap_add, "CapDrop": r.cap_drop, "Init": s.init,
+            "RestartPolicy": {"Name": r.restart.name(), "MaximumRetryCount": match r.restart { berth_runtime::container::record::Restart::OnFailure(n) => n, _ => 0 }},
             "Tmpfs": r.tmpfs.iter().map(|t| { let (p, o) = t.split_once(':').unwrap_or((t, "")); (p.to_string(), json!(o)) }).collect::<serde_json::Map<_, _>>(),
             "Memory": s.resources.memory.unwrap_or(0), "MemorySwap": s.resources.memory_swap.unwrap_or(0),
             "MemoryReservation": s.resources.memory_reservation.unwrap_or(0), "PidsLimit": s.resources.pids_limit,

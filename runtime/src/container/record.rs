@@ -32,6 +32,46 @@ pub enum Status {
     },
 }
 
+/// `--restart` as Docker takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Restart {
+    #[default]
+    No,
+    /// Restart after a non-zero exit, at most this many times (0: no limit).
+    OnFailure(u32),
+    Always,
+    UnlessStopped,
+}
+
+impl Restart {
+    pub fn parse(s: &str) -> Result<Restart> {
+        match s.split_once(':') {
+            None if s == "no" => Ok(Restart::No),
+            None if s == "always" => Ok(Restart::Always),
+            None if s == "unless-stopped" => Ok(Restart::UnlessStopped),
+            None if s == "on-failure" => Ok(Restart::OnFailure(0)),
+            Some(("on-failure", n)) => n
+                .parse()
+                .map(Restart::OnFailure)
+                .map_err(|_| Error::invalid(format!("invalid restart policy: maximum retry count must be a number: {s}"))),
+            Some((_, _)) => {
+                Err(Error::invalid(format!("invalid restart policy: maximum retry count can only be used with 'on-failure': {s}")))
+            }
+            None => Err(Error::invalid(format!("invalid restart policy {s:?}: no, on-failure[:N], always or unless-stopped"))),
+        }
+    }
+
+    pub fn name(&self) -> String {
+        match self {
+            Restart::No => "no".into(),
+            Restart::OnFailure(0) => "on-failure".into(),
+            Restart::OnFailure(n) => format!("on-failure:{n}"),
+            Restart::Always => "always".into(),
+            Restart::UnlessStopped => "unless-stopped".into(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
     pub id: String,
@@ -50,6 +90,11 @@ pub struct Record {
     pub labels: BTreeMap<String, String>,
     pub attach_stdin: bool,
     pub log: crate::container::logs::LogConfig,
+    pub restart: Restart,
+    pub restart_count: u32,
+    /// Stopped by a user (`stop`, `kill`): `unless-stopped` and `always` leave it stopped until
+    /// it is started again (`always` comes back when the agent restarts, as Docker's does).
+    pub user_stopped: bool,
     /// The `run` options as given (for inspect's HostConfig).
     pub cap_add: Vec<String>,
     pub cap_drop: Vec<String>,
