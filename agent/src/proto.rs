@@ -80,6 +80,19 @@ pub enum Request {
         id: String,
         timeout: Option<u32>,
     },
+    /// With `attach`, three descriptors travel with the frame and the answer is `Exited`.
+    Exec(Box<ExecOptions>),
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ExecOptions {
+    pub id: String,
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub user: Option<String>,
+    pub workdir: Option<String>,
+    pub tty: bool,
+    pub attach: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

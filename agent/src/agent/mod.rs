@@ -292,6 +292,19 @@ async fn handle(req: Request, sup: &Shared, fds: &mut Vec<OwnedFd>) -> Response 
             Ok(()) => Response::Done,
             Err(e) => Response::Error { code: 1, msg: e.to_string() },
         },
+        Request::Exec(mut o) => {
+            o.id = match find(&o.id) {
+                Ok(i) => i,
+                Err(e) => return err(&e),
+            };
+            let stdio = if o.attach { Some(std::mem::take(fds)) } else { None };
+            let res = sup.borrow_mut().exec(&o, stdio, o.attach);
+            match res {
+                Err(e) => Response::Error { code: e.code, msg: e.msg },
+                Ok(None) => Response::Done,
+                Ok(Some(rx)) => Response::Exited { code: rx.await.unwrap_or(-1) },
+            }
+        }
         Request::Restart { id, timeout } => {
             let id = match find(&id) {
                 Ok(i) => i,

@@ -37,6 +37,8 @@ pub struct Supervisor {
     /// Restarts due (restart policies), and each container's current back-off.
     restarts: Vec<(Instant, String)>,
     backoff: HashMap<String, Duration>,
+    /// `exec` waiters (our children) and who wants their exit code.
+    execs: HashMap<i32, Option<oneshot::Sender<i32>>>,
     waiters: HashMap<String, Vec<oneshot::Sender<i32>>>,
 }
 
@@ -66,6 +68,7 @@ impl Supervisor {
             adopted: HashMap::new(),
             restarts: Vec::new(),
             backoff: HashMap::new(),
+            execs: HashMap::new(),
             waiters: HashMap::new(),
         };
         let (recs, bad) = record::list(root);
@@ -287,6 +290,13 @@ impl Supervisor {
 
     /// A child exited: if it was a container's monitor, the container has ended.
     pub fn reaped(&mut self, pid: i32, status: i32) {
+        if let Some(tx) = self.execs.remove(&pid) {
+            let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { 128 + libc::WTERMSIG(status) };
+            if let Some(tx) = tx {
+                let _ = tx.send(code);
+            }
+            return;
+        }
         let Some(id) = self.by_pid.remove(&pid) else { return };
         // The monitor exits with the container's status; if it was killed itself, the status
         // file (if it got that far) is all there is.
@@ -349,6 +359,48 @@ impl Supervisor {
         let (tx, rx) = oneshot::channel();
         self.waiters.entry(id.to_string()).or_default().push(tx);
         rx
+    }
+
+    /// Runs a process in a running container; with `wait`, a receiver for its exit code.
+    pub fn exec(
+        &mut self,
+        o: &crate::proto::ExecOptions,
+        stdio: Option<Vec<OwnedFd>>,
+        wait: bool,
+    ) -> std::result::Result<Option<oneshot::Receiver<i32>>, StartError> {
+        let r = self.records.get(&o.id).ok_or_else(|| Error::not_found(format!("No such container: {}", o.id)))?;
+        let Status::Running { pid, .. } = r.status else {
+            return Err(StartError { code: 125, msg: format!("container {} is not running", r.name) });
+        };
+        let mut spec = r.spec.clone();
+        spec.args = o.args.clone();
+        for e in &o.env {
+            let key = e.split('=').next().unwrap_or("");
+            spec.env.retain(|x| x.split('=').next() != Some(key));
+            spec.env.push(e.clone());
+        }
+        if let Some(u) = &o.user {
+            spec.user = u.clone();
+        }
+        if let Some(w) = &o.workdir {
+            spec.cwd = w.clone();
+        }
+        spec.tty = o.tty;
+        let null = fs::File::open("/dev/null").ctx(|| "open /dev/null".into())?;
+        let fds = match &stdio {
+            Some(f) if f.len() == 3 => [f[0].as_raw_fd(), f[1].as_raw_fd(), f[2].as_raw_fd()],
+            _ => [null.as_raw_fd(); 3],
+        };
+        let cg = self.cgroups.open(&self.parent, &o.id);
+        let waiter = spawn::exec_in(&spawn::ExecLaunch { target: pid, cgroup: &cg, spec: &spec, stdio: fds })?;
+        let (tx, rx) = if wait {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        self.execs.insert(waiter, tx);
+        Ok(rx)
     }
 
     pub fn kill(&self, id: &str, sig: i32) -> Result<()> {

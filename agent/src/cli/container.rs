@@ -82,6 +82,19 @@ const STOP_OPTS: &[Opt] = &[
 pub const STOP: Cmd = cmd("berth stop", "[OPTIONS] CONTAINER [CONTAINER...]", "Stop one or more running containers", STOP_OPTS, 1, None);
 
 const KILL_OPTS: &[Opt] = &[opt("signal", Some('s'), Some("string"), "Signal to send to the container (default \"KILL\")")];
+const EXEC_OPTS: &[Opt] = &[
+    opt("detach", Some('d'), None, "Detached mode: run command in the background"),
+    opt("interactive", Some('i'), None, "Keep STDIN open even if not attached"),
+    opt("tty", Some('t'), None, "Allocate a pseudo-TTY"),
+    opt("env", Some('e'), Some("list"), "Set environment variables"),
+    opt("user", Some('u'), Some("string"), "Username or UID (format: <name|uid>[:<group|gid>])"),
+    opt("workdir", Some('w'), Some("string"), "Working directory inside the container"),
+];
+pub const EXEC: Cmd = Cmd {
+    stop_at_positional: true,
+    ..cmd("berth exec", "[OPTIONS] CONTAINER COMMAND [ARG...]", "Execute a command in a running container", EXEC_OPTS, 2, None)
+};
+
 pub const RESTART: Cmd = Cmd { path: "berth restart", about: "Restart one or more containers", ..STOP };
 
 pub const KILL: Cmd = cmd("berth kill", "[OPTIONS] CONTAINER [CONTAINER...]", "Kill one or more running containers", KILL_OPTS, 1, None);
@@ -358,6 +371,43 @@ pub fn stop(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
         None => parse_num(m, "timeout")?,
     };
     each(ctx, m, |id| Request::Stop { id, timeout: t })
+}
+
+pub fn exec(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
+    let (detach, stdin, tty) = (m.flag("detach"), m.flag("interactive"), m.flag("tty"));
+    let o = crate::proto::ExecOptions {
+        id: m.args()[0].clone(),
+        args: m.args()[1..].to_vec(),
+        env: m.values("env").into_iter().filter_map(env_entry).collect(),
+        user: m.value("user").map(str::to_string),
+        workdir: m.value("workdir").map(str::to_string),
+        tty: tty && !detach,
+        attach: !detach,
+    };
+    let mut c = Client::connect(ctx).map_err(run_err)?;
+    if detach {
+        check(c.call(&Request::Exec(Box::new(o))).map_err(run_err)?)?;
+        return Ok(0);
+    }
+    let null = std::fs::File::open("/dev/null").map_err(|e| Error::io("open /dev/null", e))?;
+    let answer = if tty {
+        let pty = super::tty::open()?;
+        super::tty::copy_size(&pty.master);
+        let s = pty.slave.as_raw_fd();
+        c.send(&Request::Exec(Box::new(o)), &[s, s, s])?;
+        drop(pty.slave);
+        let waiter = std::thread::spawn(move || c.recv());
+        let raw = if super::output::is_tty(0) { Some(super::tty::Raw::enter()) } else { None };
+        super::tty::pump(&pty.master, stdin);
+        drop(raw);
+        waiter.join().map_err(|_| op_err("lost the agent's answer"))??
+    } else {
+        c.call_with_fds(&Request::Exec(Box::new(o)), &[if stdin { 0 } else { null.as_raw_fd() }, 1, 2])?
+    };
+    match check(answer)? {
+        Response::Exited { code } => Ok(code),
+        other => Err(op_err(format!("unexpected answer from the agent: {other:?}"))),
+    }
 }
 
 pub fn restart(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {

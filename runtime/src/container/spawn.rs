@@ -255,7 +255,7 @@ fn intermediate(l: &Launch, report: RawFd) -> ! {
         Output::Log(cfg) => Some(Ring::new(l.dir, cfg.clone())),
         Output::Passed(_) => None,
     };
-    monitor(pid, sfd, readers, log, l.dir)
+    monitor(pid, sfd, readers, log, Some(l.dir))
 }
 
 /// Closes every descriptor but `keep`: what a fork inherits from the agent (its lock file, its
@@ -290,7 +290,7 @@ fn chld_signalfd() -> Result<OwnedFd> {
 
 /// The monitor's loop: copy output into the log ring until the container exits, then record the
 /// exit status and leave with it. Plain poll() and signalfd: old board kernels have no pidfd.
-fn monitor(child: i32, sfd: OwnedFd, readers: Option<(OwnedFd, OwnedFd)>, mut log: Option<Ring>, dir: &Path) -> ! {
+fn monitor(child: i32, sfd: OwnedFd, readers: Option<(OwnedFd, OwnedFd)>, mut log: Option<Ring>, dir: Option<&Path>) -> ! {
     // Our own name in `ps`, instead of a copy of the agent's command line.
     // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
     unsafe { libc::prctl(libc::PR_SET_NAME, c"berth-monitor".as_ptr()) };
@@ -356,7 +356,9 @@ fn monitor(child: i32, sfd: OwnedFd, readers: Option<(OwnedFd, OwnedFd)>, mut lo
         }
     }
     let code = code.unwrap_or(255);
-    let _ = crate::fsutil::replace(&dir.join("exit"), format!("{code}\n").as_bytes());
+    if let Some(dir) = dir {
+        let _ = crate::fsutil::replace(&dir.join("exit"), format!("{code}\n").as_bytes());
+    }
     // SAFETY: leaves without running the agent's destructors.
     unsafe { libc::_exit(code) }
 }
@@ -569,4 +571,137 @@ fn run_init(report: RawFd, path: &CString, argv: &[CString], envp: &[CString]) -
             }
         }
     }
+}
+
+/// A process to run inside a running container (`exec`).
+pub struct ExecLaunch<'a> {
+    /// The container's pid 1, whose namespaces are joined.
+    pub target: i32,
+    pub cgroup: &'a Cgroup,
+    /// The container's spec with args, env, user and cwd replaced by the exec's.
+    pub spec: &'a Spec,
+    pub stdio: [RawFd; 3],
+}
+
+/// Starts a process in a running container; returns the pid of its waiter (our child, which
+/// exits with the process's status).
+pub fn exec_in(l: &ExecLaunch) -> std::result::Result<i32, StartError> {
+    let (rd, wr) = pipe()?;
+    // Namespaces are opened before the fork so a vanished container is reported here, cleanly.
+    let mut ns = Vec::new();
+    for (name, flag) in [
+        ("ipc", libc::CLONE_NEWIPC),
+        ("uts", libc::CLONE_NEWUTS),
+        ("net", libc::CLONE_NEWNET),
+        ("pid", libc::CLONE_NEWPID),
+        ("mnt", libc::CLONE_NEWNS),
+    ] {
+        let p = format!("/proc/{}/ns/{name}", l.target);
+        let f = std::fs::File::open(&p).map_err(|e| StartError { code: 125, msg: format!("container is not running ({p}: {e})") })?;
+        ns.push((f, flag));
+    }
+    // The cgroup files are opened here: inside the container's mount namespace there is no
+    // /sys/fs/cgroup to open them by path.
+    let mut procs = Vec::new();
+    for d in l.cgroup.paths() {
+        let p = d.join("cgroup.procs");
+        procs.push(std::fs::OpenOptions::new().write(true).open(&p).map_err(|e| Error::io(format!("open {}", p.display()), e))?);
+    }
+    // SAFETY: single-threaded caller, as in `start`.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(Error::io("fork", io::Error::last_os_error()).into());
+    }
+    if pid == 0 {
+        drop(rd);
+        exec_waiter(l, &ns, &procs, wr.as_raw_fd())
+    }
+    drop(wr);
+    drop(ns);
+    let mut r = io::BufReader::new(std::fs::File::from(rd));
+    let mut head = [0u8; 5];
+    if r.read_exact(&mut head).is_ok() && head[0] == b'E' {
+        let mut payload = vec![0u8; u32::from_le_bytes([head[1], head[2], head[3], head[4]]) as usize];
+        if r.read_exact(&mut payload).is_ok() && !payload.is_empty() {
+            let mut st = 0;
+            // SAFETY: reaps our failed child.
+            unsafe { libc::waitpid(pid, &mut st, 0) };
+            return Err(StartError { code: i32::from(payload[0]), msg: String::from_utf8_lossy(&payload[1..]).into_owned() });
+        }
+    }
+    Ok(pid)
+}
+
+fn exec_waiter(l: &ExecLaunch, ns: &[(std::fs::File, libc::c_int)], procs: &[std::fs::File], report: RawFd) -> ! {
+    reset_signals();
+    install_panic_report(report);
+    let mut keep = vec![0, 1, 2, report];
+    keep.extend(l.stdio);
+    keep.extend(ns.iter().map(|(f, _)| f.as_raw_fd()));
+    keep.extend(procs.iter().map(|f| f.as_raw_fd()));
+    close_other_fds(&keep);
+    for (f, flag) in ns {
+        // SAFETY: setns on namespace descriptors we opened; the mount namespace comes last, as
+        // it also moves our root and working directory into the container.
+        if unsafe { libc::setns(f.as_raw_fd(), *flag) } != 0 {
+            fail(report, 125, &format!("join the container's namespaces: {}", io::Error::last_os_error()));
+        }
+    }
+    let sfd = match chld_signalfd() {
+        Ok(fd) => fd,
+        Err(e) => fail(report, 125, &e.to_string()),
+    };
+    // SAFETY: single-threaded fresh fork; the child enters the container's pid namespace.
+    let child = unsafe { libc::fork() };
+    if child < 0 {
+        fail(report, 125, &format!("fork: {}", io::Error::last_os_error()));
+    }
+    if child == 0 {
+        reset_signals();
+        for mut f in procs {
+            if let Err(e) = std::io::Write::write_all(&mut f, b"0") {
+                fail(report, 125, &format!("join the container's cgroup: {e}"));
+            }
+        }
+        let report = match wire_stdio(l.stdio, report) {
+            Ok(fd) => fd,
+            Err(e) => fail(report, 125, &e.to_string()),
+        };
+        let res = (|| -> std::result::Result<(), StartError> {
+            let spec = l.spec;
+            if spec.tty {
+                // SAFETY: setsid and an ioctl on our own stdin.
+                if unsafe { libc::setsid() } < 0 || unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) } != 0 {
+                    return Err(Error::io("make the pty the controlling terminal", io::Error::last_os_error()).into());
+                }
+            }
+            if spec.no_new_privs {
+                // SAFETY: prctl with constant arguments.
+                unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+            }
+            let caps_set = caps::apply_bounding(&spec.caps)?;
+            let (uid, gid, groups) = crate::container::user::resolve(&spec.user)?;
+            crate::container::user::switch(uid, gid, &groups)?;
+            if uid == 0 {
+                caps::apply_sets(&caps_set)?;
+            }
+            let cwd = if spec.cwd.is_empty() { "/" } else { spec.cwd.as_str() };
+            std::env::set_current_dir(cwd)
+                .map_err(|e| StartError { code: 125, msg: format!("cannot use working directory {cwd:?}: {e}") })?;
+            let (path, argv, envp) = command(spec)?;
+            set_oom_score_adj(0);
+            exec(report, &path, &argv, &envp)
+        })();
+        match res {
+            Err(e) => fail(report, e.code, &e.msg),
+            Ok(()) => fail(report, 125, "exec returned"),
+        }
+    }
+    for fd in l.stdio {
+        // SAFETY: our copies of the passed descriptors; the process has its own.
+        unsafe { libc::close(fd) };
+    }
+    // SAFETY: our end of the report pipe: the agent sees EOF once the command runs.
+    unsafe { libc::close(report) };
+    monitor(child, sfd, None, None, None)
 }
