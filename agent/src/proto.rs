@@ -82,6 +82,16 @@ pub enum Request {
     },
     /// With `attach`, three descriptors travel with the frame and the answer is `Exited`.
     Exec(Box<ExecOptions>),
+    Rename {
+        id: String,
+        name: String,
+    },
+    /// `docker update`: new limits (unset fields stay) and restart policy.
+    Update {
+        id: String,
+        resources: berth_runtime::cgroup::Resources,
+        restart: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

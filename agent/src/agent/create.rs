@@ -42,7 +42,7 @@ pub fn random_id() -> Result<String> {
     Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }
 
-fn valid_name(n: &str) -> bool {
+pub fn valid_name(n: &str) -> bool {
     let b = n.as_bytes();
     b.len() >= 2 && b[0].is_ascii_alphanumeric() && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
 }

@@ -305,6 +305,16 @@ async fn handle(req: Request, sup: &Shared, fds: &mut Vec<OwnedFd>) -> Response 
                 Ok(Some(rx)) => Response::Exited { code: rx.await.unwrap_or(-1) },
             }
         }
+        Request::Rename { id, name } => match find(&id).and_then(|id| sup.borrow_mut().rename(&id, &name)) {
+            Ok(()) => Response::Done,
+            Err(e) => Response::Error { code: 1, msg: e.to_string() },
+        },
+        Request::Update { id, resources, restart } => {
+            match find(&id).and_then(|id| sup.borrow_mut().update(&id, &resources, restart.as_deref())) {
+                Ok(warnings) => Response::Created { id: String::new(), warnings },
+                Err(e) => Response::Error { code: 1, msg: e.to_string() },
+            }
+        }
         Request::Restart { id, timeout } => {
             let id = match find(&id) {
                 Ok(i) => i,

@@ -403,6 +403,44 @@ impl Supervisor {
         Ok(rx)
     }
 
+    pub fn rename(&mut self, id: &str, name: &str) -> Result<()> {
+        if !create::valid_name(name) {
+            return Err(Error::invalid(format!("Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")));
+        }
+        if let Some(other) = self.records.values().find(|r| r.name == name && r.id != id) {
+            return Err(Error::conflict(format!(
+                "Conflict. The container name \"/{name}\" is already in use by container \"{}\".",
+                other.id
+            )));
+        }
+        let r = self.records.get_mut(id).ok_or_else(|| Error::not_found(format!("No such container: {id}")))?;
+        r.name = name.to_string();
+        r.save(&self.root)
+    }
+
+    /// Docker's `update`: limits of a running container change at once; all are kept for later runs.
+    pub fn update(&mut self, id: &str, res: &berth_runtime::cgroup::Resources, restart: Option<&str>) -> Result<Vec<String>> {
+        let policy = restart.map(Restart::parse).transpose()?;
+        let r = self.records.get(id).ok_or_else(|| Error::not_found(format!("No such container: {id}")))?;
+        let mut merged = r.spec.resources.clone();
+        macro_rules! set {
+            ($($f:ident),*) => { $( if res.$f.is_some() { merged.$f = res.$f; } )* };
+        }
+        set!(memory, memory_swap, memory_reservation, pids_limit, cpus, cpu_shares);
+        merged.validate()?;
+        let warnings = if r.is_running() { self.cgroups.open(&self.parent, id).update(res)? } else { Vec::new() };
+        let r = self.records.get_mut(id).ok_or_else(|| Error::not_found(format!("No such container: {id}")))?;
+        r.spec.resources = merged;
+        if let Some(p) = policy {
+            if r.auto_remove && p != Restart::No {
+                return Err(Error::invalid("Conflicting options: --restart and --rm"));
+            }
+            r.restart = p;
+        }
+        r.save(&self.root)?;
+        Ok(warnings)
+    }
+
     pub fn kill(&self, id: &str, sig: i32) -> Result<()> {
         match self.records.get(id).map(|r| &r.status) {
             Some(Status::Running { pid, .. }) => {

@@ -95,6 +95,22 @@ pub const EXEC: Cmd = Cmd {
     ..cmd("berth exec", "[OPTIONS] CONTAINER COMMAND [ARG...]", "Execute a command in a running container", EXEC_OPTS, 2, None)
 };
 
+const UPDATE_OPTS: &[Opt] = &[
+    opt("memory", Some('m'), Some("bytes"), "Memory limit"),
+    opt("memory-swap", None, Some("bytes"), "Swap limit equal to memory plus swap: '-1' to enable unlimited swap"),
+    opt("memory-reservation", None, Some("bytes"), "Memory soft limit"),
+    opt("pids-limit", None, Some("int"), "Tune container pids limit (set -1 for unlimited)"),
+    opt("cpus", None, Some("decimal"), "Number of CPUs"),
+    opt("cpu-shares", Some('c'), Some("int"), "CPU shares (relative weight)"),
+    opt("restart", None, Some("string"), "Restart policy to apply when a container exits"),
+];
+pub const UPDATE: Cmd =
+    cmd("berth update", "[OPTIONS] CONTAINER [CONTAINER...]", "Update configuration of one or more containers", UPDATE_OPTS, 1, None);
+pub const RENAME: Cmd = cmd("berth rename", "CONTAINER NEW_NAME", "Rename a container", &[], 2, Some(2));
+const PRUNE_OPTS: &[Opt] = &[opt("force", Some('f'), None, "Do not prompt for confirmation")];
+pub const PRUNE: Cmd = cmd("berth container prune", "[OPTIONS]", "Remove all stopped containers", PRUNE_OPTS, 0, Some(0));
+pub const LS: Cmd = Cmd { path: "berth container ls", ..PS };
+
 pub const RESTART: Cmd = Cmd { path: "berth restart", about: "Restart one or more containers", ..STOP };
 
 pub const KILL: Cmd = cmd("berth kill", "[OPTIONS] CONTAINER [CONTAINER...]", "Kill one or more running containers", KILL_OPTS, 1, None);
@@ -408,6 +424,66 @@ pub fn exec(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
         Response::Exited { code } => Ok(code),
         other => Err(op_err(format!("unexpected answer from the agent: {other:?}"))),
     }
+}
+
+pub fn update(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
+    let resources = berth_runtime::cgroup::Resources {
+        memory: size(m, "memory")?,
+        memory_swap: size(m, "memory-swap")?,
+        memory_reservation: size(m, "memory-reservation")?,
+        pids_limit: parse_num(m, "pids-limit")?,
+        cpus: parse_num(m, "cpus")?,
+        cpu_shares: parse_num(m, "cpu-shares")?,
+        devices: Vec::new(),
+    };
+    let restart = m.value("restart").map(str::to_string);
+    let mut c = Client::connect(ctx)?;
+    let mut code = 0;
+    for name in m.args() {
+        match c.call(&Request::Update { id: name.clone(), resources: resources.clone(), restart: restart.clone() })? {
+            Response::Error { msg, .. } => {
+                eprintln!("Error: {msg}");
+                code = 1;
+            }
+            Response::Created { warnings, .. } => {
+                for w in warnings {
+                    eprintln!("WARNING: {w}");
+                }
+                println!("{name}");
+            }
+            _ => println!("{name}"),
+        }
+    }
+    Ok(code)
+}
+
+pub fn rename(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
+    let mut c = Client::connect(ctx)?;
+    check(c.call(&Request::Rename { id: m.args()[0].clone(), name: m.args()[1].clone() })?)?;
+    Ok(0)
+}
+
+pub fn prune(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
+    if !m.flag("force") {
+        eprint!("WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] ");
+        let mut answer = String::new();
+        io::stdin().read_line(&mut answer).map_err(|e| Error::io("read answer", e))?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes" | "Yes" | "YES") {
+            return Ok(0);
+        }
+    }
+    let (recs, _) = record::list(&ctx.root);
+    let mut c = Client::connect(ctx)?;
+    let mut out = io::stdout().lock();
+    let w = |e: io::Error| CliError::Op(Error::io("write output", e));
+    writeln!(out, "Deleted Containers:").map_err(w)?;
+    for r in recs.iter().filter(|r| !r.is_running()) {
+        if let Response::Done = c.call(&Request::Remove { id: r.id.clone(), force: false })? {
+            writeln!(out, "{}", r.id).map_err(w)?;
+        }
+    }
+    writeln!(out).map_err(w)?;
+    Ok(0)
 }
 
 pub fn restart(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {

@@ -10,6 +10,7 @@ pub mod format;
 pub mod image;
 pub mod logs;
 pub mod output;
+pub mod stats;
 pub mod system;
 pub mod tty;
 
@@ -89,13 +90,16 @@ const GLOBAL: Cmd = Cmd {
         ("logs", "Fetch the logs of a container"),
         ("ps", "List containers"),
         ("restart", "Restart one or more containers"),
+        ("rename", "Rename a container"),
         ("rm", "Remove one or more containers"),
         ("run", "Create and run a new container from an image"),
         ("start", "Start one or more stopped containers"),
+        ("stats", "Display a live stream of container(s) resource usage statistics"),
         ("stop", "Stop one or more running containers"),
         ("wait", "Block until one or more containers stop, then print their exit codes"),
         ("exec", "Execute a command in a running container"),
         ("export", "Export an image's filesystem as a tar archive"),
+        ("container", "Manage containers"),
         ("image", "Manage images"),
         ("images", "List images"),
         ("import", "Import the contents from a tarball or directory to create an image"),
@@ -106,6 +110,8 @@ const GLOBAL: Cmd = Cmd {
         ("save", "Save one or more images to a tar archive (streamed to STDOUT by default)"),
         ("system", "Manage berth (df)"),
         ("tag", "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE"),
+        ("top", "Display the running processes of a container"),
+        ("update", "Update configuration of one or more containers"),
         ("version", "Show the berth version information"),
     ],
 };
@@ -118,9 +124,11 @@ const TOP: &[Command] = &[
     Command { name: "logs", cmd: &logs::LOGS, run: logs::logs },
     Command { name: "ps", cmd: &container::PS, run: container::ps },
     Command { name: "restart", cmd: &container::RESTART, run: container::restart },
+    Command { name: "rename", cmd: &container::RENAME, run: container::rename },
     Command { name: "rm", cmd: &container::RM, run: container::rm },
     Command { name: "run", cmd: &container::RUN, run: container::run },
     Command { name: "start", cmd: &container::START, run: container::start },
+    Command { name: "stats", cmd: &stats::STATS, run: stats::stats },
     Command { name: "stop", cmd: &container::STOP, run: container::stop },
     Command { name: "wait", cmd: &container::WAIT, run: container::wait },
     Command { name: "exec", cmd: &container::EXEC, run: container::exec },
@@ -133,12 +141,64 @@ const TOP: &[Command] = &[
     Command { name: "rmi", cmd: &image::RMI, run: image::rmi },
     Command { name: "save", cmd: &image::SAVE, run: image::save },
     Command { name: "tag", cmd: &image::TAG, run: image::tag },
+    Command { name: "top", cmd: &stats::TOP, run: stats::top },
+    Command { name: "update", cmd: &container::UPDATE, run: container::update },
     Command { name: "version", cmd: &system::VERSION_CMD, run: system::version },
 ];
 
 /// Command groups (`berth image ls`): name, spec listing the subcommands, and the subcommands.
-const GROUPS: &[(&str, &Cmd, &[Command])] =
-    &[("image", &image::GROUP, image::SUBCOMMANDS), ("system", &system::GROUP, system::SUBCOMMANDS)];
+const GROUPS: &[(&str, &Cmd, &[Command])] = &[
+    ("container", &CONTAINER_GROUP, CONTAINER_SUBCOMMANDS),
+    ("image", &image::GROUP, image::SUBCOMMANDS),
+    ("system", &system::GROUP, system::SUBCOMMANDS),
+];
+
+const CONTAINER_GROUP: Cmd = group(
+    "berth container",
+    "Manage containers",
+    &[
+        ("create", "Create a new container"),
+        ("exec", "Execute a command in a running container"),
+        ("inspect", "Display detailed information on one or more containers"),
+        ("kill", "Kill one or more running containers"),
+        ("logs", "Fetch the logs of a container"),
+        ("ls", "List containers"),
+        ("prune", "Remove all stopped containers"),
+        ("rename", "Rename a container"),
+        ("restart", "Restart one or more containers"),
+        ("rm", "Remove one or more containers"),
+        ("run", "Create and run a new container from an image"),
+        ("start", "Start one or more stopped containers"),
+        ("stats", "Display a live stream of container(s) resource usage statistics"),
+        ("stop", "Stop one or more running containers"),
+        ("top", "Display the running processes of a container"),
+        ("update", "Update configuration of one or more containers"),
+        ("wait", "Block until one or more containers stop, then print their exit codes"),
+    ],
+);
+
+/// `berth container X` is `berth X` (plus `ls` and `prune`).
+const CONTAINER_SUBCOMMANDS: &[Command] = &[
+    Command { name: "create", cmd: &container::CREATE, run: container::create },
+    Command { name: "exec", cmd: &container::EXEC, run: container::exec },
+    Command { name: "inspect", cmd: &container::INSPECT, run: container::inspect },
+    Command { name: "kill", cmd: &container::KILL, run: container::kill },
+    Command { name: "logs", cmd: &logs::LOGS, run: logs::logs },
+    Command { name: "ls", cmd: &container::LS, run: container::ps },
+    Command { name: "list", cmd: &container::LS, run: container::ps },
+    Command { name: "ps", cmd: &container::LS, run: container::ps },
+    Command { name: "prune", cmd: &container::PRUNE, run: container::prune },
+    Command { name: "rename", cmd: &container::RENAME, run: container::rename },
+    Command { name: "restart", cmd: &container::RESTART, run: container::restart },
+    Command { name: "rm", cmd: &container::RM, run: container::rm },
+    Command { name: "run", cmd: &container::RUN, run: container::run },
+    Command { name: "start", cmd: &container::START, run: container::start },
+    Command { name: "stats", cmd: &stats::STATS, run: stats::stats },
+    Command { name: "stop", cmd: &container::STOP, run: container::stop },
+    Command { name: "top", cmd: &stats::TOP, run: stats::top },
+    Command { name: "update", cmd: &container::UPDATE, run: container::update },
+    Command { name: "wait", cmd: &container::WAIT, run: container::wait },
+];
 
 fn env_or(var: &str, default: &str) -> String {
     std::env::var(var).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| default.to_string())
