@@ -2,5 +2,6 @@
 
 pub mod agent;
 pub mod cli;
+pub mod log;
 pub mod proto;
 pub mod signal;

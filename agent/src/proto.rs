@@ -92,6 +92,24 @@ pub enum Request {
         resources: berth_runtime::cgroup::Resources,
         restart: Option<String>,
     },
+    /// Streams `Event`s (those since `since`, unix seconds, first) until `until` or disconnect.
+    Events {
+        since: Option<i64>,
+        until: Option<i64>,
+    },
+}
+
+/// Something that happened to a container, as `docker events` reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// RFC 3339 with nanoseconds.
+    pub time: String,
+    pub secs: i64,
+    pub action: String,
+    pub id: String,
+    pub name: String,
+    pub image: String,
+    pub attributes: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -123,6 +141,7 @@ pub enum Response {
         code: i32,
         msg: String,
     },
+    Event(Box<Event>),
 }
 
 pub fn encode<T: Serialize>(v: &T) -> io::Result<Vec<u8>> {

@@ -2,6 +2,7 @@
 //! threads, so forking containers from it is safe), one local socket, one lock per root.
 
 pub mod create;
+pub mod notify;
 pub mod supervisor;
 
 use std::cell::RefCell;
@@ -122,6 +123,9 @@ async fn serve(listener: std::os::unix::net::UnixListener, sup: Shared, live_res
     let mut int = signal(SignalKind::interrupt()).map_err(|e| Error::io("SIGINT handler", e))?;
     // Monitors adopted from an earlier agent are not our children: look at them once a second.
     let mut adopted = tokio::time::interval(Duration::from_secs(1));
+    let wd_every = notify::watchdog_interval();
+    let mut watchdog = tokio::time::interval(wd_every.unwrap_or(Duration::from_secs(3600)));
+    notify::ready();
     eprintln!(
         "berth agent: serving on {:?} for {}",
         listener.local_addr().ok().and_then(|a| a.as_pathname().map(Path::to_path_buf)),
@@ -131,15 +135,17 @@ async fn serve(listener: std::os::unix::net::UnixListener, sup: Shared, live_res
         tokio::select! {
             c = listener.accept() => match c {
                 Ok((stream, _)) => { tokio::task::spawn_local(connection(stream, sup.clone())); }
-                Err(e) => eprintln!("berth agent: accept: {e}"),
+                Err(e) => crate::warn!("accept: {e}"),
             },
             _ = chld.recv() => reap(&sup),
             _ = adopted.tick(), if sup.borrow().adopted_count() > 0 => sup.borrow_mut().check_adopted(),
             _ = restart_timer(&sup) => sup.borrow_mut().restart_due(),
+            _ = watchdog.tick(), if wd_every.is_some() => notify::watchdog(),
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
     }
+    notify::stopping();
     if !live_restore {
         shutdown(&sup).await;
     }
@@ -223,12 +229,57 @@ async fn connection(stream: UnixStream, sup: Shared) {
             Err(_) => return,
         };
         let resp = match proto::decode::<Request>(&frame) {
-            Ok(req) => handle(req, &sup, &mut fds).await,
+            Ok(Request::Events { since, until }) => {
+                stream_events(&mut stream, &sup, since, until).await;
+                return;
+            }
+            Ok(req) => {
+                crate::debug!("request {req:?}");
+                handle(req, &sup, &mut fds).await
+            }
             Err(e) => Response::Error { code: 125, msg: e.to_string() },
         };
         let Ok(out) = proto::encode(&resp) else { return };
         if stream.write_all(&out).await.is_err() {
             return;
+        }
+    }
+}
+
+/// `events`: the recent ones asked for, then live ones, until `until` or the client leaves.
+async fn stream_events(stream: &mut UnixStream, sup: &Shared, since: Option<i64>, until: Option<i64>) {
+    let mut rx = sup.borrow().event_tx.subscribe();
+    let past = since.map(|s| sup.borrow().events_since(s)).unwrap_or_default();
+    let send = |e: proto::Event| proto::encode(&Response::Event(Box::new(e)));
+    for e in past {
+        if until.is_some_and(|u| e.secs > u) {
+            return;
+        }
+        let Ok(out) = send(e) else { return };
+        if stream.write_all(&out).await.is_err() {
+            return;
+        }
+    }
+    if until.is_some_and(|u| u <= berth_runtime::timefmt::now()) {
+        return;
+    }
+    let deadline = until.map(|u| tokio::time::Instant::now() + Duration::from_secs((u - berth_runtime::timefmt::now()).max(0) as u64));
+    loop {
+        let next = async {
+            match deadline {
+                Some(d) => tokio::time::timeout_at(d, rx.recv()).await.ok(),
+                None => Some(rx.recv().await),
+            }
+        };
+        match next.await {
+            Some(Ok(e)) => {
+                let Ok(out) = send(e) else { return };
+                if stream.write_all(&out).await.is_err() {
+                    return;
+                }
+            }
+            Some(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => continue,
+            _ => return,
         }
     }
 }
@@ -244,6 +295,7 @@ async fn wait_exit(sup: &Shared, id: &str) -> i32 {
 /// Docker's stop: the stop signal, then SIGKILL after the timeout; the policy leaves it stopped.
 async fn stop(sup: &Shared, id: &str, timeout: Option<u32>) {
     sup.borrow_mut().user_stop(id);
+    sup.borrow_mut().emit(id, "stop", &[]);
     let (sig, t) = match sup.borrow().get(id) {
         Some(r) if r.is_running() => (r.stop_signal, timeout.unwrap_or(r.stop_timeout)),
         _ => return,
@@ -262,6 +314,8 @@ async fn handle(req: Request, sup: &Shared, fds: &mut Vec<OwnedFd>) -> Response 
     let find = |key: &str| sup.borrow().find(key);
     match req {
         Request::Ping => Response::Pong { pid: std::process::id() },
+        // Streams are served by `connection` itself.
+        Request::Events { .. } => Response::Error { code: 1, msg: "events are streamed on their own connection".into() },
         Request::Create(o) => match sup.borrow_mut().create(&o) {
             Ok((id, warnings)) => Response::Created { id, warnings },
             Err(e) => err(&e),
@@ -287,6 +341,7 @@ async fn handle(req: Request, sup: &Shared, fds: &mut Vec<OwnedFd>) -> Response 
         Request::Kill { id, signal } => match find(&id).and_then(|id| {
             sup.borrow().kill(&id, signal)?;
             sup.borrow_mut().user_stop(&id);
+            sup.borrow_mut().emit(&id, "kill", &[("signal", signal.to_string())]);
             Ok(())
         }) {
             Ok(()) => Response::Done,

@@ -39,6 +39,9 @@ pub struct Supervisor {
     backoff: HashMap<String, Duration>,
     /// `exec` waiters (our children) and who wants their exit code.
     execs: HashMap<i32, Option<oneshot::Sender<i32>>>,
+    /// Recent events (bounded) and live subscribers.
+    events: std::collections::VecDeque<crate::proto::Event>,
+    pub event_tx: tokio::sync::broadcast::Sender<crate::proto::Event>,
     waiters: HashMap<String, Vec<oneshot::Sender<i32>>>,
 }
 
@@ -69,11 +72,13 @@ impl Supervisor {
             restarts: Vec::new(),
             backoff: HashMap::new(),
             execs: HashMap::new(),
+            events: std::collections::VecDeque::new(),
+            event_tx: tokio::sync::broadcast::channel(256).0,
             waiters: HashMap::new(),
         };
         let (recs, bad) = record::list(root);
         for b in bad {
-            eprintln!("berth agent: skipping {b}");
+            crate::warn!("skipping {b}");
         }
         for r in recs {
             // A container started by an earlier agent keeps running under its monitor: adopt it
@@ -99,6 +104,31 @@ impl Supervisor {
         Ok(s)
     }
 
+    /// Records an event for `events` subscribers (kept in memory only: no flash writes).
+    pub fn emit(&mut self, id: &str, action: &str, attrs: &[(&str, String)]) {
+        let Some(r) = self.records.get(id) else { return };
+        let mut attributes = vec![("image".to_string(), r.image.clone()), ("name".to_string(), r.name.clone())];
+        attributes.extend(attrs.iter().map(|(k, v)| (k.to_string(), v.clone())));
+        let e = crate::proto::Event {
+            time: timefmt::now_nanos(),
+            secs: timefmt::now(),
+            action: action.to_string(),
+            id: id.to_string(),
+            name: r.name.clone(),
+            image: r.image.clone(),
+            attributes,
+        };
+        if self.events.len() >= 256 {
+            self.events.pop_front();
+        }
+        self.events.push_back(e.clone());
+        let _ = self.event_tx.send(e);
+    }
+
+    pub fn events_since(&self, since: i64) -> Vec<crate::proto::Event> {
+        self.events.iter().filter(|e| e.secs >= since).cloned().collect()
+    }
+
     /// When the next policy restart is due.
     pub fn next_restart(&self) -> Option<Instant> {
         self.restarts.iter().map(|(t, _)| *t).min()
@@ -115,8 +145,9 @@ impl Supervisor {
                 continue;
             }
             r.user_stopped = false;
+            self.emit(&id, "restart", &[]);
             if let Err(e) = self.start(&id, None) {
-                eprintln!("berth agent: restart {id}: {}", e.msg);
+                crate::warn!("restart {id}: {}", e.msg);
             }
         }
     }
@@ -216,6 +247,7 @@ impl Supervisor {
         }
         let id = r.id.clone();
         self.records.insert(id.clone(), r);
+        self.emit(&id, "create", &[]);
         Ok((id, res.warnings))
     }
 
@@ -276,6 +308,7 @@ impl Supervisor {
                     Status::Running { pid: s.pid, monitor: s.monitor, monitor_start: spawn::start_ticks(s.monitor).unwrap_or(0), started };
                 rec.save_status(&self.root)?;
                 self.by_pid.insert(s.monitor, id.to_string());
+                self.emit(id, "start", &[]);
                 Ok(warnings)
             }
             Err(e) => {
@@ -316,7 +349,7 @@ impl Supervisor {
         // Whatever a lost monitor left behind in the cgroup must not outlive the container.
         let _ = cg.kill_all();
         if let Err(e) = cg.destroy() {
-            eprintln!("berth agent: container {id}: {e}");
+            crate::warn!("container {id}: {e}");
         }
         let mut ran = Duration::ZERO;
         if let Some(r) = self.records.get_mut(id) {
@@ -327,9 +360,13 @@ impl Supervisor {
             ran = Duration::from_secs((timefmt::now() - started).max(0) as u64);
             r.status = Status::Exited { code, started, finished: timefmt::now(), oom_killed: oom, error };
             if let Err(e) = r.save_status(&self.root) {
-                eprintln!("berth agent: {e}");
+                crate::warn!("{e}");
             }
         }
+        if oom {
+            self.emit(id, "oom", &[]);
+        }
+        self.emit(id, "die", &[("exitCode", code.to_string())]);
         self.finish(id, code);
         self.schedule_restart(id, code, ran);
     }
@@ -341,7 +378,7 @@ impl Supervisor {
         }
         if self.records.get(id).is_some_and(|r| r.auto_remove) {
             if let Err(e) = self.remove_files(id) {
-                eprintln!("berth agent: remove {id}: {e}");
+                crate::warn!("remove {id}: {e}");
             }
         }
     }
@@ -400,6 +437,7 @@ impl Supervisor {
             (None, None)
         };
         self.execs.insert(waiter, tx);
+        self.emit(&o.id, "exec_start", &[("execID", o.args.join(" "))]);
         Ok(rx)
     }
 
@@ -414,8 +452,10 @@ impl Supervisor {
             )));
         }
         let r = self.records.get_mut(id).ok_or_else(|| Error::not_found(format!("No such container: {id}")))?;
-        r.name = name.to_string();
-        r.save(&self.root)
+        let old = std::mem::replace(&mut r.name, name.to_string());
+        r.save(&self.root)?;
+        self.emit(id, "rename", &[("oldName", old)]);
+        Ok(())
     }
 
     /// Docker's `update`: limits of a running container change at once; all are kept for later runs.
@@ -457,6 +497,7 @@ impl Supervisor {
     }
 
     pub fn remove_files(&mut self, id: &str) -> Result<()> {
+        self.emit(id, "destroy", &[]);
         self.restarts.retain(|(_, i)| i != id);
         self.backoff.remove(id);
         let _ = self.cgroups.open(&self.parent, id).destroy();

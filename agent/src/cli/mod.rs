@@ -6,6 +6,7 @@ pub mod args;
 pub mod check;
 pub mod client;
 pub mod container;
+pub mod events;
 pub mod format;
 pub mod image;
 pub mod logs;
@@ -97,6 +98,7 @@ const GLOBAL: Cmd = Cmd {
         ("stats", "Display a live stream of container(s) resource usage statistics"),
         ("stop", "Stop one or more running containers"),
         ("wait", "Block until one or more containers stop, then print their exit codes"),
+        ("events", "Get real time events from the agent"),
         ("exec", "Execute a command in a running container"),
         ("export", "Export an image's filesystem as a tar archive"),
         ("container", "Manage containers"),
@@ -131,6 +133,7 @@ const TOP: &[Command] = &[
     Command { name: "stats", cmd: &stats::STATS, run: stats::stats },
     Command { name: "stop", cmd: &container::STOP, run: container::stop },
     Command { name: "wait", cmd: &container::WAIT, run: container::wait },
+    Command { name: "events", cmd: &events::EVENTS, run: events::events },
     Command { name: "exec", cmd: &container::EXEC, run: container::exec },
     Command { name: "export", cmd: &image::EXPORT, run: image::export },
     Command { name: "images", cmd: &image::IMAGES, run: image::images },
@@ -246,9 +249,13 @@ fn dispatch(args: &[String]) -> Result<i32, CliError> {
         println!("berth version {VERSION}");
         return Ok(0);
     }
-    if let Some(level) = m.value("log-level") {
-        if !matches!(level, "debug" | "info" | "warn" | "error") {
-            return Err(CliError::Usage(UsageError { msg: format!("unknown log level {level:?}"), cmd: "berth" }));
+    let level = m.value("log-level").map(str::to_string).or_else(|| std::env::var("BERTH_LOG_LEVEL").ok());
+    if let Some(level) = level {
+        if !crate::log::set_level(&level) {
+            return Err(CliError::Usage(UsageError {
+                msg: format!("unknown log level {level:?} (debug, info, warn, error)"),
+                cmd: "berth",
+            }));
         }
     }
     let ctx = Ctx {

@@ -1,0 +1,109 @@
+//! `berth events`: container events from the agent, as Docker prints them.
+
+use std::io::{self, Write};
+
+use serde_json::json;
+
+use berth_runtime::{timefmt, Error};
+
+use super::args::{opt, Cmd, Matches, Opt};
+use super::client::Client;
+use super::format::{render, Format};
+use super::{op_err, CliError, Ctx};
+use crate::proto::{Event, Request, Response};
+
+const EVENTS_OPTS: &[Opt] = &[
+    opt(
+        "filter",
+        Some('f'),
+        Some("filter"),
+        "Filter output based on conditions provided (container=NAME|ID, event=ACTION, type=container)",
+    ),
+    opt("format", None, Some("string"), "Format output: \"json\" for one JSON object per line"),
+    opt("since", None, Some("string"), "Show all events created since timestamp (RFC 3339 or unix seconds, or a duration like 10m)"),
+    opt("until", None, Some("string"), "Stream events until this timestamp"),
+];
+pub const EVENTS: Cmd = Cmd {
+    path: "berth events",
+    usage: "[OPTIONS]",
+    about: "Get real time events from the agent",
+    opts: EVENTS_OPTS,
+    min_args: 0,
+    max_args: Some(0),
+    stop_at_positional: false,
+    subcommands: &[],
+};
+
+fn when(s: &str) -> Result<i64, CliError> {
+    if let Some(t) = timefmt::parse_rfc3339(s) {
+        return Ok(t);
+    }
+    if let Ok(t) = s.parse::<i64>() {
+        return Ok(t);
+    }
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: i64 = num.parse().map_err(|_| op_err(format!("invalid time {s:?}")))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(op_err(format!("invalid time {s:?} (RFC 3339, unix seconds, or 10s/5m/2h)"))),
+    };
+    Ok(timefmt::now() - secs)
+}
+
+fn keep(e: &Event, filters: &[(String, String)]) -> bool {
+    filters.iter().all(|(k, v)| match k.as_str() {
+        "container" => e.name == *v || e.id.starts_with(v.as_str()),
+        "event" => e.action == *v || e.action.split(':').next() == Some(v.as_str()),
+        "type" => v == "container",
+        _ => true,
+    })
+}
+
+pub fn events(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
+    let fmt = Format::parse(m.value("format"))?;
+    let mut filters = Vec::new();
+    for f in m.values("filter") {
+        let (k, v) = f.split_once('=').ok_or_else(|| op_err(format!("bad format of filter (expected name=value): {f}")))?;
+        if !matches!(k, "container" | "event" | "type") {
+            return Err(op_err(format!("invalid filter '{k}' (container, event, type)")));
+        }
+        filters.push((k.to_string(), v.to_string()));
+    }
+    let since = m.value("since").map(when).transpose()?;
+    let until = m.value("until").map(when).transpose()?;
+    let mut c = Client::connect(ctx)?;
+    c.send(&Request::Events { since, until }, &[])?;
+    let w = |e: io::Error| {
+        if e.kind() == io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        CliError::Op(Error::io("write output", e))
+    };
+    loop {
+        let r = match c.recv() {
+            Ok(r) => r,
+            // The agent closes the stream at `until`.
+            Err(_) => return Ok(0),
+        };
+        let Response::Event(e) = r else { continue };
+        if !keep(&e, &filters) {
+            continue;
+        }
+        let attrs: Vec<String> = e.attributes.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let v = json!({
+            "status": e.action, "id": e.id, "from": e.image, "Type": "container", "Action": e.action,
+            "Actor": {"ID": e.id, "Attributes": e.attributes.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>()},
+            "time": e.secs, "timeNano": e.time,
+        });
+        let line = match &fmt {
+            Format::Table => format!("{} container {} {} ({})", e.time, e.action, e.id, attrs.join(", ")),
+            Format::Json => v.to_string(),
+            Format::Template(t) => render(t, &v)?,
+        };
+        let mut out = io::stdout().lock();
+        writeln!(out, "{line}").map_err(w)?;
+        out.flush().map_err(w)?;
+    }
+}
