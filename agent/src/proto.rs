@@ -47,6 +47,12 @@ pub struct RunOptions {
     pub log_driver: Option<String>,
     pub log_opts: Vec<String>,
     pub restart: Option<String>,
+    pub health_cmd: Option<String>,
+    pub health_interval: Option<String>,
+    pub health_timeout: Option<String>,
+    pub health_retries: Option<u32>,
+    pub health_start_period: Option<String>,
+    pub no_healthcheck: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -75,6 +81,7 @@ pub enum Request {
     Remove {
         id: String,
         force: bool,
+        volumes: bool,
     },
     Restart {
         id: String,

@@ -9,6 +9,7 @@
 //! - [`craft`]: hand-made archives for bad-input tests, valid except for the thing under test.
 //! - [`check`]: assertions shared by the test files (listing, inspect, save, skopeo, podman).
 
+pub mod agent;
 pub mod check;
 pub mod craft;
 pub mod fixtures;

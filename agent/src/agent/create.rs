@@ -112,6 +112,65 @@ fn parse_volume(root: &Path, v: &str) -> Result<(Mount, Option<PathBuf>)> {
     Ok((Mount::Bind { source, target: dst.to_string(), readonly }, create))
 }
 
+/// Go durations as Docker takes them: `30s`, `1m30s`, `500ms`, `2h`.
+pub fn parse_duration(s: &str) -> Result<u64> {
+    let bad = || Error::invalid(format!("invalid duration {s:?} (e.g. 30s, 1m30s, 500ms)"));
+    let (mut total, mut rest) = (0f64, s);
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let n = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(bad)?;
+        let num: f64 = rest[..n].parse().map_err(|_| bad())?;
+        rest = &rest[n..];
+        let u = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let ms = match &rest[..u] {
+            "ms" => 1.0,
+            "s" => 1000.0,
+            "m" => 60_000.0,
+            "h" => 3_600_000.0,
+            _ => return Err(bad()),
+        };
+        total += num * ms;
+        rest = &rest[u..];
+    }
+    Ok(total as u64)
+}
+
+/// The health check: the image's HEALTHCHECK with `--health-*` flags over it.
+fn health(o: &RunOptions, cfg: &Value) -> Result<Option<berth_runtime::container::record::Health>> {
+    if o.no_healthcheck {
+        return Ok(None);
+    }
+    let img = cfg.get("Healthcheck");
+    let ns_ms =
+        |k: &str, default: u64| img.and_then(|h| h.get(k)).and_then(Value::as_u64).filter(|v| *v > 0).map_or(default, |v| v / 1_000_000);
+    let test = match &o.health_cmd {
+        Some(c) => vec!["CMD-SHELL".to_string(), c.clone()],
+        None => strings(img.and_then(|h| h.get("Test"))),
+    };
+    if test.is_empty() || test[0] == "NONE" {
+        return Ok(None);
+    }
+    if !matches!(test[0].as_str(), "CMD" | "CMD-SHELL") || test.len() < 2 {
+        return Err(Error::invalid(format!("invalid health check test {test:?}")));
+    }
+    let dur = |v: &Option<String>, k: &str, d: u64| -> Result<u64> { v.as_deref().map_or(Ok(ns_ms(k, d)), parse_duration) };
+    let h = berth_runtime::container::record::Health {
+        test,
+        interval_ms: dur(&o.health_interval, "Interval", 30_000)?,
+        timeout_ms: dur(&o.health_timeout, "Timeout", 30_000)?,
+        retries: o
+            .health_retries
+            .unwrap_or_else(|| img.and_then(|h| h.get("Retries")).and_then(Value::as_u64).filter(|r| *r > 0).unwrap_or(3) as u32),
+        start_period_ms: dur(&o.health_start_period, "StartPeriod", 0)?,
+    };
+    if h.interval_ms < 1 || h.timeout_ms < 1 {
+        return Err(Error::invalid("health check interval and timeout must be positive"));
+    }
+    Ok(Some(h))
+}
+
 pub struct Resolved {
     pub record: Record,
     pub warnings: Vec<String>,
@@ -197,10 +256,21 @@ pub fn resolve(root: &Path, store: &Store, cgroups: &Cgroups, o: &RunOptions, ex
     if o.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
         env.push("TERM=xterm".into());
     }
+    if let Some(w) = &o.workdir {
+        if !w.starts_with('/') {
+            return Err(Error::invalid(format!("the working directory '{w}' is invalid, it needs to be an absolute path")));
+        }
+    }
     let mut mounts = Vec::new();
     let mut volume_dirs = Vec::new();
+    let mut anonymous = Vec::new();
     for v in &o.volumes {
         let (m, dir) = parse_volume(root, v)?;
+        if !v.contains(':') {
+            if let Some(d) = dir.as_ref().and_then(|d| d.parent()) {
+                anonymous.push(d.to_path_buf());
+            }
+        }
         mounts.push(m);
         volume_dirs.extend(dir);
     }
@@ -283,8 +353,10 @@ pub fn resolve(root: &Path, store: &Store, cgroups: &Cgroups, o: &RunOptions, ex
         attach_stdin: o.interactive,
         log,
         restart,
+        anonymous_volumes: anonymous,
         restart_count: 0,
         user_stopped: false,
+        health: health(o, &cfg)?,
         cap_add: o.cap_add.clone(),
         cap_drop: o.cap_drop.clone(),
         binds: o.volumes.clone(),

@@ -2,6 +2,7 @@
 //! threads, so forking containers from it is safe), one local socket, one lock per root.
 
 pub mod create;
+pub mod health;
 pub mod notify;
 pub mod supervisor;
 
@@ -24,7 +25,7 @@ use berth_runtime::{Error, Result};
 use crate::proto::{self, Request, Response};
 use supervisor::Supervisor;
 
-type Shared = Rc<RefCell<Supervisor>>;
+pub type Shared = Rc<RefCell<Supervisor>>;
 
 pub struct Options {
     pub root: PathBuf,
@@ -106,21 +107,21 @@ pub fn run(o: &Options) -> Result<()> {
     // The choice is recorded for `berth info`, which runs without talking to the agent.
     atomic_write(&o.root.join("storage-driver"), if copy { &b"copy\n"[..] } else { &b"overlay\n"[..] })?;
     let sup = Rc::new(RefCell::new(Supervisor::new(&o.root, copy)?));
-    let listener = bind(&o.socket, o.group.as_deref())?;
     atomic_write(&o.root.join("agent.pid"), format!("{}\n", std::process::id()).as_bytes())?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| Error::io("start runtime", e))?;
     let local = tokio::task::LocalSet::new();
-    let res = local.block_on(&rt, serve(listener, sup.clone(), o.live_restore));
+    let res = local.block_on(&rt, serve(o, sup.clone()));
     let _ = fs::remove_file(&o.socket);
     let _ = fs::remove_file(o.root.join("agent.pid"));
     res
 }
 
-async fn serve(listener: std::os::unix::net::UnixListener, sup: Shared, live_restore: bool) -> Result<()> {
-    let listener = UnixListener::from_std(listener).map_err(|e| Error::io("socket", e))?;
+async fn serve(o: &Options, sup: Shared) -> Result<()> {
+    // Signal handlers first, then the socket: whoever can connect can also stop us cleanly.
     let mut chld = signal(SignalKind::child()).map_err(|e| Error::io("SIGCHLD handler", e))?;
     let mut term = signal(SignalKind::terminate()).map_err(|e| Error::io("SIGTERM handler", e))?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| Error::io("SIGINT handler", e))?;
+    let listener = UnixListener::from_std(bind(&o.socket, o.group.as_deref())?).map_err(|e| Error::io("socket", e))?;
     // Monitors adopted from an earlier agent are not our children: look at them once a second.
     let mut adopted = tokio::time::interval(Duration::from_secs(1));
     let wd_every = notify::watchdog_interval();
@@ -140,13 +141,19 @@ async fn serve(listener: std::os::unix::net::UnixListener, sup: Shared, live_res
             _ = chld.recv() => reap(&sup),
             _ = adopted.tick(), if sup.borrow().adopted_count() > 0 => sup.borrow_mut().check_adopted(),
             _ = restart_timer(&sup) => sup.borrow_mut().restart_due(),
+            _ = health_timer(&sup) => {
+                let due = sup.borrow_mut().due_checks();
+                for (id, cmd, timeout) in due {
+                    tokio::task::spawn_local(health::run(sup.clone(), id, cmd, timeout));
+                }
+            }
             _ = watchdog.tick(), if wd_every.is_some() => notify::watchdog(),
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
     }
     notify::stopping();
-    if !live_restore {
+    if !o.live_restore {
         shutdown(&sup).await;
     }
     Ok(())
@@ -155,6 +162,15 @@ async fn serve(listener: std::os::unix::net::UnixListener, sup: Shared, live_res
 /// Sleeps until the next policy restart is due (forever if none).
 async fn restart_timer(sup: &Shared) {
     let next = sup.borrow().next_restart();
+    match next {
+        Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sleeps until the next health check is due (forever if none).
+async fn health_timer(sup: &Shared) {
+    let next = sup.borrow().next_check();
     match next {
         Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,
         None => std::future::pending().await,
@@ -173,28 +189,36 @@ fn reap(sup: &Shared) {
     }
 }
 
-/// Stops every running container as `stop` would (its stop signal, then SIGKILL after its timeout).
+/// Stops every running container as `stop` would: its stop signal, then SIGKILL once its own
+/// stop timeout has passed.
 async fn shutdown(sup: &Shared) {
     let running = sup.borrow().running();
     let mut chld = signal(SignalKind::child()).ok();
-    for (id, _, sig, _) in &running {
+    let now = tokio::time::Instant::now();
+    let mut deadlines: Vec<(String, tokio::time::Instant)> = Vec::new();
+    for (id, _, sig, timeout) in &running {
         let _ = sup.borrow().kill(id, *sig);
+        deadlines.push((id.clone(), now + Duration::from_secs(u64::from(*timeout))));
     }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(running.iter().map(|r| u64::from(r.3)).max().unwrap_or(0));
-    while !sup.borrow().running().is_empty() {
-        if tokio::time::Instant::now() >= deadline {
-            for (id, ..) in sup.borrow().running() {
-                let _ = sup.borrow().kill(&id, libc::SIGKILL);
+    loop {
+        reap(sup);
+        sup.borrow_mut().check_adopted();
+        let still: Vec<String> = sup.borrow().running().into_iter().map(|r| r.0).collect();
+        if still.is_empty() {
+            break;
+        }
+        let t = tokio::time::Instant::now();
+        for (id, d) in &deadlines {
+            if *d <= t && still.contains(id) {
+                let _ = sup.borrow().kill(id, libc::SIGKILL);
             }
         }
         match &mut chld {
             Some(c) => {
-                let _ = tokio::time::timeout(Duration::from_millis(200), c.recv()).await;
+                let _ = tokio::time::timeout(Duration::from_millis(100), c.recv()).await;
             }
-            None => tokio::time::sleep(Duration::from_millis(200)).await,
+            None => tokio::time::sleep(Duration::from_millis(100)).await,
         }
-        reap(sup);
-        sup.borrow_mut().check_adopted();
     }
 }
 
@@ -390,7 +414,7 @@ async fn handle(req: Request, sup: &Shared, fds: &mut Vec<OwnedFd>) -> Response 
             stop(sup, &id, timeout).await;
             Response::Done
         }
-        Request::Remove { id, force } => {
+        Request::Remove { id, force, volumes } => {
             let id = match find(&id) {
                 Ok(i) => i,
                 Err(e) => return err(&e),
@@ -412,7 +436,7 @@ async fn handle(req: Request, sup: &Shared, fds: &mut Vec<OwnedFd>) -> Response 
             if sup.borrow().get(&id).is_none() {
                 return Response::Done;
             }
-            let res = sup.borrow_mut().remove_files(&id);
+            let res = sup.borrow_mut().remove_files(&id, volumes);
             match res {
                 Ok(()) => Response::Done,
                 Err(e) => Response::Error { code: 1, msg: e.to_string() },

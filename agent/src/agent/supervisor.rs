@@ -42,6 +42,7 @@ pub struct Supervisor {
     /// Recent events (bounded) and live subscribers.
     events: std::collections::VecDeque<crate::proto::Event>,
     pub event_tx: tokio::sync::broadcast::Sender<crate::proto::Event>,
+    health: HashMap<String, crate::agent::health::State>,
     waiters: HashMap<String, Vec<oneshot::Sender<i32>>>,
 }
 
@@ -74,6 +75,7 @@ impl Supervisor {
             execs: HashMap::new(),
             events: std::collections::VecDeque::new(),
             event_tx: tokio::sync::broadcast::channel(256).0,
+            health: HashMap::new(),
             waiters: HashMap::new(),
         };
         let (recs, bad) = record::list(root);
@@ -308,6 +310,11 @@ impl Supervisor {
                     Status::Running { pid: s.pid, monitor: s.monitor, monitor_start: spawn::start_ticks(s.monitor).unwrap_or(0), started };
                 rec.save_status(&self.root)?;
                 self.by_pid.insert(s.monitor, id.to_string());
+                if let Some(h) = &r.health {
+                    let st = crate::agent::health::State::new(Duration::from_millis(h.interval_ms));
+                    st.write(&dir);
+                    self.health.insert(id.to_string(), st);
+                }
                 self.emit(id, "start", &[]);
                 Ok(warnings)
             }
@@ -367,8 +374,82 @@ impl Supervisor {
             self.emit(id, "oom", &[]);
         }
         self.emit(id, "die", &[("exitCode", code.to_string())]);
+        self.health.remove(id);
         self.finish(id, code);
         self.schedule_restart(id, code, ran);
+    }
+
+    pub fn next_check(&self) -> Option<Instant> {
+        self.health.values().filter(|h| !h.running).map(|h| h.next).min()
+    }
+
+    /// Health checks due now: (container, command, timeout); each is marked as running.
+    pub fn due_checks(&mut self) -> Vec<(String, Vec<String>, Duration)> {
+        let now = Instant::now();
+        let mut out = Vec::new();
+        for (id, st) in self.health.iter_mut().filter(|(_, h)| !h.running && h.next <= now) {
+            let Some(h) = self.records.get(id).and_then(|r| r.health.clone()) else { continue };
+            st.running = true;
+            out.push((id.clone(), h.command(), Duration::from_millis(h.timeout_ms)));
+        }
+        out
+    }
+
+    /// Runs a health check command in the container with its output into `out`.
+    pub fn exec_check(
+        &mut self,
+        id: &str,
+        cmd: Vec<String>,
+        out: OwnedFd,
+    ) -> std::result::Result<(i32, oneshot::Receiver<i32>), StartError> {
+        let r = self.records.get(id).ok_or_else(|| Error::not_found(format!("No such container: {id}")))?;
+        let Status::Running { pid, .. } = r.status else {
+            return Err(StartError { code: 125, msg: "container is not running".into() });
+        };
+        let mut spec = r.spec.clone();
+        spec.args = cmd;
+        spec.tty = false;
+        let null = fs::File::open("/dev/null").ctx(|| "open /dev/null".into())?;
+        let cg = self.cgroups.open(&self.parent, id);
+        let started = spawn::exec_in(&spawn::ExecLaunch {
+            target: pid,
+            cgroup: &cg,
+            spec: &spec,
+            stdio: [null.as_raw_fd(), out.as_raw_fd(), out.as_raw_fd()],
+        })?;
+        let (tx, rx) = oneshot::channel();
+        self.execs.insert(started.monitor, Some(tx));
+        Ok((started.pid, rx))
+    }
+
+    /// Records a check's result (Docker's rules) and schedules the next one.
+    pub fn health_result(&mut self, id: &str, result: serde_json::Value, code: i32) {
+        let Some(h) = self.records.get(id).and_then(|r| r.health.clone()) else { return };
+        let Some(st) = self.health.get_mut(id) else { return };
+        st.running = false;
+        st.next = Instant::now() + Duration::from_millis(h.interval_ms);
+        let before = (st.status, st.streak);
+        if code == 0 {
+            st.status = "healthy";
+            st.streak = 0;
+        } else if st.status != "starting" || st.started.elapsed() >= Duration::from_millis(h.start_period_ms) {
+            st.streak += 1;
+            if st.streak >= h.retries {
+                st.status = "unhealthy";
+            }
+        }
+        if st.log.len() >= 5 {
+            st.log.pop_front();
+        }
+        st.log.push_back(result);
+        let status = st.status;
+        // The file changes with the status or the streak; a healthy container writes nothing.
+        if before != (st.status, st.streak) || code != 0 {
+            st.write(&record::dir(&self.root, id));
+        }
+        if before.0 != status {
+            self.emit(id, &format!("health_status: {status}"), &[]);
+        }
     }
 
     /// Wakes whoever waits for `id` and removes it if it was started with --rm.
@@ -377,7 +458,7 @@ impl Supervisor {
             let _ = w.send(code);
         }
         if self.records.get(id).is_some_and(|r| r.auto_remove) {
-            if let Err(e) = self.remove_files(id) {
+            if let Err(e) = self.remove_files(id, true) {
                 crate::warn!("remove {id}: {e}");
             }
         }
@@ -429,7 +510,7 @@ impl Supervisor {
             _ => [null.as_raw_fd(); 3],
         };
         let cg = self.cgroups.open(&self.parent, &o.id);
-        let waiter = spawn::exec_in(&spawn::ExecLaunch { target: pid, cgroup: &cg, spec: &spec, stdio: fds })?;
+        let waiter = spawn::exec_in(&spawn::ExecLaunch { target: pid, cgroup: &cg, spec: &spec, stdio: fds })?.monitor;
         let (tx, rx) = if wait {
             let (tx, rx) = oneshot::channel();
             (Some(tx), Some(rx))
@@ -496,7 +577,13 @@ impl Supervisor {
         }
     }
 
-    pub fn remove_files(&mut self, id: &str) -> Result<()> {
+    /// Removes a container's files; with `volumes`, its anonymous volumes too.
+    pub fn remove_files(&mut self, id: &str, volumes: bool) -> Result<()> {
+        if volumes {
+            for v in self.records.get(id).map(|r| r.anonymous_volumes.clone()).unwrap_or_default() {
+                remove_all(&v)?;
+            }
+        }
         self.emit(id, "destroy", &[]);
         self.restarts.retain(|(_, i)| i != id);
         self.backoff.remove(id);

@@ -59,6 +59,17 @@ const RUN_OPTS: &[Opt] = &[
     opt("privileged", None, None, "Give extended privileges to this container"),
     opt("userns", None, Some("string"), "User namespace to use: host (the only mode so far)"),
     opt("restart", None, Some("string"), "Restart policy: no, on-failure[:max-retries], always, unless-stopped"),
+    opt("health-cmd", None, Some("string"), "Command to run to check health"),
+    opt("health-interval", None, Some("duration"), "Time between running the check (ms|s|m|h) (default 30s)"),
+    opt("health-timeout", None, Some("duration"), "Maximum time to allow one check to run (ms|s|m|h) (default 30s)"),
+    opt("health-retries", None, Some("int"), "Consecutive failures needed to report unhealthy"),
+    opt(
+        "health-start-period",
+        None,
+        Some("duration"),
+        "Start period for the container to initialize before failures count (ms|s|m|h) (default 0s)",
+    ),
+    opt("no-healthcheck", None, None, "Disable any container-specified HEALTHCHECK"),
     opt("log-driver", None, Some("string"), "Logging driver: local (size-capped ring files, the default), json-file (same), none"),
     opt("log-opt", None, Some("list"), "Log driver options: max-size=10m, max-file=3 (the defaults)"),
 ];
@@ -231,12 +242,23 @@ pub fn run_options(m: &Matches) -> Result<(RunOptions, bool), CliError> {
         log_driver: m.value("log-driver").map(str::to_string),
         log_opts: strs("log-opt"),
         restart: m.value("restart").map(str::to_string),
+        health_cmd: m.value("health-cmd").map(str::to_string),
+        health_interval: m.value("health-interval").map(str::to_string),
+        health_timeout: m.value("health-timeout").map(str::to_string),
+        health_retries: parse_num(m, "health-retries")?,
+        health_start_period: m.value("health-start-period").map(str::to_string),
+        no_healthcheck: m.flag("no-healthcheck"),
     };
     Ok((o, m.flag("detach")))
 }
 
 fn create_on(client: &mut Client, o: RunOptions) -> Result<String, CliError> {
-    match check(client.call(&Request::Create(Box::new(o)))?)? {
+    match client.call(&Request::Create(Box::new(o)))? {
+        // Docker: run/create itself failing is 125, whatever the reason.
+        Response::Error { msg, .. } => {
+            eprintln!("Error: {msg}");
+            Err(CliError::Exit(125))
+        }
         Response::Created { id, warnings } => {
             for w in warnings {
                 eprintln!("WARNING: {w}");
@@ -338,7 +360,7 @@ pub fn run(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
             Response::Error { code, msg } => {
                 eprintln!("Error: {msg}");
                 // A container that could not start leaves nothing behind.
-                let _ = c.call(&Request::Remove { id, force: true });
+                let _ = c.call(&Request::Remove { id, force: true, volumes: true });
                 return Err(CliError::Exit(code));
             }
             _ => println!("{id}"),
@@ -348,7 +370,7 @@ pub fn run(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
     match attach_and_wait(ctx, &mut c, &id, interactive, tty) {
         Err(CliError::Exit(code)) => {
             if !auto_remove {
-                let _ = c.call(&Request::Remove { id, force: true });
+                let _ = c.call(&Request::Remove { id, force: true, volumes: true });
             }
             Err(CliError::Exit(code))
         }
@@ -478,7 +500,7 @@ pub fn prune(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
     let w = |e: io::Error| CliError::Op(Error::io("write output", e));
     writeln!(out, "Deleted Containers:").map_err(w)?;
     for r in recs.iter().filter(|r| !r.is_running()) {
-        if let Response::Done = c.call(&Request::Remove { id: r.id.clone(), force: false })? {
+        if let Response::Done = c.call(&Request::Remove { id: r.id.clone(), force: false, volumes: false })? {
             writeln!(out, "{}", r.id).map_err(w)?;
         }
     }
@@ -500,8 +522,8 @@ pub fn kill(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
 }
 
 pub fn rm(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
-    let force = m.flag("force");
-    each(ctx, m, |id| Request::Remove { id, force })
+    let (force, volumes) = (m.flag("force"), m.flag("volumes"));
+    each(ctx, m, |id| Request::Remove { id, force, volumes })
 }
 
 pub fn wait(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
@@ -520,11 +542,18 @@ pub fn agent(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
     Ok(0)
 }
 
-fn status_text(r: &Record) -> String {
+fn status_text(root: &std::path::Path, r: &Record) -> String {
     let now = timefmt::now();
     match &r.status {
         Status::Created => "Created".into(),
-        Status::Running { started, .. } => format!("Up {}", human_ago(*started).trim_end_matches(" ago")),
+        Status::Running { started, .. } => {
+            let up = format!("Up {}", human_ago(*started).trim_end_matches(" ago"));
+            match crate::agent::health::read(&record::dir(root, &r.id)).as_ref().and_then(|h| h["Status"].as_str().map(str::to_string)) {
+                Some(s) if s == "starting" => format!("{up} (health: starting)"),
+                Some(s) => format!("{up} ({s})"),
+                None => up,
+            }
+        }
         Status::Exited { code, finished, .. } => format!("Exited ({code}) {}", human_ago((*finished).min(now))),
     }
 }
@@ -597,7 +626,7 @@ pub fn ps(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
                         r.image.clone(),
                         command_text(r, !no_trunc),
                         human_ago(r.created),
-                        status_text(r),
+                        status_text(&ctx.root, r),
                         String::new(),
                         r.name.clone(),
                     ]
@@ -609,7 +638,7 @@ pub fn ps(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
             for r in shown {
                 let v = json!({
                     "ID": id(r), "Image": r.image, "Command": command_text(r, !no_trunc), "CreatedAt": docker_time(r.created),
-                    "RunningFor": human_ago(r.created), "Status": status_text(r), "State": state_name(r), "Names": r.name, "Ports": "",
+                    "RunningFor": human_ago(r.created), "Status": status_text(&ctx.root, r), "State": state_name(r), "Names": r.name, "Ports": "",
                     "Labels": r.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
                 });
                 let line = match &fmt {
@@ -653,6 +682,7 @@ pub fn container_json(ctx: &Ctx, r: &Record) -> Value {
         "State": {
             "Status": state_name(r), "Running": running, "Paused": false, "Restarting": false, "OOMKilled": oom, "Dead": false,
             "Pid": pid, "ExitCode": code, "Error": error, "StartedAt": t(started), "FinishedAt": t(finished),
+            "Health": if r.health.is_some() { crate::agent::health::read(&record::dir(&ctx.root, &r.id)).unwrap_or(Value::Null) } else { Value::Null },
         },
         "Image": r.image_id.to_string(),
         "Name": format!("/{}", r.name),
@@ -675,6 +705,7 @@ pub fn container_json(ctx: &Ctx, r: &Record) -> Value {
             "Hostname": s.hostname, "User": s.user, "Env": s.env, "Cmd": r.cmd, "Entrypoint": r.entrypoint, "Image": r.image,
             "WorkingDir": s.cwd, "Labels": r.labels, "Tty": s.tty, "OpenStdin": r.attach_stdin,
             "StopSignal": signal::name(r.stop_signal), "StopTimeout": r.stop_timeout,
+            "Healthcheck": r.health.as_ref().map(|h| json!({"Test": h.test, "Interval": h.interval_ms * 1_000_000, "Timeout": h.timeout_ms * 1_000_000, "Retries": h.retries, "StartPeriod": h.start_period_ms * 1_000_000})),
         },
     })
 }

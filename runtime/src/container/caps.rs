@@ -68,7 +68,9 @@ pub fn apply_bounding(names: &[String]) -> Result<CapsHashSet> {
 pub fn apply_sets(want: &CapsHashSet) -> Result<()> {
     let err = |e: caps::errors::CapsError| Error::invalid(format!("set capabilities: {e}"));
     caps::clear(None, CapSet::Ambient).map_err(err)?;
-    caps::set(None, CapSet::Inheritable, want).map_err(err)?;
+    // Empty, as Docker since 20.10.14 (CVE-2022-24769): a file's inheritable bits must not
+    // grant anything across exec of a non-root program.
+    caps::clear(None, CapSet::Inheritable).map_err(err)?;
     caps::set(None, CapSet::Effective, want).map_err(err)?;
     caps::set(None, CapSet::Permitted, want).map_err(err)
 }

@@ -72,6 +72,27 @@ impl Restart {
     }
 }
 
+/// A health check as Docker's HEALTHCHECK: `test` is `["CMD", args...]` or `["CMD-SHELL", cmd]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    pub test: Vec<String>,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    pub retries: u32,
+    pub start_period_ms: u64,
+}
+
+impl Health {
+    /// The command it runs inside the container.
+    pub fn command(&self) -> Vec<String> {
+        match self.test.first().map(String::as_str) {
+            Some("CMD-SHELL") => vec!["/bin/sh".into(), "-c".into(), self.test[1..].join(" ")],
+            Some("CMD") => self.test[1..].to_vec(),
+            _ => Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
     pub id: String,
@@ -95,6 +116,9 @@ pub struct Record {
     /// Stopped by a user (`stop`, `kill`): `unless-stopped` and `always` leave it stopped until
     /// it is started again (`always` comes back when the agent restarts, as Docker's does).
     pub user_stopped: bool,
+    pub health: Option<Health>,
+    /// Anonymous volumes (`-v /path`): removed with the container by `rm -v` and `--rm`.
+    pub anonymous_volumes: Vec<std::path::PathBuf>,
     /// The `run` options as given (for inspect's HostConfig).
     pub cap_add: Vec<String>,
     pub cap_drop: Vec<String>,

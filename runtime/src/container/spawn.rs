@@ -435,17 +435,16 @@ fn setup(l: &Launch, report: RawFd) -> std::result::Result<(), StartError> {
             return Err(Error::io("set no_new_privs", io::Error::last_os_error()).into());
         }
     }
+    let cwd = if spec.cwd.is_empty() { "/" } else { spec.cwd.as_str() };
+    // Docker creates a missing working directory, as root, before switching user.
+    std::fs::create_dir_all(cwd).map_err(|e| StartError { code: 125, msg: format!("cannot create working directory {cwd:?}: {e}") })?;
     let caps_set = caps::apply_bounding(&spec.caps)?;
     let (uid, gid, groups) = crate::container::user::resolve(&spec.user)?;
     crate::container::user::switch(uid, gid, &groups)?;
     if uid == 0 {
         caps::apply_sets(&caps_set)?;
     }
-    let cwd = if spec.cwd.is_empty() { "/" } else { spec.cwd.as_str() };
-    // Docker creates a missing working directory.
-    if std::fs::create_dir_all(cwd).is_err() || std::env::set_current_dir(cwd).is_err() {
-        return Err(StartError { code: 125, msg: format!("cannot use working directory {cwd:?}") });
-    }
+    std::env::set_current_dir(cwd).map_err(|e| StartError { code: 125, msg: format!("cannot use working directory {cwd:?}: {e}") })?;
     let (path, argv, envp) = command(spec)?;
     if spec.init {
         run_init(report, &path, &argv, &envp)
@@ -583,9 +582,9 @@ pub struct ExecLaunch<'a> {
     pub stdio: [RawFd; 3],
 }
 
-/// Starts a process in a running container; returns the pid of its waiter (our child, which
-/// exits with the process's status).
-pub fn exec_in(l: &ExecLaunch) -> std::result::Result<i32, StartError> {
+/// Starts a process in a running container; returns its waiter (our child, which exits with the
+/// process's status) and the process itself (to kill it on a health-check timeout).
+pub fn exec_in(l: &ExecLaunch) -> std::result::Result<Started, StartError> {
     let (rd, wr) = pipe()?;
     // Namespaces are opened before the fork so a vanished container is reported here, cleanly.
     let mut ns = Vec::new();
@@ -619,17 +618,28 @@ pub fn exec_in(l: &ExecLaunch) -> std::result::Result<i32, StartError> {
     drop(wr);
     drop(ns);
     let mut r = io::BufReader::new(std::fs::File::from(rd));
-    let mut head = [0u8; 5];
-    if r.read_exact(&mut head).is_ok() && head[0] == b'E' {
+    let mut child = 0;
+    loop {
+        let mut head = [0u8; 5];
+        if r.read_exact(&mut head).is_err() {
+            break;
+        }
         let mut payload = vec![0u8; u32::from_le_bytes([head[1], head[2], head[3], head[4]]) as usize];
-        if r.read_exact(&mut payload).is_ok() && !payload.is_empty() {
-            let mut st = 0;
-            // SAFETY: reaps our failed child.
-            unsafe { libc::waitpid(pid, &mut st, 0) };
-            return Err(StartError { code: i32::from(payload[0]), msg: String::from_utf8_lossy(&payload[1..]).into_owned() });
+        if r.read_exact(&mut payload).is_err() {
+            break;
+        }
+        match head[0] {
+            b'P' if payload.len() == 4 => child = i32::from_le_bytes([payload[0], payload[1], payload[2], payload[3]]),
+            b'E' if !payload.is_empty() => {
+                let mut st = 0;
+                // SAFETY: reaps our failed child.
+                unsafe { libc::waitpid(pid, &mut st, 0) };
+                return Err(StartError { code: i32::from(payload[0]), msg: String::from_utf8_lossy(&payload[1..]).into_owned() });
+            }
+            _ => {}
         }
     }
-    Ok(pid)
+    Ok(Started { pid: child, monitor: pid })
 }
 
 fn exec_waiter(l: &ExecLaunch, ns: &[(std::fs::File, libc::c_int)], procs: &[std::fs::File], report: RawFd) -> ! {
@@ -697,6 +707,7 @@ fn exec_waiter(l: &ExecLaunch, ns: &[(std::fs::File, libc::c_int)], procs: &[std
             Ok(()) => fail(report, 125, "exec returned"),
         }
     }
+    send(report, b'P', &child.to_le_bytes());
     for fd in l.stdio {
         // SAFETY: our copies of the passed descriptors; the process has its own.
         unsafe { libc::close(fd) };
