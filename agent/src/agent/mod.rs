@@ -127,11 +127,7 @@ async fn serve(o: &Options, sup: Shared) -> Result<()> {
     let wd_every = notify::watchdog_interval();
     let mut watchdog = tokio::time::interval(wd_every.unwrap_or(Duration::from_secs(3600)));
     notify::ready();
-    eprintln!(
-        "berth agent: serving on {:?} for {}",
-        listener.local_addr().ok().and_then(|a| a.as_pathname().map(Path::to_path_buf)),
-        sup.borrow().root.display()
-    );
+    crate::info!("serving on {} for {}", o.socket.display(), sup.borrow().root.display());
     loop {
         tokio::select! {
             c = listener.accept() => match c {
