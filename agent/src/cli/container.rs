@@ -290,7 +290,7 @@ fn run_err(e: CliError) -> CliError {
 
 /// Forwards SIGINT/SIGTERM/SIGHUP/SIGQUIT to the container while the CLI waits (Docker's
 /// --sig-proxy), from a thread that owns the blocked signals.
-fn proxy_signals(ctx: &Ctx, id: &str) {
+pub fn proxy_signals(ctx: &Ctx, id: &str) {
     let (root, host, id) = (ctx.root.clone(), ctx.host.clone(), id.to_string());
     // SAFETY: builds a signal set and blocks it in this thread; threads spawned after this
     // inherit the mask, so only the sigwait below receives these signals.

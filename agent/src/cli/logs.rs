@@ -93,6 +93,41 @@ fn running(root: &Path, id: &str) -> bool {
     Record::load(&record::dir(root, id).join("state")).is_ok_and(|r| r.is_running())
 }
 
+const ATTACH_OPTS: &[Opt] = &[
+    opt("no-stdin", None, None, "Do not attach STDIN (the only mode: a detached container's stdin is /dev/null)"),
+    opt("sig-proxy", None, Some("bool"), "Proxy all received signals to the process (default true)"),
+];
+pub const ATTACH: Cmd = Cmd {
+    path: "berth attach",
+    usage: "[OPTIONS] CONTAINER",
+    about: "Attach to a running container's output (and forward signals to it)",
+    opts: ATTACH_OPTS,
+    min_args: 1,
+    max_args: Some(1),
+    stop_at_positional: false,
+    subcommands: &[],
+};
+
+/// `attach`: the container's output from now on, until it exits; ^C and friends reach it. A
+/// detached container's output goes through its monitor into the log ring, so attaching is
+/// following that ring from its end.
+pub fn attach(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
+    let (recs, _) = record::list(&ctx.root);
+    let r = record::find(&recs, &m.args()[0])?;
+    if !r.is_running() {
+        return Err(op_err("You cannot attach to a stopped container, start it first"));
+    }
+    if m.value("sig-proxy") != Some("false") {
+        super::container::proxy_signals(ctx, &r.id);
+    }
+    follow(ctx, r, Some(0), &Printer { timestamps: false, since: None }, true)?;
+    let (recs, _) = record::list(&ctx.root);
+    Ok(match record::find(&recs, &r.id).map(|r| r.status.clone()) {
+        Ok(berth_runtime::container::record::Status::Exited { code, .. }) => code,
+        _ => 0,
+    })
+}
+
 pub fn logs(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
     let (recs, _) = record::list(&ctx.root);
     let r = record::find(&recs, &m.args()[0])?;
@@ -101,6 +136,13 @@ pub fn logs(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
         Some(n) => Some(n.parse().map_err(|_| op_err(format!("invalid value for \"tail\": {n:?}")))?),
     };
     let p = Printer { timestamps: m.flag("timestamps"), since: m.value("since").map(since).transpose()? };
+    follow(ctx, r, tail, &p, m.flag("follow"))?;
+    Ok(0)
+}
+
+/// Prints the last `tail` lines (all with None), then with `follow` what comes until the
+/// container stops.
+fn follow(ctx: &Ctx, r: &Record, tail: Option<usize>, p: &Printer, follow: bool) -> Result<(), CliError> {
     let dir = record::dir(&ctx.root, &r.id);
     if !r.log.enabled {
         return Err(op_err(format!("container {} was started with --log-driver none: it keeps no logs", r.name)));
@@ -142,8 +184,8 @@ pub fn logs(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
             p.print(&e).map_err(out_err)?;
         }
     }
-    if !m.flag("follow") {
-        return Ok(0);
+    if !follow {
+        return Ok(());
     }
     // Follow: read what is appended; when the file at the path is a new one (rotated), finish
     // the old one and move over. Stop once the container has stopped and nothing more comes.
@@ -176,7 +218,7 @@ pub fn logs(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
             }
         }
         if !alive && !progressed {
-            return Ok(0);
+            return Ok(());
         }
         if !progressed {
             std::thread::sleep(Duration::from_millis(200));

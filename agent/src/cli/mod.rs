@@ -6,6 +6,7 @@ pub mod args;
 pub mod check;
 pub mod client;
 pub mod container;
+pub mod cp;
 pub mod events;
 pub mod format;
 pub mod image;
@@ -85,6 +86,7 @@ const GLOBAL: Cmd = Cmd {
     stop_at_positional: true,
     subcommands: &[
         ("agent", "Run the berth agent (the daemon that runs containers)"),
+        ("attach", "Attach to a running container's output"),
         ("check", "Check that the kernel has what berth needs"),
         ("create", "Create a new container"),
         ("kill", "Kill one or more running containers"),
@@ -120,7 +122,9 @@ const GLOBAL: Cmd = Cmd {
 
 const TOP: &[Command] = &[
     Command { name: "agent", cmd: &container::AGENT, run: container::agent },
+    Command { name: "attach", cmd: &logs::ATTACH, run: logs::attach },
     Command { name: "check", cmd: &check::CHECK, run: check::check },
+    Command { name: "cp", cmd: &cp::CP, run: cp::cp },
     Command { name: "create", cmd: &container::CREATE, run: container::create },
     Command { name: "kill", cmd: &container::KILL, run: container::kill },
     Command { name: "logs", cmd: &logs::LOGS, run: logs::logs },
@@ -182,6 +186,7 @@ const CONTAINER_GROUP: Cmd = group(
 
 /// `berth container X` is `berth X` (plus `ls` and `prune`).
 const CONTAINER_SUBCOMMANDS: &[Command] = &[
+    Command { name: "cp", cmd: &cp::CP, run: cp::cp },
     Command { name: "create", cmd: &container::CREATE, run: container::create },
     Command { name: "exec", cmd: &container::EXEC, run: container::exec },
     Command { name: "inspect", cmd: &container::INSPECT, run: container::inspect },
