@@ -82,7 +82,27 @@ impl Supervisor {
         for b in bad {
             crate::warn!("skipping {b}");
         }
+        // What an agent killed mid-way left: a container directory without a record (an
+        // interrupted rm or create) is removed.
+        if let Ok(rd) = fs::read_dir(root.join("containers")) {
+            for e in rd.flatten() {
+                if !e.path().join("state").exists() {
+                    let _ = remove_all(&e.path());
+                }
+            }
+        }
         for r in recs {
+            // Processes in the cgroup of a container that is not recorded as running were started
+            // by an agent killed before it could record them: stop them, so that nothing runs
+            // twice when the policy starts the container again.
+            if !r.is_running() {
+                let cg = s.cgroups.open(&s.parent, &r.id);
+                if cg.pids().is_ok_and(|p| !p.is_empty()) {
+                    crate::warn!("container {}: stopping processes left by an interrupted start", r.name);
+                    let _ = cg.kill_all();
+                }
+                let _ = cg.destroy();
+            }
             // A container started by an earlier agent keeps running under its monitor: adopt it
             // (never start it twice), or record how it ended while nobody watched.
             if let Status::Running { monitor, monitor_start, .. } = r.status {
