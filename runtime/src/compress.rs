@@ -61,6 +61,9 @@ struct ZstdReader<R> {
 
 impl<R: BufRead> Read for ZstdReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
         loop {
             if !self.in_frame {
                 if self.src.fill_buf()?.is_empty() {

@@ -366,7 +366,7 @@ impl<R: Read> TarReader<R> {
 /// Reads the current entry's content; returns 0 at its end.
 impl<R: Read> Read for TarReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.remaining == 0 {
+        if self.remaining == 0 || buf.is_empty() {
             return Ok(0);
         }
         let want = buf.len().min(self.remaining.min(usize::MAX as u64) as usize);

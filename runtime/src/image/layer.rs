@@ -216,6 +216,9 @@ impl Unpacker {
         let key = comps.join(&b'/');
         if m.is_dir() {
             self.known_dirs.retain(|k| !(k == &key || k.starts_with(&key) && k.get(key.len()) == Some(&b'/')));
+            // Their metadata is applied last, by path: once `p` can be a symlink, that path may
+            // lead out of the layer.
+            self.dirs.retain(|d| !d.path.starts_with(&p));
         }
         self.moves.push(Move { seq: self.seq, path: key, side: n });
         Ok(false)
@@ -423,3 +426,52 @@ fn locate(dir: &Path, moves: &[Move], seq: u32, path: &[u8]) -> PathBuf {
     }
     dir.join(ROOT).join(std::ffi::OsStr::from_bytes(path))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    fn header(name: &str, typ: u8, mode: u32, uid: u32, link: &str) -> [u8; 512] {
+        let mut h = [0u8; 512];
+        h[..name.len()].copy_from_slice(name.as_bytes());
+        h[100..107].copy_from_slice(format!("{mode:07o}").as_bytes());
+        h[108..115].copy_from_slice(format!("{uid:07o}").as_bytes());
+        h[116..123].copy_from_slice(format!("{uid:07o}").as_bytes());
+        h[124..135].copy_from_slice(b"00000000000");
+        h[136..147].copy_from_slice(b"00000000000");
+        h[156] = typ;
+        h[157..157 + link.len()].copy_from_slice(link.as_bytes());
+        h[257..263].copy_from_slice(b"ustar\0");
+        h[263..265].copy_from_slice(b"00");
+        h[148..156].copy_from_slice(b"        ");
+        let sum: u32 = h.iter().map(|b| u32::from(*b)).sum();
+        h[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+        h
+    }
+
+    /// Seen while writing fuzz/archive_scan (its sentinel check catches it): a directory replaced by
+    /// a symlink kept its metadata queued under the old path, and `finish` then chowned and
+    /// chmodded whatever the symlink pointed at.
+    #[test]
+    fn dir_replaced_by_symlink_does_not_touch_its_target() {
+        let base = std::env::temp_dir().join(format!("berth-layer-test-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&base);
+        let outside = base.join("outside");
+        fs::create_dir_all(outside.join("victim")).unwrap();
+        fs::set_permissions(outside.join("victim"), fs::Permissions::from_mode(0o755)).unwrap();
+        fs::set_permissions(&outside, fs::Permissions::from_mode(0o755)).unwrap();
+        let meta = |p: &Path| fs::metadata(p).map(|m| (m.mode(), m.uid(), m.gid())).unwrap();
+        let before = (meta(&outside), meta(&outside.join("victim")));
+        let target = outside.to_str().unwrap();
+        let mut tar = Vec::new();
+        tar.extend(header("a/", b'5', 0o700, 0, ""));
+        tar.extend(header("a/victim/", b'5', 0o4777, 1234, ""));
+        tar.extend(header("a", b'2', 0o777, 0, target));
+        tar.extend([0u8; 1024]);
+        let dest = base.join("layer");
+        unpack(&tar[..], &dest).unwrap();
+        assert_eq!((meta(&outside), meta(&outside.join("victim"))), before);
+        assert!(fs::symlink_metadata(dest.join(ROOT).join("a")).unwrap().file_type().is_symlink());
+        fs::remove_dir_all(&base).unwrap();
+    }
