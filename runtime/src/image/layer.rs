@@ -475,3 +475,4 @@ mod tests {
         assert!(fs::symlink_metadata(dest.join(ROOT).join("a")).unwrap().file_type().is_symlink());
         fs::remove_dir_all(&base).unwrap();
     }
+}
