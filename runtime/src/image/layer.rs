@@ -301,7 +301,10 @@ impl Unpacker {
     fn finish(&mut self) -> Result<()> {
         // Directory times last and deepest first: creating children would change them again.
         while let Some(d) = self.dirs.pop() {
-            apply_meta(&d.path, &d.entry)?;
+            // Still the directory we made? (`clear` drops replaced ones; this is the backstop.)
+            if fs::symlink_metadata(&d.path).is_ok_and(|m| m.is_dir()) {
+                apply_meta(&d.path, &d.entry)?;
+            }
         }
         Ok(())
     }
