@@ -329,21 +329,26 @@ fn attach_and_wait(ctx: &Ctx, client: &mut Client, id: &str, stdin: bool, tty: b
     }
 }
 
-/// `-t`: the container's stdio is a pty the CLI relays; ^C reaches it through the terminal.
-fn attach_tty(ctx: &Ctx, id: &str, stdin: bool) -> Result<i32, CliError> {
+/// Sends `req` with a new pty as the process's stdio and relays it to this terminal until the
+/// process ends; returns the agent's answer. ^C reaches the process through the terminal.
+fn relay_tty(mut c: Client, req: &Request, stdin: bool) -> Result<Response, CliError> {
     let pty = super::tty::open()?;
     super::tty::copy_size(&pty.master);
-    let mut c = Client::connect(ctx)?;
     let s = pty.slave.as_raw_fd();
-    c.send(&Request::Start { id: id.to_string(), attach: true, wait: true }, &[s, s, s])?;
+    c.send(req, &[s, s, s])?;
     // The descriptor in flight keeps the slave open for the agent; ours must close so that the
-    // master reads end when the container does.
+    // master reads end when the process does.
     drop(pty.slave);
     let answer = std::thread::spawn(move || c.recv());
     let raw = if super::output::is_tty(0) { Some(super::tty::Raw::enter()) } else { None };
     super::tty::pump(&pty.master, stdin);
     drop(raw);
-    let r = answer.join().map_err(|_| op_err("lost the agent's answer"))??;
+    answer.join().map_err(|_| op_err("lost the agent's answer"))?
+}
+
+/// `-t`: the container's stdio is a pty the CLI relays.
+fn attach_tty(ctx: &Ctx, id: &str, stdin: bool) -> Result<i32, CliError> {
+    let r = relay_tty(Client::connect(ctx)?, &Request::Start { id: id.to_string(), attach: true, wait: true }, stdin)?;
     match check(r)? {
         Response::Exited { code } => Ok(code),
         other => Err(op_err(format!("unexpected answer from the agent: {other:?}"))),
@@ -403,11 +408,16 @@ pub fn start(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
     each(ctx, m, |id| Request::Start { id, attach: false, wait: false })
 }
 
+/// `-t/--time` (or Docker 24's `--timeout`).
+fn stop_timeout(m: &Matches) -> Result<Option<u32>, CliError> {
+    match parse_num(m, "time")? {
+        Some(t) => Ok(Some(t)),
+        None => parse_num(m, "timeout"),
+    }
+}
+
 pub fn stop(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
-    let t: Option<u32> = match parse_num(m, "time")? {
-        Some(t) => Some(t),
-        None => parse_num(m, "timeout")?,
-    };
+    let t = stop_timeout(m)?;
     each(ctx, m, |id| Request::Stop { id, timeout: t })
 }
 
@@ -429,16 +439,7 @@ pub fn exec(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
     }
     let null = std::fs::File::open("/dev/null").map_err(|e| Error::io("open /dev/null", e))?;
     let answer = if tty {
-        let pty = super::tty::open()?;
-        super::tty::copy_size(&pty.master);
-        let s = pty.slave.as_raw_fd();
-        c.send(&Request::Exec(Box::new(o)), &[s, s, s])?;
-        drop(pty.slave);
-        let waiter = std::thread::spawn(move || c.recv());
-        let raw = if super::output::is_tty(0) { Some(super::tty::Raw::enter()) } else { None };
-        super::tty::pump(&pty.master, stdin);
-        drop(raw);
-        waiter.join().map_err(|_| op_err("lost the agent's answer"))??
+        relay_tty(c, &Request::Exec(Box::new(o)), stdin)?
     } else {
         c.call_with_fds(&Request::Exec(Box::new(o)), &[if stdin { 0 } else { null.as_raw_fd() }, 1, 2])?
     };
@@ -509,10 +510,7 @@ pub fn prune(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
 }
 
 pub fn restart(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
-    let t: Option<u32> = match parse_num(m, "time")? {
-        Some(t) => Some(t),
-        None => parse_num(m, "timeout")?,
-    };
+    let t = stop_timeout(m)?;
     each(ctx, m, |id| Request::Restart { id, timeout: t })
 }
 

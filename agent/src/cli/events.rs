@@ -4,7 +4,7 @@ use std::io::{self, Write};
 
 use serde_json::json;
 
-use berth_runtime::{timefmt, Error};
+use berth_runtime::Error;
 
 use super::args::{opt, Cmd, Matches, Opt};
 use super::client::Client;
@@ -34,24 +34,6 @@ pub const EVENTS: Cmd = Cmd {
     subcommands: &[],
 };
 
-fn when(s: &str) -> Result<i64, CliError> {
-    if let Some(t) = timefmt::parse_rfc3339(s) {
-        return Ok(t);
-    }
-    if let Ok(t) = s.parse::<i64>() {
-        return Ok(t);
-    }
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: i64 = num.parse().map_err(|_| op_err(format!("invalid time {s:?}")))?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        _ => return Err(op_err(format!("invalid time {s:?} (RFC 3339, unix seconds, or 10s/5m/2h)"))),
-    };
-    Ok(timefmt::now() - secs)
-}
-
 fn keep(e: &Event, filters: &[(String, String)]) -> bool {
     filters.iter().all(|(k, v)| match k.as_str() {
         "container" => e.name == *v || e.id.starts_with(v.as_str()),
@@ -71,8 +53,8 @@ pub fn events(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
         }
         filters.push((k.to_string(), v.to_string()));
     }
-    let since = m.value("since").map(when).transpose()?;
-    let until = m.value("until").map(when).transpose()?;
+    let since = m.value("since").map(super::output::time_arg).transpose()?;
+    let until = m.value("until").map(super::output::time_arg).transpose()?;
     let mut c = Client::connect(ctx)?;
     c.send(&Request::Events { since, until }, &[])?;
     let w = |e: io::Error| {

@@ -32,25 +32,6 @@ pub const LOGS: Cmd = Cmd {
     subcommands: &[],
 };
 
-/// `--since`: an RFC 3339 time, seconds since the epoch, or a duration back from now.
-fn since(s: &str) -> Result<i64, CliError> {
-    if let Some(t) = timefmt::parse_rfc3339(s) {
-        return Ok(t);
-    }
-    if let Ok(t) = s.parse::<i64>() {
-        return Ok(t);
-    }
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: i64 = num.parse().map_err(|_| op_err(format!("invalid value for \"since\": {s:?}")))?;
-    let mult = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        _ => return Err(op_err(format!("invalid value for \"since\": {s:?} (use a time, or a duration such as 10s, 42m, 2h)"))),
-    };
-    Ok(timefmt::now() - n * mult)
-}
-
 struct Printer {
     timestamps: bool,
     since: Option<i64>,
@@ -135,7 +116,7 @@ pub fn logs(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
         None | Some("all") => None,
         Some(n) => Some(n.parse().map_err(|_| op_err(format!("invalid value for \"tail\": {n:?}")))?),
     };
-    let p = Printer { timestamps: m.flag("timestamps"), since: m.value("since").map(since).transpose()? };
+    let p = Printer { timestamps: m.flag("timestamps"), since: m.value("since").map(super::output::time_arg).transpose()? };
     follow(ctx, r, tail, &p, m.flag("follow"))?;
     Ok(0)
 }

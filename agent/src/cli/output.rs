@@ -87,6 +87,26 @@ pub fn table(out: &mut impl Write, header: &[&str], rows: &[Vec<String>]) -> io:
     Ok(())
 }
 
+/// A time as `--since`/`--until` take it: RFC 3339, unix seconds, or a duration back from now
+/// (`10s`, `42m`, `2h`).
+pub fn time_arg(s: &str) -> Result<i64, super::CliError> {
+    if let Some(t) = timefmt::parse_rfc3339(s) {
+        return Ok(t);
+    }
+    if let Ok(t) = s.parse::<i64>() {
+        return Ok(t);
+    }
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: i64 = num.parse().map_err(|_| super::op_err(format!("invalid time {s:?}")))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(super::op_err(format!("invalid time {s:?} (RFC 3339, unix seconds, or a duration such as 10s, 42m, 2h)"))),
+    };
+    Ok(timefmt::now() - secs)
+}
+
 /// Counts bytes read and, on a terminal, redraws one progress line at most ten times a second.
 pub struct Progress<R> {
     inner: R,

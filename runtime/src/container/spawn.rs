@@ -114,6 +114,31 @@ fn fail(fd: RawFd, code: i32, msg: &str) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+/// Reads the children's reports until end of file (the command was exec'd, or they died): the
+/// process's pid ('P') and a failure ('E'), if any.
+fn read_reports(rd: OwnedFd) -> (Option<i32>, Option<StartError>) {
+    let mut r = io::BufReader::new(std::fs::File::from(rd));
+    let (mut pid, mut failure) = (None, None);
+    loop {
+        let mut head = [0u8; 5];
+        if r.read_exact(&mut head).is_err() {
+            break;
+        }
+        let mut payload = vec![0u8; u32::from_le_bytes([head[1], head[2], head[3], head[4]]) as usize];
+        if r.read_exact(&mut payload).is_err() {
+            break;
+        }
+        match head[0] {
+            b'P' if payload.len() == 4 => pid = Some(i32::from_le_bytes([payload[0], payload[1], payload[2], payload[3]])),
+            b'E' if !payload.is_empty() => {
+                failure = Some(StartError { code: i32::from(payload[0]), msg: String::from_utf8_lossy(&payload[1..]).into_owned() });
+            }
+            _ => {}
+        }
+    }
+    (pid, failure)
+}
+
 /// Forks the monitor, which starts the container.
 pub fn start(l: &Launch) -> std::result::Result<Started, StartError> {
     let (rd, wr) = pipe()?;
@@ -128,30 +153,10 @@ pub fn start(l: &Launch) -> std::result::Result<Started, StartError> {
         intermediate(l, wr.as_raw_fd())
     }
     drop(wr);
-    let mut r = io::BufReader::new(std::fs::File::from(rd));
-    let mut container = None;
-    let mut outcome = Ok(());
-    loop {
-        let mut head = [0u8; 5];
-        match r.read_exact(&mut head) {
-            Ok(()) => {}
-            Err(_) => break, // end of file: the command was exec'd (or a child died silently)
-        }
-        let mut payload = vec![0u8; u32::from_le_bytes([head[1], head[2], head[3], head[4]]) as usize];
-        if r.read_exact(&mut payload).is_err() {
-            break;
-        }
-        match head[0] {
-            b'P' if payload.len() == 4 => container = Some(i32::from_le_bytes([payload[0], payload[1], payload[2], payload[3]])),
-            b'E' if !payload.is_empty() => {
-                outcome = Err(StartError { code: i32::from(payload[0]), msg: String::from_utf8_lossy(&payload[1..]).into_owned() });
-            }
-            _ => {}
-        }
-    }
+    let (container, outcome) = read_reports(rd);
     match (outcome, container) {
-        (Ok(()), Some(p)) => Ok(Started { pid: p, monitor: pid }),
-        (Err(e), _) => {
+        (None, Some(p)) => Ok(Started { pid: p, monitor: pid }),
+        (Some(e), _) => {
             // The monitor reaps the failed container and exits; reap it here so the failure is
             // over (and leaves no zombie) when the caller cleans up.
             let mut st = 0;
@@ -159,7 +164,7 @@ pub fn start(l: &Launch) -> std::result::Result<Started, StartError> {
             unsafe { libc::waitpid(pid, &mut st, 0) };
             Err(e)
         }
-        (Ok(()), None) => {
+        (None, None) => {
             let mut st = 0;
             // SAFETY: as above.
             unsafe { libc::waitpid(pid, &mut st, 0) };
@@ -617,28 +622,14 @@ pub fn exec_in(l: &ExecLaunch) -> std::result::Result<Started, StartError> {
     }
     drop(wr);
     drop(ns);
-    let mut r = io::BufReader::new(std::fs::File::from(rd));
-    let mut child = 0;
-    loop {
-        let mut head = [0u8; 5];
-        if r.read_exact(&mut head).is_err() {
-            break;
-        }
-        let mut payload = vec![0u8; u32::from_le_bytes([head[1], head[2], head[3], head[4]]) as usize];
-        if r.read_exact(&mut payload).is_err() {
-            break;
-        }
-        match head[0] {
-            b'P' if payload.len() == 4 => child = i32::from_le_bytes([payload[0], payload[1], payload[2], payload[3]]),
-            b'E' if !payload.is_empty() => {
-                let mut st = 0;
-                // SAFETY: reaps our failed child.
-                unsafe { libc::waitpid(pid, &mut st, 0) };
-                return Err(StartError { code: i32::from(payload[0]), msg: String::from_utf8_lossy(&payload[1..]).into_owned() });
-            }
-            _ => {}
-        }
+    let (child, failure) = read_reports(rd);
+    if let Some(e) = failure {
+        let mut st = 0;
+        // SAFETY: reaps our failed child.
+        unsafe { libc::waitpid(pid, &mut st, 0) };
+        return Err(e);
     }
+    let child = child.unwrap_or(0);
     Ok(Started { pid: child, monitor: pid })
 }
 
