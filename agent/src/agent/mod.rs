@@ -37,6 +37,73 @@ pub struct Options {
     /// Leave containers running when the agent stops (Docker's --live-restore); a new agent
     /// re-adopts them.
     pub live_restore: bool,
+    /// `run` argument lines of containers to create and start when missing (a freshly flashed
+    /// board's applications, written by meta-berth's BERTH_PRELOAD_RUN).
+    pub preload_run: Option<PathBuf>,
+}
+
+/// Splits a line into words as a shell would for simple quoting ('...' and "...").
+fn shell_words(line: &str) -> Result<Vec<String>> {
+    let (mut out, mut cur, mut quote, mut any) = (Vec::new(), String::new(), None, false);
+    for c in line.chars() {
+        match (quote, c) {
+            (None, '\'' | '"') => {
+                quote = Some(c);
+                any = true;
+            }
+            (Some(q), c) if c == q => quote = None,
+            (None, c) if c.is_whitespace() => {
+                if any {
+                    out.push(std::mem::take(&mut cur));
+                    any = false;
+                }
+            }
+            (_, c) => {
+                cur.push(c);
+                any = true;
+            }
+        }
+    }
+    if quote.is_some() {
+        return Err(Error::invalid(format!("unclosed quote in {line:?}")));
+    }
+    if any {
+        out.push(cur);
+    }
+    Ok(out)
+}
+
+/// Creates and starts each preload container that does not exist yet (by its --name).
+fn preload(sup: &Shared, path: &Path) {
+    let Ok(text) = fs::read_to_string(path) else { return };
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        let res = (|| -> std::result::Result<Option<String>, String> {
+            let words = shell_words(line).map_err(|e| e.to_string())?;
+            let m = match crate::cli::args::parse(&crate::cli::container::RUN, &words).map_err(|e| e.msg)? {
+                crate::cli::args::Parsed::Matches(m) => m,
+                crate::cli::args::Parsed::Help(_) => return Err("--help is not a container".into()),
+            };
+            let (o, _) = crate::cli::container::run_options(&m).map_err(|e| match e {
+                crate::cli::CliError::Op(e) => e.to_string(),
+                crate::cli::CliError::Usage(u) => u.msg,
+                crate::cli::CliError::Exit(c) => format!("exit {c}"),
+            })?;
+            let Some(name) = o.name.clone() else {
+                return Err("a preload line needs --name (so it starts once, not at every boot)".into());
+            };
+            if sup.borrow().find(&name).is_ok() {
+                return Ok(None);
+            }
+            let (id, _) = sup.borrow_mut().create(&o).map_err(|e| e.to_string())?;
+            sup.borrow_mut().start(&id, None).map_err(|e| e.msg)?;
+            Ok(Some(name))
+        })();
+        match res {
+            Ok(Some(name)) => crate::info!("preload: started {name}"),
+            Ok(None) => {}
+            Err(e) => crate::warn!("preload {}: {line:?}: {e}", path.display()),
+        }
+    }
 }
 
 /// Holds `<root>/agent.lock` for the agent's lifetime: a second agent on the same root is refused.
@@ -110,6 +177,10 @@ pub fn run(o: &Options) -> Result<()> {
     atomic_write(&o.root.join("agent.pid"), format!("{}\n", std::process::id()).as_bytes())?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| Error::io("start runtime", e))?;
     let local = tokio::task::LocalSet::new();
+    if let Some(p) = &o.preload_run {
+        let _guard = rt.enter();
+        preload(&sup, p);
+    }
     let res = local.block_on(&rt, serve(o, sup.clone()));
     let _ = fs::remove_file(&o.socket);
     let _ = fs::remove_file(o.root.join("agent.pid"));

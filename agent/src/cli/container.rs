@@ -159,6 +159,13 @@ const AGENT_OPTS: &[Opt] = &[
         Some("string"),
         "Container root file systems: overlay, or copy where the kernel has no overlayfs (default: overlay if available)",
     ),
+    opt("live-restore", None, None, "Leave containers running when the agent stops; the next agent adopts them"),
+    opt(
+        "preload-run",
+        None,
+        Some("file"),
+        "Containers to create and start if missing, one line of run arguments each (default /etc/berth/preload-run.conf)",
+    ),
 ];
 pub const AGENT: Cmd =
     cmd("berth agent", "[OPTIONS]", "Run the berth agent (the daemon that runs and supervises containers)", AGENT_OPTS, 0, Some(0));
@@ -536,6 +543,10 @@ pub fn agent(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
         group: m.value("group").map(str::to_string),
         storage: m.value("storage-driver").map(str::to_string),
         live_restore: m.flag("live-restore"),
+        preload_run: m.value("preload-run").map(std::path::PathBuf::from).or_else(|| {
+            let p = std::path::Path::new("/etc/berth/preload-run.conf");
+            p.exists().then(|| p.to_path_buf())
+        }),
     })?;
     Ok(0)
 }
