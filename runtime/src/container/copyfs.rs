@@ -23,7 +23,7 @@ fn times_and_owner(p: &Path, m: &fs::Metadata) -> Result<()> {
         fs::set_permissions(p, fs::Permissions::from_mode(m.mode() & 0o7777)).ctx(|| format!("chmod {}", p.display()))?;
     }
     let c = cstring(p)?;
-    let t = libc::timespec { tv_sec: m.mtime() as libc::time_t, tv_nsec: m.mtime_nsec() as _ };
+    let t = libc::timespec { tv_sec: m.mtime() as _, tv_nsec: m.mtime_nsec() as _ };
     let times = [t, t];
     // SAFETY: `c` is NUL-terminated and `times` holds the two timespecs utimensat reads.
     if unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) } != 0 {

@@ -273,10 +273,10 @@ pub fn loopback_up() -> Result<()> {
         for (i, b) in b"lo\0".iter().enumerate() {
             ifr.ifr_name[i] = *b as libc::c_char;
         }
-        let mut rc = libc::ioctl(s, libc::SIOCGIFFLAGS, &mut ifr);
+        let mut rc = libc::ioctl(s, libc::SIOCGIFFLAGS as _, &mut ifr);
         if rc == 0 {
             ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-            rc = libc::ioctl(s, libc::SIOCSIFFLAGS, &ifr);
+            rc = libc::ioctl(s, libc::SIOCSIFFLAGS as _, &ifr);
         }
         let e = io::Error::last_os_error();
         libc::close(s);

@@ -350,7 +350,7 @@ fn apply_meta(p: &Path, e: &Entry) -> Result<()> {
         }
     }
     let c = cstring(p)?;
-    let t = libc::timespec { tv_sec: e.mtime.max(0) as libc::time_t, tv_nsec: 0 };
+    let t = libc::timespec { tv_sec: e.mtime.max(0) as _, tv_nsec: 0 };
     let times = [t, t];
     // SAFETY: `c` is NUL-terminated and `times` holds the two timespecs utimensat reads.
     let rc = unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) };
