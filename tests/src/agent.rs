@@ -47,6 +47,12 @@ pub struct Agent {
     child: Option<Child>,
     socket: PathBuf,
     log: PathBuf,
+    /// Global options put before `agent` (e.g. `--log-level debug`), from the next start on.
+    global_args: Vec<String>,
+    /// Options put after `agent` (e.g. `--live-restore`), from the next start on.
+    agent_args: Vec<String>,
+    /// Extra environment of the agent process (e.g. `NOTIFY_SOCKET`), from the next start on.
+    env: Vec<(String, String)>,
     // Dropped last (fields drop in declaration order, after `Drop::drop`): the directory goes only
     // once the agent and its containers are gone.
     root: Root,
@@ -66,7 +72,7 @@ impl Agent {
         require_root();
         let socket = root.scratch().join("berth.sock");
         let log = root.scratch().join("agent.log");
-        let mut a = Agent { child: None, socket, log, root };
+        let mut a = Agent { child: None, socket, log, global_args: Vec::new(), agent_args: Vec::new(), env: Vec::new(), root };
         a.spawn();
         a
     }
@@ -96,11 +102,32 @@ impl Agent {
         self.child.as_ref().map(Child::id)
     }
 
-    /// A `berth agent` command for this root and socket (not started).
+    /// A `berth agent` command for this root and socket (not started), with the options and
+    /// environment set by [`Agent::set_agent_args`] and [`Agent::set_agent_env`].
     pub fn agent_command(&self) -> Command {
-        let mut c = self.command(&["agent"]);
+        let mut args: Vec<&str> = self.global_args.iter().map(String::as_str).collect();
+        args.push("agent");
+        args.extend(self.agent_args.iter().map(String::as_str));
+        let mut c = self.command(&args);
+        c.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         c.stdin(Stdio::null());
         c
+    }
+
+    /// Command-line options of the agent from its next start on: `global` before `agent` (e.g.
+    /// `--log-level debug`), `agent_opts` after it (e.g. `--live-restore`). Replaces earlier ones.
+    pub fn set_agent_args(&mut self, global: &[&str], agent_opts: &[&str]) {
+        self.global_args = global.iter().map(|s| s.to_string()).collect();
+        self.agent_args = agent_opts.iter().map(|s| s.to_string()).collect();
+    }
+
+    /// Sets (or with `None` removes from the list) one environment variable of the agent from
+    /// its next start on.
+    pub fn set_agent_env(&mut self, key: &str, value: Option<&str>) {
+        self.env.retain(|(k, _)| k != key);
+        if let Some(v) = value {
+            self.env.push((key.to_string(), v.to_string()));
+        }
     }
 
     fn spawn(&mut self) {
@@ -146,6 +173,14 @@ impl Agent {
             Ok(st) => (st, t0.elapsed()),
             Err(st) => panic!("berth agent did not exit within {AGENT_STOP_TIMEOUT:?} of SIGTERM (killed: {st}):\n{}", self.log()),
         }
+    }
+
+    /// SIGKILL, as a crash or the OOM killer would (containers keep running under their
+    /// monitors); reaps the agent and returns its status. [`Agent::restart`] starts a new one.
+    pub fn kill9(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("agent is running");
+        let _ = child.kill();
+        child.wait().expect("wait for the killed agent")
     }
 
     /// A `berth --root R -H unix://S ARGS...` command (BERTH_ROOT and BERTH_HOST removed).

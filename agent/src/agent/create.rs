@@ -139,6 +139,10 @@ pub fn parse_duration(s: &str) -> Result<u64> {
 
 /// The health check: the image's HEALTHCHECK with `--health-*` flags over it.
 fn health(o: &RunOptions, cfg: &Value) -> Result<Option<berth_runtime::container::record::Health>> {
+    // Bad values are refused even where no check will run, as Docker parses them up front.
+    for v in [&o.health_interval, &o.health_timeout, &o.health_start_period].into_iter().flatten() {
+        parse_duration(v)?;
+    }
     if o.no_healthcheck {
         return Ok(None);
     }

@@ -1,7 +1,9 @@
 //! Health checks as Docker runs them: every interval the test runs inside the container (as
 //! `exec` does); exit 0 is healthy; `retries` failures in a row (not counting the start period)
-//! make it unhealthy. State lives in memory; `<container dir>/health` (Docker's inspect shape)
-//! is rewritten only when something changes, so checks do not wear the flash.
+//! make it unhealthy. State lives in memory and, for `ps`/`inspect` (which run without the
+//! agent), in `/run/berth/<cgroup parent>/<id>.health` (Docker's inspect shape), rewritten after
+//! every check: on tmpfs, so checks never wear the flash. Where /run is not writable it falls back
+//! to the container's directory.
 
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -38,15 +40,33 @@ impl State {
         }
     }
 
-    pub fn write(&self, dir: &Path) {
+    pub fn write(&self, root: &Path, id: &str) {
         let doc = json!({"Status": self.status, "FailingStreak": self.streak, "Log": self.log});
-        let _ = berth_runtime::fsutil::replace(&dir.join("health"), doc.to_string().as_bytes());
+        let run = run_path(root, id);
+        let ok = run.parent().is_some_and(|d| std::fs::create_dir_all(d).is_ok())
+            && berth_runtime::fsutil::replace(&run, doc.to_string().as_bytes()).is_ok();
+        if !ok {
+            let _ =
+                berth_runtime::fsutil::replace(&berth_runtime::container::record::dir(root, id).join("health"), doc.to_string().as_bytes());
+        }
     }
 }
 
-/// The health shown for a container, from its `health` file.
-pub fn read(dir: &Path) -> Option<serde_json::Value> {
-    serde_json::from_slice(&std::fs::read(dir.join("health")).ok()?).ok()
+/// Forgets a removed container's health file.
+pub fn remove(root: &Path, id: &str) {
+    let _ = std::fs::remove_file(run_path(root, id));
+}
+
+fn run_path(root: &Path, id: &str) -> std::path::PathBuf {
+    Path::new("/run/berth").join(super::supervisor::cgroup_parent(root)).join(format!("{id}.health"))
+}
+
+/// The health shown for a container.
+pub fn read(root: &Path, id: &str) -> Option<serde_json::Value> {
+    let data = std::fs::read(run_path(root, id))
+        .or_else(|_| std::fs::read(berth_runtime::container::record::dir(root, id).join("health")))
+        .ok()?;
+    serde_json::from_slice(&data).ok()
 }
 
 fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {

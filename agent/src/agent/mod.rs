@@ -229,19 +229,21 @@ async fn serve(o: &Options, sup: Shared) -> Result<()> {
 /// Sleeps until the next policy restart is due (forever if none).
 async fn restart_timer(sup: &Shared) {
     let next = sup.borrow().next_restart();
-    match next {
-        Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,
-        None => std::future::pending().await,
-    }
+    sleep_until_or_recheck(next).await;
+}
+
+/// Sleeps until `t`, but never more than 250 ms: work scheduled by a connection task (a new
+/// container's first health check) is then picked up without a wake-up channel per timer.
+async fn sleep_until_or_recheck(t: Option<std::time::Instant>) {
+    let cap = tokio::time::Instant::now() + Duration::from_millis(250);
+    let at = t.map_or(cap, |t| tokio::time::Instant::from_std(t).min(cap));
+    tokio::time::sleep_until(at).await;
 }
 
 /// Sleeps until the next health check is due (forever if none).
 async fn health_timer(sup: &Shared) {
     let next = sup.borrow().next_check();
-    match next {
-        Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,
-        None => std::future::pending().await,
-    }
+    sleep_until_or_recheck(next).await;
 }
 
 fn reap(sup: &Shared) {
@@ -386,11 +388,11 @@ async fn wait_exit(sup: &Shared, id: &str) -> i32 {
 /// Docker's stop: the stop signal, then SIGKILL after the timeout; the policy leaves it stopped.
 async fn stop(sup: &Shared, id: &str, timeout: Option<u32>) {
     sup.borrow_mut().user_stop(id);
-    sup.borrow_mut().emit(id, "stop", &[]);
     let (sig, t) = match sup.borrow().get(id) {
         Some(r) if r.is_running() => (r.stop_signal, timeout.unwrap_or(r.stop_timeout)),
         _ => return,
     };
+    sup.borrow_mut().emit(id, "stop", &[]);
     let _ = sup.borrow().kill(id, sig);
     let w = sup.borrow_mut().wait(id);
     if let Err(rx) = w {
@@ -467,6 +469,7 @@ async fn handle(req: Request, sup: &Shared, fds: &mut Vec<OwnedFd>) -> Response 
                 Err(e) => return err(&e),
             };
             stop(sup, &id, timeout).await;
+            sup.borrow_mut().emit(&id, "restart", &[]);
             let res = sup.borrow_mut().start(&id, None);
             match res {
                 Ok(_) => Response::Done,

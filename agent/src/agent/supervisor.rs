@@ -108,6 +108,19 @@ impl Supervisor {
             if let Status::Running { monitor, monitor_start, .. } = r.status {
                 if spawn::start_ticks(monitor) == Some(monitor_start) {
                     s.adopted.insert(r.id.clone(), (monitor, monitor_start));
+                    if let Some(h) = &r.health {
+                        // Checks go on where they were: the last status stays until the next check.
+                        let mut st = crate::agent::health::State::new(Duration::from_millis(h.interval_ms));
+                        if let Some(v) = crate::agent::health::read(root, &r.id) {
+                            st.status = match v["Status"].as_str() {
+                                Some("healthy") => "healthy",
+                                Some("unhealthy") => "unhealthy",
+                                _ => "starting",
+                            };
+                            st.streak = v["FailingStreak"].as_u64().unwrap_or(0) as u32;
+                        }
+                        s.health.insert(r.id.clone(), st);
+                    }
                     s.records.insert(r.id.clone(), r);
                     continue;
                 }
@@ -332,7 +345,7 @@ impl Supervisor {
                 self.by_pid.insert(s.monitor, id.to_string());
                 if let Some(h) = &r.health {
                     let st = crate::agent::health::State::new(Duration::from_millis(h.interval_ms));
-                    st.write(&dir);
+                    st.write(&self.root, id);
                     self.health.insert(id.to_string(), st);
                 }
                 self.emit(id, "start", &[]);
@@ -463,10 +476,7 @@ impl Supervisor {
         }
         st.log.push_back(result);
         let status = st.status;
-        // The file changes with the status or the streak; a healthy container writes nothing.
-        if before != (st.status, st.streak) || code != 0 {
-            st.write(&record::dir(&self.root, id));
-        }
+        st.write(&self.root, id);
         if before.0 != status {
             self.emit(id, &format!("health_status: {status}"), &[]);
         }
@@ -604,6 +614,7 @@ impl Supervisor {
                 remove_all(&v)?;
             }
         }
+        crate::agent::health::remove(&self.root, id);
         self.emit(id, "destroy", &[]);
         self.restarts.retain(|(_, i)| i != id);
         self.backoff.remove(id);

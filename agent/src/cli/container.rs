@@ -368,7 +368,7 @@ pub fn run(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
     let mut c = Client::connect(ctx).map_err(run_err)?;
     let id = create_on(&mut c, o).map_err(run_err)?;
     if detach {
-        match c.call(&Request::Start { id: id.clone(), attach: false, wait: false })? {
+        match c.call(&Request::Start { id: id.clone(), attach: false, wait: false }).map_err(run_err)? {
             Response::Error { code, msg } => {
                 eprintln!("Error: {msg}");
                 // A container that could not start leaves nothing behind.
@@ -557,7 +557,7 @@ fn status_text(root: &std::path::Path, r: &Record) -> String {
         Status::Created => "Created".into(),
         Status::Running { started, .. } => {
             let up = format!("Up {}", human_ago(*started).trim_end_matches(" ago"));
-            match crate::agent::health::read(&record::dir(root, &r.id)).as_ref().and_then(|h| h["Status"].as_str().map(str::to_string)) {
+            match crate::agent::health::read(root, &r.id).as_ref().and_then(|h| h["Status"].as_str().map(str::to_string)) {
                 Some(s) if s == "starting" => format!("{up} (health: starting)"),
                 Some(s) => format!("{up} ({s})"),
                 None => up,
@@ -691,7 +691,7 @@ pub fn container_json(ctx: &Ctx, r: &Record) -> Value {
         "State": {
             "Status": state_name(r), "Running": running, "Paused": false, "Restarting": false, "OOMKilled": oom, "Dead": false,
             "Pid": pid, "ExitCode": code, "Error": error, "StartedAt": t(started), "FinishedAt": t(finished),
-            "Health": if r.health.is_some() { crate::agent::health::read(&record::dir(&ctx.root, &r.id)).unwrap_or(Value::Null) } else { Value::Null },
+            "Health": if r.health.is_some() { crate::agent::health::read(&ctx.root, &r.id).unwrap_or(Value::Null) } else { Value::Null },
         },
         "Image": r.image_id.to_string(),
         "Name": format!("/{}", r.name),
@@ -700,7 +700,7 @@ pub fn container_json(ctx: &Ctx, r: &Record) -> Value {
         "HostConfig": {
             "Binds": r.binds, "NetworkMode": net, "AutoRemove": r.auto_remove, "Privileged": s.privileged, "ReadonlyRootfs": s.read_only,
             "CapAdd": r.cap_add, "CapDrop": r.cap_drop, "Init": s.init,
-            "RestartPolicy": {"Name": r.restart.name(), "MaximumRetryCount": match r.restart { berth_runtime::container::record::Restart::OnFailure(n) => n, _ => 0 }},
+            "RestartPolicy": {"Name": r.restart.name().split(':').next().unwrap_or("no"), "MaximumRetryCount": match r.restart { berth_runtime::container::record::Restart::OnFailure(n) => n, _ => 0 }},
             "Tmpfs": r.tmpfs.iter().map(|t| { let (p, o) = t.split_once(':').unwrap_or((t, "")); (p.to_string(), json!(o)) }).collect::<serde_json::Map<_, _>>(),
             "Memory": s.resources.memory.unwrap_or(0), "MemorySwap": s.resources.memory_swap.unwrap_or(0),
             "MemoryReservation": s.resources.memory_reservation.unwrap_or(0), "PidsLimit": s.resources.pids_limit,

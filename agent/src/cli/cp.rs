@@ -41,6 +41,19 @@ fn split<'a>(arg: &'a str, recs: &'a [Record]) -> Option<(&'a Record, &'a str)> 
     record::find(recs, name).ok().map(|r| (r, path))
 }
 
+/// `path` inside `root`: every directory on the way resolved inside the container, the last
+/// component itself not followed (a symlink there is copied, or replaced, as a link), unless
+/// `follow`.
+fn container_path(root: &Path, path: &str, follow: bool) -> Result<PathBuf, CliError> {
+    // `dir/` and `dir/.` name the directory itself: a link there is followed (inside the root).
+    let follow = follow || path.ends_with('/') || path.ends_with("/.");
+    let p = Path::new(path);
+    match (follow, p.parent(), p.file_name()) {
+        (false, Some(parent), Some(name)) => Ok(scoped_join(root, &parent.to_string_lossy())?.join(name)),
+        _ => Ok(scoped_join(root, path)?),
+    }
+}
+
 /// The container's root as this process can reach it.
 fn container_root(ctx: &Ctx, r: &Record) -> Result<PathBuf, CliError> {
     if let Status::Running { pid, .. } = r.status {
@@ -55,10 +68,14 @@ fn container_root(ctx: &Ctx, r: &Record) -> Result<PathBuf, CliError> {
             return Err(Error::io("private mount namespace", io::Error::last_os_error()).into());
         }
         mount("none", Path::new("/"), "", libc::MS_REC | libc::MS_PRIVATE, "")?;
+        // Relative lower dirs keep the option short; the user's relative paths need our own cwd back.
+        let cwd = std::env::current_dir().ctx(|| "current directory".into())?;
         std::env::set_current_dir(ctx.root.join("layers")).ctx(|| "chdir layers".into())?;
         let lower: Vec<String> = r.layers.iter().rev().map(|d| format!("{}/root", d.hex())).collect();
         let opts = format!("lowerdir={},upperdir={},workdir={}", lower.join(":"), dir.join("upper").display(), dir.join("work").display());
-        mount("overlay", &rootfs, "overlay", 0, &opts)?;
+        let res = mount("overlay", &rootfs, "overlay", 0, &opts);
+        std::env::set_current_dir(&cwd).ctx(|| format!("chdir {}", cwd.display()))?;
+        res?;
     }
     Ok(rootfs)
 }
@@ -144,12 +161,10 @@ pub fn cp(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
         (None, None) => Err(op_err("must specify at least one container source")),
         (Some((r, src)), None) => {
             let root = container_root(ctx, r)?;
-            let from = scoped_join(&root, src)?;
+            let from = container_path(&root, src, m.flag("follow-link"))?;
             if fs::symlink_metadata(&from).is_err() {
                 return Err(op_err(format!("Could not find the file {src} in container {}", r.name)));
             }
-            let from =
-                if m.flag("follow-link") { fs::canonicalize(&from).ok().filter(|p| p.starts_with(&root)).unwrap_or(from) } else { from };
             let to = destination(Path::new(b), &from, contents(src));
             let owner = if m.flag("archive") { None } else { Some((0, 0)) };
             Copier { owner }.copy(&from, &to)?;
@@ -161,7 +176,7 @@ pub fn cp(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
                 return Err(op_err(format!("could not find the file {a}")));
             }
             let root = container_root(ctx, r)?;
-            let to = scoped_join(&root, dst)?;
+            let to = container_path(&root, dst, false)?;
             if !to.parent().is_some_and(Path::is_dir) {
                 return Err(op_err(format!(
                     "no such directory in container {}: {}",
@@ -169,7 +184,8 @@ pub fn cp(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
                     Path::new(dst).parent().unwrap_or(Path::new("/")).display()
                 )));
             }
-            let to = destination(&to, &from, contents(a));
+            // An existing directory (not a link) receives the source under its own name.
+            let to = if fs::symlink_metadata(&to).is_ok_and(|m| m.is_dir()) { destination(&to, &from, contents(a)) } else { to };
             let owner = if m.flag("archive") { None } else { Some((0, 0)) };
             Copier { owner }.copy(&from, &to)?;
             Ok(0)

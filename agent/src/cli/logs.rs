@@ -70,8 +70,15 @@ fn out_err(e: io::Error) -> CliError {
     CliError::Op(Error::io("write output", e))
 }
 
+/// Whether the container still runs: its record says so and its monitor is alive (with no agent
+/// running, the record is not updated when the container ends; the monitor's end tells).
 fn running(root: &Path, id: &str) -> bool {
-    Record::load(&record::dir(root, id).join("state")).is_ok_and(|r| r.is_running())
+    match Record::load(&record::dir(root, id).join("state")).map(|r| r.status) {
+        Ok(berth_runtime::container::record::Status::Running { monitor, monitor_start, .. }) => {
+            berth_runtime::container::spawn::start_ticks(monitor) == Some(monitor_start)
+        }
+        _ => false,
+    }
 }
 
 const ATTACH_OPTS: &[Opt] = &[

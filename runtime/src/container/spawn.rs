@@ -296,9 +296,11 @@ fn chld_signalfd() -> Result<OwnedFd> {
 /// The monitor's loop: copy output into the log ring until the container exits, then record the
 /// exit status and leave with it. Plain poll() and signalfd: old board kernels have no pidfd.
 fn monitor(child: i32, sfd: OwnedFd, readers: Option<(OwnedFd, OwnedFd)>, mut log: Option<Ring>, dir: Option<&Path>) -> ! {
-    // Our own name in `ps`, instead of a copy of the agent's command line.
+    // Our own name in `ps`, instead of a copy of the agent's command line: a container's monitor,
+    // or the waiter of an `exec` (and of a health check).
+    let name = if dir.is_some() { c"berth-monitor" } else { c"berth-exec" };
     // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
-    unsafe { libc::prctl(libc::PR_SET_NAME, c"berth-monitor".as_ptr()) };
+    unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr()) };
     let mut streams: Vec<Option<OwnedFd>> = match readers {
         Some((o, e)) => vec![Some(o), Some(e)],
         None => Vec::new(),
