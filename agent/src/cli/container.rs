@@ -25,6 +25,14 @@ const fn cmd(path: &'static str, usage: &'static str, about: &'static str, opts:
     Cmd { path, usage, about, opts, min_args: min, max_args: max, stop_at_positional: false, subcommands: &[] }
 }
 
+// The resource flags `run` and `update` share.
+const MEMORY: Opt = opt("memory", Some('m'), Some("bytes"), "Memory limit");
+const MEMORY_SWAP: Opt = opt("memory-swap", None, Some("bytes"), "Swap limit equal to memory plus swap: '-1' to enable unlimited swap");
+const MEMORY_RESERVATION: Opt = opt("memory-reservation", None, Some("bytes"), "Memory soft limit");
+const PIDS_LIMIT: Opt = opt("pids-limit", None, Some("int"), "Tune container pids limit (set -1 for unlimited)");
+const CPUS: Opt = opt("cpus", None, Some("decimal"), "Number of CPUs");
+const CPU_SHARES: Opt = opt("cpu-shares", Some('c'), Some("int"), "CPU shares (relative weight)");
+
 const RUN_OPTS: &[Opt] = &[
     opt("detach", Some('d'), None, "Run container in background and print container ID"),
     opt("interactive", Some('i'), None, "Keep STDIN open even if not attached"),
@@ -42,12 +50,12 @@ const RUN_OPTS: &[Opt] = &[
     opt("read-only", None, None, "Mount the container's root filesystem as read only"),
     opt("net", None, Some("string"), "Connect a container to a network: host (default), none, container:NAME"),
     opt("network", None, Some("string"), "Same as --net"),
-    opt("memory", Some('m'), Some("bytes"), "Memory limit"),
-    opt("memory-swap", None, Some("bytes"), "Swap limit equal to memory plus swap: '-1' to enable unlimited swap"),
-    opt("memory-reservation", None, Some("bytes"), "Memory soft limit"),
-    opt("pids-limit", None, Some("int"), "Tune container pids limit (set -1 for unlimited)"),
-    opt("cpus", None, Some("decimal"), "Number of CPUs"),
-    opt("cpu-shares", Some('c'), Some("int"), "CPU shares (relative weight)"),
+    MEMORY,
+    MEMORY_SWAP,
+    MEMORY_RESERVATION,
+    PIDS_LIMIT,
+    CPUS,
+    CPU_SHARES,
     opt("cap-add", None, Some("list"), "Add Linux capabilities"),
     opt("cap-drop", None, Some("list"), "Drop Linux capabilities"),
     opt("security-opt", None, Some("list"), "Security options (no-new-privileges)"),
@@ -107,12 +115,12 @@ pub const EXEC: Cmd = Cmd {
 };
 
 const UPDATE_OPTS: &[Opt] = &[
-    opt("memory", Some('m'), Some("bytes"), "Memory limit"),
-    opt("memory-swap", None, Some("bytes"), "Swap limit equal to memory plus swap: '-1' to enable unlimited swap"),
-    opt("memory-reservation", None, Some("bytes"), "Memory soft limit"),
-    opt("pids-limit", None, Some("int"), "Tune container pids limit (set -1 for unlimited)"),
-    opt("cpus", None, Some("decimal"), "Number of CPUs"),
-    opt("cpu-shares", Some('c'), Some("int"), "CPU shares (relative weight)"),
+    MEMORY,
+    MEMORY_SWAP,
+    MEMORY_RESERVATION,
+    PIDS_LIMIT,
+    CPUS,
+    CPU_SHARES,
     opt("restart", None, Some("string"), "Restart policy to apply when a container exits"),
 ];
 pub const UPDATE: Cmd =
