@@ -2,6 +2,9 @@
 
 pub mod agent;
 pub mod cli;
+pub mod config;
 pub mod log;
+pub mod mqtt;
 pub mod proto;
 pub mod signal;
+pub mod update;
