@@ -174,10 +174,10 @@ async fn retire_old(upd: &Upd, sup: &Shared, a: &Active) -> Result<Next> {
     Ok(Next::Step(Step::OldStopped, Box::new(|_| {})))
 }
 
+/// Stops (as `berth stop` does: its stop signal, then SIGKILL after its timeout) and removes.
 async fn remove(sup: &Shared, id: &str) {
     if sup.borrow().get(id).is_some_and(|r| r.is_running()) {
-        let _ = sup.borrow().kill(id, libc::SIGKILL);
-        crate::agent::wait_exit(sup, id).await;
+        crate::agent::stop(sup, id, None).await;
     }
     if sup.borrow().get(id).is_some() {
         if let Err(e) = sup.borrow_mut().remove_files(id, true) {
@@ -281,7 +281,6 @@ async fn commit(upd: &Upd, sup: &Shared, a: &Active) -> Result<Next> {
     let mut m = upd.borrow_mut();
     m.journal.deployments.insert(a.name.clone(), dep);
     let o = outcome(a, "committed", &a.reason, &image_id);
-    crate::info!("update {}: committed {} ({image_id})", a.id, a.name);
     drop(m);
     Ok(Next::Done(o))
 }
