@@ -98,6 +98,12 @@ async fn load(upd: &Upd, sup: &Shared, a: &Active) -> Result<Next> {
     let root = upd.borrow().root.clone();
     let dir = super::journal::dir(&root).join(&a.id);
     let data = super::transfer::data_path(&dir);
+    let o = crate::cli::container::parse_run_words(&a.run).map_err(Error::invalid)?;
+    if !data.exists() {
+        // Loaded before an interruption (the tarball goes once the image is in the store).
+        let id = sup.borrow().image_id(&o.image).map_err(|e| Error::invalid(format!("the update's tarball is gone and {e}")))?;
+        return Ok(Next::Step(Step::Loaded, Box::new(move |a| a.image_id = Some(id))));
+    }
     let errlog = dir.join("load.err");
     let err_file = std::fs::File::create(&errlog).map_err(|e| Error::io(format!("create {}", errlog.display()), e))?;
     let child = std::process::Command::new("/proc/self/exe")
@@ -119,7 +125,6 @@ async fn load(upd: &Upd, sup: &Shared, a: &Active) -> Result<Next> {
         let line = msg.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no message").trim().to_string();
         return Ok(Next::Fail(format!("the image does not load: {line}")));
     }
-    let o = crate::cli::container::parse_run_words(&a.run).map_err(Error::invalid)?;
     let id = sup.borrow().image_id(&o.image).map_err(|e| Error::invalid(format!("the tarball does not hold {}: {e}", o.image)))?;
     // The tarball is in the store now; its space goes back to the board.
     let _ = std::fs::remove_file(&data);

@@ -51,6 +51,8 @@ pub enum Then {
     Receive(String),
     /// Run `apply::drive` (and unsubscribe from this chunk topic, if any).
     Apply(Option<String>),
+    /// A transfer ended without an apply: its chunk topic is no longer wanted.
+    Unsubscribe(String),
 }
 
 fn random_hex16() -> String {
@@ -163,10 +165,20 @@ impl Manager {
             Ok(e) => e,
             Err(e) => return self.refuse(None, e.to_string()),
         };
-        // The same update again (a sender resuming) is not a replay: ask for what is missing.
+        // The same update again (a sender resuming, or the broker redelivering) is not a
+        // replay: ask for what is missing, or repeat how it ended.
         if let Some(t) = &self.transfer {
             if t.envelope == env {
                 return Then::Receive(t.manifest.image.as_ref().map(|i| i.topic.clone()).unwrap_or_default());
+            }
+        }
+        if let Ok(m) = Manifest::parse(&env.manifest) {
+            if self.journal.active.as_ref().is_some_and(|a| a.id == m.id) {
+                return Then::Nothing;
+            }
+            if let Some(last) = self.journal.last.as_ref().filter(|l| l.id == m.id) {
+                self.publish_json("result", QoS::AtLeastOnce, last);
+                return Then::Nothing;
             }
         }
         let m = match self.check(&env) {
@@ -272,9 +284,25 @@ impl Manager {
         let Some(t) = self.transfer.as_mut() else { return Then::Nothing };
         match t.accept(payload) {
             Ok(_) => {}
-            Err(e) => {
+            Err(e) if e.kind() == berth_runtime::Kind::Invalid => {
                 crate::debug!("update {}: chunk dropped: {e}", t.manifest.id);
                 return Then::Nothing;
+            }
+            Err(e) => {
+                // The disk is full or failing: give the space back, the old version runs on.
+                let m = t.manifest.clone();
+                let _ = remove_all(&t.dir);
+                self.transfer = None;
+                self.finish(Outcome {
+                    id: m.id,
+                    seq: m.seq,
+                    name: m.name,
+                    result: "failed".into(),
+                    reason: format!("cannot store the update: {e}"),
+                    image: String::new(),
+                    time: timefmt::now(),
+                });
+                return Then::Unsubscribe(m.image.map(|i| i.topic).unwrap_or_default());
             }
         }
         if !t.complete() {

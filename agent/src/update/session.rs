@@ -86,6 +86,9 @@ pub async fn run(link: Link, upd: Upd, sup: Shared) {
                             m.publish_progress(&tr.progress("receiving", true), true);
                         }
                     }
+                    Then::Unsubscribe(t) => {
+                        let _ = client.try_unsubscribe(t);
+                    }
                     Then::Apply(t) => {
                         if let Some(t) = t {
                             let _ = client.try_unsubscribe(t);
