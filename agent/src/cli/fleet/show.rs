@@ -118,17 +118,9 @@ impl Board {
             return;
         }
         let decile = r.have * 10 / total;
-        let line = if phase != before.phase {
+        if phase != before.phase || (phase == "receiving" && decile > before.decile) {
             r.decile = decile;
-            Some(self.plain(i, now))
-        } else if phase == "receiving" && decile > before.decile {
-            r.decile = decile;
-            Some(self.plain(i, now))
-        } else {
-            None
-        };
-        if let Some(l) = line {
-            let _ = writeln!(out, "{l}");
+            let _ = writeln!(out, "{}", self.plain(i, now));
         }
     }
 
