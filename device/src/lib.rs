@@ -10,6 +10,7 @@
 pub mod board;
 pub mod bpf;
 pub mod error;
+pub mod hotplug;
 pub mod node;
 pub mod rule;
 pub mod spec;

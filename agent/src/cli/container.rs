@@ -65,6 +65,13 @@ const RUN_OPTS: &[Opt] = &[
     opt("stop-timeout", None, Some("int"), "Timeout (in seconds) to stop a container"),
     opt("init", None, None, "Run an init inside the container that forwards signals and reaps processes"),
     opt("privileged", None, None, "Give extended privileges to this container"),
+    opt(
+        "device",
+        None,
+        Some("list"),
+        "Add a host device to the container (HOST[:CONTAINER][:PERMS], a board device NAME, or usb:VID:PID[:SERIAL])",
+    ),
+    opt("device-cgroup-rule", None, Some("list"), "Add a rule to the cgroup allowed devices list ('c 89:* rwm')"),
     opt("userns", None, Some("string"), "User namespace to use: host (the only mode so far)"),
     opt("restart", None, Some("string"), "Restart policy: no, on-failure[:max-retries], always, unless-stopped"),
     opt("health-cmd", None, Some("string"), "Command to run to check health"),
@@ -169,6 +176,12 @@ const AGENT_OPTS: &[Opt] = &[
     ),
     opt("live-restore", None, None, "Leave containers running when the agent stops; the next agent adopts them"),
     opt(
+        "board",
+        None,
+        Some("string"),
+        "Board profile naming devices for --device NAME: a file, or NAME for /etc/berth/boards/NAME.toml (env BERTH_BOARD) (default /etc/berth/board.toml if present)",
+    ),
+    opt(
         "preload-run",
         None,
         Some("file"),
@@ -263,8 +276,26 @@ pub fn run_options(m: &Matches) -> Result<(RunOptions, bool), CliError> {
         health_retries: parse_num(m, "health-retries")?,
         health_start_period: m.value("health-start-period").map(str::to_string),
         no_healthcheck: m.flag("no-healthcheck"),
+        devices: strs("device"),
+        device_cgroup_rules: strs("device-cgroup-rule"),
     };
+    check_devices(&o)?;
     Ok((o, m.flag("detach")))
+}
+
+/// Docker checks `--device` and `--device-cgroup-rule` syntax in the client: a bad value is a usage
+/// error (exit 125) before the agent is asked anything.
+fn check_devices(o: &RunOptions) -> Result<(), CliError> {
+    let usage = |flag: &str, v: &str, e: berth_device::Error| {
+        CliError::Usage(super::args::UsageError { msg: format!("invalid argument {v:?} for \"--{flag}\" flag: {e}"), cmd: "berth run" })
+    };
+    for d in &o.devices {
+        berth_device::spec::parse(d).map_err(|e| usage("device", d, e))?;
+    }
+    for r in &o.device_cgroup_rules {
+        berth_device::rule::Rule::parse(r).map_err(|e| usage("device-cgroup-rule", r, e))?;
+    }
+    Ok(())
 }
 
 fn create_on(client: &mut Client, o: RunOptions) -> Result<String, CliError> {
@@ -545,6 +576,11 @@ pub fn wait(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
 
 pub fn agent(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
     let socket = std::path::PathBuf::from(ctx.host.strip_prefix("unix://").unwrap_or(&ctx.host));
+    let board_arg = m.value("board").map(str::to_string).or_else(|| std::env::var("BERTH_BOARD").ok());
+    let board = crate::agent::devices::find_board(board_arg.as_deref())?;
+    if let Some(name) = crate::agent::devices::set_board(board.as_deref())? {
+        crate::info!("board profile {name} ({})", board.as_deref().map(|p| p.display().to_string()).unwrap_or_default());
+    }
     crate::agent::run(&crate::agent::Options {
         root: ctx.root.clone(),
         socket,
