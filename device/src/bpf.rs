@@ -86,6 +86,12 @@ pub fn program(rules: &[Rule]) -> Vec<Insn> {
         block.push(insn(ALU64_MOV_K, 0, 0, 0, 1));
         block.push(insn(EXIT, 0, 0, 0, 0));
         let len = block.len();
+        if len == 2 {
+            // No condition: everything is allowed, and the verifier refuses the unreachable
+            // instructions any later block would be.
+            p.extend(block);
+            return p;
+        }
         for (i, ins) in block.iter_mut().enumerate() {
             if ins.code == JNE_K || ins.code == JNE_X {
                 // Relative to the next instruction: land just past this block's exit.
@@ -197,7 +203,8 @@ pub fn load(prog: &[Insn]) -> Result<OwnedFd> {
             let _ = load(&mut log);
             let end = log.iter().position(|b| *b == 0).unwrap_or(0);
             let text = String::from_utf8_lossy(&log[..end]);
-            let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+            // The last lines are statistics ("processed N insns"); the complaint comes before.
+            let last = text.lines().rev().find(|l| !l.trim().is_empty() && !l.starts_with("processed ")).unwrap_or("");
             let hint = match e.raw_os_error() {
                 Some(libc::ENOSYS) => " (kernel without CONFIG_BPF_SYSCALL)",
                 Some(libc::EINVAL) if text.is_empty() => " (kernel without CONFIG_CGROUP_BPF?)",
@@ -313,7 +320,9 @@ mod tests {
     fn program_shape() {
         // Prologue 6, a full rule with type, partial access, major and minor 8, epilogue 2.
         assert_eq!(prog(&["c 1:3 r"]).len(), 6 + 8 + 2);
-        assert_eq!(prog(&["a"]).len(), 6 + 2 + 2);
+        // An unconditional rule ends the program: nothing after it could run.
+        assert_eq!(prog(&["a"]).len(), 6 + 2);
+        assert_eq!(prog(&["c 1:3 r", "a", "b 8:0 r"]).len(), 6 + 8 + 2);
         let p = prog(&["c 1:3 rwm"]);
         assert_eq!(p[6], Insn { code: JNE_K, regs: 2, off: 4, imm: 2 });
         assert_eq!(p[p.len() - 1].code, EXIT);
