@@ -47,7 +47,7 @@ pub fn on_add(watches: &[Watch], ev: &Uevent, sysfs: &Path) -> Option<Plan> {
         // The kernel made the host node (devtmpfs) before it sent the event; udev may change its
         // mode and owner later, which a container does not follow.
         let (mode, uid, gid) = std::fs::metadata(devname).map(|m| (m.mode() & 0o7777, m.uid(), m.gid())).unwrap_or((0o600, 0, 0));
-        Node { path, host: devname.to_string(), kind, major, minor, mode, uid, gid, access }
+        Node { path, host: devname.to_string(), kind, major, minor, mode, uid, gid, access, bind: false }
     };
     let mut owner: Option<Option<(u16, u16, Option<String>)>> = None;
     for w in watches {

@@ -29,6 +29,10 @@ pub struct Node {
     pub uid: u32,
     pub gid: u32,
     pub access: Access,
+    /// The host node lives on a devpts instance (a pty slave): the kernel finds a pty through the
+    /// devpts mount its node is on, so a copy made with mknod opens with EIO. Such a node is bind
+    /// mounted instead.
+    pub bind: bool,
 }
 
 impl Node {
@@ -54,6 +58,7 @@ fn node_of(host: &Path, md: &fs::Metadata, container: String, access: Access) ->
         return None;
     };
     let rdev = md.rdev();
+    let bind = on_devpts(host);
     Some(Node {
         path: container,
         host: host.to_string_lossy().into_owned(),
@@ -64,7 +69,19 @@ fn node_of(host: &Path, md: &fs::Metadata, container: String, access: Access) ->
         uid: md.uid(),
         gid: md.gid(),
         access,
+        bind,
     })
+}
+
+const DEVPTS_SUPER_MAGIC: i64 = 0x1cd1;
+
+fn on_devpts(p: &Path) -> bool {
+    let Ok(c) = cpath(p) else { return false };
+    // SAFETY: a zeroed statfs filled in by the kernel for a NUL-terminated path.
+    unsafe {
+        let mut st: libc::statfs = std::mem::zeroed();
+        libc::statfs(c.as_ptr(), &mut st) == 0 && st.f_type as i64 == DEVPTS_SUPER_MAGIC
+    }
 }
 
 /// The nodes `--device HOST[:CONTAINER]` gives: the node itself (symlinks followed, as Docker
@@ -130,6 +147,15 @@ pub fn make(at: &Path, node: &Node) -> Result<()> {
         Err(_) => {}
     }
     let c = cpath(at)?;
+    if node.bind {
+        fs::File::create(at).map_err(|e| Error::io(format!("create {} for device {}", node.path, node.host), e))?;
+        let src = cpath(Path::new(&node.host))?;
+        // SAFETY: NUL-terminated paths that outlive the call; no file system type or data.
+        if unsafe { libc::mount(src.as_ptr(), c.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null()) } != 0 {
+            return Err(Error::io(format!("bind {} to {}", node.host, node.path), io::Error::last_os_error()));
+        }
+        return Ok(());
+    }
     let fmt = match node.kind {
         Type::Block => libc::S_IFBLK,
         _ => libc::S_IFCHR,

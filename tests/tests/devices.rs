@@ -408,6 +408,7 @@ zero = "/dev/zero"
     let root = berth_tests::Root::new();
     root.ok(&["load", "-q", "-i", s(&berth_tests::fixtures().busybox.path)]);
     let mut a = Agent::start(root);
+    a.stop();
     a.set_agent_args(&[], &["--board", s(&board)]);
     a.restart();
     let out =

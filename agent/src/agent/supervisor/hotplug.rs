@@ -182,6 +182,7 @@ impl Supervisor {
                 uid: 0,
                 gid: 0,
                 access: berth_device::rule::Access::ALL,
+                bind: false,
             },
             None => return Ok(None),
         };
