@@ -104,8 +104,9 @@ pub fn resolve(devices: &[String], cgroup_rules: &[String], privileged: bool) ->
             }
             let dev = berth_device::usb::resolve(&sysfs(), vendor, product, serial.as_deref())?;
             for n in &dev.nodes {
-                // A node sysfs names may not be in /dev (no devtmpfs, renamed by udev): say which.
-                nodes.extend(node::gather(n, None, arg.access).map_err(|e| Error::from(e))?);
+                // A node sysfs names may be missing from /dev (no devtmpfs, renamed by udev): the
+                // error names it.
+                nodes.extend(node::gather(n, None, arg.access)?);
             }
             watch.push(Watch::Usb { vendor, product, serial, access: arg.access });
             continue;
