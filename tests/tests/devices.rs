@@ -191,6 +191,9 @@ fn unpassed_device_refused_even_after_mknod() {
             "60",
         ]);
         let pid = a.pid_of(name);
+        let hc = &a.inspect(name)["HostConfig"];
+        assert_eq!(hc["Devices"], serde_json::json!([{"PathOnHost": lp.dev, "PathInContainer": "/dev/xvdz", "CgroupPermissions": "rw"}]));
+        assert_eq!(hc["DeviceCgroupRules"], serde_json::json!(["c 89:* rwm"]));
         let list = fs::read_to_string(berth_tests::agent::cgroup_dir_of(pid, "devices").join("devices.list")).unwrap();
         let _ = devices;
         for want in [format!("b {major}:{minor} rw"), "c 89:* rwm".to_string(), "c 1:3 rwm".to_string(), "c *:* m".to_string()] {

@@ -744,6 +744,8 @@ pub fn container_json(ctx: &Ctx, r: &Record) -> Value {
         "HostConfig": {
             "Binds": r.binds, "NetworkMode": net, "AutoRemove": r.auto_remove, "Privileged": s.privileged, "ReadonlyRootfs": s.read_only,
             "CapAdd": r.cap_add, "CapDrop": r.cap_drop, "Init": s.init,
+            "Devices": s.devices.iter().map(|n| json!({"PathOnHost": n.host, "PathInContainer": n.path, "CgroupPermissions": n.access.to_string()})).collect::<Vec<_>>(),
+            "DeviceCgroupRules": s.device_watch.iter().filter_map(|w| match w { berth_device::hotplug::Watch::Rule(r) => Some(r.to_string()), _ => None }).collect::<Vec<_>>(),
             "RestartPolicy": {"Name": r.restart.name().split(':').next().unwrap_or("no"), "MaximumRetryCount": match r.restart { berth_runtime::container::record::Restart::OnFailure(n) => n, _ => 0 }},
             "Tmpfs": r.tmpfs.iter().map(|t| { let (p, o) = t.split_once(':').unwrap_or((t, "")); (p.to_string(), json!(o)) }).collect::<serde_json::Map<_, _>>(),
             "Memory": s.resources.memory.unwrap_or(0), "MemorySwap": s.resources.memory_swap.unwrap_or(0),
