@@ -165,11 +165,12 @@ suite() {
     check "--device on cgroup v2 (eBPF device filter)"
     # /dev/kmsg (c 1:11) is not in the default list: a node made inside the container (CAP_MKNOD)
     # cannot be opened; passed read-only it reads but refuses writes; a cgroup rule or
-    # --privileged opens it. On this pure cgroup2 board every refusal comes from berth's program.
-    b run --rm "$IMG" sh -c 'mknod /tmp/k c 1 11 && head -n 1 /tmp/k'; denrc=$rc; has "Operation not permitted"; den=$?
-    b run --rm --device /dev/kmsg:/dev/klog:r "$IMG" sh -c 'head -n 1 /dev/klog >/dev/null && echo read-ok && echo x >/dev/klog'
+    # --privileged opens it. Reading it needs CAP_SYSLOG (Debian's kernel sets dmesg_restrict), so
+    # every run gets that: on this pure cgroup2 board the refusals then come from berth's program.
+    b run --rm --cap-add SYSLOG "$IMG" sh -c 'mknod /tmp/k c 1 11 && head -n 1 /tmp/k'; denrc=$rc; has "Operation not permitted"; den=$?
+    b run --rm --cap-add SYSLOG --device /dev/kmsg:/dev/klog:r "$IMG" sh -c 'head -n 1 /dev/klog >/dev/null && echo read-ok && echo x >/dev/klog'
     rorc=$rc; has "read-ok"; rd=$?; has "Operation not permitted"; wrden=$?
-    b run --rm --device-cgroup-rule 'c 1:11 r' "$IMG" sh -c 'mknod /tmp/k c 1 11 && head -n 1 /tmp/k >/dev/null'; rulerc=$rc
+    b run --rm --cap-add SYSLOG --device-cgroup-rule 'c 1:11 r' "$IMG" sh -c 'mknod /tmp/k c 1 11 && head -n 1 /tmp/k >/dev/null'; rulerc=$rc
     b run --rm --privileged "$IMG" sh -c 'head -n 1 /dev/kmsg >/dev/null'; privrc=$rc
     if [ $denrc != 0 ] && [ $den = 0 ] && [ $rorc != 0 ] && [ $rd = 0 ] && [ $wrden = 0 ] && [ $rulerc = 0 ] && [ $privrc = 0 ]; then
         pass "unpassed node refused, r-only honoured, rule and --privileged open it"

@@ -19,9 +19,9 @@ use berth_runtime::image::store::Store;
 use berth_runtime::{timefmt, Error, IoContext, Result};
 
 use crate::agent::create;
+use crate::proto::RunOptions;
 
 pub mod hotplug;
-use crate::proto::RunOptions;
 
 pub struct Supervisor {
     pub root: PathBuf,
