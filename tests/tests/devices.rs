@@ -520,3 +520,69 @@ fn check_reports_bpf_device_support() {
     assert!(line.contains("enabled") && line.contains("--device on cgroup v2"), "{line}");
     assert!(line.contains("a cgroup device program loaded"), "the probe loads a program: {line}");
 }
+
+/// Hotplug for a `--device usb:VID:PID:SERIAL` container, where the new node needs a cgroup rule of
+/// its own (added on arrival, removed on departure). There is no USB on this machine, so the agent
+/// reads a fabricated sysfs (`BERTH_SYSFS`) in which the USB device is the sysfs parent of a loop
+/// device that the test creates for real: the uevent, the node, the cgroup rule and the open are real.
+#[test]
+fn hotplug_usb_watch_adds_and_removes_the_cgroup_rule() {
+    let _h = host_exclusive();
+    let mut a = agent();
+    let sysfs = make_temp_dir("berth-sysfs");
+    let ids = [("idVendor", "1d6b"), ("idProduct", "0104"), ("serial", "BERTHTEST")];
+    for dir in [sysfs.join("bus/usb/devices/1-1"), sysfs.join("devices/virtual/block")] {
+        fs::create_dir_all(&dir).unwrap();
+        for (f, v) in ids {
+            fs::write(dir.join(f), format!("{v}\n")).unwrap();
+        }
+    }
+    a.stop();
+    a.set_agent_env("BERTH_SYSFS", Some(s(&sysfs)));
+    a.restart();
+    let top = fs::read_dir("/sys/block")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_prefix("loop")).and_then(|n| n.parse::<u32>().ok()))
+        .max()
+        .unwrap_or(7);
+    let n = top + 100 + std::process::id() % 50;
+    let devname = format!("/dev/loop{n}");
+    let name = "usbw";
+    // A serial that matches nothing is refused; the right one is taken.
+    let (code, _, err) = a.code(&["run", "-d", "--device", "usb:1d6b:0104:OTHER", "busybox", "true"]);
+    assert_eq!(code, 125, "{err}");
+    assert!(err.contains("no USB device matches usb:1d6b:0104:OTHER"), "{err}");
+    a.run_detached(&["--name", name, "--device", "usb:1d6b:0104:BERTHTEST", "busybox", "sleep", "300"]);
+    let pid = a.pid_of(name);
+    let inside = PathBuf::from(format!("/proc/{pid}/root{devname}"));
+    let rule = format!("b 7:{n} rwm");
+    let list = || {
+        berth_tests::agent::cgroup_v1_mount("devices")
+            .map(|_| fs::read_to_string(berth_tests::agent::cgroup_dir_of(pid, "devices").join("devices.list")).unwrap_or_default())
+    };
+    assert!(list().is_none_or(|l| !l.lines().any(|x| x == rule)));
+    loop_ctl(n, true);
+    let took = within(5, "node of the USB device's child in the container", || inside.exists());
+    println!("hotplug (usb watch): {devname} appeared {} ms after LOOP_CTL_ADD", took.as_millis());
+    if let Some(l) = list() {
+        assert!(l.lines().any(|x| x == rule), "devices.list lacks {rule}:\n{l}");
+    }
+    let dir = make_temp_dir("berth-hotusb");
+    let file = dir.join("backing");
+    let mut data = b"USBCHILD".to_vec();
+    data.resize(1 << 20, 0);
+    fs::write(&file, data).unwrap();
+    assert!(Command::new("losetup").args([&devname, s(&file)]).status().unwrap().success());
+    assert_eq!(a.ok(&["exec", name, "head", "-c", "8", &devname]), "USBCHILD");
+    assert!(Command::new("losetup").args(["-d", &devname]).status().unwrap().success());
+    within(5, "loop detach", || fs::read_to_string(format!("/sys/block/loop{n}/size")).is_ok_and(|s| s.trim() == "0"));
+    loop_ctl(n, false);
+    within(5, "node removed from the container", || !inside.exists());
+    if list().is_some() {
+        within(5, "rule removed", || list().is_some_and(|l| !l.lines().any(|x| x == rule)));
+    }
+    a.ok(&["rm", "-f", name]);
+    fs::remove_dir_all(&dir).unwrap();
+    fs::remove_dir_all(&sysfs).unwrap();
+}
