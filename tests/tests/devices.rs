@@ -586,3 +586,29 @@ fn hotplug_usb_watch_adds_and_removes_the_cgroup_rule() {
     fs::remove_dir_all(&dir).unwrap();
     fs::remove_dir_all(&sysfs).unwrap();
 }
+
+/// Devices are looked up at every start (as Docker does): a node that changed since `create` is
+/// passed as it is now, and one that has gone makes the start fail with Docker's message.
+#[test]
+fn devices_are_looked_up_again_at_start() {
+    let _h = host_shared();
+    let a = agent();
+    let dir = make_temp_dir("berth-restart-dev");
+    let node = dir.join("thing");
+    mknod(&node, libc::S_IFCHR, 1, 5, 0o666);
+    let dev = format!("{}:/dev/thing", s(&node));
+    a.ok(&["create", "--name", "again", "--device", &dev, "busybox", "stat", "-c", "%t:%T", "/dev/thing"]);
+    assert_eq!(a.ok(&["start", "-a", "again"]).trim(), "1:5");
+    fs::remove_file(&node).unwrap();
+    mknod(&node, libc::S_IFCHR, 1, 7, 0o666);
+    assert_eq!(a.ok(&["start", "-a", "again"]).trim(), "1:7", "the node as it is now");
+    fs::remove_file(&node).unwrap();
+    let (code, _, err) = a.code(&["start", "-a", "again"]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains(&format!("error gathering device information while adding custom device \"{}\": no such file or directory", s(&node))),
+        "{err}"
+    );
+    a.ok(&["rm", "again"]);
+    fs::remove_dir_all(&dir).unwrap();
+}

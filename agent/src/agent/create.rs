@@ -330,6 +330,8 @@ pub fn resolve(root: &Path, store: &Store, cgroups: &Cgroups, o: &RunOptions, ex
         resources,
         devices: dev.nodes,
         device_watch: dev.watch,
+        device_args: o.devices.clone(),
+        device_cgroup_rules: o.device_cgroup_rules.clone(),
     };
     let _ = cgroups;
     let record = Record {

@@ -298,6 +298,7 @@ impl Supervisor {
         if r.is_running() {
             return Ok(Vec::new());
         }
+        let r = self.refresh_devices(id, r)?;
         if let Some(rec) = self.records.get_mut(id) {
             rec.user_stopped = false;
         }

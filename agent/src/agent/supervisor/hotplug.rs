@@ -11,7 +11,7 @@ use berth_device::hotplug;
 use berth_device::node::{self, Node};
 use berth_device::rule::Rule;
 use berth_device::uevent::{Monitor, Uevent};
-use berth_runtime::container::record::Status;
+use berth_runtime::container::record::{Record, Status};
 
 use super::Supervisor;
 
@@ -78,6 +78,23 @@ fn sysfs() -> std::path::PathBuf {
 }
 
 impl Supervisor {
+    /// Looks the container's devices up again before a start, as Docker does: a USB adapter
+    /// plugged in again has another bus address (and maybe another ttyUSB number), and a node that
+    /// has gone is an error now rather than a stale node in the container.
+    pub(super) fn refresh_devices(&mut self, id: &str, mut r: Record) -> berth_runtime::Result<Record> {
+        if r.spec.device_args.is_empty() && r.spec.device_cgroup_rules.is_empty() {
+            return Ok(r);
+        }
+        let d = crate::agent::devices::resolve(&r.spec.device_args, &r.spec.device_cgroup_rules, r.spec.privileged)?;
+        r.spec.devices = d.nodes;
+        r.spec.device_watch = d.watch;
+        r.spec.resources.devices = d.rules;
+        if let Some(rec) = self.records.get_mut(id) {
+            rec.spec = r.spec.clone();
+        }
+        Ok(r)
+    }
+
     /// Carries out one uevent for every running container it concerns.
     pub fn hotplug(&mut self, ev: &Uevent) {
         let (Some(devname), Some(major), Some(minor)) = (ev.devname.clone(), ev.major, ev.minor) else { return };
