@@ -43,9 +43,16 @@ impl Node {
 }
 
 /// Docker's message for a path it cannot pass (daemon `devicesFromPath`).
-fn gather_error(host: &str, why: impl std::fmt::Display) -> Error {
-    let e = format!("error gathering device information while adding custom device \"{host}\": {why}");
-    Error::new(if e.ends_with("no such file or directory") { crate::Kind::NotFound } else { crate::Kind::Invalid }, e)
+fn gather_error(kind: crate::Kind, host: &str, why: impl std::fmt::Display) -> Error {
+    Error::new(kind, format!("error gathering device information while adding custom device \"{host}\": {why}"))
+}
+
+fn io_kind(e: &io::Error) -> crate::Kind {
+    if e.kind() == io::ErrorKind::NotFound {
+        crate::Kind::NotFound
+    } else {
+        crate::Kind::Io
+    }
 }
 
 fn node_of(host: &Path, md: &fs::Metadata, container: String, access: Access) -> Option<Node> {
@@ -87,7 +94,7 @@ fn on_devpts(p: &Path) -> bool {
 /// The nodes `--device HOST[:CONTAINER]` gives: the node itself (symlinks followed, as Docker
 /// does), or every node below a directory with its path re-rooted at CONTAINER.
 pub fn gather(host: &str, container: Option<&str>, access: Access) -> Result<Vec<Node>> {
-    let md = fs::metadata(host).map_err(|e| gather_error(host, lower_io(&e)))?;
+    let md = fs::metadata(host).map_err(|e| gather_error(io_kind(&e), host, lower_io(&e)))?;
     let target = container.unwrap_or(host).to_string();
     if md.is_dir() {
         let mut out = Vec::new();
@@ -95,7 +102,9 @@ pub fn gather(host: &str, container: Option<&str>, access: Access) -> Result<Vec
         out.sort_by(|a, b| a.path.cmp(&b.path));
         return Ok(out);
     }
-    node_of(Path::new(host), &md, target, access).map(|n| vec![n]).ok_or_else(|| gather_error(host, "not a device node"))
+    node_of(Path::new(host), &md, target, access)
+        .map(|n| vec![n])
+        .ok_or_else(|| gather_error(crate::Kind::Invalid, host, "not a device node"))
 }
 
 /// Go's error strings are lower-case (`no such file or directory`); Rust's `io::Error` prints the
@@ -113,7 +122,7 @@ fn walk(dir: &Path, target: &str, access: Access, out: &mut Vec<Node>, depth: u3
     if depth > 16 {
         return Ok(());
     }
-    let rd = fs::read_dir(dir).map_err(|e| gather_error(&dir.to_string_lossy(), lower_io(&e)))?;
+    let rd = fs::read_dir(dir).map_err(|e| gather_error(io_kind(&e), &dir.to_string_lossy(), lower_io(&e)))?;
     for entry in rd.flatten() {
         let p = entry.path();
         let name = entry.file_name();

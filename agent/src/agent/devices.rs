@@ -20,8 +20,8 @@ pub const BOARD_DIRS: &[&str] = &["/etc/berth/boards", "/usr/share/berth/board-c
 /// The board profile used when none is named (the Yocto layer installs the image's board here).
 pub const DEFAULT_BOARD_FILE: &str = "/etc/berth/board.toml";
 
-/// The sysfs root for USB lookups (a test may point it at a fabricated tree).
-fn sysfs() -> PathBuf {
+/// The sysfs root for USB lookups (`BERTH_SYSFS`: a test may point it at a fabricated tree).
+pub fn sysfs() -> PathBuf {
     PathBuf::from(std::env::var("BERTH_SYSFS").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| "/sys".into()))
 }
 

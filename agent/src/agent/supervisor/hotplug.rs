@@ -73,10 +73,6 @@ pub async fn next(m: Option<&AsyncFd<Monitor>>) -> Vec<Uevent> {
     }
 }
 
-fn sysfs() -> std::path::PathBuf {
-    std::path::PathBuf::from(std::env::var("BERTH_SYSFS").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| "/sys".into()))
-}
-
 impl Supervisor {
     /// Looks the container's devices up again before a start, as Docker does: a USB adapter
     /// plugged in again has another bus address (and maybe another ttyUSB number), and a node that
@@ -150,7 +146,7 @@ impl Supervisor {
 
     fn plug(&mut self, id: &str, pid: i32, ev: &Uevent) -> berth_runtime::Result<Option<(&'static str, Node)>> {
         let Some(r) = self.records.get(id) else { return Ok(None) };
-        let Some(plan) = hotplug::on_add(&r.spec.device_watch, ev, &sysfs()) else { return Ok(None) };
+        let Some(plan) = hotplug::on_add(&r.spec.device_watch, ev, &crate::agent::devices::sysfs()) else { return Ok(None) };
         if self.hotplugged.get(id).is_some_and(|v| v.iter().any(|a| a.node.path == plan.node.path)) {
             return Ok(None);
         }
