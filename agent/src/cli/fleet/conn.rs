@@ -117,15 +117,24 @@ impl Conn {
 
     pub async fn subscribe(&mut self, topic: &str) -> Result<(), String> {
         self.subs.push(topic.to_string());
-        self.client.subscribe(topic, QoS::AtLeastOnce).await.map_err(|e| self.gone(e))
+        let r = self.client.subscribe(topic, QoS::AtLeastOnce).await;
+        r.map_err(|_| self.gone())
     }
 
-    pub async fn publish(&self, topic: &str, payload: Vec<u8>) -> Result<(), String> {
-        self.client.publish(topic, QoS::AtLeastOnce, false, payload).await.map_err(|e| self.gone(e))
+    pub async fn publish(&mut self, topic: &str, payload: Vec<u8>) -> Result<(), String> {
+        let r = self.client.publish(topic, QoS::AtLeastOnce, false, payload).await;
+        r.map_err(|_| self.gone())
     }
 
-    fn gone(&self, e: rumqttc::ClientError) -> String {
-        format!("lost the broker at {}: {e}", self.url)
+    /// The event loop has ended: its last message says why (the client's error only says that
+    /// the queue is closed).
+    fn gone(&mut self) -> String {
+        while let Ok(m) = self.rx.try_recv() {
+            if let Err(e) = m {
+                return e;
+            }
+        }
+        format!("lost the broker at {}", self.url)
     }
 
     /// The next message, or None once `deadline` passes. Reconnections are handled here.
@@ -137,7 +146,8 @@ impl Conn {
                 Ok(Some(Err(e))) => return Err(e),
                 Ok(Some(Ok(Msg::Reconnected))) => {
                     for t in self.subs.clone() {
-                        self.client.subscribe(t, QoS::AtLeastOnce).await.map_err(|e| self.gone(e))?;
+                        let r = self.client.subscribe(t, QoS::AtLeastOnce).await;
+                        r.map_err(|_| self.gone())?;
                     }
                 }
                 Ok(Some(Ok(Msg::Publish { topic, payload }))) if !topic.is_empty() => return Ok(Some((topic, payload))),
