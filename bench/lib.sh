@@ -31,7 +31,8 @@ if len(v) == 1:
     q1 = q3 = v[0]
 else:
     q1, _, q3 = statistics.quantiles(v, n=4, method="inclusive")
-print(f"{statistics.median(v):.4g} {q1:.4g} {q3:.4g} {v[0]:.4g} {v[-1]:.4g} {len(v)}")
+f = lambda x: f"{x:.0f}" if abs(x) >= 1000 else f"{x:.4g}"
+print(f(statistics.median(v)), f(q1), f(q3), f(v[0]), f(v[-1]), len(v))
 PY
 }
 
