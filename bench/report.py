@@ -122,7 +122,7 @@ def svg(rows, doc):
     lo = min([0.01] + [r["ratio"] for r in bars])
     hi = max([10.0] + [r["ratio"] for r in bars])
     lmin, lmax = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
-    left, plot_w, right = 430, 420, 150
+    left, plot_w, right = 340, 460, 90
     top, bar_h, gap = 58, 16, 6
     height = top + (len(bars) + len(errs)) * (bar_h + gap) + 60
     width = left + plot_w + right
@@ -147,15 +147,15 @@ def svg(rows, doc):
         color = {"berth ahead": "#2e8b57", "berth closer": "#2e8b57", "berth behind": "#c0392b",
                  "berth farther": "#c0392b"}.get(v, "#7f8c8d")
         xa, xb = sorted((x1, x(q)))
-        label = f'{r.get("what", "")} — {r.get("peer_name", "")}'
-        if len(label) > 68:
-            label = label[:66] + "…"
+        label = r.get("chart") or f'{r.get("what", "")} — {r.get("peer_name", "")}'
+        if len(label) > 52:
+            label = label[:51] + "…"
         o.append(f'<text x="{left - 8}" y="{y + bar_h - 4}" text-anchor="end">{e(label)}</text>')
         o.append(f'<rect x="{xa:.1f}" y="{y}" width="{max(xb - xa, 1.5):.1f}" height="{bar_h}" fill="{color}"/>')
         o.append(f'<text x="{max(xb, x1) + 5:.1f}" y="{y + bar_h - 4}">{q:.3g}×</text>')
         y += bar_h + gap
     for r in errs:
-        label = f'{r.get("what", r.get("row", ""))} — {r.get("peer_name", "")}'[:68]
+        label = (r.get("chart") or f'{r.get("what", r.get("row", ""))} — {r.get("peer_name", "")}')[:52]
         o.append(f'<text x="{left - 8}" y="{y + bar_h - 4}" text-anchor="end" fill="#777">{e(label)}</text>')
         msg = ("no ratio: " + (r.get("error") or "no peer figure"))[:80]
         o.append(f'<text x="{left + 4}" y="{y + bar_h - 4}" fill="#c0392b">{e(msg)}</text>')

@@ -3,7 +3,8 @@
 # against `crun run` and `runc run` of the same rootfs (OCI bundle) and `podman run --rm
 # --network none` of the same image; BENCH_RUNS runs each, interleaved (one of each per round).
 # crun needs a private mount namespace without the cgroup2 mount on this hybrid host, so every
-# contender runs inside that same `unshare -m` wrapper; the wrapper alone is timed as well.
+# contender runs inside that same `unshare -m` wrapper; the wrapper alone, and berth without it,
+# are timed as well (for the `how` column).
 set -euo pipefail
 # shellcheck source=bench/lib.sh
 . "$BENCH_LIB"
@@ -16,7 +17,7 @@ podman_ok=1
 podman_setup "$BENCH_TMP/podman" || { podman_ok=; podman_err="podman load: $(tail -n 2 "$BENCH_TMP/podman/load.err" | tr '\n' ' ')"; }
 
 declare -A t err
-names=(berth runc crun podman wrapper)
+names=(berth runc crun podman wrapper bare)
 run_one() {
     case "$1" in
         berth) in_wrapper "$BERTH" --root "$BERTH_DIR/root" -H "unix://$BERTH_DIR/agent.sock" run --rm --net none bench:1 true ;;
@@ -25,6 +26,7 @@ run_one() {
             --runroot "$PODMAN_RUN" --tmpdir "$PODMAN_DIR/tmp" --storage-driver overlay --cgroup-manager cgroupfs \
             --events-backend file --runtime runc run --rm --pull never --network none "$PODMAN_IMAGE" true ;;
         wrapper) in_wrapper true ;;
+        bare) "$BERTH" --root "$BERTH_DIR/root" -H "unix://$BERTH_DIR/agent.sock" run --rm --net none bench:1 true ;;
     esac
 }
 for i in $(seq "$BENCH_RUNS"); do
@@ -36,7 +38,7 @@ for i in $(seq "$BENCH_RUNS"); do
         else
             err[$n]="run $i failed: $(last_err)"
             log "$n: ${err[$n]}"
-            [ "$n" != berth ] || die "berth run failed: ${err[$n]}"
+            case $n in berth|bare) die "berth run failed: ${err[$n]}" ;; esac
         fi
     done
 done
@@ -45,18 +47,18 @@ bm=$(median ${t[berth]})
 # shellcheck disable=SC2086
 bs=$(spread ${t[berth]})
 # shellcheck disable=SC2086
-wrap="the same unshare -m wrapper around each (crun needs it here; wrapper alone: $(median ${t[wrapper]}) ms median)"
+wrap="the same unshare -m wrapper around each (crun needs it here; wrapper alone: $(median ${t[wrapper]}) ms median; berth without it: $(median ${t[bare]}) ms median)"
 for p in crun runc podman; do
     case $p in
         crun|runc) pn="$p run (OCI bundle, same rootfs)" ;;
         podman) pn="podman run --rm --network none (runc, cgroupfs)" ;;
     esac
     if [ -n "${err[$p]:-}" ] || [ -z "${t[$p]:-}" ]; then
-        emit what="start-to-exit of true (busybox), vs $p" unit=ms berth="$bm" peer_name="$pn" peer= \
+        emit what="start-to-exit of true (busybox), vs $p" chart="run true: start to exit, vs $p" unit=ms berth="$bm" peer_name="$pn" peer= \
             how="$BENCH_RUNS runs; berth $bs" error="$p could not run: ${err[$p]:-no runs}"
         continue
     fi
     # shellcheck disable=SC2086
-    emit what="start-to-exit of true (busybox), vs $p" unit=ms berth="$bm" peer_name="$pn" peer="$(median ${t[$p]})" \
+    emit what="start-to-exit of true (busybox), vs $p" chart="run true: start to exit, vs $p" unit=ms berth="$bm" peer_name="$pn" peer="$(median ${t[$p]})" \
         how="$BENCH_RUNS interleaved runs each; berth $bs; $p $(spread ${t[$p]}); $wrap"
 done

@@ -64,17 +64,17 @@ done
 for what in start rm; do
     if [ $what = start ]; then
         # shellcheck disable=SC2086
-        bt=${st[berth]} pt=${st[podman]:-}; w="$n containers started in parallel (-d, sleeping)"; pn="podman run -d --network none"
+        bt=${st[berth]} pt=${st[podman]:-}; w="$n containers started in parallel (-d, sleeping)"; pn="podman run -d --network none"; c="$n parallel starts, vs podman"
     else
         # shellcheck disable=SC2086
-        bt=${rt[berth]} pt=${rt[podman]:-}; w="$n running containers removed (one rm -f)"; pn="podman rm -f -t 0"
+        bt=${rt[berth]} pt=${rt[podman]:-}; w="$n running containers removed (one rm -f)"; pn="podman rm -f -t 0"; c="rm -f of $n running, vs podman"
     fi
     # shellcheck disable=SC2086
     if [ -n "${err[podman]:-}" ] || [ -z "$pt" ]; then
-        emit what="$w" unit=ms berth="$(median $bt)" peer_name="$pn" peer= how="$rounds rounds; berth $(spread $bt)" \
+        emit what="$w" chart="$c" unit=ms berth="$(median $bt)" peer_name="$pn" peer= how="$rounds rounds; berth $(spread $bt)" \
             error="podman: ${err[podman]:-no figure}"
     else
-        emit what="$w" unit=ms berth="$(median $bt)" peer_name="$pn" peer="$(median $pt)" \
+        emit what="$w" chart="$c" unit=ms berth="$(median $bt)" peer_name="$pn" peer="$(median $pt)" \
             how="$rounds interleaved rounds, wall time; berth $(spread $bt); podman $(spread $pt)"
     fi
 done

@@ -37,6 +37,16 @@ for i in $(seq 11 50); do b run -d --net none --name "m$i" bench:1 sleep 3600 >/
 settle
 b50=$(berth_total); mon50=$(pgrep -P "$AGENT_PID" | wc -l)
 log "berth: 0: $b0 kB, 10: $b10 kB, 50: $b50 kB ($mon50 monitors)"
+# re-adoption (from the former bench/supervise.sh): agent killed with -9, restarted, time until it
+# serves again with the 50 containers re-adopted
+kill -9 "$AGENT_PID"; wait "$AGENT_PID" 2>/dev/null || true
+s=$EPOCHREALTIME
+"$BERTH" --root "$BERTH_DIR/root" -H "unix://$BERTH_DIR/agent.sock" agent </dev/null >>"$BERTH_DIR/agent.log" 2>&1 &
+AGENT_PID=$!
+for _ in $(seq 2000); do b events --until 0s >/dev/null 2>&1 && break; sleep 0.005; done
+readopt=$(awk -v s="$s" -v e="$EPOCHREALTIME" 'BEGIN { printf "%.0f", (e - s) * 1000 }')
+readopted=$(b ps -q | wc -l)
+log "berth agent restart after kill -9: serving in $readopt ms with $readopted containers"
 berth_agent_stop
 
 # --- podman
@@ -105,20 +115,20 @@ fi
 mb() { kb_to_mb "$1"; }
 per() { awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN { printf "%.3f", (b - a) / n / 1024 }'; }
 how_b="PSS after 1.5 s idle; berth: agent (VmRSS $(mb "$b0rss") MiB) + its monitors"
-emit what="idle engine, 0 containers" unit=MiB berth="$(mb "$b0")" peer_name="dockerd + containerd" \
+emit what="idle engine, 0 containers" chart="memory, idle engine, vs dockerd+containerd" unit=MiB berth="$(mb "$b0")" peer_name="dockerd + containerd" \
     peer="$( [ -n "$d0" ] && mb "$d0")" how="$how_b; podman has no daemon (0)" ${d_err:+error="docker: $d_err"}
-emit what="10 running containers: engine + per-container processes" unit=MiB berth="$(mb "$b10")" \
+emit what="10 running containers: engine + per-container processes" chart="memory, 10 containers, vs podman" unit=MiB berth="$(mb "$b10")" \
     peer_name="podman: 10 conmon" peer="$( [ -n "$p10" ] && mb "$p10")" how="$how_b; podman: conmon processes" \
     ${p_err:+error="podman: $p_err"}
-emit what="10 running containers: engine + per-container processes" unit=MiB berth="$(mb "$b10")" \
+emit what="10 running containers: engine + per-container processes" chart="memory, 10 containers, vs docker" unit=MiB berth="$(mb "$b10")" \
     peer_name="dockerd + containerd + 10 shims" peer="$( [ -n "$d10" ] && mb "$d10")" how="$how_b; docker: dockerd, containerd, containerd-shim-runc-v2" \
     ${d_err:+error="docker: $d_err"}
-emit what="50 running containers: engine + per-container processes" unit=MiB berth="$(mb "$b50")" \
-    peer_name="podman: 50 conmon" peer="$( [ -n "$p50" ] && mb "$p50")" how="$how_b ($mon50 monitors); podman: conmon processes" \
+emit what="50 running containers: engine + per-container processes" chart="memory, 50 containers, vs podman" unit=MiB berth="$(mb "$b50")" \
+    peer_name="podman: 50 conmon" peer="$( [ -n "$p50" ] && mb "$p50")" how="$how_b ($mon50 monitors); podman: conmon processes; berth agent killed with -9 then restarted: serving again after $readopt ms with $readopted/50 re-adopted" \
     ${p_err:+error="podman: $p_err"}
-emit what="memory added per running container" unit=MiB berth="$(per "$b0" "$b50" 50)" \
+emit what="memory added per running container" chart="memory per container, vs podman conmon" unit=MiB berth="$(per "$b0" "$b50" 50)" \
     peer_name="podman: conmon" peer="$( [ -n "$p50" ] && per 0 "$p50" 50)" how="berth: (PSS with 50 - PSS with 0) / 50; podman: conmon PSS / 50" \
     ${p_err:+error="podman: $p_err"}
-emit what="memory added per running container" unit=MiB berth="$(per "$b0" "$b50" 50)" \
+emit what="memory added per running container" chart="memory per container, vs docker shim" unit=MiB berth="$(per "$b0" "$b50" 50)" \
     peer_name="docker: containerd-shim + dockerd/containerd growth" peer="$( [ -n "$d10" ] && per "$d0" "$d10" 10)" \
     how="berth: (PSS with 50 - PSS with 0) / 50; docker: (PSS with 10 - PSS with 0) / 10" ${d_err:+error="docker: $d_err"}

@@ -2,7 +2,7 @@
 # Row 4: binary size on disk. berth: the stripped static musl binaries from scripts/xbuild
 # (dist/berth-ARCH; bench/run rebuilds those older than the sources), one file holding the CLI, the
 # agent and the runtime. Peers: Debian's x86_64 binaries as installed (dynamically linked: the
-# shared libraries they need beyond glibc are named in `how`, not counted). ARM peers are not
+# shared libraries they need beyond glibc are counted in `how`, not in the figure). ARM peers are not
 # installed here, so the ARM builds are held against the budget in DESIGN.md (2 MB) instead.
 set -euo pipefail
 # shellcheck source=bench/lib.sh
@@ -20,7 +20,7 @@ libs() {
         done < <(ldd "$f" 2>/dev/null | awk '$3 ~ /^\// {print $3}' | sort -u)
     done
     if [ "${#names[@]}" -eq 0 ]; then echo "no shared libraries beyond glibc"; else
-        echo "dynamic: + $(mib "$tot") MiB of shared libraries not counted ($(printf '%s\n' "${names[@]}" | sort -u | tr '\n' ' ' | sed 's/ $//'))"; fi
+        echo "dynamic: + $(mib "$tot") MiB in $(printf '%s\n' "${names[@]}" | sort -u | wc -l) shared libraries beyond glibc, not counted"; fi
 }
 state() {   # how the dist binary relates to the sources
     if [ "$(stat -c %Y "$1")" -ge "${BENCH_NEWEST_SRC:-0}" ]; then echo "dist/$(basename "$1") from scripts/xbuild, newer than the sources"
@@ -34,12 +34,12 @@ peer() {   # peer NAME FILE...
     shift
     for f in "$@"; do
         if [ ! -e "$f" ]; then
-            emit what="binary size, x86_64" unit=MiB berth="$bx" peer_name="$name" peer= how="$(state "$x86")" error="$f not installed"
+            emit what="binary size, x86_64" chart="binary size x86_64, vs ${name%% [0-9]*}" unit=MiB berth="$bx" peer_name="$name" peer= how="$(state "$x86")" error="$f not installed"
             return
         fi
         t=$((t + $(size "$f")))
     done
-    emit what="binary size, x86_64" unit=MiB berth="$bx" peer_name="$name" peer="$(mib "$t")" \
+    emit what="binary size, x86_64" chart="binary size x86_64, vs ${name%% [0-9]*}" unit=MiB berth="$bx" peer_name="$name" peer="$(mib "$t")" \
         how="$(state "$x86"), static; peer: $(printf '%s ' "$@")($(libs "$@"))"
 }
 peer "runc $(runc --version | awk 'NR==1 {print $3}')" /usr/sbin/runc
@@ -49,9 +49,9 @@ peer "dockerd + containerd + shim" /usr/sbin/dockerd /usr/bin/containerd /usr/bi
 for arch in aarch64 armhf; do
     f=dist/berth-$arch
     if [ -f "$f" ]; then
-        emit what="binary size, $arch" unit=MiB berth="$(mib "$(size "$f")")" peer_name="budget (DESIGN.md)" peer="$(mib 2000000)" \
+        emit what="binary size, $arch" chart="binary size $arch, vs 2 MB budget" unit=MiB berth="$(mib "$(size "$f")")" peer_name="budget (DESIGN.md)" peer="$(mib 2000000)" \
             how="$(state "$f"), static; not a peer: the 2 MB budget (aim 1.5 MB) for the ARM builds"
     else
-        emit what="binary size, $arch" unit=MiB berth= peer_name="budget (DESIGN.md)" peer="$(mib 2000000)" how="" error="$f missing: scripts/xbuild $arch failed or was not run"
+        emit what="binary size, $arch" chart="binary size $arch, vs 2 MB budget" unit=MiB berth= peer_name="budget (DESIGN.md)" peer="$(mib 2000000)" how="" error="$f missing: scripts/xbuild $arch failed or was not run"
     fi
 done

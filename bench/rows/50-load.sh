@@ -85,14 +85,14 @@ for p in limit podman; do
         podman) pn="podman load (overlay)" pl=podman ;;
     esac
     if [ -n "${err[$p]:-}" ]; then
-        emit what="load a $mb MB 5-layer image: time" unit=s berth="$bt" peer_name="$pn" peer= how="" error="$p: ${err[$p]}"
-        emit what="load a $mb MB 5-layer image: peak RSS" unit=MiB berth="$bm" peer_name="$pn" peer= how="" error="$p: ${err[$p]}"
+        emit what="load a $mb MB 5-layer image: time" chart="image load time, vs $pl" unit=s berth="$bt" peer_name="$pn" peer= how="" error="$p: ${err[$p]}"
+        emit what="load a $mb MB 5-layer image: peak RSS" chart="image load peak RSS, vs $pl" unit=MiB berth="$bm" peer_name="$pn" peer= how="" error="$p: ${err[$p]}"
         continue
     fi
     # shellcheck disable=SC2086
-    emit what="load a $mb MB 5-layer image: time" unit=s berth="$bt" peer_name="$pn" peer="$(median ${t[$p]})" \
+    emit what="load a $mb MB 5-layer image: time" chart="image load time, vs $pl" unit=s berth="$bt" peer_name="$pn" peer="$(median ${t[$p]})" \
         how="$rounds interleaved rounds, wall time; berth $(spread ${t[berth]}); $pl $(spread ${t[$p]}); berth fsyncs, the peer does not"
     # shellcheck disable=SC2086
-    emit what="load a $mb MB 5-layer image: peak RSS" unit=MiB berth="$bm" peer_name="$pn" peer="$(kb_to_mb "$(median ${m[$p]})")" \
+    emit what="load a $mb MB 5-layer image: peak RSS" chart="image load peak RSS, vs $pl" unit=MiB berth="$bm" peer_name="$pn" peer="$(kb_to_mb "$(median ${m[$p]})")" \
         how="GNU time %M, median of $rounds; berth kB $(spread ${m[berth]}); $pl kB $(spread ${m[$p]})"
 done

@@ -42,12 +42,12 @@ done
 bm=$(median ${v[berth]})
 for p in crun runc; do
     if [ -n "${err[$p]:-}" ]; then
-        emit what="memory reached under a ${limit} MiB limit before the OOM kill" unit=MiB better=closer limit="$limit" \
+        emit what="memory reached under a ${limit} MiB limit before the OOM kill" chart="reached under -m ${limit}m, vs $p" unit=MiB better=closer limit="$limit" \
             berth="$bm" peer_name="$p run" peer= how="" error="$p: ${err[$p]}"
         continue
     fi
     # shellcheck disable=SC2086
-    emit what="memory reached under a ${limit} MiB limit before the OOM kill" unit=MiB better=closer limit="$limit" \
+    emit what="memory reached under a ${limit} MiB limit before the OOM kill" chart="reached under -m ${limit}m, vs $p" unit=MiB better=closer limit="$limit" \
         berth="$bm" peer_name="$p run (same rootfs)" peer="$(median ${v[$p]})" \
         how="3 interleaved runs, 64 KiB steps, median; berth MiB:${v[berth]} (exit${codes[berth]}); $p MiB:${v[$p]} (exit${codes[$p]})"
 done
