@@ -2,6 +2,9 @@
 # Helpers for bench/rows/*.sh (sourced: `. "$BENCH_LIB"`). See the contract at the top of bench/run.
 
 PY=${PY:-/usr/bin/python3}
+# A row killed by bench/run's timeout (SIGTERM) still runs its EXIT trap (its cleanup).
+trap 'exit 143' TERM
+trap 'exit 130' INT
 
 log() { echo "  [$BENCH_ROW] $*" >&2; }
 die() { echo "  [$BENCH_ROW] error: $*" >&2; exit 1; }
