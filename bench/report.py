@@ -189,8 +189,8 @@ def main():
             f.write(svg(rows, doc))
     if args.readme:
         text = open(args.readme).read()
-        new, n = re.subn(r"(<!-- bench:begin -->\n).*?(\n<!-- bench:end -->)",
-                         lambda m: m.group(1) + markdown(rows, doc) + m.group(2), text, flags=re.S)
+        new, n = re.subn(r"(<!-- bench:begin -->\n).*?(<!-- bench:end -->)",
+                         lambda m: m.group(1) + markdown(rows, doc) + "\n" + m.group(2), text, flags=re.S)
         if n != 1:
             sys.exit(f"report: {args.readme} has no <!-- bench:begin --> ... <!-- bench:end --> markers")
         open(args.readme, "w").write(new)

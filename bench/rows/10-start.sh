@@ -42,6 +42,27 @@ for i in $(seq "$BENCH_RUNS"); do
         fi
     done
 done
+# CPU time (user + sys) per start-to-exit, summed over every process involved: less sensitive
+# to the machine's load than wall time. A batch of BENCH_RUNS per contender: the children of a
+# subshell (bash `times`: the wrapper, the CLI or runtime and everything they waited for) plus,
+# for berth, the agent's own CPU and that of the monitors and containers it reaped. podman is left
+# out: its conmon double-forks, so its CPU would escape this count.
+tck=$(getconf CLK_TCK)
+agent_ticks() { awk '{print $14 + $15 + $16 + $17}' "/proc/$AGENT_PID/stat"; }
+declare -A cpu
+for n in berth crun runc; do
+    [ -z "${err[$n]:-}" ] || continue
+    a0=$(agent_ticks)
+    c=$( (for i in $(seq "$BENCH_RUNS"); do run_one "$n" >/dev/null 2>&1; done; times) | tail -n 1)
+    sleep 0.3
+    a1=$(agent_ticks)
+    [ "$n" = berth ] || a1=$a0
+    cpu[$n]=$(echo "$c" | awk -v a="$((a1 - a0))" -v t="$tck" -v n="$BENCH_RUNS" '
+        function sec(x,  m, s) { m = x; sub(/m.*/, "", m); s = x; sub(/^[0-9]+m/, "", s); sub(/s$/, "", s); return m * 60 + s }
+        { printf "%.2f", (sec($1) + sec($2) + a / t) * 1000 / n }')
+    log "cpu per run $n: ${cpu[$n]} ms"
+done
+
 # shellcheck disable=SC2086
 bm=$(median ${t[berth]})
 # shellcheck disable=SC2086
@@ -61,4 +82,10 @@ for p in crun runc podman; do
     # shellcheck disable=SC2086
     emit what="start-to-exit of true (busybox), vs $p" chart="run true: start to exit, vs $p" unit=ms berth="$bm" peer_name="$pn" peer="$(median ${t[$p]})" \
         how="$BENCH_RUNS interleaved runs each; berth $bs; $p $(spread ${t[$p]}); $wrap"
+done
+for p in crun runc; do
+    [ -n "${cpu[$p]:-}" ] || continue
+    emit what="CPU time (user+sys, all processes) per start-to-exit of true, vs $p" chart="run true: CPU time, vs $p" unit=ms \
+        berth="${cpu[berth]}" peer_name="$p run (OCI bundle)" peer="${cpu[$p]}" \
+        how="$BENCH_RUNS runs in a batch each, total CPU / runs (bash times for the wrapper, CLI/runtime and their children; berth adds its agent's CPU and its reaped monitors' and containers')"
 done
