@@ -72,14 +72,8 @@ pss() {
     done
     echo "$t"
 }
-# pids_matching STRING: pids whose command line contains STRING (not this shell's pipeline).
-pids_matching() {
-    local d
-    for d in /proc/[0-9]*; do
-        tr '\0' ' ' 2>/dev/null <"$d/cmdline" | grep -qF -- "$1" && echo "${d#/proc/}"
-    done
-    return 0
-}
+# pids_matching STRING: pids whose command line contains STRING (a path: no regex characters but '.').
+pids_matching() { pgrep -f -- "$1" || true; }
 kb_to_mb() { awk -v k="$1" 'BEGIN { printf "%.2f", k / 1024 }'; }
 
 # unmount_under DIR: detaches every mount below DIR, deepest first (peers' storage drivers leave
@@ -131,6 +125,22 @@ podman_setup() {
     PODMAN_RUN=$(mktemp -d /tmp/bench-podman.XXXXXX)
     mkdir -p "$PODMAN_DIR"
     pod load -q -i "$BENCH_WORK/busybox.tar" >/dev/null 2>"$PODMAN_DIR/load.err" || return 1
+}
+# podman_quiesce: waits (up to 10 s) until nothing of this podman is left running but its
+# containers' conmons: `podman run --rm` returns before conmon's `podman container cleanup` has
+# finished, and that would take the CPU from whatever is measured next.
+podman_quiesce() {
+    local _i p busy
+    for _i in $(seq 200); do
+        busy=''
+        for p in $(pids_matching "$PODMAN_RUN"); do
+            [ "$(cat "/proc/$p/comm" 2>/dev/null)" = conmon ] && [ -z "${1:-}" ] && continue
+            busy=1
+            break
+        done
+        [ -n "$busy" ] || return 0
+        sleep 0.05
+    done
 }
 podman_teardown() {
     [ -n "${PODMAN_DIR:-}" ] || return 0

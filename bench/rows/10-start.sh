@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Row 1: container start-to-exit of `true` in the busybox image: `berth run --rm --net none`
 # against `crun run` and `runc run` of the same rootfs (OCI bundle) and `podman run --rm
-# --network none` of the same image; BENCH_RUNS runs each, interleaved (one of each per round).
+# --network none` of the same image; BENCH_RUNS runs each, interleaved (one of each per round;
+# after podman's, the round waits for its leftover `podman container cleanup` to end).
 # crun needs a private mount namespace without the cgroup2 mount on this hybrid host, so every
 # contender runs inside that same `unshare -m` wrapper; the wrapper alone, and berth without it,
 # are timed as well (for the `how` column).
@@ -17,7 +18,7 @@ podman_ok=1
 podman_setup "$BENCH_TMP/podman" || { podman_ok=; podman_err="podman load: $(tail -n 2 "$BENCH_TMP/podman/load.err" | tr '\n' ' ')"; }
 
 declare -A t err
-names=(berth runc crun podman wrapper bare)
+names=(berth crun runc bare wrapper podman)
 run_one() {
     case "$1" in
         berth) in_wrapper "$BERTH" --root "$BERTH_DIR/root" -H "unix://$BERTH_DIR/agent.sock" run --rm --net none bench:1 true ;;
@@ -35,6 +36,7 @@ for i in $(seq "$BENCH_RUNS"); do
         if [ "$n" = podman ] && [ -z "$podman_ok" ]; then err[$n]=$podman_err; continue; fi
         if ms=$(time_ms run_one "$n"); then
             t[$n]="${t[$n]:-} $ms"
+            [ "$n" != podman ] || podman_quiesce all
         else
             err[$n]="run $i failed: $(last_err)"
             log "$n: ${err[$n]}"

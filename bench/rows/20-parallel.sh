@@ -57,6 +57,7 @@ for r in $(seq "$rounds"); do
         [ "$up" = "$n" ] || err[$tool]="round $r: $up of $n running after the starts returned"
         st[$tool]="${st[$tool]:-} $ms"
         if ms=$(time_ms rm_all "$tool"); then rt[$tool]="${rt[$tool]:-} $ms"; else err[$tool]="round $r: rm -f failed: $(last_err)"; fi
+        [ "$tool" != podman ] || podman_quiesce all
         log "round $r $tool: start ${st[$tool]##* } ms, rm ${rt[$tool]##* } ms"
     done
 done
