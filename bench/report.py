@@ -102,7 +102,7 @@ def print_table(rows, doc):
         print("  ".join(c.ljust(w[i]) if i != 1 and i != 3 and i != 4 else c.rjust(w[i]) for i, c in enumerate(x[:6])))
         print("    " + x[6])
     if doc.get("elapsed_s") is not None:
-        print(f"({doc['elapsed_s']:.0f} s, berth {doc.get('berth', '')}, commit {doc.get('commit', '')})")
+        print(f"({doc['elapsed_s']:.0f} s, {doc.get('berth', '')}, commit {doc.get('commit', '')})")
 
 
 def markdown(rows, doc):
