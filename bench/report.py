@@ -108,7 +108,7 @@ def print_table(rows, doc):
 def markdown(rows, doc):
     head, out = table(rows)
     esc = lambda s: s.replace("|", "\\|")
-    lines = [f"Last run: {doc['date']} on {doc['machine']}; berth {doc.get('berth', '')} "
+    lines = [f"Last run: {doc['date']} on {doc['machine']}; {doc.get('berth', '')} "
              f"(commit {doc.get('commit', '')}); `bench/run` took {doc.get('elapsed_s') or 0:.0f} s.", "",
              "| " + " | ".join(head) + " |", "| " + " | ".join(["---"] * len(head)) + " |"]
     for x in out:
