@@ -9,16 +9,36 @@
 set -euo pipefail
 # shellcheck source=bench/lib.sh
 . "$BENCH_LIB"
-cleanup() { berth_agent_stop; podman_teardown; }
+tfs=$BENCH_TMP/tmpfs tpid=''
+tb() { "$BERTH" --root "$tfs/root" -H "unix://$tfs/agent.sock" "$@"; }
+cleanup() {
+    berth_agent_stop
+    podman_teardown
+    if [ -n "$tpid" ]; then
+        tb ps -aq 2>/dev/null | xargs -r "$BERTH" --root "$tfs/root" -H "unix://$tfs/agent.sock" rm -f >/dev/null 2>&1 || true
+        kill "$tpid" 2>/dev/null || true
+        wait "$tpid" 2>/dev/null || true
+    fi
+    umount "$tfs" 2>/dev/null || true
+}
 trap cleanup EXIT
 
 berth_agent_start "$BENCH_TMP/berth"
+# A second berth whose root (records, logs, the containers' overlay upper dirs) is on tmpfs, as
+# runc's and crun's state is (/run): how much of berth's time is its writes to the disk.
+mkdir -p "$tfs"
+mount -t tmpfs -o size=512m,mode=0700 bench-tmpfs "$tfs"
+tb load -q -i "$BENCH_WORK/busybox.tar" >/dev/null
+"$BERTH" --root "$tfs/root" -H "unix://$tfs/agent.sock" agent </dev/null >>"$BENCH_TMP/agent-tmpfs.log" 2>&1 &
+tpid=$!
+for _ in $(seq 100); do tb ps -q >/dev/null 2>&1 && break; sleep 0.1; done
+tb ps -q >/dev/null || die "berth agent on tmpfs did not start: $(tail -n 2 "$BENCH_TMP/agent-tmpfs.log")"
 bundle "$BENCH_TMP/bundle" true
 podman_ok=1
 podman_setup "$BENCH_TMP/podman" || { podman_ok=; podman_err="podman load: $(tail -n 2 "$BENCH_TMP/podman/load.err" | tr '\n' ' ')"; }
 
 declare -A t err
-names=(berth crun runc bare wrapper podman)
+names=(berth crun runc tmpfs bare wrapper podman)
 run_one() {
     case "$1" in
         berth) in_wrapper "$BERTH" --root "$BERTH_DIR/root" -H "unix://$BERTH_DIR/agent.sock" run --rm --net none bench:1 true ;;
@@ -27,6 +47,7 @@ run_one() {
             --runroot "$PODMAN_RUN" --tmpdir "$PODMAN_DIR/tmp" --storage-driver overlay --cgroup-manager cgroupfs \
             --events-backend file --runtime runc run --rm --pull never --network none "$PODMAN_IMAGE" true ;;
         wrapper) in_wrapper true ;;
+        tmpfs) in_wrapper "$BERTH" --root "$tfs/root" -H "unix://$tfs/agent.sock" run --rm --net none bench:1 true ;;
         bare) "$BERTH" --root "$BERTH_DIR/root" -H "unix://$BERTH_DIR/agent.sock" run --rm --net none bench:1 true ;;
     esac
 }
@@ -40,7 +61,7 @@ for i in $(seq "$BENCH_RUNS"); do
         else
             err[$n]="run $i failed: $(last_err)"
             log "$n: ${err[$n]}"
-            case $n in berth|bare) die "berth run failed: ${err[$n]}" ;; esac
+            case $n in berth|bare|tmpfs) die "berth run failed: ${err[$n]}" ;; esac
         fi
     done
 done
@@ -85,6 +106,11 @@ for p in crun runc podman; do
     emit what="start-to-exit of true (busybox), vs $p" chart="run true: start to exit, vs $p" unit=ms berth="$bm" peer_name="$pn" peer="$(median ${t[$p]})" \
         how="$BENCH_RUNS interleaved runs each; berth $bs; $p $(spread ${t[$p]}); $wrap"
 done
+# shellcheck disable=SC2086
+emit what="start-to-exit of true, berth with its root on tmpfs, vs crun" chart="run true, berth root on tmpfs, vs crun" unit=ms \
+    berth="$(median ${t[tmpfs]})" peer_name="crun run (state on /run, a tmpfs)" peer="$( [ -n "${t[crun]:-}" ] && median ${t[crun]})" \
+    how="the same rounds; berth (--root on tmpfs) $(spread ${t[tmpfs]}); its default root is on disk (here /var/tmp, shared with other builds)" \
+    ${err[crun]:+error="crun: ${err[crun]}"}
 for p in crun runc; do
     [ -n "${cpu[$p]:-}" ] || continue
     emit what="CPU time (user+sys, all processes) per start-to-exit of true, vs $p" chart="run true: CPU time, vs $p" unit=ms \
