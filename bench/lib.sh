@@ -145,6 +145,7 @@ podman_quiesce() {
 podman_teardown() {
     [ -n "${PODMAN_DIR:-}" ] || return 0
     pod rm -af -t 0 >/dev/null 2>&1 || true
+    podman_quiesce all   # conmon's `podman container cleanup` would recreate the run root
     unmount_under "$PODMAN_DIR"
     unmount_under "$PODMAN_RUN"
     rm -rf "$PODMAN_RUN"
