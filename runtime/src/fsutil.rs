@@ -17,6 +17,8 @@ pub fn fsync_dir(dir: &Path) -> Result<()> {
 /// Replaces `path` with `data` so that a crash at any instant leaves the old or the new content.
 pub fn atomic_write(path: &Path, data: &[u8]) -> Result<()> {
     let dir = path.parent().ok_or_else(|| Error::invalid(format!("{} has no parent", path.display())))?;
+    // A bare file name lives in the current directory.
+    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(format!(".{}.tmp", std::process::id()));
     let tmp = dir.join(name);
@@ -44,6 +46,8 @@ pub fn atomic_write(path: &Path, data: &[u8]) -> Result<()> {
 /// while a crashed process still finds the old or the new content, never a torn one.
 pub fn replace(path: &Path, data: &[u8]) -> Result<()> {
     let dir = path.parent().ok_or_else(|| Error::invalid(format!("{} has no parent", path.display())))?;
+    // A bare file name lives in the current directory.
+    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(format!(".{}.tmp", std::process::id()));
     let tmp = dir.join(name);

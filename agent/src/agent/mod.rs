@@ -47,43 +47,12 @@ pub struct Options {
     pub link: Option<crate::update::session::Link>,
 }
 
-/// Splits a line into words as a shell would for simple quoting ('...' and "...").
-pub fn shell_words(line: &str) -> Result<Vec<String>> {
-    let (mut out, mut cur, mut quote, mut any) = (Vec::new(), String::new(), None, false);
-    for c in line.chars() {
-        match (quote, c) {
-            (None, '\'' | '"') => {
-                quote = Some(c);
-                any = true;
-            }
-            (Some(q), c) if c == q => quote = None,
-            (None, c) if c.is_whitespace() => {
-                if any {
-                    out.push(std::mem::take(&mut cur));
-                    any = false;
-                }
-            }
-            (_, c) => {
-                cur.push(c);
-                any = true;
-            }
-        }
-    }
-    if quote.is_some() {
-        return Err(Error::invalid(format!("unclosed quote in {line:?}")));
-    }
-    if any {
-        out.push(cur);
-    }
-    Ok(out)
-}
-
 /// Creates and starts each preload container that does not exist yet (by its --name).
 fn preload(sup: &Shared, path: &Path) {
     let Ok(text) = fs::read_to_string(path) else { return };
     for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
         let res = (|| -> std::result::Result<Option<String>, String> {
-            let words = shell_words(line).map_err(|e| e.to_string())?;
+            let words = crate::cli::words::shell_words(line).map_err(|e| e.to_string())?;
             let o = crate::cli::container::parse_run_words(&words)?;
             let Some(name) = o.name.clone() else {
                 return Err("a preload line needs --name (so it starts once, not at every boot)".into());

@@ -78,6 +78,14 @@ const PUSH_OPTS: &[Opt] = &[
     opt("keep", None, Some("int"), "Previous versions kept on the device as rollback targets (default 1)"),
     opt("chunk-size", None, Some("bytes"), "Chunk size (default 98304: fits brokers with 128 KB message limits)"),
     opt("timeout", None, Some("seconds"), "Give up on a device that says nothing for this long (default 600)"),
+    opt(
+        "delta",
+        None,
+        None,
+        "Leave out the layers the targets already hold (from their state); a device that lacks one gets the whole tarball",
+    ),
+    opt("canary", None, Some("int"), "Update this many devices first; stop, updating no other, if any of them does not commit"),
+    opt("max-parallel", None, Some("int"), "At most this many devices receive at once (the targets go in batches)"),
 ];
 const PUSH: Cmd = cmd(
     "berth fleet push",
@@ -269,6 +277,12 @@ impl Device {
 
     pub fn ready(&self) -> bool {
         self.online == Some(true) && self.state.is_some()
+    }
+
+    /// The layer digests (diff_ids) the device's store holds.
+    pub fn layers(&self) -> std::collections::HashSet<String> {
+        let l = self.state.as_ref().and_then(|s| s.get("layers")).and_then(Value::as_array);
+        l.map(|l| l.iter().filter_map(Value::as_str).map(str::to_string).collect()).unwrap_or_default()
     }
 
     pub fn in_group(&self, group: &str) -> bool {

@@ -275,7 +275,9 @@ fn dispatch(args: &[String]) -> Result<i32, CliError> {
         }
     }
     let ctx = Ctx {
-        root: PathBuf::from(m.value("root").map_or_else(|| env_or("BERTH_ROOT", DEFAULT_ROOT), str::to_string)),
+        // Absolute: the agent's children (monitors, mounts) do not share its working directory.
+        root: std::path::absolute(m.value("root").map_or_else(|| env_or("BERTH_ROOT", DEFAULT_ROOT), str::to_string))
+            .map_err(|e| CliError::Op(berth_runtime::Error::io("resolve --root", e)))?,
         host: m.value("host").map_or_else(|| env_or("BERTH_HOST", DEFAULT_HOST), str::to_string),
     };
     if !ctx.host.starts_with("unix://") {

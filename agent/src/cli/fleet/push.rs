@@ -16,7 +16,7 @@ use super::window::{window_for, Window};
 use super::{
     absorb, block_on, fail, load_key, number, report, secs, signed, split_topic, targets, usage, wait_ready, watch, Device, Opts, PUSH,
 };
-use crate::cli::args::{self, Matches, Parsed};
+use crate::cli::args::Matches;
 use crate::cli::output::{human_size, is_tty};
 use crate::cli::CliError;
 use crate::update::wire::{Chunk, ImageRef, Kind, Manifest, Outcome, Progress, DEFAULT_CHUNK, MAX_CHUNK, MAX_CHUNKS, VERSION};
@@ -33,16 +33,7 @@ const APPLY_SLACK: Duration = Duration::from_secs(120);
 /// and the container name.
 pub fn check_run(line: &str) -> Result<(Vec<String>, String), String> {
     let words = crate::cli::words::shell_words(line).map_err(|e| format!("--run: {e}"))?;
-    let m = match args::parse(&crate::cli::container::RUN, &words) {
-        Ok(Parsed::Matches(m)) => m,
-        Ok(Parsed::Help(_)) => return Err("--run: --help is not a container".into()),
-        Err(e) => return Err(format!("--run: {}", e.msg)),
-    };
-    let (o, _) = crate::cli::container::run_options(&m).map_err(|e| match e {
-        CliError::Op(e) => format!("--run: {e}"),
-        CliError::Usage(u) => format!("--run: {}", u.msg),
-        CliError::Exit(c) => format!("--run: exit {c}"),
-    })?;
+    let o = crate::cli::container::parse_run_words(&words).map_err(|e| format!("--run: {e}"))?;
     let Some(name) = o.name.clone() else {
         return Err("--run needs --name NAME: the update replaces the container of that name".into());
     };
@@ -169,6 +160,12 @@ pub fn push(o: &Opts, m: &Matches) -> Result<i32, CliError> {
         return Err(usage(path, format!("{} needs more than {MAX_CHUNKS} chunks: use a larger --chunk-size", file.display())));
     }
     let sha256 = sha256_file(&f, size)?;
+    let delta = m.flag("delta");
+    let canary: Option<usize> = number(m, "canary", path)?;
+    let max_parallel: Option<usize> = number(m, "max-parallel", path)?;
+    if canary == Some(0) || max_parallel == Some(0) {
+        return Err(usage(path, "--canary and --max-parallel take a number above 0"));
+    }
 
     block_on(async {
         let mut conn = o.connect().await?;
@@ -193,56 +190,203 @@ pub fn push(o: &Opts, m: &Matches) -> Result<i32, CliError> {
         }
         let targets = to;
         wait_ready(&mut conn, o, &mut devices, &targets, tokio::time::Instant::now() + timeout).await?;
-        let seq = 1 + targets.iter().filter_map(|t| devices.get(t)).map(Device::seq).max().unwrap_or(0);
-        let id = conn::random_id();
-        let topic = format!("{}updates/{id}", o.prefix);
-        let manifest = deploy_manifest(Deploy {
-            id: id.clone(),
-            seq,
-            targets: targets.clone(),
-            name: name.clone(),
-            image: ImageRef { size, sha256, chunk_size: chunk, topic: topic.clone() },
-            run,
-            health_window,
-            keep,
-            created: super::now_unix(),
-        });
-        let envelope = signed(&key, &manifest)?;
-        for t in &targets {
-            conn.subscribe(&format!("{}progress", o.root(t))).await.map_err(fail)?;
-            conn.subscribe(&format!("{}result", o.root(t))).await.map_err(fail)?;
+        let mut seq = 1 + targets.iter().filter_map(|t| devices.get(t)).map(Device::seq).max().unwrap_or(0);
+        let batches = plan(&targets, canary, max_parallel);
+        let full = Payload { file: file.to_path_buf(), f, size, sha256, temp: false };
+        let common = Common { name: &name, run: &run, chunk, health_window, keep, timeout, key: &key };
+        let (mut results, mut why) = (BTreeMap::new(), BTreeMap::new());
+        let (mut sent, mut resent) = (0, 0);
+        for (n, batch) in batches.iter().enumerate() {
+            let delta_payload = if delta { make_delta(&full, batch, &devices)? } else { None };
+            let payload = delta_payload.as_ref().unwrap_or(&full);
+            let mut out = deliver(&mut conn, o, &mut devices, batch, payload, &common, seq).await?;
+            seq += 1;
+            if let Some(d) = &delta_payload {
+                let _ = std::fs::remove_file(&d.file);
+                // A device that lacked a layer after all (its state was old): the whole tarball.
+                let retry: Vec<String> = batch
+                    .iter()
+                    .filter(|t| out.results.get(*t).is_some_and(|r| r.result == "failed" && r.reason.contains("missing from the archive")))
+                    .cloned()
+                    .collect();
+                if !retry.is_empty() {
+                    println!("{}: a layer left out is missing there; sending the whole tarball", retry.join(", "));
+                    let again = deliver(&mut conn, o, &mut devices, &retry, &full, &common, seq).await?;
+                    seq += 1;
+                    out.merge(again);
+                }
+            }
+            sent += out.sent;
+            resent += out.resent;
+            let failed: Vec<String> =
+                batch.iter().filter(|t| out.results.get(*t).is_none_or(|r| r.result != "committed")).cloned().collect();
+            results.extend(out.results);
+            why.extend(out.why);
+            if n == 0 && canary.is_some() && !failed.is_empty() {
+                let rest: Vec<&String> = batches[1..].iter().flatten().collect();
+                eprintln!("canary failed on {}: {} other devices were not updated", failed.join(", "), rest.len());
+                for t in rest {
+                    why.insert(t.clone(), "not updated: the canary failed".into());
+                }
+                break;
+            }
         }
-        for t in &targets {
-            conn.publish(&format!("{}update", o.root(t)), envelope.clone()).await.map_err(fail)?;
-        }
-        let total = manifest.chunks();
-        println!(
-            "update {id}: {name} from {} ({}, {total} chunks) to {} as seq {seq}",
-            file.display(),
-            human_size(size),
-            targets.join(", ")
-        );
-        let mut s = Stream {
-            conn: &mut conn,
-            o,
-            f: &f,
-            manifest: &manifest,
-            targets: &targets,
-            devices,
-            win: Window::new(total, window_for(chunk), &targets, Instant::now()),
-            board: Board::new(&targets, total, chunk, size, is_tty(1)),
-            results: BTreeMap::new(),
-            why: BTreeMap::new(),
-            heard: targets.iter().map(|t| (t.clone(), Instant::now())).collect(),
-            receiving: targets.iter().cloned().collect(),
-            timeout,
-        };
-        s.run().await?;
-        let (sent, resent, results, why) = (s.win.sent, s.win.resent, s.results, s.why);
         conn.close().await;
         println!("chunks: {sent} sent, {resent} resent");
         Ok(report(&results, &targets, &why))
     })
+}
+
+/// The batches a push goes out in: the canary devices first, then groups of `max_parallel`.
+pub fn plan(targets: &[String], canary: Option<usize>, max_parallel: Option<usize>) -> Vec<Vec<String>> {
+    let mut rest: &[String] = targets;
+    let mut out = Vec::new();
+    if let Some(c) = canary {
+        let c = c.min(rest.len());
+        out.push(rest[..c].to_vec());
+        rest = &rest[c..];
+    }
+    let k = max_parallel.unwrap_or(usize::MAX).max(1);
+    out.extend(rest.chunks(k).map(<[String]>::to_vec));
+    out.retain(|b| !b.is_empty());
+    out
+}
+
+/// The tarball one batch receives.
+struct Payload {
+    file: std::path::PathBuf,
+    f: File,
+    size: u64,
+    sha256: String,
+    /// A delta made for this batch (removed after).
+    temp: bool,
+}
+
+struct Common<'a> {
+    name: &'a str,
+    run: &'a [String],
+    chunk: u32,
+    health_window: u32,
+    keep: u32,
+    timeout: Duration,
+    key: &'a crate::update::sign::SecretKey,
+}
+
+/// The tarball without the layers every device of `batch` holds, or None when it holds none.
+fn make_delta(full: &Payload, batch: &[String], devices: &BTreeMap<String, Device>) -> Result<Option<Payload>, CliError> {
+    use berth_runtime::digest::Digest;
+    let mut held: Option<std::collections::HashSet<String>> = None;
+    for t in batch {
+        let l = devices.get(t).map(Device::layers).unwrap_or_default();
+        held = Some(match held {
+            None => l,
+            Some(h) => h.intersection(&l).cloned().collect(),
+        });
+    }
+    let held: std::collections::HashSet<Digest> = held.unwrap_or_default().iter().filter_map(|d| Digest::parse(d).ok()).collect();
+    if held.is_empty() {
+        println!("delta: the targets hold none of its layers; sending the whole tarball");
+        return Ok(None);
+    }
+    let tmp = std::env::temp_dir().join(format!("berth-delta-{}.tar", conn::random_id()));
+    let st = berth_runtime::image::delta::strip(&full.file, &tmp, &held).map_err(|e| fail(format!("make the delta: {e}")))?;
+    if st.skipped_layers == 0 {
+        let _ = std::fs::remove_file(&tmp);
+        println!("delta: the targets hold none of its layers; sending the whole tarball");
+        return Ok(None);
+    }
+    let (f, size) = open_tarball(&tmp)?;
+    let sha256 = sha256_file(&f, size)?;
+    println!(
+        "delta: {} layers ({}) left out: sending {} instead of {} ({:.0}% saved)",
+        st.skipped_layers,
+        human_size(st.skipped_bytes),
+        human_size(size),
+        human_size(full.size),
+        100.0 * (1.0 - size as f64 / full.size as f64)
+    );
+    Ok(Some(Payload { file: tmp, f, size, sha256, temp: true }))
+}
+
+/// What one batch's transfer ended with.
+struct Delivered {
+    results: BTreeMap<String, Outcome>,
+    why: BTreeMap<String, String>,
+    sent: u64,
+    resent: u64,
+}
+
+impl Delivered {
+    fn merge(&mut self, o: Delivered) {
+        for (t, r) in o.results {
+            self.why.remove(&t);
+            self.results.insert(t, r);
+        }
+        self.why.extend(o.why);
+        self.sent += o.sent;
+        self.resent += o.resent;
+    }
+}
+
+/// One signed update for `targets`, its chunks streamed until every target has a result.
+async fn deliver(
+    conn: &mut Conn,
+    o: &Opts,
+    devices: &mut BTreeMap<String, Device>,
+    targets: &[String],
+    p: &Payload,
+    c: &Common<'_>,
+    seq: u64,
+) -> Result<Delivered, CliError> {
+    let id = conn::random_id();
+    let topic = format!("{}updates/{id}", o.prefix);
+    let manifest = deploy_manifest(Deploy {
+        id: id.clone(),
+        seq,
+        targets: targets.to_vec(),
+        name: c.name.to_string(),
+        image: ImageRef { size: p.size, sha256: p.sha256.clone(), chunk_size: c.chunk, topic: topic.clone() },
+        run: c.run.to_vec(),
+        health_window: c.health_window,
+        keep: c.keep,
+        created: super::now_unix(),
+    });
+    let envelope = signed(c.key, &manifest)?;
+    for t in targets {
+        conn.subscribe(&format!("{}progress", o.root(t))).await.map_err(fail)?;
+        conn.subscribe(&format!("{}result", o.root(t))).await.map_err(fail)?;
+    }
+    for t in targets {
+        conn.publish(&format!("{}update", o.root(t)), envelope.clone()).await.map_err(fail)?;
+    }
+    let total = manifest.chunks();
+    let what = if p.temp { "a delta" } else { "the tarball" };
+    println!(
+        "update {id}: {} from {} ({what}, {}, {total} chunks) to {} as seq {seq}",
+        c.name,
+        p.file.display(),
+        human_size(p.size),
+        targets.join(", ")
+    );
+    let mut s = Stream {
+        conn,
+        o,
+        f: &p.f,
+        manifest: &manifest,
+        targets,
+        devices: std::mem::take(devices),
+        win: Window::new(total, window_for(c.chunk), targets, Instant::now()),
+        board: Board::new(targets, total, c.chunk, p.size, is_tty(1)),
+        results: BTreeMap::new(),
+        why: BTreeMap::new(),
+        heard: targets.iter().map(|t| (t.clone(), Instant::now())).collect(),
+        receiving: targets.iter().cloned().collect(),
+        timeout: c.timeout,
+    };
+    let res = s.run().await;
+    *devices = std::mem::take(&mut s.devices);
+    res?;
+    Ok(Delivered { results: s.results, why: s.why, sent: s.win.sent, resent: s.win.resent })
 }
 
 struct Stream<'a> {
@@ -372,6 +516,17 @@ mod tests {
     use super::*;
     use crate::update::sign::{verify, SecretKey};
     use crate::update::wire::Envelope;
+
+    #[test]
+    fn rollout_batches() {
+        let t: Vec<String> = (1..=5).map(|i| format!("d{i}")).collect();
+        let names = |b: Vec<Vec<String>>| b.into_iter().map(|b| b.join(",")).collect::<Vec<_>>();
+        assert_eq!(names(plan(&t, None, None)), ["d1,d2,d3,d4,d5"]);
+        assert_eq!(names(plan(&t, Some(1), None)), ["d1", "d2,d3,d4,d5"]);
+        assert_eq!(names(plan(&t, Some(2), Some(2))), ["d1,d2", "d3,d4", "d5"]);
+        assert_eq!(names(plan(&t, None, Some(3))), ["d1,d2,d3", "d4,d5"]);
+        assert_eq!(names(plan(&t, Some(9), None)), ["d1,d2,d3,d4,d5"]);
+    }
 
     #[test]
     fn run_arguments_are_checked_with_runs_parser() {
