@@ -118,6 +118,21 @@ const ROLLBACK: Cmd = cmd(
     Some(0),
 );
 
+const RESTART_OPTS: &[Opt] = &[
+    opt("key", Some('k'), Some("file"), "Signing key (from 'berth fleet keygen')"),
+    opt("to", None, Some("id"), "Target device (repeatable)"),
+    opt("name", None, Some("string"), "Container to restart (default: the device's only deployment)"),
+    opt("timeout", None, Some("seconds"), "Give up on a device that says nothing for this long (default 120)"),
+];
+const RESTART: Cmd = cmd(
+    "berth fleet restart",
+    "--key KEY --to ID [--to ID...] [--name NAME]",
+    "Restart a container on each device (a signed request)",
+    RESTART_OPTS,
+    0,
+    Some(0),
+);
+
 const LOGS_OPTS: &[Opt] = &[opt("tail", Some('n'), Some("int"), "Number of lines from the end (default 100)")];
 const LOGS: Cmd = cmd("berth fleet logs", "[OPTIONS] DEVICE CONTAINER", "Fetch the logs of a container on a device", LOGS_OPTS, 2, Some(2));
 
@@ -181,6 +196,7 @@ fn run(args: &[String]) -> Result<i32, CliError> {
         "push" => (&PUSH, push::push),
         "status" | "ls" => (&STATUS, status),
         "rollback" => (&ROLLBACK, rollback),
+        "restart" => (&RESTART, restart),
         "logs" => (&LOGS, logs),
         other => return Err(usage(FLEET.path, format!("unknown command: {other:?}"))),
     };
@@ -492,18 +508,27 @@ fn status(o: &Opts, m: &Matches) -> Result<i32, CliError> {
 }
 
 fn rollback(o: &Opts, m: &Matches) -> Result<i32, CliError> {
-    let key = load_key(m, ROLLBACK.path)?;
-    let targets = targets(m, ROLLBACK.path)?;
+    request(o, m, Kind::Rollback, &ROLLBACK)
+}
+
+fn restart(o: &Opts, m: &Matches) -> Result<i32, CliError> {
+    request(o, m, Kind::Restart, &RESTART)
+}
+
+/// A signed request without an image (rollback, restart) to each target, and their results.
+fn request(o: &Opts, m: &Matches, kind: Kind, spec: &Cmd) -> Result<i32, CliError> {
+    let key = load_key(m, spec.path)?;
+    let targets = targets(m, spec.path)?;
     if targets.is_empty() {
-        return Err(usage(ROLLBACK.path, "--to ID is required"));
+        return Err(usage(spec.path, "--to ID is required"));
     }
     let name = m.value("name").map(str::to_string);
     if let Some(n) = &name {
         if !crate::agent::create::valid_name(n) {
-            return Err(usage(ROLLBACK.path, format!("invalid container name {n:?}")));
+            return Err(usage(spec.path, format!("invalid container name {n:?}")));
         }
     }
-    let timeout = secs(m, "timeout", ROLLBACK.path, 120.0)?;
+    let timeout = secs(m, "timeout", spec.path, 120.0)?;
     block_on(async {
         let mut conn = o.connect().await?;
         watch(&mut conn, o, &targets).await?;
@@ -517,7 +542,7 @@ fn rollback(o: &Opts, m: &Matches) -> Result<i32, CliError> {
                 Some(n) => n.clone(),
                 None => match d.deployments().as_slice() {
                     [one] => one.clone(),
-                    [] => return Err(fail(format!("{t} has no deployment to roll back"))),
+                    [] => return Err(fail(format!("{t} has no deployment: say which container with --name"))),
                     many => return Err(fail(format!("{t} has several deployments ({}): say which with --name", many.join(", ")))),
                 },
             };
@@ -525,7 +550,7 @@ fn rollback(o: &Opts, m: &Matches) -> Result<i32, CliError> {
                 version: VERSION,
                 id: conn::random_id(),
                 seq: d.seq() + 1,
-                kind: Kind::Rollback,
+                kind,
                 created: now_unix(),
                 targets: vec![t.clone()],
                 groups: vec![],
@@ -666,7 +691,7 @@ mod tests {
 
     #[test]
     fn every_subcommand_has_help() {
-        for c in [&FLEET, &KEYGEN, &PUSH, &STATUS, &ROLLBACK, &LOGS] {
+        for c in [&FLEET, &KEYGEN, &PUSH, &STATUS, &ROLLBACK, &RESTART, &LOGS] {
             assert!(matches!(args::parse(c, &["--help".to_string()]), Ok(Parsed::Help(_))), "{}", c.path);
         }
     }

@@ -491,13 +491,7 @@ impl Manager {
             },
             other => (false, format!("unknown command {other:?} (status, logs; rollback and restart come signed)")),
         };
-        let mut body = body;
-        if body.len() > wire::MAX_RESPONSE {
-            let cut = body.len() - wire::MAX_RESPONSE;
-            let cut = (cut..body.len()).find(|i| body.is_char_boundary(*i)).unwrap_or(body.len());
-            body = body.split_off(cut);
-        }
-        self.publish_json("resp", QoS::AtLeastOnce, &json!({"token": c.token, "ok": ok, "body": body}));
+        self.publish("resp", QoS::AtLeastOnce, false, answer(&c.token, ok, &body));
         Then::Nothing
     }
 
@@ -525,10 +519,57 @@ impl Manager {
     }
 }
 
+/// `{"token","ok","body"}` of at most `MAX_RESPONSE` bytes *encoded* (escapes grow a body up to
+/// six times): the body keeps its end (the newest log lines) and loses its start.
+fn answer(token: &str, ok: bool, body: &str) -> Vec<u8> {
+    let enc = |from: usize| json!({"token": token, "ok": ok, "body": &body[from..]}).to_string().into_bytes();
+    let boundary = |mut i: usize| {
+        while i < body.len() && !body.is_char_boundary(i) {
+            i += 1;
+        }
+        i
+    };
+    // The raw suffix is never larger than its encoding: start from the last MAX_RESPONSE bytes,
+    // then find the longest suffix whose encoding fits.
+    let (mut lo, mut hi) = (boundary(body.len().saturating_sub(wire::MAX_RESPONSE)), body.len());
+    if enc(lo).len() <= wire::MAX_RESPONSE {
+        return enc(lo);
+    }
+    while lo < hi {
+        let mid = boundary(lo + (hi - lo) / 2);
+        if mid >= hi {
+            break;
+        }
+        if enc(mid).len() <= wire::MAX_RESPONSE {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    enc(boundary(hi))
+}
+
 fn mem_available() -> u64 {
     let text = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     text.lines()
         .find_map(|l| l.strip_prefix("MemAvailable:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map_or(0, |k| k * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_fit_their_cap_once_encoded() {
+        for body in ["plain line\n".repeat(20_000), "\u{1b}[31mred\u{1b}[0m\n".repeat(30_000), "é\"\\".repeat(40_000), "short".into()] {
+            let a = answer("t1", true, &body);
+            assert!(a.len() <= wire::MAX_RESPONSE, "{} bytes", a.len());
+            let v: Value = serde_json::from_slice(&a).unwrap();
+            let got = v["body"].as_str().unwrap();
+            assert!(body.ends_with(got), "the newest part is kept");
+            assert!(got.len() * 7 >= wire::MAX_RESPONSE.min(body.len()) || got == body, "not cut too much: {}", got.len());
+        }
+    }
 }
