@@ -232,6 +232,24 @@ fn harness_brokers_relay_messages_require_client_certs_and_restart_on_the_same_p
     assert!(!out.status.success(), "mosquitto_pub without a client certificate was accepted by the mutual-TLS broker");
 }
 
+#[test]
+fn harness_app_images_are_distinct_multi_layer_docker_archives_berth_loads() {
+    let _h = host_shared();
+    require_root();
+    let (v1, v2) = (app_image("1", 0), app_image("2", 0));
+    let (i1, i2) = (read_archive(&v1), read_archive(&v2));
+    assert_eq!((i1.len(), i2.len()), (1, 1));
+    assert_ne!(i1[0].id, i2[0].id, "two versions with one image ID");
+    assert_eq!(i1[0].tags, vec!["app:1".to_string()]);
+    assert!(i1[0].diff_ids.len() >= 4, "app:1 has {} layers", i1[0].diff_ids.len());
+    assert_eq!(i1[0].diff_ids[..3], i2[0].diff_ids[..3], "versions share the layered fixture's layers");
+    let root = Root::new();
+    for (tar, img) in [(&v1, &i1[0]), (&v2, &i2[0])] {
+        let out = root.ok(&["load", "-i", s(tar)]);
+        assert!(out.contains(&img.tags[0]), "berth load {}: {out}", tar.display());
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // berth fleet push: several devices at once, commit, then a failing image rolls them all back.
 
