@@ -104,6 +104,13 @@ pub enum Request {
         since: Option<i64>,
         until: Option<i64>,
     },
+    /// The update journal and device state (`berth deployment status`), as JSON `Text`.
+    Deployment,
+    /// Back to the previous committed version of a deployed container; answers with the
+    /// outcome as JSON `Text` once done.
+    Rollback {
+        name: String,
+    },
 }
 
 /// Something that happened to a container, as `docker events` reports it.
@@ -149,6 +156,7 @@ pub enum Response {
         msg: String,
     },
     Event(Box<Event>),
+    Text(String),
 }
 
 pub fn encode<T: Serialize>(v: &T) -> io::Result<Vec<u8>> {

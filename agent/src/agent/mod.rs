@@ -26,6 +26,7 @@ use crate::proto::{self, Request, Response};
 use supervisor::Supervisor;
 
 pub type Shared = Rc<RefCell<Supervisor>>;
+pub type Updates = Rc<RefCell<crate::update::manager::Manager>>;
 
 pub struct Options {
     pub root: PathBuf,
@@ -40,10 +41,13 @@ pub struct Options {
     /// `run` argument lines of containers to create and start when missing (a freshly flashed
     /// board's applications, written by meta-berth's BERTH_PRELOAD_RUN).
     pub preload_run: Option<PathBuf>,
+    /// Update settings (device id, keys) and, when a broker is configured, the MQTT link.
+    pub updates: crate::update::manager::Settings,
+    pub link: Option<crate::update::session::Link>,
 }
 
 /// Splits a line into words as a shell would for simple quoting ('...' and "...").
-fn shell_words(line: &str) -> Result<Vec<String>> {
+pub fn shell_words(line: &str) -> Result<Vec<String>> {
     let (mut out, mut cur, mut quote, mut any) = (Vec::new(), String::new(), None, false);
     for c in line.chars() {
         match (quote, c) {
@@ -79,15 +83,7 @@ fn preload(sup: &Shared, path: &Path) {
     for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
         let res = (|| -> std::result::Result<Option<String>, String> {
             let words = shell_words(line).map_err(|e| e.to_string())?;
-            let m = match crate::cli::args::parse(&crate::cli::container::RUN, &words).map_err(|e| e.msg)? {
-                crate::cli::args::Parsed::Matches(m) => m,
-                crate::cli::args::Parsed::Help(_) => return Err("--help is not a container".into()),
-            };
-            let (o, _) = crate::cli::container::run_options(&m).map_err(|e| match e {
-                crate::cli::CliError::Op(e) => e.to_string(),
-                crate::cli::CliError::Usage(u) => u.msg,
-                crate::cli::CliError::Exit(c) => format!("exit {c}"),
-            })?;
+            let o = crate::cli::container::parse_run_words(&words)?;
             let Some(name) = o.name.clone() else {
                 return Err("a preload line needs --name (so it starts once, not at every boot)".into());
             };
@@ -193,6 +189,15 @@ async fn serve(o: &Options, sup: Shared) -> Result<()> {
     let mut term = signal(SignalKind::terminate()).map_err(|e| Error::io("SIGTERM handler", e))?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| Error::io("SIGINT handler", e))?;
     let listener = UnixListener::from_std(bind(&o.socket, o.group.as_deref())?).map_err(|e| Error::io("socket", e))?;
+    let upd: Updates = Rc::new(RefCell::new(crate::update::manager::Manager::open(&o.root, o.updates.clone(), sup.clone())?));
+    if upd.borrow().journal.active.is_some() {
+        // An update was interrupted (power cut, kill -9): finish what it was doing.
+        crate::info!("resuming the interrupted update");
+        tokio::task::spawn_local(crate::update::apply::drive(upd.clone(), sup.clone()));
+    }
+    if let Some(link) = o.link.clone() {
+        tokio::task::spawn_local(crate::update::session::run(link, upd.clone(), sup.clone()));
+    }
     // Monitors adopted from an earlier agent are not our children: look at them once a second.
     let mut adopted = tokio::time::interval(Duration::from_secs(1));
     let wd_every = notify::watchdog_interval();
@@ -202,7 +207,7 @@ async fn serve(o: &Options, sup: Shared) -> Result<()> {
     loop {
         tokio::select! {
             c = listener.accept() => match c {
-                Ok((stream, _)) => { tokio::task::spawn_local(connection(stream, sup.clone())); }
+                Ok((stream, _)) => { tokio::task::spawn_local(connection(stream, sup.clone(), upd.clone())); }
                 Err(e) => crate::warn!("accept: {e}"),
             },
             _ = chld.recv() => reap(&sup),
@@ -299,7 +304,7 @@ fn err(e: &Error) -> Response {
     Response::Error { code, msg: e.to_string() }
 }
 
-async fn connection(stream: UnixStream, sup: Shared) {
+async fn connection(stream: UnixStream, sup: Shared, upd: Updates) {
     let mut buf = Vec::new();
     let mut fds: Vec<OwnedFd> = Vec::new();
     let mut chunk = vec![0u8; 64 * 1024];
@@ -328,7 +333,7 @@ async fn connection(stream: UnixStream, sup: Shared) {
             }
             Ok(req) => {
                 crate::debug!("request {req:?}");
-                handle(req, &sup, &mut fds).await
+                handle(req, &sup, &upd, &mut fds).await
             }
             Err(e) => Response::Error { code: 125, msg: e.to_string() },
         };
@@ -377,7 +382,7 @@ async fn stream_events(stream: &mut UnixStream, sup: &Shared, since: Option<i64>
     }
 }
 
-async fn wait_exit(sup: &Shared, id: &str) -> i32 {
+pub(crate) async fn wait_exit(sup: &Shared, id: &str) -> i32 {
     let w = sup.borrow_mut().wait(id);
     match w {
         Ok(code) => code,
@@ -386,7 +391,7 @@ async fn wait_exit(sup: &Shared, id: &str) -> i32 {
 }
 
 /// Docker's stop: the stop signal, then SIGKILL after the timeout; the policy leaves it stopped.
-async fn stop(sup: &Shared, id: &str, timeout: Option<u32>) {
+pub(crate) async fn stop(sup: &Shared, id: &str, timeout: Option<u32>) {
     sup.borrow_mut().user_stop(id);
     let (sig, t) = match sup.borrow().get(id) {
         Some(r) if r.is_running() => (r.stop_signal, timeout.unwrap_or(r.stop_timeout)),
@@ -403,9 +408,23 @@ async fn stop(sup: &Shared, id: &str, timeout: Option<u32>) {
     }
 }
 
-async fn handle(req: Request, sup: &Shared, fds: &mut Vec<OwnedFd>) -> Response {
+async fn handle(req: Request, sup: &Shared, upd: &Updates, fds: &mut Vec<OwnedFd>) -> Response {
     let find = |key: &str| sup.borrow().find(key);
     match req {
+        Request::Deployment => Response::Text(upd.borrow().state().to_string()),
+        Request::Rollback { name } => {
+            let started = upd.borrow_mut().local_rollback(&name);
+            match started {
+                Ok((_, rx)) => {
+                    tokio::task::spawn_local(crate::update::apply::drive(upd.clone(), sup.clone()));
+                    match rx.await {
+                        Ok(o) => Response::Text(serde_json::to_string(&o).unwrap_or_default()),
+                        Err(_) => Response::Error { code: 1, msg: "the rollback was interrupted".into() },
+                    }
+                }
+                Err(e) => err(&e),
+            }
+        }
         Request::Ping => Response::Pong { pid: std::process::id() },
         // Streams are served by `connection` itself.
         Request::Events { .. } => Response::Error { code: 1, msg: "events are streamed on their own connection".into() },

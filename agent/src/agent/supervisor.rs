@@ -482,6 +482,55 @@ impl Supervisor {
         }
     }
 
+    /// The health status of a running container with a check, and its last check's output.
+    pub fn health_of(&self, id: &str) -> Option<(&'static str, String)> {
+        let st = self.health.get(id)?;
+        let out = st.log.back().and_then(|v| v["Output"].as_str()).unwrap_or_default().to_string();
+        Some((st.status, out))
+    }
+
+    /// A child process of the agent's own (not a container) whose exit code someone awaits.
+    pub fn watch_child(&mut self, pid: i32) -> oneshot::Receiver<i32> {
+        let (tx, rx) = oneshot::channel();
+        self.execs.insert(pid, Some(tx));
+        rx
+    }
+
+    pub fn records(&self) -> impl Iterator<Item = &Record> {
+        self.records.values()
+    }
+
+    /// The id of the image `name` refers to.
+    pub fn image_id(&self, name: &str) -> Result<String> {
+        let db = self.store.db()?;
+        Ok(Store::find(&db, name)?.0.id.to_string())
+    }
+
+    /// Image ids and layer digests in the store (for the update state: what a delta may skip).
+    pub fn store_contents(&self) -> (Vec<String>, Vec<String>) {
+        let Ok(db) = self.store.db() else { return (Vec::new(), Vec::new()) };
+        let images = db.images.iter().map(|i| i.id.to_string()).collect();
+        let mut layers: Vec<String> = db.images.iter().flat_map(|i| i.layers.iter().map(|l| l.to_string())).collect();
+        layers.sort();
+        layers.dedup();
+        (images, layers)
+    }
+
+    /// Removes the images among `ids` that no container uses any more (all their tags).
+    pub fn remove_unused_images(&self, ids: &[String]) {
+        let used: Vec<String> = self.records.values().map(|r| r.image_id.to_string()).collect();
+        let names: Vec<String> = ids.iter().filter(|i| !i.is_empty() && !used.contains(i)).cloned().collect();
+        if names.is_empty() {
+            return;
+        }
+        let in_use = |d: &berth_runtime::digest::Digest| used.contains(&d.to_string());
+        for n in names {
+            if let Err(e) = self.store.remove(std::slice::from_ref(&n), true, &in_use) {
+                crate::debug!("remove image {n}: {e}");
+            }
+        }
+    }
+
     /// Wakes whoever waits for `id` and removes it if it was started with --rm.
     fn finish(&mut self, id: &str, code: i32) {
         for w in self.waiters.remove(id).unwrap_or_default() {

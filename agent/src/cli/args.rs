@@ -32,6 +32,18 @@ pub struct Cmd {
     pub subcommands: &'static [(&'static str, &'static str)],
 }
 
+/// A command that takes options and positional arguments (no subcommands).
+pub const fn cmd(
+    path: &'static str,
+    usage: &'static str,
+    about: &'static str,
+    opts: &'static [Opt],
+    min: usize,
+    max: Option<usize>,
+) -> Cmd {
+    Cmd { path, usage, about, opts, min_args: min, max_args: max, stop_at_positional: false, subcommands: &[] }
+}
+
 pub const fn opt(long: &'static str, short: Option<char>, value: Option<&'static str>, help: &'static str) -> Opt {
     Opt { long, short, value, help }
 }

@@ -13,17 +13,13 @@ use berth_runtime::container::spec::{Mount, Net};
 use berth_runtime::image::store::Store;
 use berth_runtime::{timefmt, Error};
 
-use super::args::{opt, Cmd, Matches, Opt};
+use super::args::{cmd, opt, Cmd, Matches, Opt};
 use super::client::{check, Client};
 use super::format::{render, Format};
 use super::output::{docker_time, human_ago, table};
 use super::{op_err, CliError, Ctx};
 use crate::proto::{Request, Response, RunOptions};
 use crate::signal;
-
-const fn cmd(path: &'static str, usage: &'static str, about: &'static str, opts: &'static [Opt], min: usize, max: Option<usize>) -> Cmd {
-    Cmd { path, usage, about, opts, min_args: min, max_args: max, stop_at_positional: false, subcommands: &[] }
-}
 
 // The resource flags `run` and `update` share.
 const MEMORY: Opt = opt("memory", Some('m'), Some("bytes"), "Memory limit");
@@ -174,6 +170,14 @@ const AGENT_OPTS: &[Opt] = &[
         Some("file"),
         "Containers to create and start if missing, one line of run arguments each (default /etc/berth/preload-run.conf)",
     ),
+    opt("config", None, Some("file"), "Agent configuration: MQTT and updates (default /etc/berth/berth.toml, if present)"),
+    opt("mqtt", None, Some("url"), "Broker to take updates from (mqtt://HOST[:PORT] or mqtts://...; repeat for failover)"),
+    opt("device-id", None, Some("string"), "Device id on the broker (default: /etc/machine-id)"),
+    opt("fleet-group", None, Some("string"), "Fleet group this device belongs to, for `fleet push --group` (repeatable)"),
+    opt("trust", None, Some("file"), "Public key (PEM) whose signed updates are accepted (repeatable)"),
+    opt("mqtt-ca", None, Some("file"), "CA certificate(s) to check the broker against (default: the system's)"),
+    opt("mqtt-cert", None, Some("file"), "Client certificate for mutual TLS"),
+    opt("mqtt-key", None, Some("file"), "Private key of the client certificate"),
 ];
 pub const AGENT: Cmd =
     cmd("berth agent", "[OPTIONS]", "Run the berth agent (the daemon that runs and supervises containers)", AGENT_OPTS, 0, Some(0));
@@ -197,6 +201,20 @@ fn env_entry(e: &str) -> Option<String> {
     } else {
         std::env::var(e).ok().map(|v| format!("{e}={v}"))
     }
+}
+
+/// `run` arguments (after `run`) as options, for the preload file and updates: the same parser
+/// and checks as the command line.
+pub fn parse_run_words(words: &[String]) -> std::result::Result<RunOptions, String> {
+    let m = match super::args::parse(&RUN, words).map_err(|e| e.msg)? {
+        super::args::Parsed::Matches(m) => m,
+        super::args::Parsed::Help(_) => return Err("--help is not a container".into()),
+    };
+    run_options(&m).map(|(o, _)| o).map_err(|e| match e {
+        CliError::Op(e) => e.to_string(),
+        CliError::Usage(u) => u.msg,
+        CliError::Exit(c) => format!("exit {c}"),
+    })
 }
 
 pub fn run_options(m: &Matches) -> Result<(RunOptions, bool), CliError> {
@@ -543,9 +561,74 @@ pub fn wait(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
     each(ctx, m, |id| Request::Wait { id })
 }
 
+/// The agent's update settings and MQTT link: berth.toml, then flags over it.
+fn update_settings(ctx: &Ctx, m: &Matches) -> Result<(crate::update::manager::Settings, Option<crate::update::session::Link>), CliError> {
+    use crate::config::{self, Config};
+    use crate::mqtt;
+    let cfg = match m.value("config") {
+        Some(p) => Config::load(std::path::Path::new(p), true)?,
+        None => Config::load(std::path::Path::new(config::DEFAULT_PATH), false)?,
+    };
+    let mut c = cfg.mqtt;
+    let urls: Vec<String> =
+        if m.values("mqtt").is_empty() { c.brokers.clone() } else { m.values("mqtt").into_iter().map(str::to_string).collect() };
+    let mut brokers = urls.iter().map(|u| mqtt::Broker::parse(u)).collect::<berth_runtime::Result<Vec<_>>>()?;
+    if let Some(pf) = &c.password_file {
+        let p = std::fs::read_to_string(pf).map_err(|e| Error::io(format!("read {}", pf.display()), e))?;
+        c.password = Some(p.trim_end_matches('\n').to_string());
+    }
+    for b in &mut brokers {
+        if b.username.is_none() {
+            b.username = c.username.clone();
+            b.password = c.password.clone();
+        }
+    }
+    let device = match m.value("device-id").map(str::to_string).or(c.device_id.clone()) {
+        Some(d) => d,
+        None if brokers.is_empty() => "local".to_string(),
+        None => config::machine_id()?,
+    };
+    if !config::valid_device_id(&device) {
+        return Err(op_err(format!("invalid device id {device:?}: letters, digits, '-', '_' and '.' only, at most 64")));
+    }
+    let mut key_files = cfg.update.trusted_keys.clone();
+    key_files.extend(m.values("trust").into_iter().map(std::path::PathBuf::from));
+    let keys = key_files.iter().map(|k| crate::update::sign::PublicKey::load(k)).collect::<berth_runtime::Result<Vec<_>>>()?;
+    let mut groups = c.groups.clone();
+    groups.extend(m.values("fleet-group").into_iter().map(str::to_string));
+    let topic = c.topic_root.clone().unwrap_or_else(|| "berth/v1/{device}/".into()).replace("{device}", &device);
+    let topic = if topic.ends_with('/') { topic } else { format!("{topic}/") };
+    if !crate::update::wire::valid_topic(&topic) {
+        return Err(op_err(format!("invalid topic root {topic:?}")));
+    }
+    let max_size = cfg.update.max_size.as_deref().map(berth_runtime::cgroup::parse_size).transpose()?.map(|s| s as u64);
+    let settings = crate::update::manager::Settings { device, groups, keys, topic, max_size };
+    if brokers.is_empty() {
+        return Ok((settings, None));
+    }
+    if settings.keys.is_empty() {
+        return Err(op_err("an agent on a broker needs trusted update keys: --trust FILE or [update] trusted_keys in berth.toml"));
+    }
+    let files = mqtt::TlsFiles {
+        ca: m.value("mqtt-ca").map(std::path::PathBuf::from).or(c.ca.clone()),
+        cert: m.value("mqtt-cert").map(std::path::PathBuf::from).or(c.cert.clone()),
+        key: m.value("mqtt-key").map(std::path::PathBuf::from).or(c.key.clone()),
+    };
+    let tls = if brokers.iter().any(|b| b.tls) {
+        Some(std::sync::Arc::new(mqtt::tls_config(&files, crate::update::clock::floor(&ctx.root))?))
+    } else {
+        None
+    };
+    let keep_alive = std::time::Duration::from_secs(c.keep_alive.unwrap_or(30));
+    Ok((settings, Some(crate::update::session::Link { brokers, tls, keep_alive })))
+}
+
 pub fn agent(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
     let socket = std::path::PathBuf::from(ctx.host.strip_prefix("unix://").unwrap_or(&ctx.host));
+    let (updates, link) = update_settings(ctx, m)?;
     crate::agent::run(&crate::agent::Options {
+        updates,
+        link,
         root: ctx.root.clone(),
         socket,
         group: m.value("group").map(str::to_string),

@@ -15,14 +15,10 @@ use berth_runtime::image::store::{Removed, Store};
 use berth_runtime::timefmt;
 use berth_runtime::Error;
 
-use super::args::{opt, Cmd, Matches, Opt};
+use super::args::{cmd, opt, Cmd, Matches, Opt};
 use super::format::{render, Format};
 use super::output::{docker_time, human_ago, human_size, is_tty, table, Progress};
 use super::{group, op_err, CliError, Command, Ctx};
-
-const fn cmd(path: &'static str, usage: &'static str, about: &'static str, opts: &'static [Opt], min: usize, max: Option<usize>) -> Cmd {
-    Cmd { path, usage, about, opts, min_args: min, max_args: max, stop_at_positional: false, subcommands: &[] }
-}
 
 const FORMAT: Opt = opt("format", None, Some("string"), "Format output: \"json\" for one JSON object per line");
 

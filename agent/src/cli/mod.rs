@@ -7,6 +7,7 @@ pub mod check;
 pub mod client;
 pub mod container;
 pub mod cp;
+pub mod deploy;
 pub mod events;
 pub mod format;
 pub mod image;
@@ -89,12 +90,14 @@ const GLOBAL: Cmd = Cmd {
         ("attach", "Attach to a running container's output"),
         ("check", "Check that the kernel has what berth needs"),
         ("create", "Create a new container"),
+        ("deployment", "Show what updates deployed on this device"),
         ("kill", "Kill one or more running containers"),
         ("logs", "Fetch the logs of a container"),
         ("ps", "List containers"),
         ("restart", "Restart one or more containers"),
         ("rename", "Rename a container"),
         ("rm", "Remove one or more containers"),
+        ("rollback", "Go back to the previous deployed version of a container"),
         ("run", "Create and run a new container from an image"),
         ("start", "Start one or more stopped containers"),
         ("stats", "Display a live stream of container(s) resource usage statistics"),
@@ -132,6 +135,7 @@ const TOP: &[Command] = &[
     Command { name: "restart", cmd: &container::RESTART, run: container::restart },
     Command { name: "rename", cmd: &container::RENAME, run: container::rename },
     Command { name: "rm", cmd: &container::RM, run: container::rm },
+    Command { name: "rollback", cmd: &deploy::ROLLBACK, run: deploy::rollback },
     Command { name: "run", cmd: &container::RUN, run: container::run },
     Command { name: "start", cmd: &container::START, run: container::start },
     Command { name: "stats", cmd: &stats::STATS, run: stats::stats },
@@ -156,6 +160,7 @@ const TOP: &[Command] = &[
 /// Command groups (`berth image ls`): name, spec listing the subcommands, and the subcommands.
 const GROUPS: &[(&str, &Cmd, &[Command])] = &[
     ("container", &CONTAINER_GROUP, CONTAINER_SUBCOMMANDS),
+    ("deployment", &deploy::GROUP, deploy::SUBCOMMANDS),
     ("image", &image::GROUP, image::SUBCOMMANDS),
     ("system", &system::GROUP, system::SUBCOMMANDS),
 ];

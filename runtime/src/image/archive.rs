@@ -55,7 +55,7 @@ pub struct Found {
 }
 
 /// Archive-relative path with `.`/`..`/leading `/` folded away.
-fn norm(p: &[u8]) -> String {
+pub(crate) fn norm(p: &[u8]) -> String {
     let mut out: Vec<&[u8]> = Vec::new();
     for c in p.split(|b| *b == b'/') {
         match c {
@@ -206,6 +206,12 @@ impl Scan {
         Ok((data.clone(), v))
     }
 
+    /// Whether the archive has anything at `p` (a layer, or a file that should have been one).
+    fn present(&self, p: &str) -> bool {
+        let r = self.resolve(p);
+        self.layers.contains_key(&r) || self.files.contains_key(&r) || self.big.contains(&r)
+    }
+
     fn layer(&self, p: &str) -> Result<(&Candidate, String)> {
         let r = self.resolve(p);
         match self.layers.get(&r) {
@@ -229,7 +235,9 @@ impl Scan {
     }
 
     /// Every image the archive describes, checked: config digests, layer digests, diff_ids.
-    pub fn images(&self, want: Option<&Platform>) -> Result<Vec<Found>> {
+    /// A layer missing from the archive is fine when `held` says the store already has that
+    /// diff_id (a delta tarball: the sender left out what the device holds); its path is "".
+    pub fn images(&self, want: Option<&Platform>, held: &dyn Fn(&Digest) -> bool) -> Result<Vec<Found>> {
         let manifest = match self.files.get("manifest.json") {
             Some(d) => match serde_json::from_slice::<Value>(d) {
                 Ok(Value::Array(a)) if !a.is_empty() => Ok(a),
@@ -239,9 +247,9 @@ impl Scan {
             None => Err(Error::invalid("not an image archive: no manifest.json or index.json")),
         };
         let found = match (manifest, self.files.contains_key("index.json")) {
-            (Ok(entries), _) => entries.iter().map(|m| self.docker_image(m)).collect::<Result<Vec<_>>>()?,
+            (Ok(entries), _) => entries.iter().map(|m| self.docker_image(m, held)).collect::<Result<Vec<_>>>()?,
             // Docker 25+ and OCI archives: index.json is the source when manifest.json is unusable.
-            (Err(_), true) => self.oci_images(want)?,
+            (Err(_), true) => self.oci_images(want, held)?,
             (Err(e), false) => return Err(e),
         };
         let found: Vec<Found> = match want {
@@ -257,7 +265,7 @@ impl Scan {
         Ok(found)
     }
 
-    fn docker_image(&self, m: &Value) -> Result<Found> {
+    fn docker_image(&self, m: &Value, held: &dyn Fn(&Digest) -> bool) -> Result<Found> {
         let config = get_str(m, "Config").ok_or_else(|| Error::invalid("manifest.json: entry without Config"))?;
         let mut tags = Vec::new();
         match get(m, "RepoTags") {
@@ -278,10 +286,10 @@ impl Scan {
                 .collect::<Result<_>>()?,
             _ => return Err(Error::invalid("manifest.json: entry without Layers")),
         };
-        self.image(config, None, &layers, tags, Vec::new())
+        self.image(config, None, &layers, tags, Vec::new(), held)
     }
 
-    fn oci_images(&self, want: Option<&Platform>) -> Result<Vec<Found>> {
+    fn oci_images(&self, want: Option<&Platform>, held: &dyn Fn(&Digest) -> bool) -> Result<Vec<Found>> {
         let (_, index) = self.json("index", "index.json")?;
         let mut out = Vec::new();
         let list = match get(&index, "manifests") {
@@ -316,7 +324,7 @@ impl Scan {
                 .collect::<Result<_>>()?;
             let refs: Vec<&str> = layer_paths.iter().map(String::as_str).collect();
             let digests = names.iter().filter_map(|n| n.split_once(':').map(|(repo, _)| format!("{repo}@{d}"))).collect();
-            out.push(self.image(&blob_path(config)?, Some(d), &refs, names, digests)?);
+            out.push(self.image(&blob_path(config)?, Some(d), &refs, names, digests, held)?);
         }
         Ok(out)
     }
@@ -328,6 +336,7 @@ impl Scan {
         layer_paths: &[&str],
         tags: Vec<String>,
         digests: Vec<String>,
+        held: &dyn Fn(&Digest) -> bool,
     ) -> Result<Found> {
         let (config, cv) = self.json("config", config_path)?;
         let id = Digest::of(&config);
@@ -352,6 +361,10 @@ impl Scan {
         }
         let mut layers = Vec::new();
         for (p, want) in layer_paths.iter().zip(&diff_ids) {
+            if !self.present(p) && held(want) {
+                layers.push((want.clone(), String::new()));
+                continue;
+            }
             let (c, resolved) = self.layer(p)?;
             if &c.unpacked.diff_id != want {
                 return Err(Error::invalid(format!(

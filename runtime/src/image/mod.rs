@@ -2,6 +2,7 @@
 
 pub mod archive;
 pub mod db;
+pub mod delta;
 pub mod export;
 pub mod import;
 pub mod layer;

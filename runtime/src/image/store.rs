@@ -127,8 +127,8 @@ impl Store {
         let lock = self.lock()?;
         let scratch = self.scratch(&lock, "load")?;
         let scan = archive::scan(src, &scratch.dir)?;
-        let found = scan.images(platform)?;
         let mut db = self.db()?;
+        let found = scan.images(platform, &|d| db.layer(d).is_some())?;
         // Durable first, visible second: one syncfs covers every unpacked file.
         syncfs(&scratch.dir)?;
         let mut placed = HashSet::new();

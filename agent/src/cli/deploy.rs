@@ -1,0 +1,93 @@
+//! `berth deployment status` and `berth rollback`: the update side of a device from its own
+//! console (UART or SSH), through the agent's socket, with no broker involved.
+
+use std::io::Write;
+
+use serde_json::Value;
+
+use super::args::{cmd, opt, Cmd, Matches, Opt};
+use super::client::{check, Client};
+use super::{op_err, CliError, Ctx};
+use crate::proto::{Request, Response};
+
+pub const GROUP: Cmd = super::group(
+    "berth deployment",
+    "Show what updates deployed on this device",
+    &[("status", "Show deployments, the update in progress and the last result")],
+);
+
+const STATUS_OPTS: &[Opt] = &[opt("format", Some('f'), Some("string"), "Format the output: json")];
+pub const STATUS: Cmd =
+    cmd("berth deployment status", "[OPTIONS]", "Show deployments, the update in progress and the last result", STATUS_OPTS, 0, Some(0));
+pub const ROLLBACK: Cmd = cmd("berth rollback", "NAME", "Go back to the previous deployed version of a container", &[], 1, Some(1));
+
+pub const SUBCOMMANDS: &[super::Command] = &[super::Command { name: "status", cmd: &STATUS, run: status }];
+
+fn text(r: Response) -> Result<String, CliError> {
+    match check(r)? {
+        Response::Text(t) => Ok(t),
+        other => Err(op_err(format!("unexpected answer from the agent: {other:?}"))),
+    }
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+fn short(id: &str) -> String {
+    id.strip_prefix("sha256:").unwrap_or(id).chars().take(12).collect()
+}
+
+pub fn status(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
+    let mut c = Client::connect(ctx)?;
+    let t = text(c.call(&Request::Deployment)?)?;
+    let out_err = |e: std::io::Error| CliError::Op(berth_runtime::Error::io("write output", e));
+    let mut out = std::io::stdout().lock();
+    match m.value("format") {
+        Some("json") => return writeln!(out, "{t}").map(|_| 0).map_err(out_err),
+        Some(f) => return Err(op_err(format!("unknown format {f:?} (json)"))),
+        None => {}
+    }
+    let v: Value = serde_json::from_str(&t).map_err(|e| op_err(format!("bad state from the agent: {e}")))?;
+    writeln!(out, "Device: {}   seq: {}", s(&v["device"]), s(&v["seq"])).map_err(out_err)?;
+    let rows: Vec<Vec<String>> = v["deployments"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|d| {
+                    let prev: Vec<String> = d["previous"].as_array().map(|p| p.iter().map(|x| short(&s(x))).collect()).unwrap_or_default();
+                    vec![s(&d["name"]), s(&d["seq"]), short(&s(&d["image_id"])), if prev.is_empty() { "-".into() } else { prev.join(",") }]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    super::output::table(&mut out, &["NAME", "SEQ", "IMAGE ID", "ROLLBACK TO"], &rows).map_err(out_err)?;
+    if !v["update"].is_null() {
+        let u = &v["update"];
+        writeln!(out, "Update in progress: {} ({}) {}", s(&u["id"]), s(&u["name"]), s(&u["phase"])).map_err(out_err)?;
+    }
+    if !v["last_result"].is_null() {
+        let l = &v["last_result"];
+        let reason = s(&l["reason"]);
+        let reason = if reason.is_empty() { String::new() } else { format!(": {reason}") };
+        writeln!(out, "Last update: {} {} {}{reason}", s(&l["id"]), s(&l["name"]), s(&l["result"])).map_err(out_err)?;
+    }
+    Ok(0)
+}
+
+pub fn rollback(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
+    let mut c = Client::connect(ctx)?;
+    let t = text(c.call(&Request::Rollback { name: m.args()[0].clone() })?)?;
+    let o: crate::update::wire::Outcome = serde_json::from_str(&t).map_err(|e| op_err(format!("bad answer from the agent: {e}")))?;
+    if o.result == "committed" {
+        println!("{}: {}", o.name, o.reason);
+        Ok(0)
+    } else {
+        eprintln!("Error: {}: {} {}", o.name, o.result, o.reason);
+        Ok(1)
+    }
+}
