@@ -561,6 +561,12 @@ fn bad_signature_tampering_replay_and_wrong_target_are_refused_and_nothing_is_do
     env["manifest"] = Value::String(tampered);
     t.envelope = serde_json::to_vec(&env).expect("envelope");
     b.refused(&t, "sig-dev", &["signature"]);
+    // Unsigned: an empty signature, and one that is not base64 of 64 bytes.
+    for sig in ["", "AAAA"] {
+        let mut u = Crafted::deploy(&b.key, 2, &["sig-dev"], &tar, 0, &run2, WINDOW);
+        u.envelope = serde_json::to_vec(&serde_json::json!({"manifest": u.text, "sig": sig})).expect("envelope");
+        b.refused(&u, "sig-dev", &["signature", "signed"]);
+    }
     // A replay: v1's seq again, correctly signed (a new id), and a deploy with seq 1 re-sent.
     let replay = Crafted::deploy(&b.key, 1, &["sig-dev"], &tar, 0, &run2, WINDOW);
     b.refused(&replay, "sig-dev", &["replay", "seq", "sequence"]);
@@ -637,6 +643,100 @@ fn digest_mismatch_after_transfer_is_not_applied() {
     assert!(!images.contains("app:2"), "the mismatching tarball was loaded anyway:\n{images}");
     // The bad download is not kept (it can never verify).
     poll("the mismatching tarball is removed from <root>/updates", PATIENCE, || update_data(&a).is_empty().then_some(()));
+}
+
+#[test]
+fn run_arguments_the_protocol_forbids_are_refused_before_download() {
+    let _h = host_shared();
+    let b = bench();
+    let (a, before) = b.device_with_v1("args-dev", &[]);
+    let files = update_files(a.root().path());
+    let tar = fs::read(app_image("2", 0)).expect("read app:2");
+    let mut seq = 2;
+    // `--name` must be there and equal the manifest's name; --rm, -i, -t, -a are not for updates.
+    let cases: &[(&str, &[&str])] = &[
+        ("no --name", &["app:2", "sleep", "100000"]),
+        ("--name other than the manifest's", &["--name", "other", "app:2", "sleep", "100000"]),
+        ("--rm", &["--name", "app", "--rm", "app:2", "sleep", "100000"]),
+        ("-i", &["--name", "app", "-i", "app:2", "sleep", "100000"]),
+        ("-t", &["--name", "app", "-t", "app:2", "sleep", "100000"]),
+        ("-a", &["--name", "app", "-a", "stdout", "app:2", "sleep", "100000"]),
+    ];
+    for (what, args) in cases {
+        let mut m = Crafted::deploy(&b.key, seq, &["args-dev"], &tar, 0, &["--name", "app", "app:2", "true"], WINDOW).manifest;
+        m.run = args.iter().map(|s| s.to_string()).collect();
+        let c = Crafted::signed(&b.key, m, tar.clone());
+        let mark = b.sub.mark();
+        c.send_envelope(&b.broker, "args-dev");
+        let r = wait_result(&b.sub, mark, "args-dev", Some(c.id()), PATIENCE);
+        assert_eq!(r["result"], "refused", "run arguments with {what} ({args:?}): {r}\nagent log:\n{}", a.log());
+        assert!(
+            !b.sub.on(&format!("{}progress", root_of("args-dev")), mark).iter().any(|m| m.json_or_null()["id"] == c.id()),
+            "{what}: the device started downloading an update it must refuse"
+        );
+        seq += 1;
+    }
+    assert_untouched(&a, "app", &before, "refused run arguments");
+    assert_eq!(update_files(a.root().path()), files, "refused updates changed <root>/updates");
+}
+
+#[test]
+fn an_image_that_does_not_load_fails_and_the_old_version_keeps_running() {
+    let _h = host_shared();
+    let b = bench();
+    let (a, before) = b.device_with_v1("load-dev", &[]);
+    // Signed and whole (its sha256 matches), but not an image archive.
+    let junk = berth_tests::fixtures::pseudo_random(300 * 1024, 0x10ad);
+    let c = Crafted::deploy(&b.key, 2, &["load-dev"], &junk, 0, &["--name", "app", "app:2", "sleep", "100000"], WINDOW);
+    let r = c.deliver(&b.broker, &b.sub, "load-dev", PATIENCE);
+    assert_eq!(r["result"], "failed", "an image that does not load: {r}");
+    assert!(!r["reason"].as_str().unwrap_or_default().is_empty(), "no reason: {r}");
+    assert_untouched(&a, "app", &before, "an image that does not load");
+    assert_eq!(names(&a), vec!["app".to_string()]);
+    poll("the unloadable tarball is removed from <root>/updates", PATIENCE, || update_data(&a).is_empty().then_some(()));
+    // The device still takes the next update.
+    let tar = fs::read(app_image("2", 0)).expect("read app:2");
+    let c3 = Crafted::deploy(&b.key, 3, &["load-dev"], &tar, 0, &["--name", "app", "app:2", "sleep", "100000"], WINDOW);
+    let r = c3.deliver(&b.broker, &b.sub, "load-dev", PATIENCE);
+    assert_eq!(r["result"], "committed", "the update after a failed one: {r}");
+}
+
+#[test]
+fn agent_killed_in_the_health_window_ends_with_one_version_running_and_a_result() {
+    let _h = host_shared();
+    let b = bench();
+    let (mut a, before) = b.device_with_v1("win-dev", &[]);
+    let v1_id = before.image.clone();
+    let v2 = app_image("2", 0);
+    let v2_id = image_id(&v2);
+    let tar = fs::read(&v2).expect("read app:2");
+    let c = Crafted::deploy(&b.key, 2, &["win-dev"], &tar, 0, &["--name", "app", "--restart", "always", "app:2", "sleep", "100000"], 8);
+    let mark = b.sub.mark();
+    c.send_envelope(&b.broker, "win-dev");
+    c.wait_receiving(&b.sub, mark, "win-dev", PATIENCE);
+    c.send(&b.broker, &(0..c.count()).collect::<Vec<_>>());
+    // The new container runs; the window (8 s) has not ended: kill -9 the agent there.
+    wait_running(&a, "app", &v2_id);
+    a.kill9();
+    assert!(
+        !b.sub.on(&format!("{}result", root_of("win-dev")), mark).iter().any(|m| m.json_or_null()["id"] == c.id()),
+        "the update already had a result before the kill: the window is too short for this test"
+    );
+    a.restart();
+    let r = c.finish(&b.broker, &b.sub, mark, "win-dev", PATIENCE);
+    let want = match r["result"].as_str() {
+        Some("committed") => &v2_id,
+        Some("rolled_back") => &v1_id,
+        _ => panic!("after a kill -9 in the health window: {r}\nagent log:\n{}", a.log()),
+    };
+    assert_eq!(r["image"], want.as_str(), "the result names another image than the one kept: {r}");
+    let now = wait_running(&a, "app", want);
+    if want == &v1_id {
+        assert_eq!(now.id, before.id, "rolled back to another container than the kept v1");
+    }
+    // Exactly one app running; no second container left running beside it.
+    let running: Vec<Value> = a.ps_all().into_iter().filter(|c| c["State"] == "running").collect();
+    assert_eq!(running.len(), 1, "running containers after the restart: {running:?}");
 }
 
 fn xorshift(state: &mut u64) -> u64 {
