@@ -744,6 +744,64 @@ fn agent_killed_in_the_health_window_ends_with_one_version_running_and_a_result(
     assert_eq!(running.len(), 1, "running containers after the restart: {running:?}");
 }
 
+#[test]
+fn commits_keep_one_previous_version_stopped_and_remove_older_ones_with_their_images() {
+    let _h = host_shared();
+    let b = bench();
+    let (a, first) = b.device_with_v1("keep-dev", &[]);
+    let ids: Vec<String> = ["1", "2", "3"].iter().map(|v| image_id(&app_image(v, 0))).collect();
+    let mut kept = Vec::new();
+    for (seq, v) in [(2u64, "2"), (3, "3")] {
+        let tar = fs::read(app_image(v, 0)).expect("read app image");
+        let img = format!("app:{v}");
+        let c = Crafted::deploy(
+            &b.key,
+            seq,
+            &["keep-dev"],
+            &tar,
+            0,
+            &["--name", "app", "--restart", "always", &img, "sleep", "100000"],
+            WINDOW,
+        );
+        let r = c.deliver(&b.broker, &b.sub, "keep-dev", PATIENCE);
+        assert_eq!(r["result"], "committed", "v{v}: {r}");
+        let now = wait_running(&a, "app", &ids[seq as usize - 1]);
+        kept.push(now);
+        // keep = 1: app runs, and exactly one previous version stays, stopped, as app.prev-*.
+        let all = a.ps_all();
+        let prev: Vec<&Value> = all.iter().filter(|c| c["Names"] != "app").collect();
+        assert_eq!(prev.len(), 1, "after v{v}: containers besides app: {all:?}");
+        assert!(prev[0]["Names"].as_str().unwrap_or_default().starts_with("app.prev-"), "after v{v}: {all:?}");
+        assert_ne!(prev[0]["State"], "running", "after v{v}: the previous version still runs: {all:?}");
+        let want_prev = if seq == 2 { &first.id } else { &kept[0].id };
+        assert_eq!(
+            prev[0]["ID"].as_str(),
+            Some(want_prev.as_str()),
+            "after v{v}: the kept previous container is not the one that ran before"
+        );
+    }
+    // v1 is beyond keep: its container and its image are gone; v2's image stays (rollback target).
+    let images = a.ok(&["images", "--no-trunc", "--format", "{{.ID}}"]);
+    assert!(!images.contains(&ids[0]), "v1's image is still in the store after two newer commits:\n{images}");
+    assert!(images.contains(&ids[1]), "v2's image (the rollback target) is gone:\n{images}");
+    let topic = format!("{}state", root_of("keep-dev"));
+    let st = b
+        .sub
+        .wait_from(0, "state with v3 deployed", PATIENCE, |m| {
+            m.topic == topic && deployment(&m.json_or_null(), "app").is_some_and(|d| d["image_id"] == ids[2].as_str())
+        })
+        .json();
+    let d = deployment(&st, "app").unwrap_or_else(|| panic!("no deployment of app: {st}"));
+    assert_eq!(d["image_id"], ids[2].as_str(), "{st}");
+    assert!(has_str(&d["previous"], &ids[1]) && !has_str(&d["previous"], &ids[0]), "previous versions in the state: {st}");
+    assert!(!has_str(&st["images"], &ids[0]), "state still lists v1's image: {st}");
+    assert!(st["agent"].as_str().is_some_and(|v| !v.is_empty()), "state without the agent version: {st}");
+    assert!(
+        st["disk_free"].as_u64().unwrap_or(0) > 0 && st["mem_available"].as_u64().unwrap_or(0) > 0,
+        "state without free disk or memory: {st}"
+    );
+}
+
 fn xorshift(state: &mut u64) -> u64 {
     *state ^= *state << 13;
     *state ^= *state >> 7;
@@ -933,6 +991,38 @@ fn agent_killed_mid_transfer_resumes_and_the_push_commits() {
     assert_eq!(r["result"], "committed", "{r}");
     wait_running(&a, "app", &big_id);
     poll("the received tarball is removed after the commit", PATIENCE, || update_data(&a).is_empty().then_some(()));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The broker restarts (without persistence: sessions and retained messages are gone).
+
+#[test]
+fn after_a_broker_restart_the_agent_reconnects_republishes_and_takes_updates() {
+    let _h = host_shared();
+    let mut lab = lab(false);
+    let a = lab.device("re-dev", &[]);
+    let v1 = app_image("1", 0);
+    lab.fleet.push_ok(&["re-dev"], &v1, WINDOW, &app_run("1"));
+    wait_running(&a, "app", &image_id(&v1));
+
+    drop(std::mem::replace(&mut lab.sub, lab.broker.subscribe(&["berth-test/none"], &[])));
+    lab.broker.restart();
+    let sub = lab.broker.subscribe(&["berth/v1/#"], &["berth/v1/updates/#"]);
+    // A new session: the agent says online again and publishes its retained state again.
+    let status = format!("{}status", root_of("re-dev"));
+    sub.wait_from(0, "re-dev online after the broker restart", PATIENCE, |m| m.topic == status && m.payload == "online");
+    let state = format!("{}state", root_of("re-dev"));
+    let st = sub.wait_from(0, "re-dev's state after the broker restart", PATIENCE, |m| m.topic == state).json();
+    assert_eq!(st["seq"], 1, "state after the broker restart: {st}");
+    // It subscribed again: the next push reaches it.
+    let v2 = app_image("2", 0);
+    let mark = sub.mark();
+    let (code, out, err) = lab.fleet.push(&["re-dev"], &v2, WINDOW, &app_run("2"));
+    assert_eq!(code, 0, "push after the broker restart: exit {code}\nstdout: {out}\nstderr: {err}\nagent log:\n{}", a.log());
+    let r = wait_result(&sub, mark, "re-dev", None, PATIENCE);
+    assert_eq!(r["result"], "committed", "{r}");
+    wait_running(&a, "app", &image_id(&v2));
+    lab.sub = sub;
 }
 
 // ---------------------------------------------------------------------------------------------
