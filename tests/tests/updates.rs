@@ -124,6 +124,12 @@ fn assert_untouched(a: &Agent, name: &str, before: &Running, after_what: &str) {
     assert!(alive(before.pid as u32), "after {after_what}: {name}'s process {} is gone", before.pid);
 }
 
+/// `berth system verify`: the store is whole after what the test did.
+fn assert_store_whole(a: &Agent, after: &str) {
+    let (code, out, err) = a.code(&["system", "verify"]);
+    assert_eq!(code, 0, "berth system verify after {after}: exit {code}\nstdout: {out}\nstderr: {err}");
+}
+
 /// Names of all containers (`ps -a`), sorted.
 fn names(a: &Agent) -> Vec<String> {
     let mut v: Vec<String> = a.ps_all().iter().map(|r| r["Names"].as_str().unwrap_or("?").to_string()).collect();
@@ -326,6 +332,7 @@ fn push_multi_layer_image_to_three_devices_commits_then_failing_image_rolls_all_
         let st = lab.wait_state(mark, id, "after the rollback", |st| st["last_result"]["result"] == "rolled_back");
         let d = deployment(&st, "app").unwrap_or_else(|| panic!("{id}: no deployment of app: {st}"));
         assert_eq!(d["image_id"], v1_id.as_str(), "{id}: deployment after the rollback: {st}");
+        assert_store_whole(a, "a rollback");
     }
 }
 
@@ -637,9 +644,8 @@ fn digest_mismatch_after_transfer_is_not_applied() {
     let c = Crafted::signed(&b.key, m, tar);
     let r = c.deliver(&b.broker, &b.sub, "sha-dev", PATIENCE);
     // Not a refusal before download (the manifest is fine), nothing applied: `failed` per the
-    // protocol ("could not be applied ... the old version kept running"); `refused` is accepted
-    // as the only other outcome that means nothing was done.
-    assert!(r["result"] == "failed" || r["result"] == "refused", "digest mismatch: {r}");
+    // protocol (every chunk re-read, none damaged: the sender sent other bytes than it signed).
+    assert_eq!(r["result"], "failed", "digest mismatch: {r}");
     let reason = lower(r["reason"].as_str().unwrap_or_default());
     assert!(reason.contains("sha256") || reason.contains("digest"), "the reason does not name the digest: {r}");
     assert_untouched(&a, "app", &before, "a digest mismatch");
@@ -657,7 +663,6 @@ fn run_arguments_the_protocol_forbids_are_refused_before_download() {
     let (a, before) = b.device_with_v1("args-dev", &[]);
     let files = update_files(a.root().path());
     let tar = fs::read(app_image("2", 0)).expect("read app:2");
-    let mut seq = 2;
     // `--name` must be there and equal the manifest's name; --rm, -i, -t, -a are not for updates.
     let cases: &[(&str, &[&str])] = &[
         ("no --name", &["app:2", "sleep", "100000"]),
@@ -667,7 +672,7 @@ fn run_arguments_the_protocol_forbids_are_refused_before_download() {
         ("-t", &["--name", "app", "-t", "app:2", "sleep", "100000"]),
         ("-a", &["--name", "app", "-a", "stdout", "app:2", "sleep", "100000"]),
     ];
-    for (what, args) in cases {
+    for (seq, (what, args)) in (2u64..).zip(cases) {
         let mut m = Crafted::deploy(&b.key, seq, &["args-dev"], &tar, 0, &["--name", "app", "app:2", "true"], WINDOW).manifest;
         m.run = args.iter().map(|s| s.to_string()).collect();
         let c = Crafted::signed(&b.key, m, tar.clone());
@@ -679,7 +684,6 @@ fn run_arguments_the_protocol_forbids_are_refused_before_download() {
             !b.sub.on(&format!("{}progress", root_of("args-dev")), mark).iter().any(|m| m.json_or_null()["id"] == c.id()),
             "{what}: the device started downloading an update it must refuse"
         );
-        seq += 1;
     }
     assert_untouched(&a, "app", &before, "refused run arguments");
     assert_eq!(update_files(a.root().path()), files, "refused updates changed <root>/updates");
@@ -699,6 +703,7 @@ fn an_image_that_does_not_load_fails_and_the_old_version_keeps_running() {
     assert_untouched(&a, "app", &before, "an image that does not load");
     assert_eq!(names(&a), vec!["app".to_string()]);
     poll("the unloadable tarball is removed from <root>/updates", PATIENCE, || update_data(&a).is_empty().then_some(()));
+    assert_store_whole(&a, "an image that did not load");
     // The device still takes the next update.
     let tar = fs::read(app_image("2", 0)).expect("read app:2");
     let c3 = Crafted::deploy(&b.key, 3, &["load-dev"], &tar, 0, &["--name", "app", "app:2", "sleep", "100000"], WINDOW);
@@ -742,6 +747,7 @@ fn agent_killed_in_the_health_window_ends_with_one_version_running_and_a_result(
     // Exactly one app running; no second container left running beside it.
     let running: Vec<Value> = a.ps_all().into_iter().filter(|c| c["State"] == "running").collect();
     assert_eq!(running.len(), 1, "running containers after the restart: {running:?}");
+    assert_store_whole(&a, "a kill -9 in the health window");
 }
 
 #[test]
@@ -795,6 +801,7 @@ fn commits_keep_one_previous_version_stopped_and_remove_older_ones_with_their_im
     assert_eq!(d["image_id"], ids[2].as_str(), "{st}");
     assert!(has_str(&d["previous"], &ids[1]) && !has_str(&d["previous"], &ids[0]), "previous versions in the state: {st}");
     assert!(!has_str(&st["images"], &ids[0]), "state still lists v1's image: {st}");
+    assert_store_whole(&a, "v1 and its image removed beyond keep");
     assert!(st["agent"].as_str().is_some_and(|v| !v.is_empty()), "state without the agent version: {st}");
     assert!(
         st["disk_free"].as_u64().unwrap_or(0) > 0 && st["mem_available"].as_u64().unwrap_or(0) > 0,
@@ -923,7 +930,7 @@ fn fleet_rollback_and_local_rollback_bring_back_the_previous_version() {
     assert_eq!(back.id, first_a.id, "the rollback started another container than the kept v1");
     let r = wait_result(&lab.sub, mark, "rb-a", None, PATIENCE);
     assert_eq!(r["image"], v1_id.as_str(), "rollback result: {r}");
-    assert!(r["result"] != "refused" && r["result"] != "failed", "rollback result: {r}");
+    assert_eq!(r["result"], "committed", "a rollback that was done is reported as committed: {r}");
     // rb-b was not a target.
     wait_running(&rb, "app", &v2_id);
 
@@ -991,6 +998,7 @@ fn agent_killed_mid_transfer_resumes_and_the_push_commits() {
     assert_eq!(r["result"], "committed", "{r}");
     wait_running(&a, "app", &big_id);
     poll("the received tarball is removed after the commit", PATIENCE, || update_data(&a).is_empty().then_some(()));
+    assert_store_whole(&a, "a kill -9 mid-transfer and the resumed update");
 }
 
 // ---------------------------------------------------------------------------------------------
