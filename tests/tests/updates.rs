@@ -809,6 +809,72 @@ fn commits_keep_one_previous_version_stopped_and_remove_older_ones_with_their_im
     );
 }
 
+#[test]
+fn cmd_topic_answers_read_only_commands_and_takes_changes_only_signed() {
+    let _h = host_shared();
+    let b = bench();
+    let (a, before) = b.device_with_v1("cmd-dev", &[]);
+    let cmd = format!("{}cmd", root_of("cmd-dev"));
+    let resp = format!("{}resp", root_of("cmd-dev"));
+    let ask = |payload: &str, token: &str| -> Value {
+        let mark = b.sub.mark();
+        b.broker.publish(&cmd, payload.as_bytes(), false);
+        b.sub.wait_from(mark, &format!("answer to {payload}"), PATIENCE, |m| m.topic == resp && m.json_or_null()["token"] == token).json()
+    };
+    let st = ask(r#"{"cmd":"status","token":"t-status"}"#, "t-status");
+    assert_eq!(st["ok"], true, "{st}");
+    let body: Value = match &st["body"] {
+        Value::String(s) => serde_json::from_str(s).unwrap_or_else(|e| panic!("status body is not JSON ({e}): {st}")),
+        other => other.clone(),
+    };
+    assert_eq!(body["device"], "cmd-dev", "status body: {body}");
+    assert!(deployment(&body, "app").is_some(), "status body without the app deployment: {body}");
+    a.ok(&["exec", "app", "sh", "-c", "for i in 1 2 3; do echo cmd-line-$i; done > /proc/1/fd/1"]);
+    let logs = poll("logs over cmd show the last line", PATIENCE, || {
+        let l = ask(r#"{"cmd":"logs","name":"app","tail":1,"token":"t-logs"}"#, "t-logs");
+        l["body"].as_str().is_some_and(|b| b.contains("cmd-line-3")).then_some(l)
+    });
+    assert_eq!(logs["ok"], true, "{logs}");
+    assert!(!logs["body"].as_str().unwrap_or_default().contains("cmd-line-2"), "--tail 1 gave more: {logs}");
+    let nosuch = ask(r#"{"cmd":"logs","name":"nosuch","tail":1,"token":"t-nosuch"}"#, "t-nosuch");
+    assert_eq!(nosuch["ok"], false, "logs of a container that does not exist: {nosuch}");
+
+    // Changes are not read-only commands: unsigned restart and rollback do nothing.
+    for (c, token) in [("restart", "t-restart"), ("rollback", "t-rollback")] {
+        let r = ask(&format!(r#"{{"cmd":"{c}","name":"app","token":"{token}"}}"#), token);
+        assert_eq!(r["ok"], false, "an unsigned {c} on cmd was accepted: {r}");
+    }
+    assert_untouched(&a, "app", &before, "unsigned restart and rollback commands");
+
+    // Signed, a restart is done: the same container, a new process.
+    let seq = state_of(&b.sub, "cmd-dev")["seq"].as_u64().expect("state seq");
+    let m = berth::update::wire::Manifest {
+        version: 1,
+        id: random_hex32(),
+        seq: seq + 1,
+        kind: berth::update::wire::Kind::Restart,
+        created: 0,
+        targets: vec!["cmd-dev".into()],
+        groups: vec![],
+        name: "app".into(),
+        image: None,
+        run: vec![],
+        health_window: WINDOW,
+        keep: 1,
+    };
+    let c = Crafted::signed(&b.key, m, Vec::new());
+    let mark = b.sub.mark();
+    b.broker.publish(&cmd, &c.envelope, false);
+    let r = wait_result(&b.sub, mark, "cmd-dev", Some(c.id()), PATIENCE);
+    assert_eq!(r["result"], "committed", "signed restart: {r}");
+    let now = poll("app runs again with a new process", PATIENCE, || {
+        let v = try_inspect(&a, "app")?;
+        let pid = v["State"]["Pid"].as_u64().unwrap_or(0);
+        (v["State"]["Status"] == "running" && pid != before.pid && pid > 0).then_some(v)
+    });
+    assert_eq!(now["Id"], before.id.as_str(), "a restart made another container");
+}
+
 fn xorshift(state: &mut u64) -> u64 {
     *state ^= *state << 13;
     *state ^= *state >> 7;
