@@ -1158,4 +1158,13 @@ fn fleet_status_shows_online_and_offline_devices_and_fleet_logs_tails_a_containe
     assert_eq!(code, 0, "fleet logs st-a app --tail 2: exit {code}\nstdout: {out}\nstderr: {err}");
     assert!(out.contains("line-4") && out.contains("line-5"), "fleet logs lacks the last two lines:\n{out}");
     assert!(!out.contains("line-3") && !out.contains("line-1"), "fleet logs --tail 2 shows more than two lines:\n{out}");
+    let (code, out, err) = lab.fleet.run(&["logs", "st-a", "nosuch", "--tail", "2"]);
+    assert_ne!(code, 0, "fleet logs of a container that does not exist exited 0:\nstdout: {out}\nstderr: {err}");
+    assert!(err.contains("nosuch") || lower(&err).contains("no such"), "fleet logs does not say what is missing:\n{err}");
+    // Nothing to roll back to (one version only): the fleet says so and exits non-zero.
+    let key = s(&lab.fleet.key).to_string();
+    let (code, out, err) = lab.fleet.run(&["rollback", "--key", &key, "--to", "st-a"]);
+    assert_ne!(code, 0, "fleet rollback with no previous version exited 0:\nstdout: {out}\nstderr: {err}");
+    assert!(format!("{out}{err}").contains("st-a"), "the failed rollback does not name the device:\nstdout: {out}\nstderr: {err}");
+    wait_running(&a, "app", &v1_id);
 }
