@@ -28,7 +28,8 @@ use berth::update::wire::{Chunk, CHUNK_HEADER};
 use berth_tests::agent::{alive, host_shared, Agent};
 use berth_tests::fixtures::read_archive;
 use berth_tests::mqtt::{
-    app_image, device, random_hex32, root_of, state_of, update_files, wait_online, wait_result, Broker, Crafted, Fleet, Subscriber,
+    app_image, device, random_hex32, root_of, state_of, update_files, wait_online, wait_result, Background, Broker, Crafted, Fleet,
+    Subscriber,
 };
 use berth_tests::{require_root, s, Root};
 
@@ -409,6 +410,50 @@ fn mutual_tls_push_commits_and_an_agent_without_a_client_cert_stays_offline() {
         blog.contains("certificate") || blog.contains("ssl") || blog.contains("tls"),
         "the broker log shows no refused TLS client:\n{blog}"
     );
+}
+
+#[test]
+fn agent_refuses_to_start_on_a_bad_mqtt_configuration() {
+    let _h = host_shared();
+    require_root();
+    let broker = Broker::start();
+    let dir = broker.dir().to_path_buf();
+    let key = dir.join("k.pem");
+    sign::keygen(&key).expect("make a key");
+    let public = broker_pub(&key);
+    let url = broker.url();
+    let typo = dir.join("typo.toml");
+    fs::write(&typo, format!("[mqtt]\nbroker = \"{url}\"\ndevice_id = \"x\"\n")).expect("write typo.toml");
+    let missing_key = dir.join("missing.pub");
+    let cases: Vec<(&str, Vec<String>, Vec<&str>)> = vec![
+        ("a misspelt key in berth.toml", vec!["--config".into(), s(&typo).into()], vec!["typo.toml", "broker"]),
+        (
+            "a --trust file that does not exist",
+            vec!["--mqtt".into(), url.clone(), "--device-id".into(), "d1".into(), "--trust".into(), s(&missing_key).into()],
+            vec!["missing.pub"],
+        ),
+        (
+            "a device id that cannot be a topic level",
+            vec!["--mqtt".into(), url.clone(), "--device-id".into(), "a/b".into(), "--trust".into(), s(&public).into()],
+            vec!["a/b", "device"],
+        ),
+        (
+            "a broker URL of another scheme",
+            vec!["--mqtt".into(), "http://127.0.0.1:1".into(), "--device-id".into(), "d1".into(), "--trust".into(), s(&public).into()],
+            vec!["http", "scheme"],
+        ),
+    ];
+    for (what, opts, words) in cases {
+        let root = Root::new();
+        let sock = root.scratch().join("berth.sock");
+        let host = format!("unix://{}", s(&sock));
+        let mut args = vec!["-H", host.as_str(), "agent"];
+        args.extend(opts.iter().map(String::as_str));
+        let mut bg = Background::spawn(root.command(&args), root.scratch(), "agent");
+        let (code, out, err) = bg.wait(Duration::from_secs(60));
+        assert_ne!(code, 0, "the agent started with {what}:\nstdout: {out}\nstderr: {err}");
+        assert!(words.iter().any(|w| err.contains(w)), "the agent's error for {what} does not name it (one of {words:?}):\n{err}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
