@@ -920,6 +920,56 @@ fn cmd_topic_answers_read_only_commands_and_takes_changes_only_signed() {
     assert_eq!(now["Id"], before.id.as_str(), "a restart made another container");
 }
 
+#[test]
+fn a_redelivered_envelope_resumes_and_a_newer_update_replaces_one_being_received() {
+    let _h = host_shared();
+    let b = bench();
+    let (a, _) = b.device_with_v1("swap-dev", &[]);
+    let tar2 = fs::read(app_image("2", 0)).expect("read app:2");
+    let c2 = Crafted::deploy(&b.key, 2, &["swap-dev"], &tar2, 32 * 1024, &["--name", "app", "app:2", "sleep", "100000"], WINDOW);
+    let n = c2.count();
+    assert!(n >= 8, "{n} chunks");
+    let progress = format!("{}progress", root_of("swap-dev"));
+    let have_of = |mark: usize, id: &str, min: u64| {
+        b.sub.wait_from(mark, &format!("progress of {id} with at least {min} chunks"), PATIENCE, |m| {
+            let j = m.json_or_null();
+            m.topic == progress && j["id"] == id && j["have"].as_u64().unwrap_or(0) >= min
+        })
+    };
+    let mark = b.sub.mark();
+    c2.send_envelope(&b.broker, "swap-dev");
+    c2.wait_receiving(&b.sub, mark, "swap-dev", PATIENCE);
+    let half: Vec<u32> = (0..n / 2).collect();
+    c2.send(&b.broker, &half);
+    have_of(mark, c2.id(), u64::from(n / 2));
+    // The same envelope again (a QoS 1 redelivery): the transfer goes on, nothing starts over.
+    let mark2 = b.sub.mark();
+    c2.send_envelope(&b.broker, "swap-dev");
+    let p = c2.wait_receiving(&b.sub, mark2, "swap-dev", PATIENCE);
+    assert!(p["have"].as_u64().unwrap_or(0) >= u64::from(n / 2), "a redelivered envelope restarted the transfer: {p}");
+    assert!(
+        !b.sub.on(&format!("{}result", root_of("swap-dev")), mark).iter().any(|m| m.json_or_null()["id"] == c2.id()),
+        "a redelivered envelope ended the transfer: {}",
+        b.sub.dump(mark)
+    );
+
+    // A newer update while v2 is only being received replaces it.
+    let v3 = app_image("3", 0);
+    let tar3 = fs::read(&v3).expect("read app:3");
+    let c3 = Crafted::deploy(&b.key, 3, &["swap-dev"], &tar3, 0, &["--name", "app", "app:3", "sleep", "100000"], WINDOW);
+    let r3 = c3.deliver(&b.broker, &b.sub, "swap-dev", PATIENCE);
+    assert_eq!(r3["result"], "committed", "the newer update: {r3}\n{}", b.sub.dump(mark));
+    wait_running(&a, "app", &image_id(&v3));
+    // The rest of v2 arriving late changes nothing, and its partial download is gone.
+    c2.send(&b.broker, &(n / 2..n).collect::<Vec<_>>());
+    poll("the replaced update's partial download is removed", PATIENCE, || update_data(&a).is_empty().then_some(()));
+    let st = state_of(&b.sub, "swap-dev");
+    assert_eq!(st["seq"], 3, "{st}");
+    let v3_id = image_id(&v3);
+    assert_eq!(wait_running(&a, "app", &v3_id).image, v3_id);
+    assert_store_whole(&a, "a replaced transfer");
+}
+
 fn xorshift(state: &mut u64) -> u64 {
     *state ^= *state << 13;
     *state ^= *state >> 7;
