@@ -970,6 +970,50 @@ fn a_redelivered_envelope_resumes_and_a_newer_update_replaces_one_being_received
     assert_store_whole(&a, "a replaced transfer");
 }
 
+#[test]
+fn answers_on_resp_are_at_most_64_kib() {
+    let _h = host_shared();
+    let b = bench();
+    let (a, _) = b.device_with_v1("cap-dev", &[]);
+    let cmd = format!("{}cmd", root_of("cap-dev"));
+    let resp = format!("{}resp", root_of("cap-dev"));
+    // Two logs of about 300 KiB: plain lines, then lines of ANSI escapes (as coloured output has),
+    // each ESC byte is 6 bytes in JSON ("\u001b").
+    let cases = [
+        ("plain", "line-$i-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", "plain-last"),
+        ("ansi", "ansi-$i-\\033\\033\\033\\033\\033\\033\\033\\033\\033\\033\\033\\033\\033\\033\\033\\033\\033\\033\\033\\033\\033\\033\\033\\033\\033\\033\\033\\033\\033\\033\\033\\033\\033\\033\\033\\033\\033\\033\\033\\033\\033\\033\\033\\033\\033\\033\\033\\033", "ansi-last"),
+    ];
+    let mut sizes = Vec::new();
+    for (what, line, last) in cases {
+        let script =
+            format!("i=0; while [ $i -lt 5000 ]; do printf \"{line}\\n\"; i=$((i+1)); done > /proc/1/fd/1; echo {last} > /proc/1/fd/1");
+        a.ok(&["exec", "app", "sh", "-c", &script]);
+        poll(&format!("the {what} lines are in the logs"), PATIENCE, || a.ok(&["logs", "--tail", "1", "app"]).contains(last).then_some(()));
+        let token = format!("big-{what}");
+        let mark = b.sub.mark();
+        b.broker.publish(&cmd, format!(r#"{{"cmd":"logs","name":"app","tail":100000,"token":"{token}"}}"#).as_bytes(), false);
+        let m = b.sub.wait_from(mark, &format!("the answer to a big logs command ({what})"), PATIENCE, |m| {
+            m.topic == resp && m.json_or_null()["token"] == token.as_str()
+        });
+        let j = m.json();
+        assert_eq!(j["ok"], true, "{}", &m.payload[..m.payload.len().min(300)]);
+        let body = j["body"].as_str().unwrap_or_default();
+        assert!(body.trim_end().ends_with(last), "a capped answer keeps the newest lines ({what})");
+        assert!(body.len() < 300 * 1024, "the {what} logs answer was not capped ({} bytes of body)", body.len());
+        sizes.push(format!("{what}: {} bytes", m.payload.len()));
+        if what == "ansi" {
+            assert!(body.contains('\u{1b}'), "the ANSI lines lost their escapes: the test proves nothing");
+        }
+    }
+    // docs/update-protocol.md: "ROOT/resp ... {"token","ok","body"}, at most 64 KiB" (the message,
+    // which has to fit brokers with 128 KB limits).
+    let over: Vec<&String> = sizes
+        .iter()
+        .filter(|s| s.split(": ").nth(1).and_then(|n| n.trim_end_matches(" bytes").parse::<usize>().ok()).is_some_and(|n| n > 64 * 1024))
+        .collect();
+    assert!(over.is_empty(), "answers on {resp} over the protocol's 64 KiB: {sizes:?}");
+}
+
 fn xorshift(state: &mut u64) -> u64 {
     *state ^= *state << 13;
     *state ^= *state >> 7;
