@@ -456,6 +456,29 @@ fn agent_refuses_to_start_on_a_bad_mqtt_configuration() {
     }
 }
 
+#[test]
+fn agent_fails_over_to_the_next_broker_in_berth_toml() {
+    let _h = host_shared();
+    let lab = lab(false);
+    // The first broker in the list is a port nobody listens on.
+    let dead = format!("mqtt://127.0.0.1:{}", berth_tests::mqtt::free_port());
+    let cfg = lab.broker.dir().join("failover.toml");
+    fs::write(
+        &cfg,
+        format!(
+            "[mqtt]\nbrokers = [\"{dead}\", \"{}\"]\ndevice_id = \"fo-dev\"\n[update]\ntrusted_keys = [\"{}\"]\n",
+            lab.broker.url(),
+            s(&lab.fleet.public)
+        ),
+    )
+    .expect("write failover.toml");
+    let a = Agent::start_with(Root::new(), &[], &["--config", s(&cfg)]);
+    lab.online(&a, "fo-dev");
+    let v1 = app_image("1", 0);
+    lab.fleet.push_ok(&["fo-dev"], &v1, WINDOW, &app_run("1"));
+    wait_running(&a, "app", &image_id(&v1));
+}
+
 // ---------------------------------------------------------------------------------------------
 // New versions that fail in other ways: OOM-killed, health check failing.
 
@@ -1306,4 +1329,22 @@ fn fleet_status_shows_online_and_offline_devices_and_fleet_logs_tails_a_containe
     assert_ne!(code, 0, "fleet rollback with no previous version exited 0:\nstdout: {out}\nstderr: {err}");
     assert!(format!("{out}{err}").contains("st-a"), "the failed rollback does not name the device:\nstdout: {out}\nstderr: {err}");
     wait_running(&a, "app", &v1_id);
+    // A device that never shows up: the push gives up after its --timeout and names it.
+    let v1_path = s(&v1).to_string();
+    let (code, out, err) = lab.fleet.run(&[
+        "push",
+        "--key",
+        &key,
+        "--to",
+        "ghost",
+        "--timeout",
+        "3",
+        "--health-window",
+        "2",
+        &v1_path,
+        "--run",
+        &app_run("1"),
+    ]);
+    assert_ne!(code, 0, "a push to a device that never came online exited 0:\nstdout: {out}\nstderr: {err}");
+    assert!(format!("{out}{err}").contains("ghost"), "the failed push does not name the device:\nstdout: {out}\nstderr: {err}");
 }
