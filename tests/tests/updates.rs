@@ -1037,6 +1037,39 @@ fn answers_on_resp_are_at_most_64_kib() {
     assert!(over.is_empty(), "answers on {resp} over the protocol's 64 KiB: {sizes:?}");
 }
 
+#[test]
+fn a_broker_with_a_128_kb_message_limit_carries_updates_and_log_answers() {
+    let _h = host_shared();
+    require_root();
+    // Cloud IoT brokers cap messages at 128 KB: default 96 KiB chunks are made for them.
+    let broker = Broker::start_limited(128 * 1024);
+    let fleet = Fleet::new(&broker, broker.dir());
+    let sub = broker.subscribe(&["berth/v1/#"], &["berth/v1/updates/#"]);
+    let lab = Lab { sub, fleet, broker };
+    let a = lab.device("lim-dev", &[]);
+    let v1 = app_image("1", 0);
+    lab.fleet.push_ok(&["lim-dev"], &v1, WINDOW, &app_run("1"));
+    wait_running(&a, "app", &image_id(&v1));
+    // Output dense with ANSI escapes (each ESC is 6 bytes in JSON) in the logs, then fleet logs
+    // of all of it: the answer is capped to fit the protocol's 64 KiB, so it arrives.
+    let esc = "\\033[1m\\033\\033\\033\\033".repeat(8);
+    let script =
+        format!("i=0; while [ $i -lt 3000 ]; do printf \"{esc}err-$i\\n\"; i=$((i+1)); done > /proc/1/fd/1; echo lim-last > /proc/1/fd/1");
+    a.ok(&["exec", "app", "sh", "-c", &script]);
+    poll("the coloured lines are in the logs", PATIENCE, || a.ok(&["logs", "--tail", "1", "app"]).contains("lim-last").then_some(()));
+    let (code, out, err) = lab.fleet.run(&["logs", "lim-dev", "app", "--tail", "100000"]);
+    assert_eq!(code, 0, "fleet logs through a 128 KB broker: exit {code}\nstderr: {err}\nbroker log:\n{}", lab.broker.log());
+    assert!(out.trim_end().ends_with("lim-last"), "fleet logs lacks the newest line: ...{}", &out[out.len().saturating_sub(200)..]);
+    // The device is still connected (a message over the limit gets a client disconnected).
+    let (code, out, err) = lab.fleet.run(&["status"]);
+    assert_eq!(code, 0, "fleet status: {err}");
+    assert!(out.lines().any(|l| l.contains("lim-dev") && (l.contains("yes") || l.contains("online"))), "lim-dev is not online:\n{out}");
+    // And it still takes updates.
+    let v2 = app_image("2", 0);
+    lab.fleet.push_ok(&["lim-dev"], &v2, WINDOW, &app_run("2"));
+    wait_running(&a, "app", &image_id(&v2));
+}
+
 fn xorshift(state: &mut u64) -> u64 {
     *state ^= *state << 13;
     *state ^= *state >> 7;
