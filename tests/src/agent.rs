@@ -77,6 +77,18 @@ impl Agent {
         a
     }
 
+    /// Like [`Agent::start`], with options before `agent` (`global`) and after it (`agent_opts`)
+    /// from the first start on.
+    pub fn start_with(root: Root, global: &[&str], agent_opts: &[&str]) -> Agent {
+        require_root();
+        let socket = root.scratch().join("berth.sock");
+        let log = root.scratch().join("agent.log");
+        let mut a = Agent { child: None, socket, log, global_args: Vec::new(), agent_args: Vec::new(), env: Vec::new(), root };
+        a.set_agent_args(global, agent_opts);
+        a.spawn();
+        a
+    }
+
     /// The root the agent serves.
     pub fn root(&self) -> &Root {
         &self.root

@@ -8,11 +8,14 @@
 //! - [`fixtures()`]: image archives built once per test process with real tools ([`fixtures`]).
 //! - [`craft`]: hand-made archives for bad-input tests, valid except for the thing under test.
 //! - [`check`]: assertions shared by the test files (listing, inspect, save, skopeo, podman).
+//! - [`mqtt`]: a real mosquitto (plain or mutual TLS), `berth fleet`, agents on the broker and
+//!   hand-made update messages, for the update tests.
 
 pub mod agent;
 pub mod check;
 pub mod craft;
 pub mod fixtures;
+pub mod mqtt;
 
 pub use fixtures::{fixtures, Archive, Fixtures, Image};
 
