@@ -1381,3 +1381,118 @@ fn fleet_status_shows_online_and_offline_devices_and_fleet_logs_tails_a_containe
     assert_ne!(code, 0, "a push to a device that never came online exited 0:\nstdout: {out}\nstderr: {err}");
     assert!(format!("{out}{err}").contains("ghost"), "the failed push does not name the device:\nstdout: {out}\nstderr: {err}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Issue 9: delta transfer and canary rollouts.
+
+/// A push with extra flags (`--delta`, `--canary N`, `--max-parallel K`).
+fn push_with(lab: &Lab, flags: &[&str], ids: &[&str], tar: &Path, run: &str) -> (i32, String, String) {
+    let mut a = lab.fleet.push_args(ids, tar, WINDOW, run);
+    for (i, f) in flags.iter().enumerate() {
+        a.insert(1 + i, f.to_string());
+    }
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    lab.fleet.run(&a)
+}
+
+/// `chunks: N sent, M resent` from a push's output.
+fn chunks_sent(out: &str) -> u64 {
+    let line = out.lines().rev().find(|l| l.starts_with("chunks: ")).unwrap_or_else(|| panic!("no 'chunks:' line in:\n{out}"));
+    line["chunks: ".len()..].split(' ').next().and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("bad chunks line {line:?}"))
+}
+
+/// Stops at once on SIGTERM (`sleep` as pid 1 would ignore it and cost the stop timeout).
+fn quick_run(tag: &str) -> String {
+    format!("--name app --stop-timeout 1 app:{tag} sh -c 'trap \"exit 0\" TERM; cat /app/version; sleep 100000 & wait'")
+}
+
+#[test]
+fn delta_push_sends_only_the_layers_a_device_lacks_and_falls_back_to_the_whole_tarball() {
+    let _h = host_shared();
+    let lab = lab(false);
+    let ids = ["d-dev1", "d-dev2"];
+    let agents: Vec<Agent> = ids.iter().map(|id| lab.device(id, &[])).collect();
+    // The fixture's three base layers are shared; each version adds a small top layer.
+    let v1 = app_image("1", 0);
+    let v2 = app_image("2", 0);
+    let (v1_id, v2_id) = (image_id(&v1), image_id(&v2));
+    let full = lab.fleet.push_ok(&ids, &v1, WINDOW, &quick_run("1"));
+    let full_chunks = chunks_sent(&full);
+    for a in &agents {
+        wait_running(a, "app", &v1_id);
+    }
+    // Both hold v1's layers: only v2's new top layer travels, and it is still checked on load.
+    let mark = lab.sub.mark();
+    let (code, out, err) = push_with(&lab, &["--delta"], &ids, &v2, &quick_run("2"));
+    assert_eq!(code, 0, "delta push failed:\nstdout: {out}\nstderr: {err}");
+    assert!(out.contains("delta: ") && out.contains("left out"), "the push does not report the delta:\n{out}");
+    let delta_chunks = chunks_sent(&out);
+    let v2_size = fs::metadata(&v2).map(|m| m.len()).unwrap_or(0);
+    let v2_chunks = v2_size.div_ceil(96 * 1024);
+    eprintln!("delta: {delta_chunks} chunks sent for v2 ({v2_chunks} for the whole {v2_size}-byte tarball; v1 took {full_chunks})");
+    assert!(delta_chunks * 4 < v2_chunks, "the delta sent {delta_chunks} chunks of {v2_chunks}: the shared layers travelled again");
+    for (id, a) in ids.iter().zip(&agents) {
+        assert_eq!(wait_result(&lab.sub, mark, id, None, PATIENCE)["result"], "committed", "{id}");
+        wait_running(a, "app", &v2_id);
+        assert!(a.ok(&["logs", "app"]).contains('2'), "{id}: v2 does not run");
+        assert_store_whole(a, "a delta update");
+    }
+    // d-dev2 loses v2's layers while its state still lists them (`rmi` tells the agent nothing):
+    // the delta lacks a layer there, the load fails, and the sender sends it the whole tarball.
+    let b = &agents[1];
+    let mark = lab.sub.mark();
+    b.ok(&["rm", "-f", "app"]);
+    lab.wait_state(mark, ids[1], "without app", |st| st["containers"].as_array().is_some_and(|c| !c.iter().any(|c| c["name"] == "app")));
+    b.ok(&["rm", "-f", "app.prev-1"]);
+    b.ok(&["rmi", "-f", "app:1", "app:2"]);
+    let v3 = app_image("3", 0);
+    let mark = lab.sub.mark();
+    let (code, out, err) = push_with(&lab, &["--delta"], &ids[1..], &v3, &quick_run("3"));
+    assert_eq!(code, 0, "a delta push to a device that lost its layers must still commit:\nstdout: {out}\nstderr: {err}");
+    assert!(out.contains("whole tarball"), "the push does not say it fell back to the whole tarball:\n{out}");
+    let r = wait_result(&lab.sub, mark, ids[1], None, PATIENCE);
+    assert!(r["result"] == "failed" && r["reason"].as_str().unwrap_or_default().contains("missing"), "first result {r}");
+    wait_running(b, "app", &image_id(&v3));
+    assert_store_whole(b, "a fallback from a delta");
+}
+
+#[test]
+fn canary_that_fails_stops_the_rollout_and_max_parallel_batches_the_rest() {
+    let _h = host_shared();
+    let lab = lab(false);
+    let ids = ["c-dev1", "c-dev2", "c-dev3"];
+    let agents: Vec<Agent> = ids.iter().map(|id| lab.device(id, &[])).collect();
+    let v1 = app_image("1", 0);
+    let v1_id = image_id(&v1);
+    lab.fleet.push_ok(&ids, &v1, WINDOW, &quick_run("1"));
+    let before: Vec<Running> = agents.iter().map(|a| wait_running(a, "app", &v1_id)).collect();
+
+    // A v2 that dies at once: the canary (the first target) rolls back, nobody else is touched.
+    let v2 = app_image("2", 0);
+    let mark = lab.sub.mark();
+    let (code, out, err) = push_with(&lab, &["--canary", "1"], &ids, &v2, "--name app app:2 sh -c 'exit 9'");
+    assert_ne!(code, 0, "a failed canary must fail the push:\nstdout: {out}\nstderr: {err}");
+    assert!(err.contains("canary failed"), "the push does not say the canary failed:\n{err}");
+    let r = wait_result(&lab.sub, mark, ids[0], None, PATIENCE);
+    assert_eq!(r["result"], "rolled_back", "canary result {r}");
+    for ((id, a), b) in ids.iter().zip(&agents).zip(&before).skip(1) {
+        assert!(err.contains(&format!("{id}: no result: not updated")), "{id} is not reported as left alone:\n{err}");
+        assert_untouched(a, "app", b, "a failed canary");
+        let got = lab.sub.on(&format!("{}result", root_of(id)), mark);
+        assert!(got.is_empty(), "{id} got an update after the canary failed: {:?}", got.iter().map(|m| &m.payload).collect::<Vec<_>>());
+    }
+
+    // A good v2, canary 1 then batches of 1: all commit, one batch (update) per device.
+    let v2_id = image_id(&v2);
+    let mark = lab.sub.mark();
+    let (code, out, err) = push_with(&lab, &["--canary", "1", "--max-parallel", "1"], &ids, &v2, &quick_run("2"));
+    assert_eq!(code, 0, "canary + batches push failed:\nstdout: {out}\nstderr: {err}");
+    let mut updates = BTreeSet::new();
+    for (id, a) in ids.iter().zip(&agents) {
+        let r = wait_result(&lab.sub, mark, id, None, PATIENCE);
+        assert_eq!(r["result"], "committed", "{id}: {r}");
+        updates.insert(r["id"].as_str().unwrap_or_default().to_string());
+        wait_running(a, "app", &v2_id);
+    }
+    assert_eq!(updates.len(), 3, "--max-parallel 1 sends one update per device: {updates:?}");
+}
