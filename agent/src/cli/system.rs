@@ -51,9 +51,44 @@ pub const INFO: Cmd = Cmd {
 };
 const SYSTEM_INFO: Cmd = Cmd { path: "berth system info", ..INFO };
 
-pub const GROUP: Cmd =
-    group("berth system", "Manage berth", &[("df", "Show berth disk usage"), ("info", "Display system-wide information")]);
-pub const SUBCOMMANDS: &[Command] = &[Command { name: "df", cmd: &DF, run: df }, Command { name: "info", cmd: &SYSTEM_INFO, run: info }];
+pub const GROUP: Cmd = group(
+    "berth system",
+    "Manage berth",
+    &[("df", "Show berth disk usage"), ("info", "Display system-wide information"), ("verify", "Check the image store's integrity")],
+);
+pub const SUBCOMMANDS: &[Command] = &[
+    Command { name: "df", cmd: &DF, run: df },
+    Command { name: "info", cmd: &SYSTEM_INFO, run: info },
+    Command { name: "verify", cmd: &VERIFY, run: verify },
+];
+
+const VERIFY: Cmd = Cmd {
+    path: "berth system verify",
+    usage: "",
+    about: "Check the image store: records, every config against its digest, every layer rebuilt against its diff_id",
+    opts: &[],
+    min_args: 0,
+    max_args: Some(0),
+    stop_at_positional: false,
+    subcommands: &[],
+};
+
+/// `berth system verify`: exit 0 when the store is whole, 1 with one line per problem.
+pub fn verify(ctx: &Ctx, _m: &Matches) -> Result<i32, CliError> {
+    let store = ctx.store()?;
+    let problems = store.verify()?;
+    for p in &problems {
+        eprintln!("{p}");
+    }
+    if problems.is_empty() {
+        let db = store.db()?;
+        println!("store {} is intact: {} images, {} layers", ctx.root.display(), db.images.len(), db.layers.len());
+        Ok(0)
+    } else {
+        eprintln!("Error: {} problems in the store at {}", problems.len(), ctx.root.display());
+        Ok(1)
+    }
+}
 
 /// `berth info`: what this berth runs on and with, readable without the agent.
 pub fn info(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {

@@ -19,8 +19,14 @@ type Upd = Rc<std::cell::RefCell<Manager>>;
 
 /// Runs the active update of `upd`'s journal to its end and reports the outcome.
 pub async fn drive(upd: Upd, sup: Shared) {
+    // Fault injection (tests/tests/faults.rs): a pause between writing a step to the journal and
+    // taking it, so a kill lands in a chosen step.
+    let pause = std::env::var("BERTH_UPDATE_STEP_DELAY_MS").ok().and_then(|v| v.parse::<u64>().ok()).filter(|v| *v > 0);
     loop {
         let Some(a) = upd.borrow().journal.active.clone() else { return };
+        if let Some(ms) = pause {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
         let next = match step(&upd, &sup, &a).await {
             Ok(next) => next,
             Err(e) => Next::Fail(e.to_string()),

@@ -171,6 +171,14 @@ mod tests {
         assert!(st.size < v2.len() as u64 - 290_000, "{} vs {}", st.size, v2.len());
         let loaded = store.load(File::open(&pd).unwrap(), None).unwrap();
         assert_eq!(loaded[0].tags, vec!["docker.io/library/app:2".to_string()]);
+        assert_eq!(store.verify().unwrap(), Vec::<String>::new());
+        // A byte changed inside a layer's file is found by `verify`.
+        let db = store.db().unwrap();
+        let f = store.layer_dir(&db.layers[0].diff_id).join("root/f0");
+        let mut data = std::fs::read(&f).unwrap();
+        data[10] ^= 1;
+        std::fs::write(&f, data).unwrap();
+        assert_eq!(store.verify().unwrap().len(), 1);
         // A store without the base layer refuses the delta, naming what is missing.
         let other = Store::open(&dir.join("other")).unwrap();
         let e = other.load(File::open(&pd).unwrap(), None).unwrap_err().to_string();
