@@ -295,6 +295,11 @@ impl Broker {
         self.port
     }
 
+    /// The mosquitto process id, while it runs (for memory measurements).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn is_tls(&self) -> bool {
         self.pki.is_some()
     }
@@ -481,6 +486,13 @@ impl Subscriber {
     /// Every message so far.
     pub fn messages(&self) -> Vec<Msg> {
         self.msgs.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The messages from index `mark` on (cheaper than [`Subscriber::messages`] for a reader that
+    /// keeps its own cursor).
+    pub fn since(&self, mark: usize) -> Vec<Msg> {
+        let m = self.msgs.lock().unwrap_or_else(|e| e.into_inner());
+        m.get(mark..).map(<[Msg]>::to_vec).unwrap_or_default()
     }
 
     /// How many messages so far (a mark for [`Subscriber::wait_from`]).
@@ -705,6 +717,14 @@ pub fn device(broker: &Broker, id: &str, trust: &Path, extra: &[&str]) -> Agent 
     opts.extend(tls.iter().map(String::as_str));
     opts.extend_from_slice(extra);
     Agent::start_with(Root::new(), &[], &opts)
+}
+
+/// Like [`device`] on a given root (e.g. a small tmpfs, [`Root::on_tmpfs`]) and with extra
+/// environment variables for the agent process.
+pub fn device_on(root: Root, broker_url: &str, id: &str, trust: &Path, extra: &[&str], env: &[(&str, &str)]) -> Agent {
+    let mut opts = vec!["--mqtt", broker_url, "--device-id", id, "--trust", s(trust)];
+    opts.extend_from_slice(extra);
+    Agent::start_with_env(root, &[], &opts, env)
 }
 
 /// Waits for a retained-or-live `online` on `berth/v1/<id>/status`.
