@@ -285,6 +285,16 @@ impl Broker {
         }
     }
 
+    /// Kills the broker with SIGKILL (a crash: nothing flushed, in-flight messages lost) and
+    /// starts it again on the same port.
+    pub fn kill_restart(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.spawn();
+    }
+
     /// Starts the broker again after [`Broker::stop`], on the same port.
     pub fn restart(&mut self) {
         self.stop();

@@ -803,13 +803,21 @@ fn broker_restarted_mid_transfer_several_times_resumes_without_resending_what_th
     let _h = host_shared();
     let mut bed = bed();
     let url = bed.broker.url();
-    let times = 3;
-    let (r, (total, unique, resent), done, count, a) =
-        transfer_with_faults(&mut bed, "restart-dev", &url, 6 << 20, 32 * 1024, times, |b: &mut Bed| b.broker.restart());
+    let times = 4;
+    let mut k = 0;
+    // Alternately a clean stop (SIGTERM) and a crash (SIGKILL), right after a burst of chunks.
+    let (r, (total, unique, resent), done, count, a) = transfer_with_faults(&mut bed, "restart-dev", &url, 6 << 20, 32 * 1024, times, |b| {
+        k += 1;
+        if k % 2 == 0 {
+            b.broker.kill_restart()
+        } else {
+            b.broker.restart()
+        }
+    });
     report(
         "broker restarted mid-transfer",
         &format!(
-            "{done} broker restarts; {count} chunks: sent {total}, distinct {unique}, resent {resent} (window {SEND_WINDOW}); result {}\n",
+            "{done} broker restarts (SIGTERM and SIGKILL alternately); {count} chunks: sent {total}, distinct {unique}, resent {resent} (window {SEND_WINDOW}); result {}\n",
             r["result"]
         ),
     );
