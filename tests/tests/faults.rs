@@ -493,13 +493,14 @@ fn order(s: Step) -> u32 {
 /// Step pause of the agents in the kill trials (ms).
 const STEP_DELAY: u64 = 300;
 
-/// How long after a step is journaled the kill may land: the pause plus the step's own work.
-fn spread(s: Step) -> u64 {
+/// How long after a step is journaled the kill may land: the pause plus about the step's own
+/// work (a failing new version ends its health window at once).
+fn spread(s: Step, good: bool) -> u64 {
     STEP_DELAY
         + match s {
-            Step::Verified => 1200,
-            Step::Started => u64::from(WINDOW) * 1000,
-            _ => 400,
+            Step::Verified => 700,
+            Step::Started if good => u64::from(WINDOW) * 1000,
+            _ => 300,
         }
 }
 
@@ -556,7 +557,7 @@ fn kill_worker(bed: &Bed, dev: &str, plan: &[(Step, bool)], seed: u64) -> Vec<Tr
         if !reached {
             trial.error = Some(format!("the kill instant was missed: the journal went past {step:?}"));
         } else {
-            sleep_ms(rng.below(spread(step)));
+            sleep_ms(rng.below(spread(step, good)));
             a.kill9();
             trial.landed = journal(&root).active.filter(|x| x.id == id).map(|x| x.step);
             a.restart();
