@@ -89,9 +89,10 @@ struct Rng(u64);
 
 impl Rng {
     fn new() -> Rng {
-        let seed = std::env::var("BERTH_FAULT_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| {
-            SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1) | 1
-        });
+        let seed = std::env::var("BERTH_FAULT_SEED")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1) | 1);
         eprintln!("faults: BERTH_FAULT_SEED={seed}");
         Rng(seed)
     }
@@ -383,7 +384,8 @@ fn try_inspect(a: &Agent, name: &str) -> Option<Value> {
 /// (image id, pid) of `app` if it runs.
 fn app_running(a: &Agent) -> Option<(String, u64)> {
     let v = try_inspect(a, "app")?;
-    (v["State"]["Status"] == "running").then(|| (v["Image"].as_str().unwrap_or_default().to_string(), v["State"]["Pid"].as_u64().unwrap_or(0)))
+    (v["State"]["Status"] == "running")
+        .then(|| (v["Image"].as_str().unwrap_or_default().to_string(), v["State"]["Pid"].as_u64().unwrap_or(0)))
 }
 
 fn running_names(a: &Agent) -> Vec<String> {
@@ -433,10 +435,9 @@ fn check_end(bed: &Bed, a: &Agent, dev: &str, id: &str, old: &str, new: &str) ->
     })?;
     let result = j.last.as_ref().map(|l| l.result.clone()).unwrap_or_default();
     let want = if result == "committed" { new } else { old };
-    let (img, pid) = poll(&format!("app runs {want} (result {result})"), Duration::from_secs(60), || {
-        app_running(a).filter(|(i, _)| i == want)
-    })
-    .map_err(|e| format!("{e}; app: {:?}", try_inspect(a, "app").map(|v| (v["State"].clone(), v["Image"].clone()))))?;
+    let (img, pid) =
+        poll(&format!("app runs {want} (result {result})"), Duration::from_secs(60), || app_running(a).filter(|(i, _)| i == want))
+            .map_err(|e| format!("{e}; app: {:?}", try_inspect(a, "app").map(|v| (v["State"].clone(), v["Image"].clone()))))?;
     sleep_ms(1500);
     match app_running(a) {
         Some((i, p)) if i == img && p == pid => {}
@@ -576,7 +577,11 @@ fn kill_worker(bed: &Bed, dev: &str, plan: &[(Step, bool)], seed: u64) -> Vec<Tr
         if let Some(e) = &trial.error {
             let log = a.log();
             let tail: Vec<&str> = log.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect();
-            trial.error = Some(format!("{dev} update {id} step {step:?} good={good} landed {:?}: {e}\nagent log (tail):\n{}", trial.landed, tail.join("\n")));
+            trial.error = Some(format!(
+                "{dev} update {id} step {step:?} good={good} landed {:?}: {e}\nagent log (tail):\n{}",
+                trial.landed,
+                tail.join("\n")
+            ));
             // A device in an unknown state would spoil the next trials: a fresh one.
             drop(a);
             a = bed.device(Root::new(), &bed.broker.url(), dev, &env);
@@ -638,7 +643,11 @@ fn kill_9_at_every_journaled_step_ends_with_the_old_or_the_new_version_and_a_sou
         "kill -9 of the agent at each journaled step ({n} trials per step, step pause {STEP_DELAY} ms, {} s in all)\n",
         t0.elapsed().as_secs()
     );
-    let _ = writeln!(t, "{:<26} {:>6} {:>5} {:>8} {:>9} {:>9} {:>8}", "step", "trials", "good", "failing", "ended old", "ended new", "failures");
+    let _ = writeln!(
+        t,
+        "{:<26} {:>6} {:>5} {:>8} {:>9} {:>9} {:>8}",
+        "step", "trials", "good", "failing", "ended old", "ended new", "failures"
+    );
     for s in STEPS {
         let mine: Vec<&Trial> = trials.iter().filter(|x| x.step == s).collect();
         let _ = writeln!(
@@ -792,7 +801,8 @@ fn transfer_with_faults(
         let mark = bed.sub.mark();
         fault(bed);
         done += 1;
-        bed.sub.wait_from(mark, &format!("{dev} online again after fault {done}"), PATIENCE, |m| m.topic == status && m.payload == "online");
+        bed.sub
+            .wait_from(mark, &format!("{dev} online again after fault {done}"), PATIENCE, |m| m.topic == status && m.payload == "online");
     };
     let total: u32 = sends.iter().sum();
     let unique = sends.iter().filter(|n| **n > 0).count() as u32;
@@ -807,14 +817,15 @@ fn broker_restarted_mid_transfer_several_times_resumes_without_resending_what_th
     let times = 4;
     let mut k = 0;
     // Alternately a clean stop (SIGTERM) and a crash (SIGKILL), right after a burst of chunks.
-    let (r, (total, unique, resent), done, count, a) = transfer_with_faults(&mut bed, "restart-dev", &url, 6 << 20, 32 * 1024, times, |b| {
-        k += 1;
-        if k % 2 == 0 {
-            b.broker.kill_restart()
-        } else {
-            b.broker.restart()
-        }
-    });
+    let (r, (total, unique, resent), done, count, a) =
+        transfer_with_faults(&mut bed, "restart-dev", &url, 6 << 20, 32 * 1024, times, |b| {
+            k += 1;
+            if k % 2 == 0 {
+                b.broker.kill_restart()
+            } else {
+                b.broker.restart()
+            }
+        });
     report(
         "broker restarted mid-transfer",
         &format!(
@@ -1065,7 +1076,11 @@ fn chunk_damaged_on_disk_after_a_restart_is_fetched_again_and_the_update_commits
             resumed["have"], resumed["next"], resumed["missing"], p.sends[5], r[0]["result"]
         ),
     );
-    assert!(Pusher::lacks(&resumed, 5), "after the restart the device does not ask for the damaged chunk 5: {resumed}\nagent log:\n{}", a.log());
+    assert!(
+        Pusher::lacks(&resumed, 5),
+        "after the restart the device does not ask for the damaged chunk 5: {resumed}\nagent log:\n{}",
+        a.log()
+    );
     assert!(a.log().contains("damaged"), "the agent's log does not mention the damaged chunk:\n{}", a.log());
     assert_eq!(r[0]["result"], "committed", "{}\nagent log:\n{}", r[0], a.log());
     assert!(p.sends[5] >= 2, "chunk 5 was not sent again");
