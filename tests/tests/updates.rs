@@ -566,7 +566,7 @@ fn bad_signature_tampering_replay_and_wrong_target_are_refused_and_nothing_is_do
     b.refused(&replay, "sig-dev", &["replay", "seq", "sequence"]);
     // Not a target.
     let other_dev = Crafted::deploy(&b.key, 5, &["someone-else"], &tar, 0, &run2, WINDOW);
-    b.refused(&other_dev, "sig-dev", &["target"]);
+    b.refused(&other_dev, "sig-dev", &["target", "not for"]);
 
     assert_untouched(&a, "app", &before, "the refused updates");
     assert_eq!(update_files(a.root().path()), files, "refused updates changed <root>/updates");

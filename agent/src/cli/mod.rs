@@ -9,6 +9,7 @@ pub mod container;
 pub mod cp;
 pub mod deploy;
 pub mod events;
+pub mod fleet;
 pub mod format;
 pub mod image;
 pub mod logs;
@@ -16,6 +17,7 @@ pub mod output;
 pub mod stats;
 pub mod system;
 pub mod tty;
+pub mod words;
 
 use std::path::PathBuf;
 
@@ -105,6 +107,7 @@ const GLOBAL: Cmd = Cmd {
         ("wait", "Block until one or more containers stop, then print their exit codes"),
         ("events", "Get real time events from the agent"),
         ("exec", "Execute a command in a running container"),
+        ("fleet", "Update a fleet of devices over MQTT"),
         ("export", "Export an image's filesystem as a tar archive"),
         ("container", "Manage containers"),
         ("image", "Manage images"),
@@ -285,6 +288,9 @@ fn dispatch(args: &[String]) -> Result<i32, CliError> {
     };
     if let Some(c) = TOP.iter().find(|c| c.name == name) {
         return run_cmd(c, &ctx, &rest[1..]);
+    }
+    if name == "fleet" {
+        return fleet::main(&ctx, &rest[1..]);
     }
     if let Some((_, group, subs)) = GROUPS.iter().find(|(g, _, _)| g == name) {
         let gm = match args::parse(group, &rest[1..])? {

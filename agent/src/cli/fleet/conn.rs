@@ -1,0 +1,165 @@
+//! The operator's broker connection: rumqttc's event loop polled in its own task (it must never
+//! wait on the request channel it drains), messages handed to the command through a channel,
+//! every wait bounded. A connection lost mid-command is retried for `RECONNECT_FOR`; the
+//! command resubscribes when it is back (clean session: the broker forgot the subscriptions).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, Packet, QoS};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::mqtt::{self, Broker, TlsFiles};
+
+const RECONNECT_FOR: Duration = Duration::from_secs(30);
+const KEEP_ALIVE: Duration = Duration::from_secs(30);
+
+pub enum Msg {
+    Publish {
+        topic: String,
+        payload: Vec<u8>,
+    },
+    /// Connected again after a loss: subscriptions must be made again.
+    Reconnected,
+}
+
+pub struct Conn {
+    pub client: AsyncClient,
+    rx: mpsc::UnboundedReceiver<Result<Msg, String>>,
+    subs: Vec<String>,
+    pub url: String,
+}
+
+fn random_hex(n: usize) -> String {
+    let mut b = vec![0u8; n];
+    if std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b)).is_err() {
+        // Only uniqueness matters here (ids, tokens): time and pid will do.
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let seed = t ^ (u128::from(std::process::id()) << 64);
+        for (i, x) in b.iter_mut().enumerate() {
+            *x = (seed >> ((i % 16) * 8)) as u8 ^ (i as u8).wrapping_mul(151);
+        }
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+pub fn random_id() -> String {
+    random_hex(16)
+}
+
+pub fn token() -> String {
+    random_hex(8)
+}
+
+impl Conn {
+    /// Connects (clean session, id `berth-fleet-<random>`) and waits for the broker's ConnAck,
+    /// at most `connect_timeout`.
+    pub async fn open(url: &str, tls: &TlsFiles, connect_timeout: Duration) -> Result<Conn, String> {
+        let broker = Broker::parse(url).map_err(|e| e.to_string())?;
+        let any_tls = tls.ca.is_some() || tls.cert.is_some() || tls.key.is_some();
+        if any_tls && !broker.tls {
+            return Err(format!("--mqtt-ca, --mqtt-cert and --mqtt-key need an mqtts:// broker URL, not {url}"));
+        }
+        let cfg = if broker.tls { Some(Arc::new(mqtt::tls_config(tls, mqtt::build_time()).map_err(|e| e.to_string())?)) } else { None };
+        let id = format!("berth-fleet-{}", random_hex(6));
+        let opts = mqtt::options(&broker, &id, cfg, KEEP_ALIVE, true, None).map_err(|e| e.to_string())?;
+        // The request queue holds publishes (chunks) the event loop has not written yet; the
+        // sender's window already bounds how many it adds.
+        let (client, mut eventloop) = AsyncClient::new(opts, 256);
+        eventloop.network_options.set_connection_timeout(connect_timeout.as_secs().max(1));
+        let (tx, rx) = mpsc::unbounded_channel();
+        let shown = url.to_string();
+        tokio::spawn(async move {
+            let mut connected = false;
+            let mut lost: Option<Instant> = None;
+            let mut attempt = 0;
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        attempt = 0;
+                        lost = None;
+                        let msg = if connected { Msg::Reconnected } else { Msg::Publish { topic: String::new(), payload: Vec::new() } };
+                        connected = true;
+                        if tx.send(Ok(msg)).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        if tx.send(Ok(Msg::Publish { topic: p.topic, payload: p.payload.to_vec() })).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(rumqttc::ConnectionError::RequestsDone) => return,
+                    Err(e) => {
+                        let since = *lost.get_or_insert_with(Instant::now);
+                        if !connected || since.elapsed() >= RECONNECT_FOR {
+                            let what = if connected { "lost the broker at" } else { "cannot connect to the broker at" };
+                            let _ = tx.send(Err(format!("{what} {shown}: {}", describe(&e))));
+                            return;
+                        }
+                        tokio::time::sleep(mqtt::backoff(attempt, Duration::from_secs(5))).await;
+                        attempt += 1;
+                    }
+                }
+            }
+        });
+        let mut conn = Conn { client, rx, subs: Vec::new(), url: url.to_string() };
+        // The first message is the ConnAck marker (an empty topic) or the error.
+        match tokio::time::timeout(connect_timeout + Duration::from_secs(1), conn.rx.recv()).await {
+            Ok(Some(Ok(_))) => Ok(conn),
+            Ok(Some(Err(e))) => Err(e),
+            Ok(None) => Err(format!("cannot connect to the broker at {url}")),
+            Err(_) => Err(format!("cannot connect to the broker at {url}: no answer in {} s", connect_timeout.as_secs())),
+        }
+    }
+
+    pub async fn subscribe(&mut self, topic: &str) -> Result<(), String> {
+        self.subs.push(topic.to_string());
+        self.client.subscribe(topic, QoS::AtLeastOnce).await.map_err(|e| self.gone(e))
+    }
+
+    pub async fn publish(&self, topic: &str, payload: Vec<u8>) -> Result<(), String> {
+        self.client.publish(topic, QoS::AtLeastOnce, false, payload).await.map_err(|e| self.gone(e))
+    }
+
+    fn gone(&self, e: rumqttc::ClientError) -> String {
+        format!("lost the broker at {}: {e}", self.url)
+    }
+
+    /// The next message, or None once `deadline` passes. Reconnections are handled here.
+    pub async fn next(&mut self, deadline: Instant) -> Result<Option<(String, Vec<u8>)>, String> {
+        loop {
+            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Err(_) => return Ok(None),
+                Ok(None) => return Err(format!("lost the broker at {}", self.url)),
+                Ok(Some(Err(e))) => return Err(e),
+                Ok(Some(Ok(Msg::Reconnected))) => {
+                    for t in self.subs.clone() {
+                        self.client.subscribe(t, QoS::AtLeastOnce).await.map_err(|e| self.gone(e))?;
+                    }
+                }
+                Ok(Some(Ok(Msg::Publish { topic, payload }))) if !topic.is_empty() => return Ok(Some((topic, payload))),
+                Ok(Some(Ok(Msg::Publish { .. }))) => {}
+            }
+        }
+    }
+
+    /// Lets the event loop write what is queued (the envelope, a command) before the process
+    /// exits, bounded.
+    pub async fn close(self) {
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.client.disconnect()).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// rumqttc's errors name the layer ("I/O: ..."); say what an operator needs.
+fn describe(e: &rumqttc::ConnectionError) -> String {
+    match e {
+        rumqttc::ConnectionError::Io(io) => io.to_string(),
+        rumqttc::ConnectionError::ConnectionRefused(code) => format!("the broker refused the connection ({code:?})"),
+        rumqttc::ConnectionError::NetworkTimeout => "no answer (network timeout)".into(),
+        other => other.to_string(),
+    }
+}
