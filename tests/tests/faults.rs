@@ -42,10 +42,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 
 use berth::update::journal::{Journal, Step};
-use berth::update::sign::{self, SecretKey};
+use berth::update::sign::SecretKey;
 use berth_tests::agent::{alive, host_shared, Agent};
 use berth_tests::fixtures::read_archive;
-use berth_tests::mqtt::{app_image, device_on, root_of, update_files, wait_online, Broker, Crafted, Msg, Subscriber};
+use berth_tests::mqtt::{app_image, device_on, root_of, update_files, wait_online, Background, Broker, Crafted, Fleet, Msg, Subscriber};
 use berth_tests::{berth_bin, require_root, s, Root};
 
 /// Upper bound of any wait: only a hung or broken agent or broker takes this long.
@@ -143,6 +143,9 @@ fn report(title: &str, text: &str) {
 
 struct Bed {
     sub: Subscriber,
+    /// `berth fleet` on this broker; its key (made by `berth fleet keygen`) also signs what this
+    /// file's [`Pusher`] sends.
+    fleet: Fleet,
     broker: Broker,
     key: SecretKey,
     public: PathBuf,
@@ -151,11 +154,37 @@ struct Bed {
 fn bed() -> Bed {
     require_root();
     let broker = Broker::start();
-    let k = broker.dir().join("k.pem");
-    sign::keygen(&k).expect("make the update key");
-    let key = SecretKey::load(&k).expect("load the update key");
+    let fleet = Fleet::new(&broker, broker.dir());
+    let key = SecretKey::load(&fleet.key).expect("load the fleet key");
+    let public = fleet.public.clone();
     let sub = broker.subscribe(&["berth/v1/#"], &["berth/v1/updates/#"]);
-    Bed { sub, broker, key, public: PathBuf::from(format!("{}.pub", s(&k))) }
+    Bed { sub, fleet, broker, key, public }
+}
+
+/// `berth fleet push` of `tar` to `devs` with `--chunk-size chunk`, in the background.
+fn fleet_push(bed: &Bed, devs: &[&str], tar: &Path, chunk: u32, run: &[String]) -> Background {
+    let line = run.iter().map(|w| if w.contains(' ') { format!("'{w}'") } else { w.clone() }).collect::<Vec<_>>().join(" ");
+    let mut args = bed.fleet.push_args(devs, tar, WINDOW, &line);
+    args.insert(1, "--chunk-size".into());
+    args.insert(2, chunk.to_string());
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    Background::spawn(bed.fleet.command(&a), bed.broker.dir(), "push")
+}
+
+/// `chunks: N sent, M resent` from `berth fleet push`'s output.
+fn push_counts(out: &str) -> Option<(u64, u64)> {
+    let l = out.lines().find_map(|l| l.trim().strip_prefix("chunks: "))?;
+    let (a, b) = l.split_once(" sent, ")?;
+    Some((a.trim().parse().ok()?, b.trim_end_matches(" resent").trim().parse().ok()?))
+}
+
+/// What the agent logged when the last chunk came: (duplicates, malformed).
+fn agent_duplicates(log: &str) -> Option<(u64, u64)> {
+    let l = log.lines().rev().find(|l| l.contains("chunks received ("))?;
+    let inner = l.split_once("chunks received (")?.1;
+    let (d, rest) = inner.split_once(" duplicates, ")?;
+    let r = rest.split_whitespace().next()?;
+    Some((d.trim().parse().ok()?, r.parse().ok()?))
 }
 
 impl Bed {
@@ -844,6 +873,75 @@ fn broker_restarted_mid_transfer_several_times_resumes_without_resending_what_th
 }
 
 #[test]
+fn broker_restarted_several_times_during_a_berth_fleet_push_the_push_resumes_and_commits() {
+    let _h = host_shared();
+    let mut bed = bed();
+    let dev = "fpush-dev";
+    let a = bed.device(Root::new(), &bed.broker.url(), dev, &[]);
+    let v1 = app_image("f1", 0);
+    let mut push = fleet_push(&bed, &[dev], &v1, 96 * 1024, &run_args("f1", true));
+    let (code, out, err) = push.wait(PATIENCE);
+    assert_eq!(code, 0, "v1 push: {out}\n{err}\nagent log:\n{}", a.log());
+    let big = app_image("fpush", 8 << 20);
+    let bytes = fs::metadata(&big).expect("the big image").len();
+    let chunk: u32 = 16 * 1024;
+    let count = bytes.div_ceil(u64::from(chunk));
+    let times = 3u64;
+    let mark = bed.sub.mark();
+    let mut push = fleet_push(&bed, &[dev], &big, chunk, &run_args("fpush", true));
+    let topic = format!("{}progress", root_of(dev));
+    let status = format!("{}status", root_of(dev));
+    let mut done = 0;
+    let mut at_restart = Vec::new();
+    let deadline = Instant::now() + PATIENCE;
+    while done < times && push.running() {
+        let have = bed
+            .sub
+            .since(mark)
+            .iter()
+            .rev()
+            .find(|m| m.topic == topic)
+            .map(|m| m.json_or_null()["have"].as_u64().unwrap_or(0))
+            .unwrap_or(0);
+        if have >= count * (done + 1) / (times + 1) {
+            let m2 = bed.sub.mark();
+            if done % 2 == 0 {
+                bed.broker.restart();
+            } else {
+                bed.broker.kill_restart();
+            }
+            done += 1;
+            at_restart.push(have);
+            bed.sub.wait_from(m2, &format!("{dev} online after broker restart {done}"), PATIENCE, |m| {
+                m.topic == status && m.payload == "online"
+            });
+        }
+        assert!(Instant::now() < deadline, "{dev}: the push did not get far enough for its restarts");
+        sleep_ms(20);
+    }
+    let (code, out, err) = push.wait(PATIENCE * 2);
+    let counts = push_counts(&out);
+    let dups = agent_duplicates(&a.log());
+    report(
+        "broker restarted during berth fleet push",
+        &format!(
+            "{done} broker restarts (SIGTERM, SIGKILL, SIGTERM) at device chunk counts {at_restart:?}; {count} chunks of {} KiB; \
+             berth fleet push: exit {code}, (sent, resent) {counts:?}; the agent received (duplicates, malformed) {dups:?}\n",
+            chunk >> 10
+        ),
+    );
+    assert_eq!(code, 0, "the push across broker restarts: exit {code}\nstdout: {out}\nstderr: {err}\nagent log:\n{}", a.log());
+    assert_eq!(done, times, "the push ended before every restart: {out}");
+    let (sent, resent) = counts.unwrap_or_else(|| panic!("berth fleet push printed no 'chunks: N sent, M resent':\n{out}"));
+    assert!(sent >= count, "sent {sent} of {count} chunks");
+    assert!(resent < count, "{resent} of {count} chunks resent: a full re-send");
+    // Chunks the device already had, sent again: only those in flight while it reported.
+    let (dup, _) = dups.unwrap_or_else(|| panic!("the agent did not log its chunk counts:\n{}", a.log()));
+    assert!(dup <= times * u64::from(SEND_WINDOW) * 4, "the device got {dup} chunks it already had over {times} restarts");
+    store_verify(a.root()).unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
 fn tcp_connection_cut_mid_transfer_several_times_resumes_and_commits() {
     let _h = host_shared();
     let mut bed = bed();
@@ -1136,26 +1234,32 @@ fn fleet_of_agents_on_one_machine_all_commit_one_push() {
     // A tiny busybox `sleep` as the application, the layered fixture plus one layer as the image.
     let tar = app_image("fleet", 0);
     let want = image_id(&tar);
-    let bytes = fs::read(&tar).expect("read the image");
-    let c = Crafted::deploy(&bed.key, 1, &devs, &bytes, 0, &strs(&run_args("fleet", true)), WINDOW);
+    let size = fs::metadata(&tar).expect("the image").len();
     let t1 = Instant::now();
-    let mut p = Pusher::start(&bed, c, &devs);
+    let mut push = fleet_push(&bed, &devs, &tar, 96 * 1024, &run_args("fleet", true));
     let mut peak = (0u64, 0u64, Vec::new());
-    let mut last_sample = Instant::now() - Duration::from_secs(10);
-    let results = p.run(PATIENCE * 3, |_| {
-        if last_sample.elapsed() > Duration::from_secs(2) {
-            let (b, ag) = memory(&bed, &agents);
-            let sum: u64 = ag.iter().sum();
-            if sum > peak.1 {
-                peak = (peak.0.max(b), sum, ag);
-            } else {
-                peak.0 = peak.0.max(b);
-            }
-            last_sample = Instant::now();
+    let deadline = Instant::now() + PATIENCE * 3;
+    while push.running() {
+        let (b, ag) = memory(&bed, &agents);
+        let sum: u64 = ag.iter().sum();
+        peak.0 = peak.0.max(b);
+        if sum > peak.1 {
+            peak.1 = sum;
+            peak.2 = ag;
         }
-    });
+        assert!(Instant::now() < deadline, "the push to {n} agents did not end");
+        sleep_ms(1000);
+    }
+    let (code, out, err) = push.wait(PATIENCE);
     let took = t1.elapsed();
-    let (total, unique, resent) = p.counts();
+    let counts = push_counts(&out);
+    let results: Vec<Value> = names
+        .iter()
+        .map(|d| {
+            let topic = format!("{}result", root_of(d));
+            bed.sub.since(0).iter().rev().find(|m| m.topic == topic).map(|m| m.json_or_null()).unwrap_or(Value::Null)
+        })
+        .collect();
     let committed = results.iter().filter(|r| r["result"] == "committed").count();
     let mut wrong = Vec::new();
     for (i, a) in agents.iter().enumerate() {
@@ -1168,13 +1272,12 @@ fn fleet_of_agents_on_one_machine_all_commit_one_push() {
     report(
         "fleet on one machine",
         &format!(
-            "{n} agents (each its own root and device id), started and online in {} s; one push of {} KiB ({} chunks) to all: \
-             {committed}/{n} committed in {} s; chunks sent {total}, distinct {unique}, resent {resent}\n\
+            "{n} agents (each its own root and device id), started and online in {} s; one berth fleet push of {} KiB to all \
+             (exit {code}): {committed}/{n} committed in {} s; (chunks sent, resent) {counts:?}\n\
              mosquitto RSS: idle {idle_broker} KiB, peak during the update {} KiB, after {after_broker} KiB\n\
              agents PSS idle: {}\nagents PSS at the peak sample: {}\nagents PSS after: {}\n",
             started.as_secs(),
-            bytes.len() >> 10,
-            p.c.count(),
+            size >> 10,
             took.as_secs(),
             peak.0,
             summary(&idle_agents),
@@ -1182,6 +1285,7 @@ fn fleet_of_agents_on_one_machine_all_commit_one_push() {
             summary(&after_agents),
         ),
     );
+    assert_eq!(code, 0, "berth fleet push to {n} agents: exit {code}\nstdout: {out}\nstderr: {err}");
     assert_eq!(committed, n, "not every agent committed: {:?}", results.iter().filter(|r| r["result"] != "committed").collect::<Vec<_>>());
     assert!(wrong.is_empty(), "agents not running the new image: {wrong:?}");
 }
