@@ -48,6 +48,20 @@ pub enum Step {
     Committing,
 }
 
+impl Step {
+    /// As the state and `deployment status` show it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Step::Verified => "loading",
+            Step::Loaded => "stopping-old",
+            Step::OldStopped => "starting-new",
+            Step::Started => "watching",
+            Step::RollingBack => "rolling-back",
+            Step::Committing => "committing",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Active {
     pub id: String,

@@ -437,7 +437,7 @@ impl Manager {
             })
             .collect();
         let update = match (&self.transfer, &self.journal.active) {
-            (_, Some(a)) => json!({"id": a.id, "name": a.name, "phase": format!("{:?}", a.step).to_lowercase()}),
+            (_, Some(a)) => json!({"id": a.id, "name": a.name, "phase": a.step.name()}),
             (Some(t), None) => {
                 let p = t.progress("receiving", false);
                 json!({"id": p.id, "name": t.manifest.name, "phase": "receiving", "have": p.have, "total": p.total})

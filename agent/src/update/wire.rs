@@ -35,6 +35,16 @@ pub enum Kind {
     Restart,
 }
 
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Deploy => "deploy",
+            Kind::Rollback => "rollback",
+            Kind::Restart => "restart",
+        }
+    }
+}
+
 /// The image an update carries: a `docker save` tarball sent in chunks on `topic`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -160,7 +170,7 @@ impl Manifest {
                     return bad("a deploy names the container to run (run arguments)".into());
                 }
             }
-            (_, Some(_)) => return bad(format!("a {:?} carries no image", self.kind).to_lowercase()),
+            (_, Some(_)) => return bad(format!("a {} carries no image", self.kind.name())),
             (_, None) => {}
         }
         if self.run.len() > 256 || self.run.iter().any(|a| a.len() > 4096) {
