@@ -24,7 +24,8 @@
 //! Every test prints its table to stderr and appends it to `<target>/faults-table.txt` (beside
 //! `debug/berth`); scripts/test prints that file after the tests. Knobs: `BERTH_FAULT_TRIALS`
 //! (kill trials per step, default 4), `BERTH_FAULT_FLEET` (agents in the fleet test, default 50),
-//! `BERTH_FAULT_SEED` (the random instants).
+//! `BERTH_FAULT_SEED` (the random instants); `scripts/faults --trials N --fleet M` sets them for a
+//! longer run outside CI.
 //!
 //! Nothing asserts how fast anything is: every wait is a bounded poll that only a hung agent
 //! reaches. Needs root, mosquitto, mosquitto-clients, umoci, skopeo (scripts/test installs them).
