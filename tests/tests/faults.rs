@@ -7,8 +7,10 @@
 //!   with a good new image and half with one that exits at once; after the restart exactly one
 //!   container `app` runs, with the old or the new image (whichever the journal's result says),
 //!   `berth system verify` passes, and the retained state and `berth deployment status` agree;
-//! - the broker restarted (same port, sessions lost) several times mid-transfer: the transfer
-//!   resumes and commits, and the chunks sent again stay within the sender's window per restart;
+//! - the broker restarted (same port, sessions lost; SIGTERM and SIGKILL) several times
+//!   mid-transfer, with this file's sender and with `berth fleet push`: the transfer resumes and
+//!   commits, the chunks sent again stay within the sender's window per restart, and the device
+//!   gets no chunk it already had from a sender that resends exactly what it reports missing;
 //! - the TCP connection between agent and broker cut several times mid-transfer (a proxy in this
 //!   process): the transfer resumes and commits;
 //! - the disk (a small tmpfs as `--root`) full mid-transfer and mid-load: `failed` with the
@@ -17,9 +19,10 @@
 //! - a fleet of agents (`BERTH_FAULT_FLEET`, default 50) updated with one push through one
 //!   mosquitto, with the broker's and the agents' memory measured.
 //!
-//! The sender here is this file's [`Pusher`]: it follows docs/update-protocol.md (a window of
+//! Most senders here are this file's [`Pusher`]: it follows docs/update-protocol.md (a window of
 //! chunks beyond the slowest target's `next`, exactly the `missing` ranges resent) and counts every
-//! chunk it sends, so resends can be asserted on.
+//! chunk it sends, so resends can be asserted on; the fleet test and one broker-restart test use
+//! `berth fleet push` itself (its `chunks: N sent, M resent` line).
 //!
 //! Every test prints its table to stderr and appends it to `<target>/faults-table.txt` (beside
 //! `debug/berth`); scripts/test prints that file after the tests. Knobs: `BERTH_FAULT_TRIALS`
@@ -249,8 +252,6 @@ struct Pusher<'a> {
     /// Per chunk: how often it was sent, and when last.
     sends: Vec<u32>,
     last: Vec<Option<Instant>>,
-    /// While set, nothing is sent (a test waits for its targets to come back).
-    pub paused: bool,
 }
 
 impl<'a> Pusher<'a> {
@@ -269,7 +270,6 @@ impl<'a> Pusher<'a> {
             cursor,
             sends: vec![0; n],
             last: vec![None; n],
-            paused: false,
         };
         let deadline = Instant::now() + PATIENCE;
         loop {
@@ -343,9 +343,6 @@ impl<'a> Pusher<'a> {
         self.read();
         if self.targets.values().all(|t| t.result.is_some()) {
             return true;
-        }
-        if self.paused {
-            return false;
         }
         let active: Vec<Value> = self.targets.values().filter(|t| Self::receiving(t)).filter_map(|t| t.progress.clone()).collect();
         if active.is_empty() {
