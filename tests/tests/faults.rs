@@ -945,14 +945,15 @@ fn broker_restarted_several_times_during_a_berth_fleet_push_the_push_resumes_and
     assert!(at_restart.iter().all(|h| *h < count), "a restart came after the transfer: {at_restart:?} of {count}");
     let (sent, resent) = counts.unwrap_or_else(|| panic!("berth fleet push printed no 'chunks: N sent, M resent':\n{out}"));
     assert!(sent >= count, "sent {sent} of {count} chunks");
-    assert!(resent < count, "{resent} of {count} chunks resent: a full re-send");
-    // berth fleet push keeps 16 MiB of chunks in flight (cli/fleet/window.rs, window_for): at most
-    // that is lost with a broker.
+    // Resends make up for what each restart lost: berth fleet push keeps 16 MiB of chunks in
+    // flight (cli/fleet/window.rs, window_for), at most that much per restart.
     let window = ((16u64 << 20) / u64::from(chunk)).clamp(8, 1024);
     assert!(resent <= times * window, "{resent} chunks resent over {times} restarts: more than the {window}-chunk window per restart");
-    // Chunks the device already had, sent again: only those in flight while it reported.
+    // What the issue asks: no chunk the device already had is sent again. Only a chunk on its way
+    // while the device reported its gaps may come twice: allow 2 MiB of them per restart.
     let (dup, _) = dups.unwrap_or_else(|| panic!("the agent did not log its chunk counts:\n{}", a.log()));
-    assert!(dup <= times * u64::from(SEND_WINDOW) * 4, "the device got {dup} chunks it already had over {times} restarts");
+    let slack = times * (2 << 20) / u64::from(chunk);
+    assert!(dup <= slack, "the device got {dup} chunks it already had over {times} restarts (at most {slack} may be in flight)");
     store_verify(a.root()).unwrap_or_else(|e| panic!("{e}"));
 }
 
