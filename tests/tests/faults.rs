@@ -866,10 +866,14 @@ fn broker_restarted_mid_transfer_several_times_resumes_without_resending_what_th
     report(
         "broker restarted mid-transfer",
         &format!(
-            "{done} broker restarts (SIGTERM and SIGKILL alternately); {count} chunks: sent {total}, distinct {unique}, resent {resent} (window {SEND_WINDOW}); result {}\n",
+            "{done} broker restarts (SIGTERM and SIGKILL alternately); {count} chunks: sent {total}, distinct {unique}, resent {resent} (window {SEND_WINDOW}); \
+             the agent received (duplicates, malformed) {:?}; result {}\n",
+            agent_duplicates(&a.log()),
             r["result"]
         ),
     );
+    let (dup, _) = agent_duplicates(&a.log()).unwrap_or_else(|| panic!("the agent did not log its chunk counts:\n{}", a.log()));
+    assert!(u64::from(resent) >= dup, "the device got {dup} chunks twice, but only {resent} were sent twice");
     assert_eq!(r["result"], "committed", "{r}\nagent log:\n{}", a.log());
     assert_eq!(done, times, "not every planned restart happened");
     assert_eq!(unique, count, "every chunk was sent");
