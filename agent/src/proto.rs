@@ -53,6 +53,9 @@ pub struct RunOptions {
     pub health_retries: Option<u32>,
     pub health_start_period: Option<String>,
     pub no_healthcheck: bool,
+    /// `--device` values as given (resolved by the agent, which sees the host's devices).
+    pub devices: Vec<String>,
+    pub device_cgroup_rules: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -81,3 +81,15 @@ impl<T> IoContext<T> for io::Result<T> {
         self.map_err(|e| Error::io(what(), e))
     }
 }
+
+/// The device crate's errors keep their kind (it cannot use this type: it sits below the runtime).
+impl From<berth_device::Error> for Error {
+    fn from(e: berth_device::Error) -> Self {
+        let kind = match e.kind() {
+            berth_device::Kind::NotFound => Kind::NotFound,
+            berth_device::Kind::Invalid => Kind::Invalid,
+            berth_device::Kind::Io => Kind::Io,
+        };
+        Error::new(kind, e.message())
+    }
+}

@@ -46,6 +46,9 @@ pub enum Probe {
     Module(&'static str),
     /// A path under the host root that exists only with the option.
     Path(&'static str),
+    /// Loading a `BPF_PROG_TYPE_CGROUP_DEVICE` program (the v2 device filter) works; only on the
+    /// live host, where it is the one answer that counts (the config may say yes and a lockdown no).
+    BpfDevice,
 }
 
 /// One kernel option berth uses.
@@ -85,7 +88,7 @@ pub const REQUIREMENTS: &[Requirement] = &[
     req("FAIR_GROUP_SCHED", Required, "CPU weights of groups", "--cpu-shares", Probe::Config),
     req("CFS_BANDWIDTH", Optional, "CPU quota of groups", "--cpus", Probe::CfsQuota),
     req("CGROUP_DEVICE", Required, "device access rules on cgroup v1", "--device on cgroup v1", Probe::Controller("devices")),
-    req("CGROUP_BPF", Required, "device access rules as eBPF programs on cgroup v2", "--device on cgroup v2", Probe::Config),
+    req("CGROUP_BPF", Required, "device access rules as eBPF programs on cgroup v2", "--device on cgroup v2", Probe::BpfDevice),
     req(
         "BPF_SYSCALL",
         Required,
@@ -425,6 +428,17 @@ impl Host {
                 }
             }
             Probe::Module(m) => (self.module(m), None),
+            Probe::BpfDevice => {
+                if self.root != Path::new("/") {
+                    return (None, None);
+                }
+                match berth_device::bpf::probe() {
+                    Ok(()) => (Some(true), Some("a cgroup device program loaded".into())),
+                    // Not allowed to try (no CAP_SYS_ADMIN/CAP_BPF): the config decides.
+                    Err(e) if e.message().contains("Operation not permitted") => (None, Some(format!("cannot tell: {e}"))),
+                    Err(e) => (Some(false), Some(e.to_string())),
+                }
+            }
             Probe::Path(spec) => match spec.split_once(':') {
                 // `file:Prefix`: a line of the file starts with Prefix (the file itself always exists).
                 Some((file, prefix)) => (self.read(file).map(|t| t.lines().any(|l| l.starts_with(prefix))), None),

@@ -21,19 +21,7 @@ use crate::signal;
 const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Docker's default device rules: mknod of anything, use of the standard nodes only.
-pub const DEFAULT_DEVICE_RULES: &[&str] = &[
-    "c *:* m",
-    "b *:* m",
-    "c 1:3 rwm",
-    "c 1:5 rwm",
-    "c 1:7 rwm",
-    "c 1:8 rwm",
-    "c 1:9 rwm",
-    "c 5:0 rwm",
-    "c 5:1 rwm",
-    "c 5:2 rwm",
-    "c 136:* rwm",
-];
+pub use berth_device::rule::DEFAULT_RULES as DEFAULT_DEVICE_RULES;
 
 pub fn random_id() -> Result<String> {
     let mut b = [0u8; 32];
@@ -309,6 +297,7 @@ pub fn resolve(root: &Path, store: &Store, cgroups: &Cgroups, o: &RunOptions, ex
         let (k, v) = l.split_once('=').unwrap_or((l, ""));
         labels.insert(k.to_string(), v.to_string());
     }
+    let dev = crate::agent::devices::resolve(&o.devices, &o.device_cgroup_rules, o.privileged)?;
     let resources = Resources {
         memory: o.memory,
         memory_swap: o.memory_swap,
@@ -316,7 +305,7 @@ pub fn resolve(root: &Path, store: &Store, cgroups: &Cgroups, o: &RunOptions, ex
         pids_limit: o.pids_limit,
         cpus: o.cpus,
         cpu_shares: o.cpu_shares,
-        devices: if o.privileged { Vec::new() } else { DEFAULT_DEVICE_RULES.iter().map(|s| s.to_string()).collect() },
+        devices: dev.rules,
     };
     resources.validate()?;
     let stop_signal = match o.stop_signal.as_deref().or_else(|| cfg.get("StopSignal").and_then(Value::as_str)) {
@@ -339,6 +328,10 @@ pub fn resolve(root: &Path, store: &Store, cgroups: &Cgroups, o: &RunOptions, ex
         init: o.init,
         tty: o.tty,
         resources,
+        devices: dev.nodes,
+        device_watch: dev.watch,
+        device_args: o.devices.clone(),
+        device_cgroup_rules: o.device_cgroup_rules.clone(),
     };
     let _ = cgroups;
     let record = Record {

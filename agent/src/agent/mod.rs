@@ -2,6 +2,7 @@
 //! threads, so forking containers from it is safe), one local socket, one lock per root.
 
 pub mod create;
+pub mod devices;
 pub mod health;
 pub mod notify;
 pub mod supervisor;
@@ -202,6 +203,7 @@ async fn serve(o: &Options, sup: Shared) -> Result<()> {
     let mut adopted = tokio::time::interval(Duration::from_secs(1));
     let wd_every = notify::watchdog_interval();
     let mut watchdog = tokio::time::interval(wd_every.unwrap_or(Duration::from_secs(3600)));
+    let uevents = supervisor::hotplug::monitor();
     notify::ready();
     crate::info!("serving on {} for {}", o.socket.display(), sup.borrow().root.display());
     loop {
@@ -219,6 +221,7 @@ async fn serve(o: &Options, sup: Shared) -> Result<()> {
                     tokio::task::spawn_local(health::run(sup.clone(), id, cmd, timeout));
                 }
             }
+            evs = supervisor::hotplug::next(uevents.as_ref()) => for ev in &evs { sup.borrow_mut().hotplug(ev) },
             _ = watchdog.tick(), if wd_every.is_some() => notify::watchdog(),
             _ = term.recv() => break,
             _ = int.recv() => break,

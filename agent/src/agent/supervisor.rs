@@ -21,6 +21,8 @@ use berth_runtime::{timefmt, Error, IoContext, Result};
 use crate::agent::create;
 use crate::proto::RunOptions;
 
+pub mod hotplug;
+
 pub struct Supervisor {
     pub root: PathBuf,
     store: Store,
@@ -44,6 +46,8 @@ pub struct Supervisor {
     pub event_tx: tokio::sync::broadcast::Sender<crate::proto::Event>,
     health: HashMap<String, crate::agent::health::State>,
     waiters: HashMap<String, Vec<oneshot::Sender<i32>>>,
+    /// Nodes hotplug made in running containers (forgotten when they exit).
+    hotplugged: HashMap<String, Vec<hotplug::Added>>,
 }
 
 /// `berth` for the default root, `berth-<hash of the root>` for any other.
@@ -77,6 +81,7 @@ impl Supervisor {
             event_tx: tokio::sync::broadcast::channel(256).0,
             health: HashMap::new(),
             waiters: HashMap::new(),
+            hotplugged: HashMap::new(),
         };
         let (recs, bad) = record::list(root);
         for b in bad {
@@ -293,6 +298,7 @@ impl Supervisor {
         if r.is_running() {
             return Ok(Vec::new());
         }
+        let r = self.refresh_devices(id, r)?;
         if let Some(rec) = self.records.get_mut(id) {
             rec.user_stopped = false;
         }
@@ -408,6 +414,7 @@ impl Supervisor {
         }
         self.emit(id, "die", &[("exitCode", code.to_string())]);
         self.health.remove(id);
+        self.hotplugged.remove(id);
         self.finish(id, code);
         self.schedule_restart(id, code, ran);
     }

@@ -61,6 +61,13 @@ const RUN_OPTS: &[Opt] = &[
     opt("stop-timeout", None, Some("int"), "Timeout (in seconds) to stop a container"),
     opt("init", None, None, "Run an init inside the container that forwards signals and reaps processes"),
     opt("privileged", None, None, "Give extended privileges to this container"),
+    opt(
+        "device",
+        None,
+        Some("list"),
+        "Add a host device to the container (HOST[:CONTAINER][:PERMS], a board device NAME, or usb:VID:PID[:SERIAL])",
+    ),
+    opt("device-cgroup-rule", None, Some("list"), "Add a rule to the cgroup allowed devices list ('c 89:* rwm')"),
     opt("userns", None, Some("string"), "User namespace to use: host (the only mode so far)"),
     opt("restart", None, Some("string"), "Restart policy: no, on-failure[:max-retries], always, unless-stopped"),
     opt("health-cmd", None, Some("string"), "Command to run to check health"),
@@ -164,6 +171,12 @@ const AGENT_OPTS: &[Opt] = &[
         "Container root file systems: overlay, or copy where the kernel has no overlayfs (default: overlay if available)",
     ),
     opt("live-restore", None, None, "Leave containers running when the agent stops; the next agent adopts them"),
+    opt(
+        "board",
+        None,
+        Some("string"),
+        "Board profile naming devices for --device NAME: a file, or NAME for /etc/berth/boards/NAME.toml (env BERTH_BOARD) (default /etc/berth/board.toml if present)",
+    ),
     opt(
         "preload-run",
         None,
@@ -281,8 +294,26 @@ pub fn run_options(m: &Matches) -> Result<(RunOptions, bool), CliError> {
         health_retries: parse_num(m, "health-retries")?,
         health_start_period: m.value("health-start-period").map(str::to_string),
         no_healthcheck: m.flag("no-healthcheck"),
+        devices: strs("device"),
+        device_cgroup_rules: strs("device-cgroup-rule"),
     };
+    check_devices(&o)?;
     Ok((o, m.flag("detach")))
+}
+
+/// Docker checks `--device` and `--device-cgroup-rule` syntax in the client: a bad value is a usage
+/// error (exit 125) before the agent is asked anything.
+fn check_devices(o: &RunOptions) -> Result<(), CliError> {
+    let usage = |flag: &str, v: &str, e: berth_device::Error| {
+        CliError::Usage(super::args::UsageError { msg: format!("invalid argument {v:?} for \"--{flag}\" flag: {e}"), cmd: "berth run" })
+    };
+    for d in &o.devices {
+        berth_device::spec::parse(d).map_err(|e| usage("device", d, e))?;
+    }
+    for r in &o.device_cgroup_rules {
+        berth_device::rule::Rule::parse(r).map_err(|e| usage("device-cgroup-rule", r, e))?;
+    }
+    Ok(())
 }
 
 fn create_on(client: &mut Client, o: RunOptions) -> Result<String, CliError> {
@@ -626,6 +657,11 @@ fn update_settings(ctx: &Ctx, m: &Matches) -> Result<(crate::update::manager::Se
 pub fn agent(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
     let socket = std::path::PathBuf::from(ctx.host.strip_prefix("unix://").unwrap_or(&ctx.host));
     let (updates, link) = update_settings(ctx, m)?;
+    let board_arg = m.value("board").map(str::to_string).or_else(|| std::env::var("BERTH_BOARD").ok());
+    let board = crate::agent::devices::find_board(board_arg.as_deref())?;
+    if let Some(name) = crate::agent::devices::set_board(board.as_deref())? {
+        crate::info!("board profile {name} ({})", board.as_deref().map(|p| p.display().to_string()).unwrap_or_default());
+    }
     crate::agent::run(&crate::agent::Options {
         updates,
         link,
@@ -791,6 +827,8 @@ pub fn container_json(ctx: &Ctx, r: &Record) -> Value {
         "HostConfig": {
             "Binds": r.binds, "NetworkMode": net, "AutoRemove": r.auto_remove, "Privileged": s.privileged, "ReadonlyRootfs": s.read_only,
             "CapAdd": r.cap_add, "CapDrop": r.cap_drop, "Init": s.init,
+            "Devices": s.devices.iter().map(|n| json!({"PathOnHost": n.host, "PathInContainer": n.path, "CgroupPermissions": n.access.to_string()})).collect::<Vec<_>>(),
+            "DeviceCgroupRules": s.device_watch.iter().filter_map(|w| match w { berth_device::hotplug::Watch::Rule(r) => Some(r.to_string()), _ => None }).collect::<Vec<_>>(),
             "RestartPolicy": {"Name": r.restart.name().split(':').next().unwrap_or("no"), "MaximumRetryCount": match r.restart { berth_runtime::container::record::Restart::OnFailure(n) => n, _ => 0 }},
             "Tmpfs": r.tmpfs.iter().map(|t| { let (p, o) = t.split_once(':').unwrap_or((t, "")); (p.to_string(), json!(o)) }).collect::<serde_json::Map<_, _>>(),
             "Memory": s.resources.memory.unwrap_or(0), "MemorySwap": s.resources.memory_swap.unwrap_or(0),

@@ -3,6 +3,7 @@
 //! `Error: ...`; exit codes as Docker's: 1 for a failed operation, 125 for bad usage.
 
 pub mod args;
+pub mod board;
 pub mod check;
 pub mod client;
 pub mod container;
@@ -90,6 +91,7 @@ const GLOBAL: Cmd = Cmd {
     subcommands: &[
         ("agent", "Run the berth agent (the daemon that runs containers)"),
         ("attach", "Attach to a running container's output"),
+        ("board", "Manage board profiles (validate)"),
         ("check", "Check that the kernel has what berth needs"),
         ("create", "Create a new container"),
         ("deployment", "Show what updates deployed on this device"),
@@ -162,6 +164,7 @@ const TOP: &[Command] = &[
 
 /// Command groups (`berth image ls`): name, spec listing the subcommands, and the subcommands.
 const GROUPS: &[(&str, &Cmd, &[Command])] = &[
+    ("board", &board::GROUP, board::SUBCOMMANDS),
     ("container", &CONTAINER_GROUP, CONTAINER_SUBCOMMANDS),
     ("deployment", &deploy::GROUP, deploy::SUBCOMMANDS),
     ("image", &image::GROUP, image::SUBCOMMANDS),

@@ -311,6 +311,18 @@ impl Cgroup {
         res
     }
 
+    /// Hotplug: lets the running container use one more device (`allow`), or no longer. `all` is
+    /// every rule the container has afterwards: v1 takes the one line, v2 replaces its program.
+    pub fn device_rule(&self, rule: &str, allow: bool, all: &[String]) -> Result<()> {
+        match &self.inner {
+            Inner::V1(c) => {
+                let dir = c.devices.as_deref().ok_or_else(|| v1::missing("devices", "change device rules"))?;
+                write(&dir.join(if allow { "devices.allow" } else { "devices.deny" }), rule)
+            }
+            Inner::V2(c) => Ok(berth_device::bpf::apply(&c.dir, &berth_device::rule::parse_all(all)?)?),
+        }
+    }
+
     /// Every directory this cgroup owns.
     pub fn paths(&self) -> Vec<PathBuf> {
         match &self.inner {

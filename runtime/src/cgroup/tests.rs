@@ -296,7 +296,8 @@ fn host_create_limits_join_freeze_kill_destroy() {
         assert_eq!(file(&d, "pids.max"), "50");
         assert_eq!(file(&d, "cpu.max"), "50000 100000");
         assert_eq!(file(&d, "cpu.weight"), "20");
-        assert!(warnings.contains(&"device rules not enforced on cgroup v2 yet".to_string()), "{warnings:?}");
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(berth_device::bpf::attached(&d).unwrap().len(), 1, "one eBPF device program attached");
     } else {
         assert!(warnings.is_empty(), "{warnings:?}");
         let mem = v1_dir(&cgs, "memory", id);
@@ -626,11 +627,19 @@ fn v2_limits_need_their_controllers() {
         }
     }
 
-    // Device rules are a warning on v2, not an error.
+    // Device rules become an eBPF program attached to the cgroup (no controller needed); changing
+    // them replaces it.
     let res = Resources { devices: vec!["c 1:3 rwm".into()], ..Default::default() };
     let (cg, warnings) = cgs.create(&parent(), "v2dev", &res).unwrap();
     let _g = Guard::new(&cg);
-    assert!(warnings.contains(&"device rules not enforced on cgroup v2 yet".to_string()), "{warnings:?}");
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let dir = v2_dir(&cgs, "v2dev");
+    let first = berth_device::bpf::attached(&dir).unwrap();
+    assert_eq!(first.len(), 1, "one device program");
+    cg.device_rule("c 1:5 rwm", true, &["c 1:3 rwm".into(), "c 1:5 rwm".into()]).unwrap();
+    let second = berth_device::bpf::attached(&dir).unwrap();
+    assert_eq!(second.len(), 1, "the new program replaced the old one");
+    assert_ne!(first, second);
     // And an update asking for a missing controller fails the same way.
     if !has("memory") {
         let e = cg.update(&Resources { memory: Some(32 * M), ..Default::default() }).unwrap_err();

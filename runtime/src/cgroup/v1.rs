@@ -36,7 +36,7 @@ pub(super) fn init_cpuset(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn missing(ctrl: &str, what: &str) -> Error {
+pub(super) fn missing(ctrl: &str, what: &str) -> Error {
     Error::new(Kind::Io, format!("cannot {what}: the {ctrl} cgroup controller is not mounted on this host"))
 }
 

@@ -109,7 +109,8 @@ impl V2 {
             write(&self.need("cpu.weight")?, &weight.to_string())?;
         }
         if !res.devices.is_empty() {
-            warnings.push("device rules not enforced on cgroup v2 yet".to_string());
+            let rules = berth_device::rule::parse_all(&res.devices)?;
+            berth_device::bpf::apply(&self.dir, &rules)?;
         }
         Ok(warnings)
     }

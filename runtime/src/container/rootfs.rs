@@ -188,6 +188,13 @@ pub fn build(l: &Layout, spec: &Spec) -> Result<()> {
         // visibly when they open one.
         let _ = mount("mqueue", &mq, "mqueue", libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, "");
     }
+    // `--device` nodes. A privileged container has the host's /dev already, and making a node in it
+    // would make it on the host.
+    if !spec.privileged {
+        for n in &spec.devices {
+            berth_device::node::make(&at(&n.path)?, n)?;
+        }
+    }
 
     let sys = at("/sys")?;
     mkdir_p(&sys)?;

@@ -75,6 +75,14 @@ pub struct Spec {
     pub init: bool,
     pub tty: bool,
     pub resources: Resources,
+    /// Nodes made in the container's /dev (`--device`), with their cgroup rules in `resources`.
+    pub devices: Vec<berth_device::node::Node>,
+    /// What hotplug adds to the running container later (`--device` directories and USB ids,
+    /// `--device-cgroup-rule`).
+    pub device_watch: Vec<berth_device::hotplug::Watch>,
+    /// `--device` and `--device-cgroup-rule` as given: devices are looked up again at every start.
+    pub device_args: Vec<String>,
+    pub device_cgroup_rules: Vec<String>,
 }
 
 /// Docker's `--tmpfs` options: mount flags and tmpfs data, validated before anything is created.

@@ -38,7 +38,6 @@ export CARGO_PROFILE_RELEASE_STRIP = "false"
 # Cargo features, all off by default; they need the matching cargo features of berth.
 PACKAGECONFIG ??= ""
 PACKAGECONFIG:class-native = ""
-PACKAGECONFIG[udev] = "--features berth/udev,,,udev"
 PACKAGECONFIG[tls] = "--features berth/tls,,,ca-certificates"
 # The cargo class hands PACKAGECONFIG_CONFARGS to cargo from walnascar on; scarthgap's does not.
 # Naming a feature twice is harmless.

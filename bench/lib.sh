@@ -1,0 +1,173 @@
+# shellcheck shell=bash
+# Helpers for bench/rows/*.sh (sourced: `. "$BENCH_LIB"`). See the contract at the top of bench/run.
+
+PY=${PY:-/usr/bin/python3}
+# A row killed by bench/run's timeout (SIGTERM) still runs its EXIT trap (its cleanup).
+trap 'exit 143' TERM
+trap 'exit 130' INT
+
+log() { echo "  [$BENCH_ROW] $*" >&2; }
+die() { echo "  [$BENCH_ROW] error: $*" >&2; exit 1; }
+
+# emit KEY=VALUE...: one result line (JSON) on stdout. berth, peer, ratio are numbers (empty: null);
+# everything else is text. `row` defaults to $BENCH_ROW.
+emit() {
+    "$PY" - "$BENCH_ROW" "$@" <<'PY'
+import json, sys
+d = {"row": sys.argv[1]}
+for kv in sys.argv[2:]:
+    k, _, v = kv.partition("=")
+    if k in ("berth", "peer", "ratio", "limit"):
+        d[k] = float(v) if v not in ("", "null", "None") else None
+    else:
+        d[k] = v
+print(json.dumps(d), flush=True)
+PY
+}
+
+# stats V...: "median q1 q3 min max n" (quartiles by linear interpolation).
+stats() {
+    "$PY" - "$@" <<'PY'
+import statistics, sys
+v = sorted(float(x) for x in sys.argv[1:])
+if len(v) == 1:
+    q1 = q3 = v[0]
+else:
+    q1, _, q3 = statistics.quantiles(v, n=4, method="inclusive")
+f = lambda x: f"{x:.0f}" if abs(x) >= 1000 else f"{x:.4g}"
+print(f(statistics.median(v)), f(q1), f(q3), f(v[0]), f(v[-1]), len(v))
+PY
+}
+
+# spread V...: "median X (IQR a–b, min–max c–d)" text for the `how` field.
+spread() {
+    local m q1 q3 lo hi
+    read -r m q1 q3 lo hi _ <<<"$(stats "$@")"
+    echo "median $m, IQR $q1–$q3, min–max $lo–$hi"
+}
+median() { local m rest; read -r m rest <<<"$(stats "$@")"; echo "$m"; }
+
+# time_ms CMD...: runs CMD (output to $BENCH_TMP/last.out/.err), prints its wall time in ms.
+# Returns CMD's status.
+time_ms() {
+    local s e rc=0
+    s=$EPOCHREALTIME
+    "$@" >"$BENCH_TMP/last.out" 2>"$BENCH_TMP/last.err" || rc=$?
+    e=$EPOCHREALTIME
+    awk -v s="$s" -v e="$e" 'BEGIN { printf "%.3f\n", (e - s) * 1000 }'
+    return "$rc"
+}
+last_err() { tail -n 3 "$BENCH_TMP/last.err" 2>/dev/null | tr '\n' ' ' | cut -c1-300; }
+
+# in_wrapper CMD...: CMD in a private mount namespace without the cgroup2 mount: crun refuses
+# hybrid cgroup hosts otherwise (../shared/PEERS.md). Every start-time contender runs in it.
+in_wrapper() { unshare -m sh -c 'umount /sys/fs/cgroup/unified 2>/dev/null; exec "$@"' wrapper "$@"; }
+
+# pss PID...: summed proportional set size (kB) of the processes (0 for those gone).
+pss() {
+    local p v t=0
+    for p in "$@"; do
+        v=$(awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup" 2>/dev/null || true)
+        t=$((t + ${v:-0}))
+    done
+    echo "$t"
+}
+# pids_matching STRING: pids whose command line contains STRING (a path: no regex characters but '.').
+pids_matching() { pgrep -f -- "$1" || true; }
+kb_to_mb() { awk -v k="$1" 'BEGIN { printf "%.2f", k / 1024 }'; }
+
+# unmount_under DIR: detaches every mount below DIR, deepest first (peers' storage drivers leave
+# private bind mounts and overlays behind).
+unmount_under() {
+    local m
+    awk -v d="$1" '$2 ~ "^"d {print $2}' /proc/self/mounts | sort -r | while read -r m; do
+        umount -l "$m" 2>/dev/null || true
+    done
+}
+
+# --- berth --------------------------------------------------------------------------------------
+# berth_agent_start DIR: agent on root DIR/root and socket DIR/agent.sock; sets AGENT_PID.
+# b ARGS...: the CLI against that agent.
+b() { "$BERTH" --root "$BERTH_DIR/root" -H "unix://$BERTH_DIR/agent.sock" "$@"; }
+berth_agent_start() {
+    BERTH_DIR=$1
+    mkdir -p "$BERTH_DIR"
+    [ -d "$BERTH_DIR/root" ] || b load -q -i "$BENCH_WORK/busybox.tar" >/dev/null
+    "$BERTH" --root "$BERTH_DIR/root" -H "unix://$BERTH_DIR/agent.sock" agent </dev/null >>"$BERTH_DIR/agent.log" 2>&1 &
+    AGENT_PID=$!
+    local _i
+    for _i in $(seq 100); do
+        b ps -q >/dev/null 2>&1 && return 0
+        kill -0 "$AGENT_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    die "berth agent did not start: $(tail -n 3 "$BERTH_DIR/agent.log")"
+}
+berth_agent_stop() {
+    [ -n "${AGENT_PID:-}" ] || return 0
+    b ps -aq 2>/dev/null | xargs -r "$BERTH" --root "$BERTH_DIR/root" -H "unix://$BERTH_DIR/agent.sock" rm -f >/dev/null 2>&1 || true
+    kill "$AGENT_PID" 2>/dev/null || true
+    wait "$AGENT_PID" 2>/dev/null || true
+    AGENT_PID=
+}
+
+# --- podman (private storage, settings from ../shared/PEERS.md) ---------------------------------
+export PODMAN_IMAGE=docker.io/library/bench:1
+pod() {
+    CONTAINERS_CONF=$BENCH_WORK/containers.conf podman --root "$PODMAN_DIR/root" --runroot "$PODMAN_RUN" \
+        --tmpdir "$PODMAN_DIR/tmp" --storage-driver overlay --cgroup-manager cgroupfs --events-backend file \
+        --runtime runc "$@"
+}
+# podman_setup DIR: private podman storage in DIR with the bench image loaded (the run root, whose
+# path podman wants under 50 characters, in /tmp).
+podman_setup() {
+    PODMAN_DIR=$1
+    PODMAN_RUN=$(mktemp -d /tmp/bench-podman.XXXXXX)
+    mkdir -p "$PODMAN_DIR"
+    pod load -q -i "$BENCH_WORK/busybox.tar" >/dev/null 2>"$PODMAN_DIR/load.err" || return 1
+}
+# podman_quiesce: waits (up to 10 s) until nothing of this podman is left running but its
+# containers' conmons: `podman run --rm` returns before conmon's `podman container cleanup` has
+# finished, and that would take the CPU from whatever is measured next.
+podman_quiesce() {
+    local _i p busy
+    for _i in $(seq 200); do
+        busy=''
+        for p in $(pids_matching "$PODMAN_RUN"); do
+            [ "$(cat "/proc/$p/comm" 2>/dev/null)" = conmon ] && [ -z "${1:-}" ] && continue
+            busy=1
+            break
+        done
+        [ -n "$busy" ] || return 0
+        sleep 0.05
+    done
+}
+podman_teardown() {
+    [ -n "${PODMAN_DIR:-}" ] || return 0
+    pod rm -af -t 0 >/dev/null 2>&1 || true
+    podman_quiesce all   # conmon's `podman container cleanup` would recreate the run root
+    unmount_under "$PODMAN_DIR"
+    unmount_under "$PODMAN_RUN"
+    rm -rf "$PODMAN_RUN"
+    PODMAN_DIR="" PODMAN_RUN=""
+}
+
+# --- OCI bundle for runc/crun: the same rootfs as the berth image -------------------------------
+# bundle DIR ARGS...: DIR/config.json running ARGS over rootfs $BENCH_WORK/rootfs (read-write, as
+# berth's). Extra jq-free edits through $BUNDLE_MEMORY (bytes: memory limit, swap off).
+bundle() {
+    local dir=$1
+    shift
+    mkdir -p "$dir"
+    "$PY" - "$BENCH_WORK/config.json" "$dir/config.json" "$BENCH_WORK/rootfs" "${BUNDLE_MEMORY:-}" "$@" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["root"] = {"path": sys.argv[3], "readonly": False}
+c["process"]["terminal"] = False
+c["process"]["args"] = sys.argv[5:]
+if sys.argv[4]:
+    m = int(sys.argv[4])
+    c.setdefault("linux", {}).setdefault("resources", {})["memory"] = {"limit": m, "swap": m}
+json.dump(c, open(sys.argv[2], "w"), indent=1)
+PY
+}
