@@ -78,7 +78,7 @@ fn run(args: &[String]) -> Result<(), (u8, String)> {
     let mut broker = Broker::new(config(addr));
     // The router link proves the router is up before we announce the address.
     let _link = broker.link("berth-lab").map_err(|e| (1, format!("broker router: {e}")))?;
-    let server = std::thread::spawn(move || broker.start());
+    let server = std::thread::spawn(move || broker.start().map_err(|e| e.to_string()));
     wait_listening(addr).map_err(|e| (1, format!("broker did not start listening on {addr}: {e}")))?;
     println!("listening on mqtt://{addr}");
     let _ = std::io::stdout().flush();

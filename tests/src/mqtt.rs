@@ -200,7 +200,17 @@ impl Broker {
         Broker::new(true)
     }
 
+    /// A plain broker that refuses messages over `max_packet` bytes (`max_packet_size`), as
+    /// cloud IoT brokers do (e.g. 128 KB).
+    pub fn start_limited(max_packet: usize) -> Broker {
+        Broker::new_with(false, max_packet)
+    }
+
     fn new(tls: bool) -> Broker {
+        Broker::new_with(tls, 4 << 20)
+    }
+
+    fn new_with(tls: bool, max_packet: usize) -> Broker {
         require_root();
         require_mqtt_tools();
         let dir = make_temp_dir("berth-mqtt");
@@ -211,7 +221,7 @@ impl Broker {
              listener {port} 127.0.0.1\n\
              allow_anonymous true\n\
              persistence false\n\
-             max_packet_size 4194304\n\
+             max_packet_size {max_packet}\n\
              max_queued_messages 1000\n\
              user root\n\
              log_dest stderr\n\

@@ -30,8 +30,11 @@ pub fn containers(d: &Device) -> String {
     let Some(state) = &d.state else { return String::new() };
     let list = |k: &str| state.get(k).and_then(Value::as_array).cloned().unwrap_or_default();
     let containers = list("containers");
-    let image_of = |name: &str| {
-        containers.iter().find(|c| c.get("name").and_then(Value::as_str) == Some(name)).and_then(|c| c.get("image")).and_then(Value::as_str)
+    // A deployment names its container (by name or id); the image is shown by the reference
+    // it was run with.
+    let image_of = |wanted: &str| {
+        let is = |c: &&Value, k: &str| c.get(k).and_then(Value::as_str) == Some(wanted);
+        containers.iter().find(|c| is(c, "name") || is(c, "id")).and_then(|c| c.get("image")).and_then(Value::as_str)
     };
     let deployments = list("deployments");
     let pairs: Vec<String> = if deployments.is_empty() {
@@ -44,7 +47,9 @@ pub fn containers(d: &Device) -> String {
             .iter()
             .filter_map(|dep| {
                 let name = dep.get("name")?.as_str()?;
-                let image = image_of(name)
+                let container = dep.get("container").and_then(Value::as_str).unwrap_or(name);
+                let image = image_of(container)
+                    .or_else(|| image_of(name))
                     .map(str::to_string)
                     .or_else(|| dep.get("image_id").and_then(Value::as_str).map(short_image))
                     .unwrap_or_else(|| "?".into());
@@ -113,17 +118,9 @@ impl Board {
             return;
         }
         let decile = r.have * 10 / total;
-        let line = if phase != before.phase {
+        if phase != before.phase || (phase == "receiving" && decile > before.decile) {
             r.decile = decile;
-            Some(self.plain(i, now))
-        } else if phase == "receiving" && decile > before.decile {
-            r.decile = decile;
-            Some(self.plain(i, now))
-        } else {
-            None
-        };
-        if let Some(l) = line {
-            let _ = writeln!(out, "{l}");
+            let _ = writeln!(out, "{}", self.plain(i, now));
         }
     }
 

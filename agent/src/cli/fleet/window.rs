@@ -5,8 +5,9 @@
 //! - the `missing` ranges a target reports are resent, and nothing else;
 //! - no index is sent twice within `DEDUPE` (several targets, or successive progress messages,
 //!   report the same gap while its resend is still on its way);
-//! - a target silent for `STALL` gets its `next` onward again: it may have restarted and lost
-//!   the subscription's queue;
+//! - a target whose count has not moved for `STALL` gets its `next` onward again: it may have
+//!   restarted and lost the subscription's queue, or lost the last chunks (a gap at the end is
+//!   not in `missing`, which covers only what lies below the highest index it has);
 //! - nothing goes out before every target has said it is receiving (its first progress message
 //!   comes once it has subscribed to the chunk topic; what is published before is lost for it),
 //!   unless the caller stops waiting (`start`).
@@ -32,7 +33,9 @@ struct Target {
     receiving: bool,
     /// Has reported progress at least once.
     ready: bool,
-    heard: Instant,
+    have: u32,
+    /// When `have` last changed (or the target was last asked again).
+    moved: Instant,
 }
 
 #[derive(Debug)]
@@ -52,7 +55,7 @@ pub struct Window {
 
 impl Window {
     pub fn new(total: u32, window: u32, targets: &[String], now: Instant) -> Window {
-        let targets = targets.iter().map(|t| (t.clone(), Target { next: 0, receiving: true, ready: false, heard: now })).collect();
+        let targets = targets.iter().map(|t| (t.clone(), Target { next: 0, receiving: true, ready: false, have: 0, moved: now })).collect();
         Window {
             total,
             window: window.max(1),
@@ -92,7 +95,10 @@ impl Window {
         let total = self.total;
         let cursor = self.cursor;
         let Some(t) = self.targets.get_mut(target) else { return };
-        t.heard = now;
+        if p.have != t.have || !t.ready {
+            t.moved = now;
+            t.have = p.have;
+        }
         t.ready = true;
         t.next = p.next.min(total);
         if p.phase != "receiving" || p.next >= total {
@@ -113,13 +119,13 @@ impl Window {
         }
     }
 
-    /// Targets silent for `STALL` while receiving get their `next` onward (up to what was sent)
-    /// again; each is asked again only after another `STALL`.
+    /// Targets whose count has not moved for `STALL` while receiving get their `next` onward (up
+    /// to what was sent) again; each is asked again only after another `STALL`.
     pub fn tick(&mut self, now: Instant) {
         let cursor = self.cursor;
         for t in self.targets.values_mut() {
-            if t.receiving && now.duration_since(t.heard) >= STALL {
-                t.heard = now;
+            if t.receiving && now.duration_since(t.moved) >= STALL {
+                t.moved = now;
                 if t.next < cursor {
                     self.resend.push_back((t.next, cursor - 1));
                 }
@@ -246,6 +252,23 @@ mod tests {
         // Not again before another STALL.
         w.tick(t2 + Duration::from_secs(1));
         assert!(drain(&mut w, t2 + Duration::from_secs(1)).is_empty());
+    }
+
+    #[test]
+    fn lost_last_chunks_are_sent_again() {
+        let t0 = Instant::now();
+        let mut w = started(10, 20, &["a"], t0);
+        assert_eq!(drain(&mut w, t0).len(), 10);
+        // 7..9 never arrived: nothing is "missing" below the highest index the device has, and
+        // it keeps repeating the same progress.
+        let mut p = prog(7, &[], "receiving");
+        p.have = 7;
+        for s in 1..=4 {
+            let t = t0 + Duration::from_secs(s);
+            w.progress("a", &p, t);
+            w.tick(t);
+        }
+        assert_eq!(drain(&mut w, t0 + Duration::from_secs(4)), [7, 8, 9]);
     }
 
     #[test]
