@@ -248,7 +248,9 @@ pub fn targets(m: &Matches, path: &'static str) -> Result<Vec<String>, CliError>
 
 fn keygen(_o: &Opts, m: &Matches) -> Result<i32, CliError> {
     let out = m.value("out").ok_or_else(|| usage(KEYGEN.path, "--out KEY is required"))?;
-    sign::keygen(Path::new(out)).map_err(|e| fail(e.to_string()))?;
+    // atomic_write syncs the parent directory, and a bare file name has "" as its parent.
+    let path = std::path::absolute(out).map_err(|e| fail(format!("{out}: {e}")))?;
+    sign::keygen(&path).map_err(|e| fail(e.to_string()))?;
     println!("wrote {out} (keep it secret) and {out}.pub (give it to the agents: --trust {out}.pub)");
     Ok(0)
 }

@@ -77,6 +77,8 @@ struct Row {
     have: u32,
     /// When the first chunk was reported and how many the device had then (for the rate).
     first: Option<(Instant, u32)>,
+    /// When it stopped receiving: the rate shown stays the transfer's.
+    until: Option<Instant>,
     decile: u32,
 }
 
@@ -94,7 +96,10 @@ pub struct Board {
 
 impl Board {
     pub fn new(targets: &[String], total: u32, chunk: u32, size: u64, tty: bool) -> Board {
-        let rows = targets.iter().map(|t| Row { device: t.clone(), phase: "waiting".into(), have: 0, first: None, decile: 0 }).collect();
+        let rows = targets
+            .iter()
+            .map(|t| Row { device: t.clone(), phase: "waiting".into(), have: 0, first: None, until: None, decile: 0 })
+            .collect();
         let width = targets.iter().map(|t| t.chars().count()).max().unwrap_or(0);
         Board { tty, rows, total, chunk: u64::from(chunk), size, drawn: 0, last_draw: None, width }
     }
@@ -112,6 +117,9 @@ impl Board {
         r.have = have.min(total);
         if r.first.is_none() && phase == "receiving" {
             r.first = Some((now, r.have));
+        }
+        if phase != "receiving" && r.first.is_some() && r.until.is_none() {
+            r.until = Some(now);
         }
         r.phase = phase.to_string();
         if self.tty {
@@ -132,7 +140,7 @@ impl Board {
 
     fn rate(&self, r: &Row, now: Instant) -> Option<f64> {
         let (t0, h0) = r.first?;
-        let dt = now.duration_since(t0).as_secs_f64();
+        let dt = r.until.unwrap_or(now).duration_since(t0).as_secs_f64();
         (dt >= 0.5 && r.have > h0).then(|| (self.bytes(r.have) - self.bytes(h0)) as f64 / dt)
     }
 
