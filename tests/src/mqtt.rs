@@ -295,6 +295,19 @@ impl Broker {
         }
     }
 
+    /// A mutual-TLS broker ([`Broker::start_tls`]) that enforces `acl` (mosquitto `acl_file`
+    /// syntax; user names are the certificates' CNs).
+    pub fn start_tls_with_acl(acl: &str) -> Broker {
+        let mut b = Broker::start_tls();
+        let acl_path = b.dir.join("acl");
+        fs::write(&acl_path, acl).expect("write the acl file");
+        let mut conf = fs::read_to_string(&b.conf).expect("read mosquitto.conf");
+        conf.push_str(&format!("acl_file {}\n", s(&acl_path)));
+        fs::write(&b.conf, conf).expect("write mosquitto.conf");
+        b.restart();
+        b
+    }
+
     /// Kills the broker with SIGKILL (a crash: nothing flushed, in-flight messages lost) and
     /// starts it again on the same port.
     pub fn kill_restart(&mut self) {

@@ -17,7 +17,9 @@
 //!   reason, the old version untouched, nothing half-applied, the space given back;
 //! - a chunk damaged on disk while the agent was down: found at restart, fetched again, committed;
 //! - a fleet of agents (`BERTH_FAULT_FLEET`, default 50) updated with one push through one
-//!   mosquitto, with the broker's and the agents' memory measured.
+//!   mosquitto, with the broker's and the agents' memory measured;
+//! - the README's per-device mosquitto ACL enforced by a mutual-TLS broker: an update goes
+//!   through, and another device cannot publish on a device's topics.
 //!
 //! Most senders here are this file's [`Pusher`]: it follows docs/update-protocol.md (a window of
 //! chunks beyond the slowest target's `next`, exactly the `missing` ranges resent) and counts every
@@ -1313,4 +1315,56 @@ fn fleet_of_agents_on_one_machine_all_commit_one_push() {
     assert_eq!(code, 0, "berth fleet push to {n} agents: exit {code}\nstdout: {out}\nstderr: {err}");
     assert_eq!(committed, n, "not every agent committed: {:?}", results.iter().filter(|r| r["result"] != "committed").collect::<Vec<_>>());
     assert!(wrong.is_empty(), "agents not running the new image: {wrong:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 7. The README's per-device ACL, enforced by a mutual-TLS mosquitto.
+
+/// The mosquitto ACL block of the README's "Large fleets" section.
+fn readme_acl() -> String {
+    let readme = fs::read_to_string(berth_tests::workspace_root().join("README.md")).expect("read README.md");
+    let start = readme.find("```\n# every client (a device)").expect("the README's mosquitto ACL block") + 4;
+    let len = readme[start..].find("```").expect("the end of the ACL block");
+    readme[start..start + len].to_string()
+}
+
+#[test]
+fn readme_acl_lets_devices_update_and_keeps_them_off_each_others_topics() {
+    let _h = host_shared();
+    // The README's rules, plus the test's own observer.
+    let acl = format!("{}\nuser tester\ntopic readwrite #\n", readme_acl());
+    let broker = Broker::start_tls_with_acl(&acl);
+    let fleet = Fleet::new(&broker, broker.dir());
+    let sub = broker.subscribe(&["berth/v1/#"], &["berth/v1/updates/#"]);
+    let dev = "acl-dev";
+    let a = device_on(Root::new(), &broker.url(), dev, &fleet.public, &strs(&broker.berth_tls_args(dev)), &[]);
+    wait_online(&sub, dev, PATIENCE);
+    let v1 = app_image("f1", 0);
+    let line = run_args("f1", true).join(" ");
+    let (code, out, err) = fleet.push(&[dev], &v1, WINDOW, &line);
+    assert_eq!(
+        code,
+        0,
+        "push through the README's ACL: exit {code}\nstdout: {out}\nstderr: {err}\nagent log:\n{}\nbroker log:\n{}",
+        a.log(),
+        broker.log()
+    );
+    assert!(app_running(&a).is_some_and(|(i, _)| i == image_id(&v1)), "v1 does not run after the push");
+    // Another device may neither speak for acl-dev nor send it updates.
+    let mark = sub.mark();
+    let pub_bin = berth_tests::mqtt::find_tool("mosquitto_pub", "mosquitto-clients");
+    for topic in ["berth/v1/acl-dev/result", "berth/v1/acl-dev/update"] {
+        let mut args = broker.client_args("acl-other");
+        args.extend(["-q".into(), "1".into(), "-t".into(), topic.into(), "-m".into(), "forged".into()]);
+        let _ = std::process::Command::new(&pub_bin).args(&args).status();
+    }
+    // A probe from the observer after them: once it is seen, the forged ones would have been.
+    broker.publish("berth/v1/acl-dev/probe-after", b"probe", false);
+    sub.wait_from(mark, "the observer's probe", PATIENCE, |m| m.topic == "berth/v1/acl-dev/probe-after");
+    let forged: Vec<String> = sub.since(mark).into_iter().filter(|m| m.payload == "forged").map(|m| m.topic).collect();
+    assert!(forged.is_empty(), "acl-other published on acl-dev's topics: {forged:?}");
+    report(
+        "README ACL",
+        "mutual TLS with the README's mosquitto ACL: the push committed; another device's forged result and update were dropped\n",
+    );
 }
