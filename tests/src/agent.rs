@@ -89,6 +89,21 @@ impl Agent {
         a
     }
 
+    /// Like [`Agent::start_with`], with extra environment variables of the agent process from
+    /// the first start on (e.g. `BERTH_UPDATE_STEP_DELAY_MS` for the fault-injection suite).
+    pub fn start_with_env(root: Root, global: &[&str], agent_opts: &[&str], env: &[(&str, &str)]) -> Agent {
+        require_root();
+        let socket = root.scratch().join("berth.sock");
+        let log = root.scratch().join("agent.log");
+        let mut a = Agent { child: None, socket, log, global_args: Vec::new(), agent_args: Vec::new(), env: Vec::new(), root };
+        a.set_agent_args(global, agent_opts);
+        for (k, v) in env {
+            a.set_agent_env(k, Some(v));
+        }
+        a.spawn();
+        a
+    }
+
     /// The root the agent serves.
     pub fn root(&self) -> &Root {
         &self.root

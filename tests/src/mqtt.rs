@@ -295,6 +295,29 @@ impl Broker {
         }
     }
 
+    /// A mutual-TLS broker ([`Broker::start_tls`]) that enforces `acl` (mosquitto `acl_file`
+    /// syntax; user names are the certificates' CNs).
+    pub fn start_tls_with_acl(acl: &str) -> Broker {
+        let mut b = Broker::start_tls();
+        let acl_path = b.dir.join("acl");
+        fs::write(&acl_path, acl).expect("write the acl file");
+        let mut conf = fs::read_to_string(&b.conf).expect("read mosquitto.conf");
+        conf.push_str(&format!("acl_file {}\n", s(&acl_path)));
+        fs::write(&b.conf, conf).expect("write mosquitto.conf");
+        b.restart();
+        b
+    }
+
+    /// Kills the broker with SIGKILL (a crash: nothing flushed, in-flight messages lost) and
+    /// starts it again on the same port.
+    pub fn kill_restart(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.spawn();
+    }
+
     /// Starts the broker again after [`Broker::stop`], on the same port.
     pub fn restart(&mut self) {
         self.stop();
@@ -303,6 +326,11 @@ impl Broker {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The mosquitto process id, while it runs (for memory measurements).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     pub fn is_tls(&self) -> bool {
@@ -491,6 +519,13 @@ impl Subscriber {
     /// Every message so far.
     pub fn messages(&self) -> Vec<Msg> {
         self.msgs.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The messages from index `mark` on (cheaper than [`Subscriber::messages`] for a reader that
+    /// keeps its own cursor).
+    pub fn since(&self, mark: usize) -> Vec<Msg> {
+        let m = self.msgs.lock().unwrap_or_else(|e| e.into_inner());
+        m.get(mark..).map(<[Msg]>::to_vec).unwrap_or_default()
     }
 
     /// How many messages so far (a mark for [`Subscriber::wait_from`]).
@@ -715,6 +750,14 @@ pub fn device(broker: &Broker, id: &str, trust: &Path, extra: &[&str]) -> Agent 
     opts.extend(tls.iter().map(String::as_str));
     opts.extend_from_slice(extra);
     Agent::start_with(Root::new(), &[], &opts)
+}
+
+/// Like [`device`] on a given root (e.g. a small tmpfs, [`Root::on_tmpfs`]) and with extra
+/// environment variables for the agent process.
+pub fn device_on(root: Root, broker_url: &str, id: &str, trust: &Path, extra: &[&str], env: &[(&str, &str)]) -> Agent {
+    let mut opts = vec!["--mqtt", broker_url, "--device-id", id, "--trust", s(trust)];
+    opts.extend_from_slice(extra);
+    Agent::start_with_env(root, &[], &opts, env)
 }
 
 /// Waits for a retained-or-live `online` on `berth/v1/<id>/status`.

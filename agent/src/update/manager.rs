@@ -308,6 +308,13 @@ impl Manager {
         if !t.complete() {
             return Then::Nothing;
         }
+        crate::info!(
+            "update {}: all {} chunks received ({} duplicates, {} dropped as malformed)",
+            t.manifest.id,
+            t.total(),
+            t.duplicates,
+            t.rejected
+        );
         let p = t.progress("verifying", false);
         self.publish_progress(&p, true);
         let Some(t) = self.transfer.as_mut() else { return Then::Nothing };
