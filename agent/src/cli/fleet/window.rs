@@ -17,14 +17,19 @@ use std::time::{Duration, Instant};
 
 use crate::update::wire::Progress;
 
-pub const DEDUPE: Duration = Duration::from_secs(1);
-pub const STALL: Duration = Duration::from_secs(3);
+/// Long enough for a resend to cross a loaded broker and show in the target's next progress
+/// (the device repeats its progress every 2 s): a shorter one sent ranges twice under load.
+pub const DEDUPE: Duration = Duration::from_secs(5);
+/// Longer than `DEDUPE`: a stalled target's resend must not be swallowed as a duplicate.
+pub const STALL: Duration = Duration::from_secs(6);
 
 /// How many chunks may be beyond the slowest target: about 16 MiB of them, which bounds the
 /// sender's memory (they wait in the client's queue) and keeps loopback transfers near the
 /// broker's own rate (progress comes every 250 ms: the window must cover that much streaming).
 pub fn window_for(chunk_size: u32) -> u32 {
-    ((16u32 << 20) / chunk_size.max(1)).clamp(8, 1024)
+    // At most 500 in flight: mosquitto queues 1000 messages per client by default, and a
+    // target's progress, resends and the next window must fit beside them.
+    ((16u32 << 20) / chunk_size.max(1)).clamp(8, 500)
 }
 
 #[derive(Debug, Clone)]
@@ -208,21 +213,22 @@ mod tests {
     }
 
     #[test]
-    fn resends_exactly_the_missing_ranges_once_per_second() {
+    fn resends_exactly_the_missing_ranges_once_per_dedupe_period() {
         let t0 = Instant::now();
         let mut w = started(100, 20, &["a", "b"], t0);
         drain(&mut w, t0);
-        let t1 = t0 + Duration::from_secs(2);
+        let t1 = t0 + DEDUPE + Duration::from_secs(1);
         w.progress("a", &prog(3, &[(3, 4), (7, 7)], "receiving"), t1);
         w.progress("b", &prog(3, &[(3, 3)], "receiving"), t1);
         let got = drain(&mut w, t1);
         assert_eq!(&got[..3], [3, 4, 7], "the gaps first, 3 once although both lack it");
         assert_eq!(&got[3..], [20, 21, 22], "then the window moves on from next = 3");
-        // The same report 0.5 s later: nothing again yet; 1.1 s later: resent.
-        w.progress("a", &prog(3, &[(3, 4)], "receiving"), t1 + Duration::from_millis(500));
-        assert!(drain(&mut w, t1 + Duration::from_millis(500)).is_empty());
-        w.progress("a", &prog(3, &[(3, 4)], "receiving"), t1 + Duration::from_millis(1100));
-        assert_eq!(drain(&mut w, t1 + Duration::from_millis(1100)), [3, 4]);
+        // The same report 2 s later (the device repeats itself): nothing again yet; after DEDUPE: resent.
+        w.progress("a", &prog(3, &[(3, 4)], "receiving"), t1 + Duration::from_secs(2));
+        assert!(drain(&mut w, t1 + Duration::from_secs(2)).is_empty());
+        let t2 = t1 + DEDUPE + Duration::from_millis(100);
+        w.progress("a", &prog(3, &[(3, 4)], "receiving"), t2);
+        assert_eq!(drain(&mut w, t2), [3, 4]);
         assert_eq!(w.resent, 5);
     }
 
@@ -231,7 +237,7 @@ mod tests {
         let t0 = Instant::now();
         let mut w = started(100, 5, &["a"], t0);
         drain(&mut w, t0);
-        let t1 = t0 + Duration::from_secs(2);
+        let t1 = t0 + DEDUPE + Duration::from_secs(1);
         w.progress("a", &prog(2, &[(2, 99), (50, 60), (u32::MAX, u32::MAX)], "receiving"), t1);
         assert_eq!(drain(&mut w, t1), [2, 3, 4, 5, 6]);
         assert_eq!(w.resent, 3);
@@ -263,12 +269,12 @@ mod tests {
         // it keeps repeating the same progress.
         let mut p = prog(7, &[], "receiving");
         p.have = 7;
-        for s in 1..=4 {
+        for s in 1..=7 {
             let t = t0 + Duration::from_secs(s);
             w.progress("a", &p, t);
             w.tick(t);
         }
-        assert_eq!(drain(&mut w, t0 + Duration::from_secs(4)), [7, 8, 9]);
+        assert_eq!(drain(&mut w, t0 + Duration::from_secs(7)), [7, 8, 9]);
     }
 
     #[test]
@@ -290,7 +296,8 @@ mod tests {
     fn windows_are_about_16_mib() {
         assert_eq!(window_for(96 * 1024), 170);
         assert_eq!(window_for(1 << 20), 16);
-        assert_eq!(window_for(1), 1024);
-        assert_eq!(window_for(0), 1024);
+        assert_eq!(window_for(16 * 1024), 500, "under mosquitto's default queue of 1000");
+        assert_eq!(window_for(1), 500);
+        assert_eq!(window_for(0), 500);
     }
 }
