@@ -42,6 +42,8 @@ pub struct Transfer {
     /// Chunks dropped as malformed or not matching, since the start (for the log).
     pub rejected: u32,
     pub duplicates: u32,
+    /// `have` when progress was last published from the receive path.
+    pub reported: u32,
 }
 
 pub fn data_path(dir: &Path) -> PathBuf {
@@ -81,6 +83,7 @@ impl Transfer {
             saved_at: Instant::now(),
             rejected: 0,
             duplicates: 0,
+            reported: 0,
         };
         t.resume()?;
         Ok(t)
@@ -129,6 +132,10 @@ impl Transfer {
 
     pub fn total(&self) -> u32 {
         self.digests.len() as u32
+    }
+
+    pub fn have(&self) -> u32 {
+        self.have
     }
 
     pub fn complete(&self) -> bool {
