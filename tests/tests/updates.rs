@@ -1437,14 +1437,17 @@ fn delta_push_sends_only_the_layers_a_device_lacks_and_falls_back_to_the_whole_t
         assert!(a.ok(&["logs", "app"]).contains('2'), "{id}: v2 does not run");
         assert_store_whole(a, "a delta update");
     }
-    // d-dev2 loses v2's layers while its state still lists them (`rmi` tells the agent nothing):
-    // the delta lacks a layer there, the load fails, and the sender sends it the whole tarball.
+    // d-dev2 loses its images while the state the sender reads still lists their layers (a stale
+    // state, as after a reboot that lost the store): the delta lacks a layer there, the load
+    // fails, and the sender sends that device the whole tarball.
     let b = &agents[1];
     let mark = lab.sub.mark();
-    b.ok(&["rm", "-f", "app"]);
-    lab.wait_state(mark, ids[1], "without app", |st| st["containers"].as_array().is_some_and(|c| !c.iter().any(|c| c["name"] == "app")));
-    b.ok(&["rm", "-f", "app.prev-1"]);
+    b.ok(&["rm", "-f", "app", "app.prev-1"]);
+    let st = lab.wait_state(mark, ids[1], "without containers", |st| st["containers"].as_array().is_some_and(|c| c.is_empty()));
     b.ok(&["rmi", "-f", "app:1", "app:2"]);
+    let mut stale = st.clone();
+    stale["layers"] = serde_json::json!(diff_ids(&v2));
+    lab.broker.publish(&format!("{}state", root_of(ids[1])), stale.to_string().as_bytes(), true);
     let v3 = app_image("3", 0);
     let mark = lab.sub.mark();
     let (code, out, err) = push_with(&lab, &["--delta"], &ids[1..], &v3, &quick_run("3"));
