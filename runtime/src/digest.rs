@@ -127,6 +127,24 @@ impl<W: Write> Write for HashWriter<W> {
     }
 }
 
+/// `magic`, the body's sha256 (64 hex digits), the body: a small record whose torn or damaged
+/// copy is recognised when read (container records, the update journal).
+pub fn seal(magic: &[u8; 8], body: &[u8]) -> Vec<u8> {
+    let mut data = magic.to_vec();
+    data.extend_from_slice(Digest::of(body).hex().as_bytes());
+    data.extend_from_slice(body);
+    data
+}
+
+/// The body of a record made by `seal`, if `data` is whole and undamaged.
+pub fn unseal<'a>(magic: &[u8; 8], data: &'a [u8]) -> Option<&'a [u8]> {
+    if data.len() < 72 || &data[..8] != magic {
+        return None;
+    }
+    let (sum, body) = data[8..].split_at(64);
+    (Digest::of(body).hex().as_bytes() == sum).then_some(body)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use berth_runtime::digest::Digest;
 use berth_runtime::fsutil::atomic_write;
 use berth_runtime::{Error, IoContext, Result};
 
@@ -110,21 +109,13 @@ impl Journal {
             Err(e) => return Err(e).ctx(|| format!("read {}", path.display())),
         };
         let damaged = || Error::invalid(format!("update journal {} is damaged", path.display()));
-        if data.len() < 72 || &data[..8] != MAGIC {
-            return Err(damaged());
-        }
-        let (sum, body) = data[8..].split_at(64);
-        if Digest::of(body).hex().as_bytes() != sum {
-            return Err(damaged());
-        }
+        let body = berth_runtime::digest::unseal(MAGIC, &data).ok_or_else(damaged)?;
         postcard::from_bytes(body).map_err(|_| damaged())
     }
 
     pub fn save(&self, root: &Path) -> Result<()> {
         let body = postcard::to_allocvec(self).map_err(|e| Error::invalid(format!("encode update journal: {e}")))?;
-        let mut data = MAGIC.to_vec();
-        data.extend_from_slice(Digest::of(&body).hex().as_bytes());
-        data.extend_from_slice(&body);
+        let data = berth_runtime::digest::seal(MAGIC, &body);
         std::fs::create_dir_all(dir(root)).ctx(|| format!("create {}", dir(root).display()))?;
         atomic_write(&Journal::path(root), &data)
     }

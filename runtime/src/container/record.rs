@@ -137,10 +137,7 @@ pub fn dir(root: &Path, id: &str) -> PathBuf {
 impl Record {
     fn encode(&self) -> Result<Vec<u8>> {
         let body = postcard::to_allocvec(self).map_err(|e| Error::invalid(format!("encode container {}: {e}", self.id)))?;
-        let mut data = MAGIC.to_vec();
-        data.extend_from_slice(Digest::of(&body).hex().as_bytes());
-        data.extend_from_slice(&body);
-        Ok(data)
+        Ok(crate::digest::seal(MAGIC, &body))
     }
 
     /// Durably (fsync): for a new container's configuration.
@@ -157,13 +154,7 @@ impl Record {
     pub fn load(path: &Path) -> Result<Record> {
         let data = std::fs::read(path).ctx(|| format!("read {}", path.display()))?;
         let damaged = || Error::invalid(format!("container record {} is damaged", path.display()));
-        if data.len() < 72 || &data[..8] != MAGIC {
-            return Err(damaged());
-        }
-        let (sum, body) = data[8..].split_at(64);
-        if Digest::of(body).hex().as_bytes() != sum {
-            return Err(damaged());
-        }
+        let body = crate::digest::unseal(MAGIC, &data).ok_or_else(damaged)?;
         postcard::from_bytes(body).map_err(|_| damaged())
     }
 
