@@ -132,10 +132,10 @@ pub fn run(o: &Options) -> Result<()> {
     }
     let copy = match o.storage.as_deref() {
         None => !berth_runtime::container::copyfs::overlay_supported(),
-        Some("overlay") if berth_runtime::container::copyfs::overlay_supported() => false,
-        Some("overlay") => return Err(Error::invalid("--storage-driver overlay: this kernel has no overlayfs")),
+        Some("overlay" | "overlay2") if berth_runtime::container::copyfs::overlay_supported() => false,
+        Some(d @ ("overlay" | "overlay2")) => return Err(Error::invalid(format!("--storage-driver {d}: this kernel has no overlayfs"))),
         Some("copy") => true,
-        Some(other) => return Err(Error::invalid(format!("unknown storage driver {other:?} (overlay or copy)"))),
+        Some(other) => return Err(Error::invalid(format!("unknown storage driver {other:?} (overlay2, overlay or copy)"))),
     };
     // The choice is recorded for `berth info`, which runs without talking to the agent.
     atomic_write(&o.root.join("storage-driver"), if copy { &b"copy\n"[..] } else { &b"overlay\n"[..] })?;

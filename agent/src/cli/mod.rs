@@ -15,8 +15,10 @@ pub mod format;
 pub mod image;
 pub mod logs;
 pub mod output;
+pub mod pipe;
 pub mod stats;
 pub mod system;
+pub mod template;
 pub mod tty;
 pub mod words;
 
@@ -225,12 +227,14 @@ fn env_or(var: &str, default: &str) -> String {
 
 /// Runs the CLI on `args` (without the program name) and returns the exit code.
 pub fn main(args: &[String]) -> i32 {
+    pipe::install();
     match dispatch(args) {
         Ok(code) => code,
         Err(CliError::Usage(e)) => {
             eprintln!("{e}");
             125
         }
+        Err(CliError::Op(e)) if pipe::is_closed_stdout(e.message()) => pipe::die_by_sigpipe(),
         Err(CliError::Op(e)) => {
             eprintln!("Error: {e}");
             1

@@ -104,6 +104,8 @@ pub fn info(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
             "copy".into()
         }
     });
+    // Docker names the same driver (overlayfs over extracted layers) overlay2.
+    let storage = if storage == "overlay" { "overlay2".to_string() } else { storage };
     let cgroup = match berth_runtime::cgroup::Cgroups::detect().map(|c| c.mode()) {
         Ok(berth_runtime::cgroup::Mode::V1) => "1",
         Ok(berth_runtime::cgroup::Mode::V2) => "2",

@@ -446,13 +446,13 @@ fn setup(l: &Launch, report: RawFd) -> std::result::Result<(), StartError> {
     // Docker creates a missing working directory, as root, before switching user.
     std::fs::create_dir_all(cwd).map_err(|e| StartError { code: 125, msg: format!("cannot create working directory {cwd:?}: {e}") })?;
     let caps_set = caps::apply_bounding(&spec.caps)?;
-    let (uid, gid, groups) = crate::container::user::resolve(&spec.user)?;
-    crate::container::user::switch(uid, gid, &groups)?;
-    if uid == 0 {
+    let ids = crate::container::user::resolve(&spec.user)?;
+    crate::container::user::switch(ids.uid, ids.gid, &ids.groups)?;
+    if ids.uid == 0 {
         caps::apply_sets(&caps_set)?;
     }
     std::env::set_current_dir(cwd).map_err(|e| StartError { code: 125, msg: format!("cannot use working directory {cwd:?}: {e}") })?;
-    let (path, argv, envp) = command(spec)?;
+    let (path, argv, envp) = command(spec, &ids.home)?;
     if spec.init {
         run_init(report, &path, &argv, &envp)
     }
@@ -494,10 +494,11 @@ fn set_oom_score_adj(v: i32) {
 type Command = (CString, Vec<CString>, Vec<CString>);
 
 /// The executable to run, found in the container's PATH, as Docker reports failures.
-fn command(spec: &Spec) -> std::result::Result<Command, StartError> {
+fn command(spec: &Spec, home: &str) -> std::result::Result<Command, StartError> {
     let cs = |s: &str| CString::new(s).map_err(|_| StartError { code: 125, msg: format!("argument {s:?} holds a NUL byte") });
     let argv: Vec<CString> = spec.args.iter().map(|a| cs(a)).collect::<std::result::Result<_, _>>()?;
-    let envp: Vec<CString> = spec.env.iter().map(|e| cs(e)).collect::<std::result::Result<_, _>>()?;
+    let env = crate::container::user::with_home(&spec.env, home);
+    let envp: Vec<CString> = env.iter().map(|e| cs(e)).collect::<std::result::Result<_, _>>()?;
     let Some(prog) = spec.args.first() else {
         return Err(StartError { code: 125, msg: "no command specified".into() });
     };
@@ -683,15 +684,15 @@ fn exec_waiter(l: &ExecLaunch, ns: &[(std::fs::File, libc::c_int)], procs: &[std
                 unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
             }
             let caps_set = caps::apply_bounding(&spec.caps)?;
-            let (uid, gid, groups) = crate::container::user::resolve(&spec.user)?;
-            crate::container::user::switch(uid, gid, &groups)?;
-            if uid == 0 {
+            let ids = crate::container::user::resolve(&spec.user)?;
+            crate::container::user::switch(ids.uid, ids.gid, &ids.groups)?;
+            if ids.uid == 0 {
                 caps::apply_sets(&caps_set)?;
             }
             let cwd = if spec.cwd.is_empty() { "/" } else { spec.cwd.as_str() };
             std::env::set_current_dir(cwd)
                 .map_err(|e| StartError { code: 125, msg: format!("cannot use working directory {cwd:?}: {e}") })?;
-            let (path, argv, envp) = command(spec)?;
+            let (path, argv, envp) = command(spec, &ids.home)?;
             set_oom_score_adj(0);
             exec(report, &path, &argv, &envp)
         })();

@@ -10,8 +10,47 @@ fn lookup(file: &str, name: &str) -> Option<Vec<String>> {
     text.lines().map(|l| l.split(':').map(str::to_string).collect::<Vec<_>>()).find(|f| f.first().is_some_and(|n| n == name))
 }
 
-/// (uid, gid, supplementary groups) for a `user[:group]` spec; empty means root.
-pub fn resolve(spec: &str) -> Result<(u32, u32, Vec<u32>)> {
+/// Who the container's process runs as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ids {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+    /// The user's home directory from /etc/passwd, `/` when it has no entry (runc's default).
+    pub home: String,
+}
+
+fn home_of(uid: u32) -> String {
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .map(|l| l.split(':').map(str::to_string).collect::<Vec<_>>())
+                .find(|f| f.get(2).and_then(|x| x.parse::<u32>().ok()) == Some(uid))
+                .and_then(|f| f.get(5).cloned())
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "/".to_string())
+}
+
+/// The environment as the process gets it: Docker (through runc) adds `HOME` from the user's
+/// passwd entry unless the image or `-e` set it.
+pub fn with_home(env: &[String], home: &str) -> Vec<String> {
+    let mut env = env.to_vec();
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={home}"));
+    }
+    env
+}
+
+/// The ids and home for a `user[:group]` spec; empty means root. Reads the container's own
+/// /etc/passwd and /etc/group (call it after pivot_root).
+pub fn resolve(spec: &str) -> Result<Ids> {
+    let (uid, gid, groups) = resolve_ids(spec)?;
+    Ok(Ids { uid, gid, groups, home: home_of(uid) })
+}
+
+fn resolve_ids(spec: &str) -> Result<(u32, u32, Vec<u32>)> {
     if spec.is_empty() {
         return Ok((0, 0, Vec::new()));
     }
