@@ -12,5 +12,6 @@ pub mod kernel;
 pub mod lock;
 pub mod tarstream;
 pub mod timefmt;
+pub mod volume;
 
 pub use error::{Error, IoContext, Kind, Result};

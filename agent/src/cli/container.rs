@@ -15,7 +15,7 @@ use berth_runtime::{timefmt, Error};
 
 use super::args::{cmd, opt, Cmd, Matches, Opt};
 use super::client::{check, Client};
-use super::format::{render, Format};
+use super::format::Format;
 use super::output::{docker_time, human_ago, table};
 use super::{op_err, CliError, Ctx};
 use crate::proto::{Request, Response, RunOptions};
@@ -771,17 +771,34 @@ pub fn ps(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
             table(&mut out, &["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"], &rows).map_err(w)?;
         }
         Format::Json | Format::Template(_) => {
-            for r in shown {
-                let v = json!({
-                    "ID": id(r), "Image": r.image, "Command": command_text(r, !no_trunc), "CreatedAt": docker_time(r.created),
-                    "RunningFor": human_ago(r.created), "Status": status_text(&ctx.root, r), "State": state_name(r), "Names": r.name, "Ports": "",
-                    "Labels": r.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
-                });
-                let line = match &fmt {
-                    Format::Template(t) => render(t, &v)?,
-                    _ => v.to_string(),
-                };
-                writeln!(out, "{line}").map_err(w)?;
+            let vols = berth_runtime::volume::Volumes::open(&ctx.root);
+            let vs: Vec<Value> = shown
+                .iter()
+                .map(|r| {
+                    json!({
+                        "ID": id(r), "Image": r.image, "Command": command_text(r, !no_trunc), "CreatedAt": docker_time(r.created),
+                        "RunningFor": human_ago(r.created), "Status": status_text(&ctx.root, r), "State": state_name(r), "Names": r.name, "Ports": "",
+                        "Labels": r.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
+                        "Mounts": berth_runtime::container::mounts::volumes_used(&vols, &r.spec.mounts).join(","),
+                        "Networks": match &r.spec.net { Net::Host => "host".to_string(), Net::None => "none".to_string(), Net::Container(c) => format!("container:{c}") },
+                        "Size": "N/A", "LocalVolumes": berth_runtime::container::mounts::volumes_used(&vols, &r.spec.mounts).len().to_string(),
+                    })
+                })
+                .collect();
+            match &fmt {
+                Format::Template(t) => {
+                    let titles = json!({
+                        "ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED AT", "RunningFor": "CREATED",
+                        "Status": "STATUS", "State": "STATE", "Names": "NAMES", "Ports": "PORTS", "Labels": "LABELS", "Mounts": "MOUNTS",
+                        "Networks": "NETWORKS", "Size": "SIZE", "LocalVolumes": "LOCAL VOLUMES",
+                    });
+                    out.write_all(super::format::render_rows(t, &titles, &vs)?.as_bytes()).map_err(w)?;
+                }
+                _ => {
+                    for v in &vs {
+                        writeln!(out, "{v}").map_err(w)?;
+                    }
+                }
             }
         }
     }
@@ -806,8 +823,8 @@ pub fn container_json(ctx: &Ctx, r: &Record) -> Value {
         .mounts
         .iter()
         .map(|m| match m {
-            Mount::Bind { source, target, readonly } => json!({"Type": "bind", "Source": source, "Destination": target, "RW": !readonly}),
             Mount::Tmpfs { target, options } => json!({"Type": "tmpfs", "Destination": target, "Options": options}),
+            bind => berth_runtime::container::mounts::inspect_entry(&berth_runtime::volume::Volumes::open(&ctx.root), bind).unwrap_or(Value::Null),
         })
         .collect();
     json!({

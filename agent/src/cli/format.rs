@@ -1,9 +1,10 @@
-//! `--format`: `table` (default), `json` (one object per line), or a small subset of Docker's Go
-//! templates for inspect (`{{.Id}}`, `{{.Config.Cmd}}`, `{{json .Config}}`), which field engineers
-//! type from habit.
+//! `--format`: `table` (default), `json` (one object per line), or a Go text/template (see
+//! `template.rs`): `{{.ID}}\t{{.Names}}`, `table {{.ID}}\t{{.Image}}` (a header row and aligned
+//! columns, as the docker CLI prints them), `{{json .Config}}`, `{{range .Mounts}}...{{end}}`.
 
 use serde_json::Value;
 
+use super::template::{Missing, Template};
 use super::{op_err, CliError};
 
 pub enum Format {
@@ -17,44 +18,31 @@ impl Format {
         match v {
             None | Some("") | Some("table") => Ok(Format::Table),
             Some("json") | Some("{{json .}}") => Ok(Format::Json),
-            Some(t) if t.contains("{{") => Ok(Format::Template(t.to_string())),
+            Some(t) if t.contains("{{") || t.starts_with("table ") => Ok(Format::Template(t.to_string())),
             Some(t) => Err(op_err(format!("unsupported --format {t:?}: use \"json\", \"table\" or a {{{{.Field}}}} template"))),
         }
     }
 }
 
-fn lookup<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
-    path.split('.').filter(|s| !s.is_empty()).try_fold(v, |v, k| v.get(k))
+fn compile(t: &str, missing: Missing) -> Result<Template, CliError> {
+    Template::parse(t, missing).map_err(|e| op_err(e.0))
 }
 
-fn plain(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => "<no value>".to_string(),
-        Value::Array(a) => format!("[{}]", a.iter().map(plain).collect::<Vec<_>>().join(" ")),
-        other => other.to_string(),
-    }
-}
-
-/// Renders `{{.A.B}}` and `{{json .A}}` actions; anything else is an error, not a guess.
+/// One value through a template as Docker's typed contexts run it (`ps`, `images`, `version`,
+/// `info`, `events`, `stats`): a field the value lacks is an error, never `<no value>`.
 pub fn render(t: &str, v: &Value) -> Result<String, CliError> {
-    let mut out = String::new();
-    let mut rest = t;
-    while let Some(i) = rest.find("{{") {
-        out.push_str(&rest[..i]);
-        let j = rest[i..].find("}}").ok_or_else(|| op_err(format!("template {t:?}: unclosed action")))?;
-        let action = rest[i + 2..i + j].trim();
-        let (json, path) = match action.strip_prefix("json ") {
-            Some(p) => (true, p.trim()),
-            None => (false, action),
-        };
-        let path = path.strip_prefix('.').ok_or_else(|| op_err(format!("template {t:?}: unsupported action {action:?}")))?;
-        let val = lookup(v, path).unwrap_or(&Value::Null);
-        out.push_str(&if json { val.to_string() } else { plain(val) });
-        rest = &rest[i + j + 2..];
-    }
-    out.push_str(rest);
-    Ok(out)
+    compile(t, Missing::Error)?.execute(v).map_err(|e| op_err(e.0))
+}
+
+/// `inspect`'s way: Docker falls back to the raw JSON map, where a missing key is `<no value>`.
+pub fn render_map(t: &str, v: &Value) -> Result<String, CliError> {
+    compile(t, Missing::NoValue)?.execute(v).map_err(|e| op_err(e.0))
+}
+
+/// A listing through a template: one line per row; with `table`, the header row from `titles`
+/// (field name → column title, as Docker names them) and columns aligned as its tabwriter does.
+pub fn render_rows(t: &str, titles: &Value, rows: &[Value]) -> Result<String, CliError> {
+    compile(t, Missing::Error)?.render_rows(titles, rows).map_err(|e| op_err(e.0))
 }
 
 #[cfg(test)]
@@ -69,7 +57,11 @@ mod tests {
         assert_eq!(render("cmd={{.Config.Cmd}}", &v).unwrap(), "cmd=[sh -c]");
         assert_eq!(render("{{json .Config.Cmd}}", &v).unwrap(), "[\"sh\",\"-c\"]");
         assert_eq!(render("{{.Config.Env}}", &v).unwrap(), "<no value>");
+        assert_eq!(render_map("{{.Nope}}", &v).unwrap(), "<no value>");
+        assert!(render("{{.Nope}}", &v).is_err());
         assert!(render("{{range .X}}", &v).is_err());
         assert!(render("{{.Id", &v).is_err());
+        assert!(matches!(Format::parse(Some("table {{.ID}}")), Ok(Format::Template(_))));
+        assert!(Format::parse(Some("plain")).is_err());
     }
 }

@@ -16,7 +16,7 @@ use berth_runtime::timefmt;
 use berth_runtime::Error;
 
 use super::args::{cmd, opt, Cmd, Matches, Opt};
-use super::format::{render, Format};
+use super::format::Format;
 use super::output::{docker_time, human_ago, human_size, is_tty, table, Progress};
 use super::{group, op_err, CliError, Command, Ctx};
 
@@ -68,6 +68,7 @@ pub const EXPORT: Cmd =
 const IMAGES_OPTS: &[Opt] = &[
     opt("all", Some('a'), None, "Show all images"),
     opt("digests", None, None, "Show digests"),
+    opt("filter", Some('f'), Some("filter"), "Filter output based on conditions provided (reference=PATTERN, dangling=true|false)"),
     FORMAT,
     opt("no-trunc", None, None, "Don't truncate output"),
     opt("quiet", Some('q'), None, "Only show image IDs"),
@@ -250,31 +251,65 @@ fn created_secs(i: &ImageRecord) -> Option<i64> {
 pub fn images(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
     let fmt = Format::parse(m.value("format"))?;
     let (no_trunc, digests) = (m.flag("no-trunc"), m.flag("digests"));
-    let filter = m.args().first().map(|f| {
-        // `busybox` matches every tag of the repository; `busybox:1` only that tag.
-        let has_tag = f.rsplit('/').next().is_some_and(|l| l.contains(':'));
-        Reference::parse(f).map(|r| (r.repo, if has_tag { r.tag } else { None }))
-    });
-    let filter = filter.transpose()?;
+    // The argument and every `--filter reference=` are patterns matched as Docker's
+    // FamiliarMatch does (`librarytest/*`, `busybox:1.*`); a full name (`docker.io/library/x`)
+    // also matches as before.
+    let mut patterns: Vec<String> = m.args().first().cloned().into_iter().collect();
+    let mut dangling: Option<bool> = None;
+    for f in m.values("filter") {
+        match f.split_once('=') {
+            Some(("reference", p)) => patterns.push(p.to_string()),
+            Some(("dangling", "true" | "1")) => dangling = Some(true),
+            Some(("dangling", "false" | "0")) => dangling = Some(false),
+            Some(("dangling", v)) => return Err(op_err(format!("invalid filter 'dangling={v}'"))),
+            _ => return Err(op_err(format!("invalid filter '{f}': berth supports reference= and dangling="))),
+        }
+    }
+    let matchers: Vec<(String, Option<(String, Option<String>)>)> = patterns
+        .iter()
+        .map(|f| {
+            // `busybox` matches every tag of the repository; `busybox:1` only that tag.
+            let has_tag = f.rsplit('/').next().is_some_and(|l| l.contains(':'));
+            let exact = Reference::parse(f).ok().map(|r| (r.repo, if has_tag { r.tag } else { None }));
+            // A malformed pattern that is not a name either is refused, as Docker does.
+            if exact.is_none() {
+                berth_runtime::image::reference::path_match(f, "")?;
+            }
+            Ok((f.clone(), exact))
+        })
+        .collect::<Result<_, berth_runtime::Error>>()?;
+    let wanted = |full: &str| -> Result<bool, berth_runtime::Error> {
+        for (p, exact) in &matchers {
+            let (repo, tag) = split_tag(full);
+            if exact.as_ref().is_some_and(|(frepo, ftag)| repo == frepo && ftag.as_deref().is_none_or(|ft| ft == tag)) {
+                return Ok(true);
+            }
+            if berth_runtime::image::reference::reference_matches(p, full)? {
+                return Ok(true);
+            }
+        }
+        Ok(matchers.is_empty())
+    };
     let db = ctx.store()?.db()?;
     let mut imgs: Vec<&ImageRecord> = db.images.iter().collect();
     imgs.sort_by_key(|i| std::cmp::Reverse(created_secs(i).unwrap_or(0)));
     // One row per tag; an untagged image is one <none> row.
     let mut rows: Vec<(&ImageRecord, String, String)> = Vec::new();
     for i in imgs {
+        if dangling.is_some_and(|d| d != i.tags.is_empty()) {
+            continue;
+        }
         if i.tags.is_empty() {
-            if filter.is_none() {
+            if matchers.is_empty() {
                 rows.push((i, "<none>".into(), "<none>".into()));
             }
             continue;
         }
         for t in &i.tags {
-            let (repo, tag) = split_tag(t);
-            if let Some((frepo, ftag)) = &filter {
-                if repo != frepo || ftag.as_deref().is_some_and(|ft| ft != tag) {
-                    continue;
-                }
+            if !wanted(t)? {
+                continue;
             }
+            let (repo, tag) = split_tag(t);
             rows.push((i, familiar(repo).to_string(), tag.to_string()));
         }
     }
@@ -337,10 +372,22 @@ pub fn images(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
             table(&mut out, header, &table_rows).map_err(out_err)?;
         }
         Format::Template(t) => {
-            for (i, repo, tag) in &rows {
-                let v = json!({"ID": id(i), "Repository": repo, "Tag": tag, "Digest": digest(i, repo), "CreatedSince": created(i), "Size": human_size(i.size)});
-                writeln!(out, "{}", render(&t, &v)?).map_err(out_err)?;
-            }
+            let vs: Vec<Value> = rows
+                .iter()
+                .map(|(i, repo, tag)| {
+                    json!({
+                        "ID": id(i), "Repository": repo, "Tag": tag, "Digest": digest(i, repo), "CreatedSince": created(i),
+                        "CreatedAt": created_secs(i).map_or_else(String::new, docker_time), "Size": human_size(i.size),
+                        "VirtualSize": human_size(i.size), "SharedSize": "N/A", "UniqueSize": "N/A", "Containers": "N/A",
+                    })
+                })
+                .collect();
+            let titles = json!({
+                "ID": "IMAGE ID", "Repository": "REPOSITORY", "Tag": "TAG", "Digest": "DIGEST", "CreatedSince": "CREATED",
+                "CreatedAt": "CREATED AT", "Size": "SIZE", "VirtualSize": "VIRTUAL SIZE", "SharedSize": "SHARED SIZE",
+                "UniqueSize": "UNIQUE SIZE", "Containers": "CONTAINERS",
+            });
+            out.write_all(super::format::render_rows(&t, &titles, &vs)?.as_bytes()).map_err(out_err)?;
         }
     }
     Ok(0)
@@ -463,7 +510,7 @@ pub fn print_docs(fmt: &Format, docs: Vec<Value>) -> Result<(), CliError> {
         }
         Format::Template(t) => {
             for d in &docs {
-                writeln!(out, "{}", render(t, d)?).map_err(out_err)?;
+                writeln!(out, "{}", super::format::render_map(t, d)?).map_err(out_err)?;
             }
         }
     }

@@ -11,18 +11,32 @@ use super::{group, CliError, Command, Ctx, VERSION};
 
 pub const VERSION_CMD: Cmd = Cmd {
     path: "berth version",
-    usage: "",
+    usage: "[OPTIONS]",
     about: "Show the berth version information",
-    opts: &[],
+    opts: &[opt("format", Some('f'), Some("string"), "Format output using a Go template ({{.Client.Version}}) or \"json\"")],
     min_args: 0,
     max_args: Some(0),
     stop_at_positional: false,
     subcommands: &[],
 };
 
-pub fn version(_: &Ctx, _: &Matches) -> Result<i32, CliError> {
-    println!("berth version {VERSION}");
-    println!("  target:  {}-{}", std::env::consts::ARCH, std::env::consts::OS);
+pub fn version(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
+    let fmt = Format::parse(m.value("format"))?;
+    // Docker's shape, so that `{{.Client.Version}}` and `{{.Server.Version}}` work; the agent is
+    // the same binary.
+    let part = json!({"Version": VERSION, "Os": std::env::consts::OS, "Arch": std::env::consts::ARCH, "Platform": {"Name": "berth"}});
+    let agent = std::fs::read_to_string(ctx.root.join("agent.pid")).is_ok();
+    let v = json!({"Client": part, "Server": if agent { part.clone() } else { serde_json::Value::Null }});
+    let mut out = std::io::stdout().lock();
+    let w = |e: std::io::Error| berth_runtime::Error::io("write output", e);
+    match fmt {
+        Format::Table => {
+            writeln!(out, "berth version {VERSION}").map_err(w)?;
+            writeln!(out, "  target:  {}-{}", std::env::consts::ARCH, std::env::consts::OS).map_err(w)?;
+        }
+        Format::Json => writeln!(out, "{v}").map_err(w)?,
+        Format::Template(t) => writeln!(out, "{}", super::format::render(&t, &v)?).map_err(w)?,
+    }
     Ok(0)
 }
 
@@ -193,7 +207,14 @@ pub fn df(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
             table(&mut out, &["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"], &rows)
                 .map_err(|e| berth_runtime::Error::io("write output", e))?;
         }
-        Format::Template(_) => return Err(super::op_err("system df takes --format json or table")),
+        Format::Template(t) => {
+            let vs: Vec<serde_json::Value> = rows
+                .into_iter()
+                .map(|(t, total, active, size, rec)| json!({"Type": t, "TotalCount": total.to_string(), "Active": active.to_string(), "Size": human_size(size), "Reclaimable": format!("{} ({}%)", human_size(rec), pct(rec, size))}))
+                .collect();
+            let titles = json!({"Type": "TYPE", "TotalCount": "TOTAL", "Active": "ACTIVE", "Size": "SIZE", "Reclaimable": "RECLAIMABLE"});
+            out.write_all(super::format::render_rows(&t, &titles, &vs)?.as_bytes()).map_err(|e| berth_runtime::Error::io("write output", e))?;
+        }
     }
     Ok(0)
 }

@@ -34,9 +34,34 @@ fn times_and_owner(p: &Path, m: &fs::Metadata) -> Result<()> {
 
 /// Copies the merged view of `layer_roots` (lowest first) into the empty directory `dest`.
 pub fn materialize(layer_roots: &[PathBuf], dest: &Path) -> Result<()> {
+    copy_entries(merged(layer_roots)?.into_iter(), dest)
+}
+
+/// Docker's copy-up into a new, empty volume: the image's content at `sub` (a directory in the
+/// merged layers) is copied into `dest` with owners, modes and times, and `dest` itself takes
+/// the directory's owner and mode. Returns false (copying nothing) when the image has no
+/// directory there.
+pub fn copy_up(layer_roots: &[PathBuf], sub: &str, dest: &Path) -> Result<bool> {
+    let key: Vec<u8> = sub.trim_matches('/').as_bytes().to_vec();
+    if key.is_empty() {
+        return Err(Error::invalid("a volume cannot be mounted at /"));
+    }
+    let all = merged(layer_roots)?;
+    let Some((_, top)) = all.get(&key).filter(|(_, m)| m.is_dir()) else { return Ok(false) };
+    let top = top.clone();
+    let mut prefix = key.clone();
+    prefix.push(b'/');
+    let entries = all.into_iter().filter_map(|(rel, v)| rel.strip_prefix(&prefix[..]).map(|r| (r.to_vec(), v)));
+    copy_entries(entries, dest)?;
+    std::os::unix::fs::lchown(dest, Some(top.uid()), Some(top.gid())).ctx(|| format!("chown {}", dest.display()))?;
+    fs::set_permissions(dest, fs::Permissions::from_mode(top.mode() & 0o7777)).ctx(|| format!("chmod {}", dest.display()))?;
+    Ok(true)
+}
+
+fn copy_entries(entries: impl Iterator<Item = (Vec<u8>, (PathBuf, fs::Metadata))>, dest: &Path) -> Result<()> {
     let mut dirs = Vec::new();
     let mut links = std::collections::HashMap::new();
-    for (rel, (src, m)) in merged(layer_roots)? {
+    for (rel, (src, m)) in entries {
         let to = dest.join(std::ffi::OsStr::from_bytes(&rel));
         let ft = m.file_type();
         if ft.is_dir() {

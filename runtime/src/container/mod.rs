@@ -3,6 +3,7 @@
 pub mod caps;
 pub mod copyfs;
 pub mod logs;
+pub mod mounts;
 pub mod record;
 pub mod rootfs;
 pub mod spawn;

@@ -210,14 +210,8 @@ pub fn build(l: &Layout, spec: &Spec) -> Result<()> {
 
     for m in &spec.mounts {
         match m {
-            Mount::Bind { source, target, readonly } => {
-                let t = at(target)?;
-                mount_point(&t, source.is_dir())?;
-                mount(&source.to_string_lossy(), &t, "", libc::MS_BIND | libc::MS_REC, "")?;
-                if *readonly {
-                    mount("none", &t, "", libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY, "")?;
-                }
-            }
+            Mount::Bind { source, target, readonly } => bind(source, &at(target)?, *readonly, None)?,
+            Mount::BindWith { source, target, readonly, propagation } => bind(source, &at(target)?, *readonly, Some(propagation))?,
             Mount::Tmpfs { target, options } => {
                 let (flags, data) = tmpfs_options(options)?;
                 let t = at(target)?;
@@ -246,6 +240,21 @@ pub fn build(l: &Layout, spec: &Spec) -> Result<()> {
     }
     if spec.read_only {
         mount("none", r, "", libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY, "")?;
+    }
+    Ok(())
+}
+
+/// A bind mount of a file, directory, socket or device node: the mount point is made as an
+/// empty file for anything but a directory (mounting a file on a directory fails).
+fn bind(source: &Path, t: &Path, readonly: bool, propagation: Option<&str>) -> Result<()> {
+    let m = fs::metadata(source).ctx(|| format!("bind source {}", source.display()))?;
+    mount_point(t, m.is_dir())?;
+    mount(&source.to_string_lossy(), t, "", libc::MS_BIND | libc::MS_REC, "")?;
+    if readonly {
+        mount("none", t, "", libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY, "")?;
+    }
+    if let Some(p) = propagation {
+        mount("none", t, "", crate::container::mounts::propagation_flags(p), "")?;
     }
     Ok(())
 }

@@ -128,9 +128,145 @@ pub fn split_tag(full: &str) -> (&str, &str) {
     }
 }
 
+/// Go's path.Match: `*` is any run of characters but `/`, `?` one such character, `[...]` a class
+/// (ranges, `^` negation), `\\` escapes. A malformed pattern is an error (Go's ErrBadPattern).
+pub fn path_match(pattern: &str, name: &str) -> Result<bool> {
+    let bad = || Error::invalid(format!("invalid reference pattern {pattern:?}: syntax error in pattern"));
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    // Validate the whole pattern first, as Go reports a bad pattern even when an early part fails.
+    let mut i = 0;
+    while i < p.len() {
+        match p[i] {
+            '\\' => {
+                if i + 1 >= p.len() {
+                    return Err(bad());
+                }
+                i += 2;
+            }
+            '[' => i = class_end(&p, i).ok_or_else(bad)?,
+            _ => i += 1,
+        }
+    }
+    Ok(match_from(&p, 0, &n, 0))
+}
+
+/// One character of a class (Go's getEsc): `-` and `]` are not allowed unescaped, and the class
+/// must go on after it. Returns the character and the index after it.
+fn class_char(p: &[char], mut i: usize) -> Option<(char, usize)> {
+    let mut c = *p.get(i)?;
+    if c == '-' || c == ']' {
+        return None;
+    }
+    if c == '\\' {
+        i += 1;
+        c = *p.get(i)?;
+    }
+    i += 1;
+    p.get(i)?;
+    Some((c, i))
+}
+
+/// Walks the class that starts at `p[start] == '['`: (the index after it, whether `c` is in
+/// it), or None when it is malformed.
+fn class(p: &[char], start: usize, c: char) -> Option<(usize, bool)> {
+    let mut i = start + 1;
+    let negate = p.get(i) == Some(&'^');
+    if negate {
+        i += 1;
+    }
+    let mut hit = false;
+    let mut ranges = 0;
+    loop {
+        if p.get(i) == Some(&']') && ranges > 0 {
+            return Some((i + 1, hit != negate));
+        }
+        let (lo, next) = class_char(p, i)?;
+        i = next;
+        let mut hi = lo;
+        if p.get(i) == Some(&'-') {
+            let (h, next) = class_char(p, i + 1)?;
+            hi = h;
+            i = next;
+        }
+        if lo <= c && c <= hi {
+            hit = true;
+        }
+        ranges += 1;
+    }
+}
+
+fn class_end(p: &[char], i: usize) -> Option<usize> {
+    class(p, i, '\0').map(|(end, _)| end)
+}
+
+fn match_from(p: &[char], pi: usize, n: &[char], ni: usize) -> bool {
+    if pi == p.len() {
+        return ni == n.len();
+    }
+    match p[pi] {
+        '*' => {
+            // Any run of non-separators, then the rest.
+            let mut k = ni;
+            loop {
+                if match_from(p, pi + 1, n, k) {
+                    return true;
+                }
+                if k == n.len() || n[k] == '/' {
+                    return false;
+                }
+                k += 1;
+            }
+        }
+        '?' => ni < n.len() && n[ni] != '/' && match_from(p, pi + 1, n, ni + 1),
+        '[' => {
+            let Some(end) = class_end(p, pi) else { return false };
+            ni < n.len() && n[ni] != '/' && class(p, pi, n[ni]).is_some_and(|(_, hit)| hit) && match_from(p, end, n, ni + 1)
+        }
+        '\\' => pi + 1 < p.len() && ni < n.len() && n[ni] == p[pi + 1] && match_from(p, pi + 2, n, ni + 1),
+        c => ni < n.len() && n[ni] == c && match_from(p, pi + 1, n, ni + 1),
+    }
+}
+
+/// Whether an image name (full `repo:tag`) matches a `docker images PATTERN` / `--filter
+/// reference=PATTERN`, as Docker's FamiliarMatch does: the familiar `name:tag`, then the familiar
+/// name alone.
+pub fn reference_matches(pattern: &str, full: &str) -> Result<bool> {
+    let fam = familiar(full);
+    if path_match(pattern, fam)? {
+        return Ok(true);
+    }
+    let (name, _) = split_tag(fam);
+    path_match(pattern, name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn patterns_as_go_path_match() {
+        let m = |p: &str, n: &str| path_match(p, n).unwrap();
+        assert!(m("librarytest/*", "librarytest/app"));
+        assert!(!m("librarytest/*", "librarytest/a/b"));
+        assert!(!m("*", "me/app"));
+        assert!(m("*/*", "me/app"));
+        assert!(m("a?c", "abc"));
+        assert!(!m("a?c", "a/c"));
+        assert!(m("[a-c]x", "bx"));
+        assert!(!m("[^a-c]x", "bx"));
+        assert!(m("\\*", "*"));
+        assert!(m("busybox", "busybox"));
+        assert!(path_match("[", "a").is_err());
+        assert!(path_match("a\\", "a").is_err());
+        assert!(path_match("[]a]", "a").is_err());
+        assert!(reference_matches("librarytest/*", "docker.io/librarytest/app:v1").unwrap());
+        assert!(reference_matches("busybox", "docker.io/library/busybox:latest").unwrap());
+        assert!(reference_matches("busybox:lat*", "docker.io/library/busybox:latest").unwrap());
+        assert!(!reference_matches("busybox:1*", "docker.io/library/busybox:latest").unwrap());
+        assert!(reference_matches("*:v1", "docker.io/me/app:v1").is_ok_and(|m| !m));
+        assert!(reference_matches("localhost:5000/*", "localhost:5000/app:v1").unwrap());
+    }
 
     #[test]
     fn normalises_like_docker() {
