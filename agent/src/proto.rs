@@ -56,6 +56,8 @@ pub struct RunOptions {
     /// `--device` values as given (resolved by the agent, which sees the host's devices).
     pub devices: Vec<String>,
     pub device_cgroup_rules: Vec<String>,
+    /// `--mount` values as given (checked by the CLI, resolved by the agent).
+    pub mounts: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -42,7 +42,7 @@ pub fn invalid_name(n: &str) -> Error {
     ))
 }
 
-fn random_name() -> Result<String> {
+pub fn random_name() -> Result<String> {
     let mut b = [0u8; 32];
     let mut f = fs::File::open("/dev/urandom").ctx(|| "open /dev/urandom".into())?;
     std::io::Read::read_exact(&mut f, &mut b).ctx(|| "read /dev/urandom".into())?;

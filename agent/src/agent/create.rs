@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use berth_runtime::cgroup::{Cgroups, Resources};
 use berth_runtime::container::caps;
+use berth_runtime::container::mounts;
 use berth_runtime::container::record::{Record, Status};
 use berth_runtime::container::spec::{parse_ulimit, tmpfs_options, Mount, Net, Spec};
 use berth_runtime::image::platform::Platform;
@@ -58,46 +59,6 @@ fn generated_name(id: &str, taken: &[Record]) -> String {
 
 fn strings(v: Option<&Value>) -> Vec<String> {
     v.and_then(Value::as_array).map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()).unwrap_or_default()
-}
-
-fn parse_volume(root: &Path, v: &str) -> Result<(Mount, Option<PathBuf>)> {
-    let bad = || Error::invalid(format!("invalid volume specification: '{v}'"));
-    let parts: Vec<&str> = v.split(':').collect();
-    let (src, dst, opts) = match parts.as_slice() {
-        [dst] => (None, *dst, ""),
-        [src, dst] => (Some(*src), *dst, ""),
-        [src, dst, opts] => (Some(*src), *dst, *opts),
-        _ => return Err(bad()),
-    };
-    if !dst.starts_with('/') || dst == "/" {
-        return Err(bad());
-    }
-    let mut readonly = false;
-    for o in opts.split(',').filter(|o| !o.is_empty()) {
-        match o {
-            "ro" => readonly = true,
-            "rw" => readonly = false,
-            "z" | "Z" | "nocopy" | "rprivate" | "private" | "rslave" | "slave" => {}
-            _ => return Err(bad()),
-        }
-    }
-    // A path is a bind mount (created if missing, as Docker's -v does); a bare name is a named
-    // volume kept under the root; no source at all is an anonymous volume.
-    let (source, create) = match src {
-        Some(s) if s.starts_with('/') => (PathBuf::from(s), Some(PathBuf::from(s))),
-        Some(name) => {
-            if !valid_name(name) {
-                return Err(Error::invalid(format!("\"{name}\" includes invalid characters for a local volume name")));
-            }
-            let p = root.join("volumes").join(name).join("_data");
-            (p.clone(), Some(p))
-        }
-        None => {
-            let p = root.join("volumes").join(random_id()?).join("_data");
-            (p.clone(), Some(p))
-        }
-    };
-    Ok((Mount::Bind { source, target: dst.to_string(), readonly }, create))
 }
 
 /// Go durations as Docker takes them: `30s`, `1m30s`, `500ms`, `2h`.
@@ -166,8 +127,8 @@ fn health(o: &RunOptions, cfg: &Value) -> Result<Option<berth_runtime::container
 pub struct Resolved {
     pub record: Record,
     pub warnings: Vec<String>,
-    /// Volume directories to create when the container is created.
-    pub volume_dirs: Vec<PathBuf>,
+    /// Bind directories and volumes to make when the container is created.
+    pub mounts: mounts::Plan,
 }
 
 pub fn resolve(root: &Path, store: &Store, cgroups: &Cgroups, o: &RunOptions, existing: &[Record]) -> Result<Resolved> {
@@ -253,19 +214,18 @@ pub fn resolve(root: &Path, store: &Store, cgroups: &Cgroups, o: &RunOptions, ex
             return Err(Error::invalid(format!("the working directory '{w}' is invalid, it needs to be an absolute path")));
         }
     }
-    let mut mounts = Vec::new();
-    let mut volume_dirs = Vec::new();
-    let mut anonymous = Vec::new();
-    for v in &o.volumes {
-        let (m, dir) = parse_volume(root, v)?;
-        if !v.contains(':') {
-            if let Some(d) = dir.as_ref().and_then(|d| d.parent()) {
-                anonymous.push(d.to_path_buf());
-            }
-        }
-        mounts.push(m);
-        volume_dirs.extend(dir);
+    // -v and --mount, then an anonymous volume for each of the image's VOLUMEs left uncovered.
+    let volumes = berth_runtime::volume::Volumes::open(root);
+    let mut reqs = o.volumes.iter().map(|v| mounts::parse_volume(v)).collect::<Result<Vec<_>>>()?;
+    for m in &o.mounts {
+        reqs.push(mounts::parse_mount(m)?);
     }
+    let image_vols: Vec<String> = cfg.get("Volumes").and_then(Value::as_object).map(|v| v.keys().cloned().collect()).unwrap_or_default();
+    let tmpfs_targets: Vec<String> = o.tmpfs.iter().map(|t| t.split(':').next().unwrap_or("").to_string()).collect();
+    mounts::image_volumes(&mut reqs, &image_vols, &tmpfs_targets);
+    let plan = mounts::plan(&volumes, &reqs)?;
+    let anonymous: Vec<PathBuf> = plan.anonymous().iter().map(|n| volumes.path(n)).collect();
+    let mut mounts = plan.mounts.clone();
     for t in &o.tmpfs {
         let (target, opts) = t.split_once(':').unwrap_or((t, ""));
         if !target.starts_with('/') {
@@ -361,5 +321,5 @@ pub fn resolve(root: &Path, store: &Store, cgroups: &Cgroups, o: &RunOptions, ex
         entrypoint,
         cmd,
     };
-    Ok(Resolved { record, warnings: Vec::new(), volume_dirs })
+    Ok(Resolved { record, warnings: Vec::new(), mounts: plan })
 }

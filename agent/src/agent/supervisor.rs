@@ -262,6 +262,8 @@ impl Supervisor {
         let res = create::resolve(&self.root, &self.store, &self.cgroups, o, &recs)?;
         let r = res.record;
         let dir = record::dir(&self.root, &r.id);
+        let volumes = berth_runtime::volume::Volumes::open(&self.root);
+        let mut made_volumes = Vec::new();
         let made = (|| {
             for d in ["upper", "work", "rootfs", "etc"] {
                 fs::create_dir_all(dir.join(d)).ctx(|| format!("create {}", dir.join(d).display()))?;
@@ -271,9 +273,8 @@ impl Supervisor {
                 let roots: Vec<PathBuf> = r.layers.iter().map(|d| self.store.layer_dir(d).join("root")).collect();
                 berth_runtime::container::copyfs::materialize(&roots, &dir.join("rootfs"))?;
             }
-            for v in &res.volume_dirs {
-                fs::create_dir_all(v).ctx(|| format!("create volume {}", v.display()))?;
-            }
+            let roots: Vec<PathBuf> = r.layers.iter().map(|d| self.store.layer_dir(d).join("root")).collect();
+            made_volumes = berth_runtime::container::mounts::make(&volumes, &res.mounts, &roots)?;
             // A --rm container's record dies with it: durability would buy nothing.
             if r.auto_remove {
                 r.save_status(&self.root)
@@ -283,6 +284,9 @@ impl Supervisor {
         })();
         if let Err(e) = made {
             let _ = remove_all(&dir);
+            for v in &made_volumes {
+                let _ = volumes.remove(v, &[]);
+            }
             return Err(e);
         }
         let id = r.id.clone();
@@ -666,8 +670,21 @@ impl Supervisor {
     /// Removes a container's files; with `volumes`, its anonymous volumes too.
     pub fn remove_files(&mut self, id: &str, volumes: bool) -> Result<()> {
         if volumes {
+            // As Docker: an anonymous volume another container still uses stays.
+            let vols = berth_runtime::volume::Volumes::open(&self.root);
             for v in self.records.get(id).map(|r| r.anonymous_volumes.clone()).unwrap_or_default() {
-                remove_all(&v)?;
+                let Some(name) = v.file_name().and_then(|n| n.to_str()).map(str::to_string) else { continue };
+                let used = self.records.values().any(|o| {
+                    o.id != id && berth_runtime::container::mounts::volumes_used(&vols, &o.spec.mounts).contains(&name)
+                });
+                if used {
+                    continue;
+                }
+                match vols.get(&name) {
+                    Ok(_) => vols.remove(&name, &[])?,
+                    // Made before volumes had records.
+                    Err(_) => remove_all(&v)?,
+                }
             }
         }
         crate::agent::health::remove(&self.root, id);

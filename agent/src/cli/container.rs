@@ -43,6 +43,7 @@ const RUN_OPTS: &[Opt] = &[
     opt("entrypoint", None, Some("string"), "Overwrite the default ENTRYPOINT of the image"),
     opt("volume", Some('v'), Some("list"), "Bind mount a volume (HOST:CONTAINER[:ro], NAME:CONTAINER or CONTAINER)"),
     opt("tmpfs", None, Some("list"), "Mount a tmpfs directory (PATH[:size=..,mode=..])"),
+    opt("mount", None, Some("mount"), "Attach a filesystem mount to the container (type=bind|volume|tmpfs,source=..,target=..[,readonly])"),
     opt("read-only", None, None, "Mount the container's root filesystem as read only"),
     opt("net", None, Some("string"), "Connect a container to a network: host (default), none, container:NAME"),
     opt("network", None, Some("string"), "Same as --net"),
@@ -296,7 +297,14 @@ pub fn run_options(m: &Matches) -> Result<(RunOptions, bool), CliError> {
         no_healthcheck: m.flag("no-healthcheck"),
         devices: strs("device"),
         device_cgroup_rules: strs("device-cgroup-rule"),
+        mounts: strs("mount"),
     };
+    // The docker CLI checks --mount before it asks the daemon (bad usage, exit 125).
+    for v in &o.mounts {
+        berth_runtime::container::mounts::parse_mount(v).map_err(|e| {
+            CliError::Usage(super::args::UsageError { msg: format!("invalid argument \"{v}\" for \"--mount\" flag: {}", e.message()), cmd: RUN.path })
+        })?;
+    }
     check_devices(&o)?;
     Ok((o, m.flag("detach")))
 }

@@ -63,7 +63,7 @@ const IMAGE_IMPORT: Cmd = Cmd { path: "berth image import", ..IMPORT };
 
 const EXPORT_OPTS: &[Opt] = &[opt("output", Some('o'), Some("string"), "Write to a file, instead of STDOUT")];
 pub const EXPORT: Cmd =
-    cmd("berth export", "[OPTIONS] IMAGE", "Export an image's filesystem (its layers merged) as a tar archive", EXPORT_OPTS, 1, Some(1));
+    cmd("berth export", "[OPTIONS] CONTAINER", "Export a container's filesystem as a tar archive (an image name exports its merged layers)", EXPORT_OPTS, 1, Some(1));
 
 const IMAGES_OPTS: &[Opt] = &[
     opt("all", Some('a'), None, "Show all images"),
@@ -199,16 +199,28 @@ pub fn save(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
     to_output(m, |w| store.save(&names, w), |p| store.save_to(&names, p))
 }
 
+/// `export CONTAINER` as Docker (the container's file system with its changes); an image name
+/// is accepted too, as berth's extension.
 pub fn export(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
     let store = ctx.store()?;
     let name = &m.args()[0];
+    let (recs, _) = berth_runtime::container::record::list(&ctx.root);
+    let container = berth_runtime::container::record::find(&recs, name).ok().cloned();
+    let copy = std::fs::read_to_string(ctx.root.join("storage-driver")).is_ok_and(|s| s.trim() == "copy");
+    if container.is_none() && Store::find(&store.db()?, name).is_err() {
+        return Err(CliError::Op(Error::not_found(format!("No such container: {name}"))));
+    }
+    let write = |w: &mut dyn Write| match &container {
+        Some(r) => store.export_container(&r.layers, &berth_runtime::container::record::dir(&ctx.root, &r.id), copy, w),
+        None => store.export_image(name, w),
+    };
     to_output(
         m,
-        |w| store.export_image(name, w),
+        |w| write(w),
         |p| {
             let tmp = p.with_extension(format!("berth-{}.tmp", std::process::id()));
             let res = File::create(&tmp).map_err(|e| Error::io(format!("create {}", tmp.display()), e)).and_then(|mut f| {
-                store.export_image(name, &mut f)?;
+                write(&mut f)?;
                 f.sync_all().map_err(|e| Error::io(format!("fsync {}", tmp.display()), e))?;
                 std::fs::rename(&tmp, p).map_err(|e| Error::io(format!("rename to {}", p.display()), e))
             });

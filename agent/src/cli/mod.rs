@@ -20,6 +20,7 @@ pub mod stats;
 pub mod system;
 pub mod template;
 pub mod tty;
+pub mod volume;
 pub mod words;
 
 use std::path::PathBuf;
@@ -112,7 +113,7 @@ const GLOBAL: Cmd = Cmd {
         ("events", "Get real time events from the agent"),
         ("exec", "Execute a command in a running container"),
         ("fleet", "Update a fleet of devices over MQTT"),
-        ("export", "Export an image's filesystem as a tar archive"),
+        ("export", "Export a container's filesystem as a tar archive"),
         ("container", "Manage containers"),
         ("image", "Manage images"),
         ("images", "List images"),
@@ -127,6 +128,7 @@ const GLOBAL: Cmd = Cmd {
         ("top", "Display the running processes of a container"),
         ("update", "Update configuration of one or more containers"),
         ("version", "Show the berth version information"),
+        ("volume", "Manage volumes"),
     ],
 };
 
@@ -171,6 +173,7 @@ const GROUPS: &[(&str, &Cmd, &[Command])] = &[
     ("deployment", &deploy::GROUP, deploy::SUBCOMMANDS),
     ("image", &image::GROUP, image::SUBCOMMANDS),
     ("system", &system::GROUP, system::SUBCOMMANDS),
+    ("volume", &volume::GROUP, volume::SUBCOMMANDS),
 ];
 
 const CONTAINER_GROUP: Cmd = group(
@@ -179,6 +182,7 @@ const CONTAINER_GROUP: Cmd = group(
     &[
         ("create", "Create a new container"),
         ("exec", "Execute a command in a running container"),
+        ("export", "Export a container's filesystem as a tar archive"),
         ("inspect", "Display detailed information on one or more containers"),
         ("kill", "Kill one or more running containers"),
         ("logs", "Fetch the logs of a container"),
@@ -202,6 +206,7 @@ const CONTAINER_SUBCOMMANDS: &[Command] = &[
     Command { name: "cp", cmd: &cp::CP, run: cp::cp },
     Command { name: "create", cmd: &container::CREATE, run: container::create },
     Command { name: "exec", cmd: &container::EXEC, run: container::exec },
+    Command { name: "export", cmd: &image::EXPORT, run: image::export },
     Command { name: "inspect", cmd: &container::INSPECT, run: container::inspect },
     Command { name: "kill", cmd: &container::KILL, run: container::kill },
     Command { name: "logs", cmd: &logs::LOGS, run: logs::logs },

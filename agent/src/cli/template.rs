@@ -1476,7 +1476,7 @@ mod tests {
         })
     }
 
-    // Expected outputs are those of Go 1.21's text/template with Docker's function map on the same
+    // Expected outputs were checked against Go 1.19's text/template with Docker's function map on the same
     // JSON decoded into map[string]interface{} (docker inspect's raw fallback).
     #[test]
     fn fields_and_printing() {
@@ -1624,5 +1624,6 @@ mod tests {
         // minwidth 10 pads short columns; a line without tabs breaks the column block.
         assert_eq!(tabwriter("a\tb\tc\nlonger cell\tx\ty\n", 10, 3), "a             b         c\nlonger cell   x         y\n");
         assert_eq!(tabwriter("a\tb\nsingle\nccc\td\n", 10, 3), "a         b\nsingle\nccc       d\n");
+        assert_eq!(tabwriter("x\t\ty\n\tz\n", 10, 3), "x                   y\n          z\n");
     }
 }

@@ -228,54 +228,86 @@ pub fn parse_volume(v: &str) -> Result<Request> {
     Ok(r)
 }
 
-/// What resolving the requests made or needs.
+/// A volume a container mounts: made at create if missing, and filled from the image when
+/// empty (Docker's copy-up) unless `nocopy`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeUse {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub options: BTreeMap<String, String>,
+    pub anonymous: bool,
+    /// The path in the image whose content goes into the volume when it is empty.
+    pub copy_from: Option<String>,
+}
+
+/// The spec's mounts for a set of requests, and what `make` must do at create.
 #[derive(Debug, Default)]
-pub struct Resolved {
+pub struct Plan {
     pub mounts: Vec<Mount>,
     /// Bind sources to create as directories (`-v` of a missing path).
     pub create_dirs: Vec<PathBuf>,
-    /// Volumes made here for this container (anonymous, or named on first use), with the path
-    /// at which the image's content is to be copied into them (None: `nocopy`).
-    pub new_volumes: Vec<(String, Option<String>)>,
-    pub anonymous: Vec<String>,
+    pub volumes: Vec<VolumeUse>,
 }
 
-/// Turns the requests into the spec's mounts, creating the volumes they name. A bind source must
-/// exist unless `-v` asked for it (then it is made as a directory at create).
-pub fn resolve(volumes: &Volumes, reqs: &[Request]) -> Result<Resolved> {
-    let mut out = Resolved::default();
-    // Every check before any volume is made, so that a refused run leaves nothing behind.
+impl Plan {
+    /// The anonymous volumes' names (removed with the container by `rm -v`).
+    pub fn anonymous(&self) -> Vec<String> {
+        self.volumes.iter().filter(|v| v.anonymous).map(|v| v.name.clone()).collect()
+    }
+}
+
+/// An anonymous volume for each of the image's `VOLUME` paths that no `-v`/`--mount`/`--tmpfs`
+/// already covers, as Docker adds them.
+pub fn image_volumes(reqs: &mut Vec<Request>, image_volumes: &[String], tmpfs_targets: &[String]) {
+    let norm = |p: &str| p.trim_end_matches('/').to_string();
+    for path in image_volumes {
+        let p = norm(path);
+        if p.is_empty() || reqs.iter().any(|r| norm(&r.target) == p) || tmpfs_targets.iter().any(|t| norm(t) == p) {
+            continue;
+        }
+        let mut r = Request::new(Kind::Volume);
+        r.target = p;
+        reqs.push(r);
+    }
+}
+
+/// Turns the requests into the spec's mounts without changing anything on disk (a refused run
+/// leaves nothing behind): bind sources must exist unless `-v` asked for them, and new anonymous
+/// volumes get their names here.
+pub fn plan(volumes: &Volumes, reqs: &[Request]) -> Result<Plan> {
+    let mut out = Plan::default();
     for (i, r) in reqs.iter().enumerate() {
         if reqs[..i].iter().any(|o| o.target.trim_end_matches('/') == r.target.trim_end_matches('/')) {
             return Err(Error::invalid(format!("Duplicate mount point: {}", r.target)));
         }
-        if r.kind == Kind::Bind && !r.create_source && std::fs::symlink_metadata(&r.source).is_err() {
-            return Err(Error::invalid(format!("invalid mount config for type \"bind\": bind source path does not exist: {}", r.source)));
-        }
-        if r.kind == Kind::Volume {
-            crate::volume::mount_plan(&r.volume_opts)?;
-        }
-    }
-    for r in reqs {
         match r.kind {
             Kind::Bind => {
                 let source = PathBuf::from(&r.source);
                 if std::fs::symlink_metadata(&source).is_err() {
+                    if !r.create_source {
+                        return Err(Error::invalid(format!("invalid mount config for type \"bind\": bind source path does not exist: {}", r.source)));
+                    }
                     out.create_dirs.push(source.clone());
                 }
                 out.mounts.push(bind(source, r));
             }
             Kind::Volume => {
-                let named = !r.source.is_empty();
-                let existed = named && volumes.get(&r.source).is_ok();
-                let v = volumes.create(named.then_some(r.source.as_str()), r.volume_labels.clone(), r.volume_opts.clone(), !named)?;
-                if !existed {
-                    out.new_volumes.push((v.name.clone(), (!r.nocopy).then(|| r.target.clone())));
+                crate::volume::mount_plan(&r.volume_opts)?;
+                let anonymous = r.source.is_empty();
+                let name = if anonymous { crate::volume::random_name()? } else { r.source.clone() };
+                if let Ok(existing) = volumes.get(&name) {
+                    if !r.volume_opts.is_empty() && existing.options != r.volume_opts {
+                        return Err(Error::conflict(format!("volume {name} already exists with different options")));
+                    }
                 }
-                if !named {
-                    out.anonymous.push(v.name.clone());
-                }
-                out.mounts.push(bind(volumes.data_dir(&v.name), r));
+                out.mounts.push(bind(volumes.data_dir(&name), r));
+                out.volumes.push(VolumeUse {
+                    name,
+                    labels: r.volume_labels.clone(),
+                    options: r.volume_opts.clone(),
+                    anonymous,
+                    copy_from: (!r.nocopy).then(|| r.target.clone()),
+                });
             }
             Kind::Tmpfs => {
                 let mut opts = Vec::new();
@@ -293,6 +325,44 @@ pub fn resolve(volumes: &Volumes, reqs: &[Request]) -> Result<Resolved> {
         }
     }
     Ok(out)
+}
+
+/// At create: makes the planned bind directories and volumes, and copies the image's content
+/// into each empty volume (`layer_roots`: the image's layers, lowest first). Returns the
+/// volumes it made, for the caller to remove if the create fails later.
+pub fn make(volumes: &Volumes, plan: &Plan, layer_roots: &[PathBuf]) -> Result<Vec<String>> {
+    let mut made = Vec::new();
+    let res = (|| {
+        for d in &plan.create_dirs {
+            std::fs::create_dir_all(d).map_err(|e| Error::io(format!("create bind source {}", d.display()), e))?;
+        }
+        for v in &plan.volumes {
+            let existed = volumes.get(&v.name).is_ok();
+            let rec = volumes.create(Some(&v.name), v.labels.clone(), v.options.clone(), v.anonymous)?;
+            if !existed {
+                made.push(v.name.clone());
+            }
+            volumes.ensure_mounted(&rec)?;
+            if let Some(from) = &v.copy_from {
+                let data = volumes.data_dir(&v.name);
+                let empty = std::fs::read_dir(&data).map_err(|e| Error::io(format!("read {}", data.display()), e))?.next().is_none();
+                if empty {
+                    crate::container::copyfs::copy_up(layer_roots, from, &data)
+                        .map_err(|e| e.context(format!("copy the image's {from} into volume {}", v.name)))?;
+                }
+            }
+        }
+        Ok(())
+    })();
+    match res {
+        Ok(()) => Ok(made),
+        Err(e) => {
+            for n in &made {
+                let _ = volumes.remove(n, &[]);
+            }
+            Err(e)
+        }
+    }
 }
 
 fn bind(source: PathBuf, r: &Request) -> Mount {
@@ -400,26 +470,32 @@ mod tests {
     }
 
     #[test]
-    fn resolve_binds_and_volumes() {
+    fn plan_binds_and_volumes() {
         let root = std::env::temp_dir().join(format!("berth-mounts-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         let vols = Volumes::open(&root);
         let missing = root.join("nope");
         let m = parse_mount(&format!("type=bind,source={},target=/x", missing.display())).unwrap();
-        let e = resolve(&vols, &[m]).unwrap_err();
+        let e = plan(&vols, &[m]).unwrap_err();
         assert_eq!(e.message(), format!("invalid mount config for type \"bind\": bind source path does not exist: {}", missing.display()));
-        let v = parse_volume(&format!("{}:/x", missing.display())).unwrap();
-        let r = resolve(&vols, &[v, parse_volume("/data").unwrap(), parse_volume("named:/n").unwrap()]).unwrap();
-        assert_eq!(r.create_dirs, vec![missing]);
-        assert_eq!(r.anonymous.len(), 1);
-        assert_eq!(r.new_volumes.len(), 2);
-        assert_eq!(volumes_used(&vols, &r.mounts).len(), 2);
-        let e = inspect_entry(&vols, &r.mounts[2]).unwrap();
+        let mut reqs = vec![parse_volume(&format!("{}:/x", missing.display())).unwrap(), parse_volume("/data").unwrap(), parse_volume("named:/n").unwrap()];
+        image_volumes(&mut reqs, &["/data/".to_string(), "/var/lib/app".to_string(), "/t".to_string()], &["/t".to_string()]);
+        assert_eq!(reqs.len(), 4);
+        let p = plan(&vols, &reqs).unwrap();
+        assert_eq!(p.create_dirs, vec![missing.clone()]);
+        assert_eq!(p.anonymous().len(), 2);
+        // Nothing is made until `make`.
+        assert!(!root.exists());
+        let made = make(&vols, &p, &[]).unwrap();
+        assert_eq!(made.len(), 3);
+        assert!(missing.is_dir());
+        assert_eq!(volumes_used(&vols, &p.mounts).len(), 3);
+        let e = inspect_entry(&vols, &p.mounts[2]).unwrap();
         assert_eq!((e["Type"].as_str(), e["Name"].as_str(), e["Destination"].as_str()), (Some("volume"), Some("named"), Some("/n")));
-        // Using it again copies nothing: the volume exists.
-        let r = resolve(&vols, &[parse_volume("named:/n").unwrap()]).unwrap();
-        assert!(r.new_volumes.is_empty());
-        assert!(resolve(&vols, &[parse_volume("/a").unwrap(), parse_volume("bb:/a").unwrap()]).is_err());
+        // A second container using it makes nothing new.
+        let p = plan(&vols, &[parse_volume("named:/n").unwrap()]).unwrap();
+        assert!(make(&vols, &p, &[]).unwrap().is_empty());
+        assert!(plan(&vols, &[parse_volume("/a").unwrap(), parse_volume("bb:/a").unwrap()]).is_err());
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -68,6 +68,14 @@ pub fn merged(layer_roots: &[PathBuf]) -> Result<BTreeMap<Vec<u8>, (PathBuf, std
     Ok(visible)
 }
 
+fn write_merged(roots: &[PathBuf], out: &mut dyn Write) -> Result<()> {
+    let mut w = TarOut::new(std::io::BufWriter::new(out));
+    for (rel, (src, m)) in merged(roots)? {
+        w.path(&rel, &src, &m)?;
+    }
+    w.finish()?.flush().map_err(|e| crate::Error::io("write archive", e))
+}
+
 impl Store {
     /// Writes the image's flattened file system as a tar.
     pub fn export_image(&self, name: &str, out: &mut dyn Write) -> Result<()> {
@@ -75,10 +83,20 @@ impl Store {
         let db = self.db()?;
         let (img, _) = Store::find(&db, name)?;
         let roots: Vec<PathBuf> = img.layers.iter().map(|d| self.layer_dir(d).join(ROOT)).collect();
-        let mut w = TarOut::new(std::io::BufWriter::new(out));
-        for (rel, (src, m)) in merged(&roots)? {
-            w.path(&rel, &src, &m)?;
-        }
-        w.finish()?.flush().map_err(|e| crate::Error::io("write archive", e))
+        write_merged(&roots, out)
+    }
+
+    /// `docker export CONTAINER`: the container's file system as it sees it (its image's layers
+    /// with its own changes on top, whiteouts applied) as one tar. `container_dir` holds the
+    /// overlay upper dir, or, with the copy driver, the full `rootfs` copy. Volumes and other
+    /// mounts are not part of it, as in Docker.
+    pub fn export_container(&self, layers: &[crate::digest::Digest], container_dir: &std::path::Path, copy: bool, out: &mut dyn Write) -> Result<()> {
+        let _lock = StoreLock::shared(self.root())?;
+        let roots: Vec<PathBuf> = if copy {
+            vec![container_dir.join("rootfs")]
+        } else {
+            layers.iter().map(|d| self.layer_dir(d).join(ROOT)).chain(std::iter::once(container_dir.join("upper"))).collect()
+        };
+        write_merged(&roots, out)
     }
 }
