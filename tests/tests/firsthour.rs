@@ -309,7 +309,7 @@ fn volume_commands() {
     want.sort();
     assert_eq!(out, format!("DRIVER    VOLUME NAME\n{}", want.iter().map(|n| format!("local     {n}\n")).collect::<String>()));
     assert_eq!(a.ok(&["volume", "ls", "-q", "--filter", "label=app=db"]), "data\n");
-    assert_eq!(a.ok(&["volume", "ls", "-q", "--filter", "name=fa"]), "fast\n");
+    assert_eq!(a.ok(&["volume", "ls", "-q", "--filter", "name=fast"]), "fast\n");
     let j: Value = serde_json::from_str(a.ok(&["volume", "ls", "--format", "json", "--filter", "name=data"]).trim()).expect("json line");
     assert_eq!((j["Name"].as_str(), j["Driver"].as_str(), j["Labels"].as_str(), j["Scope"].as_str()), (Some("data"), Some("local"), Some("app=db"), Some("local")));
     let i: Value = serde_json::from_str(&a.ok(&["volume", "inspect", "data"])).expect("inspect json");
