@@ -278,7 +278,8 @@ pub fn inspect_json(v: &VolumeRecord, mountpoint: &Path) -> serde_json::Value {
         "Labels": v.labels,
         "Mountpoint": mountpoint,
         "Name": v.name,
-        "Options": if v.options.is_empty() { serde_json::Value::Null } else { serde_json::json!(v.options) },
+        // Docker: {} for a volume made by `volume create`, null for a container's anonymous one.
+        "Options": if v.anonymous && v.options.is_empty() { serde_json::Value::Null } else { serde_json::json!(v.options) },
         "Scope": "local",
     })
 }

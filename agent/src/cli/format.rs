@@ -34,9 +34,9 @@ pub fn render(t: &str, v: &Value) -> Result<String, CliError> {
     compile(t, Missing::Error)?.execute(v).map_err(|e| op_err(e.0))
 }
 
-/// `inspect`'s way: Docker falls back to the raw JSON map, where a missing key is `<no value>`.
+/// `inspect`'s way: Docker falls back to the raw JSON map, run with missingkey=error.
 pub fn render_map(t: &str, v: &Value) -> Result<String, CliError> {
-    compile(t, Missing::NoValue)?.execute(v).map_err(|e| op_err(e.0))
+    compile(t, Missing::MapError)?.execute(v).map_err(|e| op_err(e.0))
 }
 
 /// A listing through a template: one line per row; with `table`, the header row from `titles`
@@ -56,8 +56,8 @@ mod tests {
         assert_eq!(render("{{.Id}}", &v).unwrap(), "sha256:ab");
         assert_eq!(render("cmd={{.Config.Cmd}}", &v).unwrap(), "cmd=[sh -c]");
         assert_eq!(render("{{json .Config.Cmd}}", &v).unwrap(), "[\"sh\",\"-c\"]");
-        assert_eq!(render("{{.Config.Env}}", &v).unwrap(), "<no value>");
-        assert_eq!(render_map("{{.Nope}}", &v).unwrap(), "<no value>");
+        assert_eq!(render("{{.Config.Env}}", &v).unwrap(), "<nil>");
+        assert!(render_map("{{.Nope}}", &v).is_err());
         assert!(render("{{.Nope}}", &v).is_err());
         assert!(render("{{range .X}}", &v).is_err());
         assert!(render("{{.Id", &v).is_err());

@@ -31,11 +31,14 @@ fn xerr<T>(at: &str, msg: impl std::fmt::Display) -> Res<T> {
     Err(TemplateError(format!("template: executing \"\" at <{at}>: {msg}")))
 }
 
-/// What a field that the data lacks gives: Docker's typed contexts (ps, images, version) refuse
-/// it; `inspect` falls back to the raw JSON map, where Go prints `<no value>`.
+/// What a field that the data lacks gives. Docker refuses it everywhere: its typed contexts (ps,
+/// images, version) with "can't evaluate field", `inspect` (whose fallback is the raw JSON map,
+/// run with missingkey=error) with "map has no entry for key". Go's own default, `<no value>`,
+/// is kept for callers that want it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Missing {
     Error,
+    MapError,
     NoValue,
 }
 
@@ -801,10 +804,11 @@ impl State {
         for name in names {
             v = match v {
                 Val::Missing if self.missing == Missing::NoValue => Val::Missing,
-                Val::Missing => return xerr(src, format!("can't evaluate field {name} in type <no value>")),
+                Val::Missing => return xerr(src, format!("nil data; no entry for key {name:?}")),
                 Val::V(Value::Object(o)) => match o.get(name) {
                     Some(x) => Val::V(x.clone()),
                     None if self.missing == Missing::NoValue || self.header => Val::Missing,
+                    None if self.missing == Missing::MapError => return xerr(src, format!("map has no entry for key {name:?}")),
                     None => return xerr(src, format!("can't evaluate field {name}")),
                 },
                 Val::V(Value::Null) => return xerr(src, format!("nil pointer evaluating interface {{}}.{name}")),
@@ -882,7 +886,13 @@ impl State {
                                 None => return xerr(src, format!("error calling index: index out of range: {i}")),
                             }
                         }
-                        (Value::Object(o), Value::String(key)) => o.get(&key).cloned().unwrap_or(Value::Null),
+                        // A missing key is the map's zero value: "" for Docker's string maps
+                        // (labels, options).
+                        (Value::Object(o), Value::String(key)) => match o.get(&key) {
+                            Some(x) => x.clone(),
+                            None if o.values().all(Value::is_string) => Value::String(String::new()),
+                            None => Value::Null,
+                        },
                         (Value::Null, _) => return xerr(src, "error calling index: index of untyped nil"),
                         (x, key) => {
                             return xerr(src, format!("error calling index: cannot index {} with {}", type_name(x), type_name(&key)))
@@ -1050,10 +1060,11 @@ fn compare(a: &Value, b: &Value, src: &str) -> Res<Option<std::cmp::Ordering>> {
 // ---------------------------------------------------------------------------------------------
 // Go's printing of values
 
-/// An action's value as text/template prints it: a key the map lacks, or a nil, is `<no value>`.
+/// An action's value as text/template prints it: a key the map lacks is `<no value>`; a null is
+/// what Docker's typed values print for it, a nil pointer's `<nil>` (`{{.State.Health}}`).
 fn print_top(v: &Val) -> String {
     match v {
-        Val::Missing | Val::V(Value::Null) => "<no value>".into(),
+        Val::Missing => "<no value>".into(),
         Val::V(v) => print_value(v),
     }
 }
@@ -1476,8 +1487,10 @@ mod tests {
         })
     }
 
-    // Expected outputs were checked against Go 1.19's text/template with Docker's function map on the same
-    // JSON decoded into map[string]interface{} (docker inspect's raw fallback).
+    // Expected outputs were checked against Go 1.19's text/template with Docker's function map on
+    // the same data; where Go's JSON decoding differs from Docker's typed values (numbers are
+    // float64 there, int here; nulls are nil pointers here, `<nil>`), the typed output is used, as
+    // dockerd 20.10.24 printed it for inspect.
     #[test]
     fn fields_and_printing() {
         let d = data();
@@ -1487,7 +1500,7 @@ mod tests {
         assert_eq!(run("{{.State.Running}} {{.State.Pid}} {{.Ratio}} {{.Big}}", &d), "true 42 0.5 1e+06");
         assert_eq!(run("{{.Nope}}", &d), "<no value>");
         assert_eq!(run("{{.Nope.Deeper}}", &d), "<no value>");
-        assert_eq!(run("{{.Config.Healthcheck}}", &d), "<no value>");
+        assert_eq!(run("{{.Config.Healthcheck}}", &d), "<nil>");
         assert!(Template::parse("{{.Config.Healthcheck.Test}}", Missing::NoValue).unwrap().execute(&d).is_err());
         assert_eq!(run("{{.}}", &json!(["a", null, 1])), "[a <nil> 1]");
         assert_eq!(run("{{$}}", &json!({"a": {"b": [1, 2]}})), "map[a:map[b:[1 2]]]");
@@ -1506,6 +1519,9 @@ mod tests {
         let e = strict("{{.Nope}}", &data()).unwrap_err();
         assert!(e.0.contains("can't evaluate field Nope"), "{e}");
         assert_eq!(strict("{{.State.Status}}", &data()).unwrap(), "running");
+        let e = Template::parse("{{.Nope}}", Missing::MapError).unwrap().execute(&data()).unwrap_err();
+        assert!(e.0.ends_with("map has no entry for key \"Nope\""), "{e}");
+        assert_eq!(strict("{{index .Config.Labels \"zz\"}}", &data()).unwrap(), "");
     }
 
     #[test]

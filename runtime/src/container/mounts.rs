@@ -394,7 +394,7 @@ pub fn inspect_entry(volumes: &Volumes, m: &Mount) -> Option<serde_json::Value> 
     Some(match volumes.name_of(source) {
         Some(name) => serde_json::json!({
             "Type": "volume", "Name": name, "Source": source, "Destination": target, "Driver": "local",
-            "Mode": if readonly { "ro" } else { "z" }, "RW": !readonly, "Propagation": "",
+            "Mode": if readonly { "ro" } else { "" }, "RW": !readonly, "Propagation": "",
         }),
         None => serde_json::json!({
             "Type": "bind", "Source": source, "Destination": target, "Mode": if readonly { "ro" } else { "" },
