@@ -126,7 +126,13 @@ impl Volumes {
     /// Creates a volume (a random name when `name` is None). An existing named volume is
     /// returned as it is, as Docker's `volume create` and `-v NAME:/path` do; asking for
     /// different options is an error.
-    pub fn create(&self, name: Option<&str>, labels: BTreeMap<String, String>, options: BTreeMap<String, String>, anonymous: bool) -> Result<VolumeRecord> {
+    pub fn create(
+        &self,
+        name: Option<&str>,
+        labels: BTreeMap<String, String>,
+        options: BTreeMap<String, String>,
+        anonymous: bool,
+    ) -> Result<VolumeRecord> {
         let name = match name {
             Some(n) if !valid_name(n) => return Err(invalid_name(n)),
             Some(n) => n.to_string(),

@@ -78,10 +78,18 @@ fn a_single_file_socket_and_device_bind_mount() {
     // A unix socket and a device node as sources.
     let sock = a.root().scratch().join("app.sock");
     let _listener = std::os::unix::net::UnixListener::bind(&sock).expect("bind socket");
-    let out = sh_ok(&a, &["-v", &format!("{}:/run/app.sock", s(&sock)), "-v", "/dev/null:/mnt/null"], "test -S /run/app.sock && test -c /mnt/null && echo ok");
+    let out = sh_ok(
+        &a,
+        &["-v", &format!("{}:/run/app.sock", s(&sock)), "-v", "/dev/null:/mnt/null"],
+        "test -S /run/app.sock && test -c /mnt/null && echo ok",
+    );
     assert_eq!(out.trim(), "ok");
     // --mount with a file, read-only.
-    let out = sh_ok(&a, &["--mount", &format!("type=bind,source={},target=/conf,readonly", s(&cfg))], "cat /conf; touch /conf 2>/dev/null || echo ro");
+    let out = sh_ok(
+        &a,
+        &["--mount", &format!("type=bind,source={},target=/conf,readonly", s(&cfg))],
+        "cat /conf; touch /conf 2>/dev/null || echo ro",
+    );
     assert_eq!(out, "listener 1883\nallow_anonymous true\nro\n");
 }
 
@@ -109,7 +117,11 @@ fn a_missing_bind_source_is_made_by_v_and_refused_by_mount() {
 fn mount_tmpfs_and_propagation() {
     let _g = host_shared();
     let a = agent();
-    let out = sh_ok(&a, &["--mount", "type=tmpfs,destination=/scratch,tmpfs-size=1m,tmpfs-mode=1770"], "stat -c %a /scratch; grep ' /scratch ' /proc/mounts");
+    let out = sh_ok(
+        &a,
+        &["--mount", "type=tmpfs,destination=/scratch,tmpfs-size=1m,tmpfs-mode=1770"],
+        "stat -c %a /scratch; grep ' /scratch ' /proc/mounts",
+    );
     let mut lines = out.lines();
     assert_eq!(lines.next(), Some("1770"));
     let m = lines.next().unwrap_or_default();
@@ -118,7 +130,8 @@ fn mount_tmpfs_and_propagation() {
     fs::create_dir_all(&dir).expect("mkdir");
     // A shared bind is in a peer group of its own (mountinfo's optional field); the default
     // (rprivate) is in none.
-    let out = sh_ok(&a, &["--mount", &format!("type=bind,src={},dst=/p,bind-propagation=rshared", s(&dir))], "grep ' /p ' /proc/self/mountinfo");
+    let out =
+        sh_ok(&a, &["--mount", &format!("type=bind,src={},dst=/p,bind-propagation=rshared", s(&dir))], "grep ' /p ' /proc/self/mountinfo");
     assert!(out.contains(" shared:"), "an rshared bind is shared in mountinfo: {out}");
     let out = sh_ok(&a, &["--mount", &format!("type=bind,src={},dst=/p", s(&dir))], "grep ' /p ' /proc/self/mountinfo");
     assert!(!out.contains(" shared:") && !out.contains(" master:"), "the default bind is private: {out}");
@@ -139,7 +152,10 @@ fn go_templates_on_inspect_ps_images_version_info() {
     assert_eq!(a.inspect_f("tpl", "{{len .Config.Cmd}} {{index .Config.Cmd 0}} {{join .Config.Cmd \",\"}}"), "2 sleep sleep,1000");
     assert_eq!(a.inspect_f("tpl", "{{if .State.Running}}up{{else}}down{{end}} {{.State.Status | upper}}"), "up RUNNING");
     assert_eq!(a.inspect_f("tpl", "{{- with .State -}} {{.Status}} {{- end}}"), "running");
-    assert_eq!(a.inspect_f("tpl", "{{json .Config.Cmd}} {{lower \"ABC\"}} {{title \"x y\"}} {{truncate .Name 3}} [{{pad \"a\" 1 1}}]"), "[\"sleep\",\"1000\"] abc X Y /tp [ a ]");
+    assert_eq!(
+        a.inspect_f("tpl", "{{json .Config.Cmd}} {{lower \"ABC\"}} {{title \"x y\"}} {{truncate .Name 3}} [{{pad \"a\" 1 1}}]"),
+        "[\"sleep\",\"1000\"] abc X Y /tp [ a ]"
+    );
     assert_eq!(a.inspect_f("tpl", "{{split \"a:b\" \":\"}} {{.Config.Labels}}"), "[a b] map[a:1 b:2]");
     // dockerd 20.10.24 printed the same for these on the same container.
     assert_eq!(a.inspect_f("tpl", "{{.State.Health}} {{index .Config.Labels \"zz\"}}|"), "<nil> |");
@@ -213,7 +229,12 @@ fn a_closed_pipe_ends_listings_quietly() {
     }
     // And as the issue wrote it: a real `head -c 1` reading one byte.
     for cmd in ["version", "ps -a", "images", "logs piped", "volume ls"] {
-        let line = format!("{} --root {} -H {} {cmd} | head -c 1 >/dev/null; echo ${{PIPESTATUS[0]}}", s(&berth_tests::berth_bin()), s(a.root().path()), a.host());
+        let line = format!(
+            "{} --root {} -H {} {cmd} | head -c 1 >/dev/null; echo ${{PIPESTATUS[0]}}",
+            s(&berth_tests::berth_bin()),
+            s(a.root().path()),
+            a.host()
+        );
         let out = run(std::process::Command::new("bash").args(["-c", &line]), Stdin::Null);
         let code = String::from_utf8_lossy(&out.stdout).trim().to_string();
         let err = String::from_utf8_lossy(&out.stderr);
@@ -230,7 +251,15 @@ fn a_closed_pipe_ends_listings_quietly() {
 fn export_of_a_container_holds_its_changes() {
     let _g = host_shared();
     let a = agent();
-    a.ok(&["run", "--name", "ex", "busybox", "sh", "-c", "echo changed > /etc/motd; mkdir -p /srv/app; echo v1 > /srv/app/ver; rm /etc/group"]);
+    a.ok(&[
+        "run",
+        "--name",
+        "ex",
+        "busybox",
+        "sh",
+        "-c",
+        "echo changed > /etc/motd; mkdir -p /srv/app; echo v1 > /srv/app/ver; rm /etc/group",
+    ]);
     let tar = a.root().scratch().join("ex.tar");
     a.ok(&["export", "-o", s(&tar), "ex"]);
     let entries = tar_entries(&fs::read(&tar).expect("read export"));
@@ -256,7 +285,15 @@ fn an_image_volume_becomes_an_anonymous_volume_with_the_image_content() {
     let _g = host_shared();
     let a = agent();
     volume_image(&a);
-    let out = a.ok(&["run", "--name", "vol", "volimg:1", "sh", "-c", "cat /data/hello /data/sub/deep; stat -c '%u:%g %a' /data /data/hello; echo mine > /data/new"]);
+    let out = a.ok(&[
+        "run",
+        "--name",
+        "vol",
+        "volimg:1",
+        "sh",
+        "-c",
+        "cat /data/hello /data/sub/deep; stat -c '%u:%g %a' /data /data/hello; echo mine > /data/new",
+    ]);
     assert_eq!(out, "from the image\ndeep\n1000:1000 750\n1000:1000 644\n");
     let mounts = a.inspect("vol")["Mounts"].clone();
     let m = mounts.as_array().filter(|m| m.len() == 1).unwrap_or_else(|| panic!("one mount: {mounts}"))[0].clone();
@@ -318,7 +355,10 @@ fn volume_commands() {
     assert_eq!(a.ok(&["volume", "ls", "-q", "--filter", "label=app=db"]), "data\n");
     assert_eq!(a.ok(&["volume", "ls", "-q", "--filter", "name=fast"]), "fast\n");
     let j: Value = serde_json::from_str(a.ok(&["volume", "ls", "--format", "json", "--filter", "name=data"]).trim()).expect("json line");
-    assert_eq!((j["Name"].as_str(), j["Driver"].as_str(), j["Labels"].as_str(), j["Scope"].as_str()), (Some("data"), Some("local"), Some("app=db"), Some("local")));
+    assert_eq!(
+        (j["Name"].as_str(), j["Driver"].as_str(), j["Labels"].as_str(), j["Scope"].as_str()),
+        (Some("data"), Some("local"), Some("app=db"), Some("local"))
+    );
     let i: Value = serde_json::from_str(&a.ok(&["volume", "inspect", "data"])).expect("inspect json");
     assert_eq!(i[0]["Name"], "data");
     assert_eq!(i[0]["Labels"]["app"], "db");

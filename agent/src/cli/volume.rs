@@ -11,10 +11,10 @@ use berth_runtime::container::{mounts, record};
 use berth_runtime::volume::{inspect_json, matches_filter, VolumeRecord, Volumes};
 use berth_runtime::Error;
 
-use super::args::{cmd, opt, Cmd, Matches, Opt};
-use super::format::Format;
-use super::output::human_size;
-use super::{group, op_err, CliError, Command, Ctx};
+use super::{command, group, op_err, CliError, Command, Ctx};
+use crate::term::format::Format;
+use crate::term::output::human_size;
+use berth_proto::args::{cmd, opt, Cmd, Matches, Opt};
 
 const CREATE_OPTS: &[Opt] = &[
     opt("driver", Some('d'), Some("string"), "Specify volume driver name (default \"local\")"),
@@ -30,7 +30,14 @@ const LS_OPTS: &[Opt] = &[
 ];
 const LS: Cmd = cmd("berth volume ls", "[OPTIONS]", "List volumes", LS_OPTS, 0, Some(0));
 const INSPECT_OPTS: &[Opt] = &[opt("format", Some('f'), Some("string"), "Format output using a Go template or \"json\"")];
-const INSPECT: Cmd = cmd("berth volume inspect", "[OPTIONS] VOLUME [VOLUME...]", "Display detailed information on one or more volumes", INSPECT_OPTS, 1, None);
+const INSPECT: Cmd = cmd(
+    "berth volume inspect",
+    "[OPTIONS] VOLUME [VOLUME...]",
+    "Display detailed information on one or more volumes",
+    INSPECT_OPTS,
+    1,
+    None,
+);
 const RM_OPTS: &[Opt] = &[opt("force", Some('f'), None, "Do not fail for volumes that do not exist")];
 const RM: Cmd = cmd("berth volume rm", "[OPTIONS] VOLUME [VOLUME...]", "Remove one or more volumes", RM_OPTS, 1, None);
 const PRUNE_OPTS: &[Opt] = &[
@@ -40,25 +47,15 @@ const PRUNE_OPTS: &[Opt] = &[
 ];
 const PRUNE: Cmd = cmd("berth volume prune", "[OPTIONS]", "Remove unused local volumes", PRUNE_OPTS, 0, Some(0));
 
-pub const GROUP: Cmd = group(
-    "berth volume",
-    "Manage volumes",
-    &[
-        ("create", "Create a volume"),
-        ("inspect", "Display detailed information on one or more volumes"),
-        ("ls", "List volumes"),
-        ("prune", "Remove unused local volumes"),
-        ("rm", "Remove one or more volumes"),
-    ],
-);
+pub const GROUP: Cmd = group("berth volume", "Manage volumes");
 pub const SUBCOMMANDS: &[Command] = &[
-    Command { name: "create", cmd: &CREATE, run: create },
-    Command { name: "inspect", cmd: &INSPECT, run: inspect },
-    Command { name: "ls", cmd: &LS, run: ls },
-    Command { name: "list", cmd: &LS, run: ls },
-    Command { name: "prune", cmd: &PRUNE, run: prune },
-    Command { name: "rm", cmd: &RM, run: rm },
-    Command { name: "remove", cmd: &RM, run: rm },
+    command("create", &CREATE, create),
+    command("inspect", &INSPECT, inspect),
+    command("ls", &LS, ls),
+    command("list", &LS, ls),
+    command("prune", &PRUNE, prune),
+    command("rm", &RM, rm),
+    command("remove", &RM, rm),
 ];
 
 fn out_err(e: io::Error) -> CliError {
@@ -154,7 +151,7 @@ fn ls(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
         "Availability": "AVAILABILITY", "Driver": "DRIVER", "Group": "GROUP", "Labels": "LABELS", "Links": "LINKS",
         "Mountpoint": "MOUNTPOINT", "Name": "VOLUME NAME", "Scope": "SCOPE", "Size": "SIZE", "Status": "STATUS",
     });
-    out.write_all(super::format::render_rows(&template, &titles, &rows)?.as_bytes()).map_err(out_err)?;
+    out.write_all(crate::term::format::render_rows(&template, &titles, &rows)?.as_bytes()).map_err(out_err)?;
     Ok(0)
 }
 
@@ -202,7 +199,11 @@ fn rm(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
 fn prune(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
     let all = m.flag("all");
     if !m.flag("force") {
-        let what = if all { "all local volumes not used by at least one container" } else { "anonymous local volumes not used by at least one container" };
+        let what = if all {
+            "all local volumes not used by at least one container"
+        } else {
+            "anonymous local volumes not used by at least one container"
+        };
         eprint!("WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] ");
         let mut answer = String::new();
         io::stdin().lock().read_line(&mut answer).map_err(|e| Error::io("read answer", e))?;

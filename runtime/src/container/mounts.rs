@@ -136,7 +136,8 @@ pub fn parse_mount(s: &str) -> Result<Request> {
                 vol_opts = true;
             }
             "volume-opt" | "volume-label" => {
-                let (k, v) = value.split_once('=').ok_or_else(|| Error::invalid(format!("invalid field '{field}' must be a key=value pair")))?;
+                let (k, v) =
+                    value.split_once('=').ok_or_else(|| Error::invalid(format!("invalid field '{field}' must be a key=value pair")))?;
                 let map = if key == "volume-opt" { &mut r.volume_opts } else { &mut r.volume_labels };
                 map.insert(k.to_string(), v.to_string());
                 vol_opts = true;
@@ -206,7 +207,9 @@ pub fn parse_volume(v: &str) -> Result<Request> {
         return Err(Error::invalid(format!("invalid volume specification: '{v}': invalid mount config for type \"{}\": invalid mount path: '{dst}' mount path must be absolute", if src.starts_with('/') { "bind" } else { "volume" })));
     }
     if dst == "/" {
-        return Err(Error::invalid(format!("invalid volume specification: '{v}': invalid mount config for type \"bind\": invalid specification: destination can't be '/'")));
+        return Err(Error::invalid(format!(
+            "invalid volume specification: '{v}': invalid mount config for type \"bind\": invalid specification: destination can't be '/'"
+        )));
     }
     let mut r = Request::new(if src.starts_with('/') { Kind::Bind } else { Kind::Volume });
     r.source = src.to_string();
@@ -285,7 +288,10 @@ pub fn plan(volumes: &Volumes, reqs: &[Request]) -> Result<Plan> {
                 let source = PathBuf::from(&r.source);
                 if std::fs::symlink_metadata(&source).is_err() {
                     if !r.create_source {
-                        return Err(Error::invalid(format!("invalid mount config for type \"bind\": bind source path does not exist: {}", r.source)));
+                        return Err(Error::invalid(format!(
+                            "invalid mount config for type \"bind\": bind source path does not exist: {}",
+                            r.source
+                        )));
                     }
                     out.create_dirs.push(source.clone());
                 }
@@ -430,7 +436,10 @@ mod tests {
     #[test]
     fn mount_flag_as_docker_parses_it() {
         let r = parse_mount("type=bind,source=/etc/os-release,target=/os-release,readonly").unwrap();
-        assert_eq!((r.kind, r.source.as_str(), r.target.as_str(), r.readonly, r.create_source), (Kind::Bind, "/etc/os-release", "/os-release", true, false));
+        assert_eq!(
+            (r.kind, r.source.as_str(), r.target.as_str(), r.readonly, r.create_source),
+            (Kind::Bind, "/etc/os-release", "/os-release", true, false)
+        );
         let r = parse_mount("type=bind,src=/srv,dst=/srv,ro=false,bind-propagation=rslave").unwrap();
         assert_eq!((r.readonly, r.propagation.as_deref()), (false, Some("rslave")));
         let r = parse_mount("source=data,target=/data,volume-nocopy,volume-label=a=b").unwrap();
@@ -448,8 +457,14 @@ mod tests {
         assert_eq!(err("type=tmpfs,target=/b,volume-nocopy"), "cannot mix 'volume-*' options with mount type 'tmpfs'");
         assert_eq!(err("type=tmpfs,target=/b,tmpfs-mode=999"), "invalid value for tmpfs-mode: 999");
         assert_eq!(err("type=bind,target=/b"), "invalid mount config for type \"bind\": field Source must not be empty");
-        assert_eq!(err("type=bind,source=rel,target=/b"), "invalid mount config for type \"bind\": invalid mount path: 'rel' mount path must be absolute");
-        assert_eq!(err("type=bind,source=/a,target=b"), "invalid mount config for type \"bind\": invalid mount path: 'b' mount path must be absolute");
+        assert_eq!(
+            err("type=bind,source=rel,target=/b"),
+            "invalid mount config for type \"bind\": invalid mount path: 'rel' mount path must be absolute"
+        );
+        assert_eq!(
+            err("type=bind,source=/a,target=b"),
+            "invalid mount config for type \"bind\": invalid mount path: 'b' mount path must be absolute"
+        );
         assert_eq!(err("type=tmpfs,source=/a,target=/b"), "invalid mount config for type \"tmpfs\": field Source must not be specified");
         assert!(err("type=npipe,target=/b").contains("invalid mount type"));
     }
@@ -478,7 +493,11 @@ mod tests {
         let m = parse_mount(&format!("type=bind,source={},target=/x", missing.display())).unwrap();
         let e = plan(&vols, &[m]).unwrap_err();
         assert_eq!(e.message(), format!("invalid mount config for type \"bind\": bind source path does not exist: {}", missing.display()));
-        let mut reqs = vec![parse_volume(&format!("{}:/x", missing.display())).unwrap(), parse_volume("/data").unwrap(), parse_volume("named:/n").unwrap()];
+        let mut reqs = vec![
+            parse_volume(&format!("{}:/x", missing.display())).unwrap(),
+            parse_volume("/data").unwrap(),
+            parse_volume("named:/n").unwrap(),
+        ];
         image_volumes(&mut reqs, &["/data/".to_string(), "/var/lib/app".to_string(), "/t".to_string()], &["/t".to_string()]);
         assert_eq!(reqs.len(), 4);
         let p = plan(&vols, &reqs).unwrap();

@@ -36,11 +36,23 @@ impl Net {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Mount {
     /// A host path or a volume's data directory (a file, directory, socket or device node).
-    Bind { source: PathBuf, target: String, readonly: bool },
-    Tmpfs { target: String, options: String },
+    Bind {
+        source: PathBuf,
+        target: String,
+        readonly: bool,
+    },
+    Tmpfs {
+        target: String,
+        options: String,
+    },
     /// A bind mount with a propagation mode other than Docker's default `rprivate` (a variant of
     /// its own so that records written before it still decode).
-    BindWith { source: PathBuf, target: String, readonly: bool, propagation: String },
+    BindWith {
+        source: PathBuf,
+        target: String,
+        readonly: bool,
+        propagation: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

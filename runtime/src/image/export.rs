@@ -90,7 +90,13 @@ impl Store {
     /// with its own changes on top, whiteouts applied) as one tar. `container_dir` holds the
     /// overlay upper dir, or, with the copy driver, the full `rootfs` copy. Volumes and other
     /// mounts are not part of it, as in Docker.
-    pub fn export_container(&self, layers: &[crate::digest::Digest], container_dir: &std::path::Path, copy: bool, out: &mut dyn Write) -> Result<()> {
+    pub fn export_container(
+        &self,
+        layers: &[crate::digest::Digest],
+        container_dir: &std::path::Path,
+        copy: bool,
+        out: &mut dyn Write,
+    ) -> Result<()> {
         let _lock = StoreLock::shared(self.root())?;
         let roots: Vec<PathBuf> = if copy {
             vec![container_dir.join("rootfs")]
