@@ -161,6 +161,26 @@ fn unpack_candidate(r: impl Read, dir: &Path) -> Result<Candidate> {
     Ok(Candidate { dir: dir.to_path_buf(), blob: hr.hasher.finish(), compression, unpacked })
 }
 
+/// A layer blob from elsewhere (a registry) unpacked into `dir` by the same path `load` takes:
+/// the compression found from its first bytes, the blob hashed on the way in and the tar after
+/// decompression. Both digests must be the ones the manifest and the config promise; on a mismatch
+/// `dir` is removed and nothing else was touched.
+pub fn unpack_blob(r: impl Read, blob: &Digest, diff_id: &Digest, dir: &Path) -> Result<Unpacked> {
+    let res = unpack_candidate(r, dir).and_then(|c| {
+        if &c.blob != blob {
+            Err(Error::invalid(format!("layer {blob}: content digest is {}", c.blob)))
+        } else if &c.unpacked.diff_id != diff_id {
+            Err(Error::invalid(format!("layer {blob}: uncompressed digest is {}, the config says {diff_id}", c.unpacked.diff_id)))
+        } else {
+            Ok(c.unpacked)
+        }
+    });
+    if res.is_err() {
+        remove_all(dir)?;
+    }
+    res
+}
+
 /// Case-insensitive key lookup: real `manifest.json` files spell keys in more than one case.
 fn get<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
     v.as_object()?.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v)
