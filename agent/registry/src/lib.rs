@@ -8,6 +8,7 @@ pub mod client;
 pub mod http;
 pub mod manifest;
 pub mod pull;
+pub mod push;
 pub mod tls;
 
 pub use client::{Options, Registry};

@@ -491,7 +491,10 @@ fn download_into(reg: &Registry, path: &str, d: &Descriptor, f: &mut File, part:
             return Err(e.context(format!("after {attempt} attempts ({have} of {} bytes kept for the next pull)", d.size)));
         }
         f.sync_data().map_err(|e| Error::io(format!("fsync {}", part.display()), e))?;
-        std::thread::sleep(backoff(attempt - 1, std::time::Duration::from_secs(8)));
+        // Straight back after a cut that still moved bytes; a back-off once it stops doing so.
+        if attempt > 1 {
+            std::thread::sleep(backoff(attempt - 2, std::time::Duration::from_secs(8)));
+        }
     }
     let got = h.finish();
     if got != d.digest {

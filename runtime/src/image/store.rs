@@ -203,6 +203,18 @@ impl Store {
         db.write(&self.root.join("images.db"))
     }
 
+    /// Records `repo@digest` as a name of image `id` (after a push, as Docker's RepoDigests).
+    pub fn add_digest(&self, id: &Digest, name: &str) -> Result<()> {
+        let _lock = self.lock()?;
+        let mut db = self.db()?;
+        match db.images.iter_mut().find(|i| &i.id == id) {
+            Some(i) if !i.digests.iter().any(|d| d == name) => i.digests.push(name.to_string()),
+            Some(_) => return Ok(()),
+            None => return Err(Error::not_found(format!("No such image: {id}"))),
+        }
+        db.write(&self.root.join("images.db"))
+    }
+
     /// Finds an image as Docker does: a name[:tag] or name@digest first, then a full or
     /// unique-prefix ID.
     pub fn find<'a>(db: &'a Db, name: &str) -> Result<(&'a ImageRecord, Matched)> {
