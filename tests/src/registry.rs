@@ -249,6 +249,9 @@ pub fn read_request_head(c: &mut TcpStream) -> Option<(String, Vec<u8>)> {
     let mut b = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
         match c.read(&mut b) {
+            // A TLS ClientHello (or any binary) to a plain HTTP server: closed, as a real one
+            // answers it with 400 and closes.
+            Ok(1) if head.is_empty() && !b[0].is_ascii_uppercase() => return None,
             Ok(1) => head.push(b[0]),
             _ => return None,
         }

@@ -374,7 +374,7 @@ impl Registry {
             let resp = self.send_retrying(&mut req, what)?;
             body = req.body;
             match resp.status {
-                401 if same_host && !answered => {
+                401 if same_host && !answered && resp.header("www-authenticate").is_some() => {
                     let www: Vec<String> = resp.headers_named("www-authenticate").map(str::to_string).collect();
                     drop(resp);
                     auth = Some(self.authenticate(&www, scopes)?);

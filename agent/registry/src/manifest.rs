@@ -63,7 +63,7 @@ fn descriptor(v: &Value, what: &str) -> Result<Descriptor> {
 pub fn parse(body: &[u8], content_type: Option<&str>, what: &str) -> Result<Parsed> {
     let v: Value = serde_json::from_slice(body).map_err(|e| Error::invalid(format!("{what}: malformed JSON: {e}")))?;
     let mt = v.get("mediaType").and_then(Value::as_str).or(content_type.map(|c| c.split(';').next().unwrap_or("").trim())).unwrap_or("");
-    if v.get("schemaVersion").and_then(Value::as_u64) == Some(1) || mt.contains("manifest.v1+") {
+    if v.get("schemaVersion").and_then(Value::as_u64) == Some(1) || mt.starts_with("application/vnd.docker.distribution.manifest.v1") {
         return Err(Error::invalid(format!("{what}: Docker schema 1 manifests are not supported (deprecated since 2019)")));
     }
     if let Some(list) = v.get("manifests").and_then(Value::as_array) {

@@ -417,6 +417,7 @@ fn download_into(reg: &Registry, path: &str, d: &Descriptor, f: &mut File, part:
                 src += 1;
                 continue;
             }
+            Err(e) if have > 0 => return Err(e.context(format!("{have} of {} bytes kept for the next pull", d.size))),
             Err(e) => return Err(foreign(e, d, &errors)),
         };
         match resp.status {
