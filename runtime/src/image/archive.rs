@@ -38,6 +38,8 @@ pub struct Scan {
     links: HashMap<String, String>,
     layers: HashMap<String, std::result::Result<Candidate, String>>,
     big: HashSet<String>,
+    /// What `images` left out, one line each: artifacts, attestations, signatures, referrers.
+    skipped: std::cell::RefCell<Vec<String>>,
 }
 
 /// One image the archive holds, checked and ready to commit.
@@ -277,9 +279,11 @@ impl Scan {
             None => found,
         };
         if found.is_empty() {
+            let skipped = self.skipped();
+            let also = if skipped.is_empty() { String::new() } else { format!(" (skipped: {})", skipped.join(", ")) };
             return Err(Error::invalid(match want {
-                Some(p) => format!("archive holds no image for platform {p}"),
-                None => "archive holds no image".to_string(),
+                Some(p) => format!("archive holds no image for platform {p}{also}"),
+                None => format!("archive holds no image{also}"),
             }));
         }
         Ok(found)
@@ -317,6 +321,10 @@ impl Scan {
             _ => return Err(Error::invalid("index.json lists no manifests")),
         };
         for desc in &list {
+            if let Some(why) = not_an_image(desc) {
+                self.skip(get_str(desc, "digest").unwrap_or("?"), &why);
+                continue;
+            }
             let names = desc_names(desc);
             let mut desc = desc.clone();
             // Follow nested indexes (multi-platform) down to one manifest for the platform.
@@ -331,6 +339,10 @@ impl Scan {
             }
             let d = get_str(&desc, "digest").ok_or_else(|| Error::invalid("index entry without digest"))?;
             let (_, manifest) = self.json("manifest", &blob_path(d)?)?;
+            if let Some(why) = artifact_manifest(&manifest) {
+                self.skip(d, &why);
+                continue;
+            }
             let config = get(&manifest, "config")
                 .and_then(|c| get_str(c, "digest"))
                 .ok_or_else(|| Error::invalid(format!("manifest {d} has no config")))?;
@@ -347,6 +359,15 @@ impl Scan {
             out.push(self.image(&blob_path(config)?, Some(d), &refs, names, digests, held)?);
         }
         Ok(out)
+    }
+
+    fn skip(&self, digest: &str, why: &str) {
+        self.skipped.borrow_mut().push(format!("{why} {digest}"));
+    }
+
+    /// What the last `images` call skipped (artifacts, attestations, signatures, referrers).
+    pub fn skipped(&self) -> Vec<String> {
+        self.skipped.borrow().clone()
     }
 
     fn image(
@@ -413,6 +434,46 @@ fn blob_path(d: &str) -> Result<String> {
     Ok(format!("blobs/sha256/{}", Digest::parse(d)?.hex()))
 }
 
+const IMAGE_CONFIGS: &[&str] = &["application/vnd.oci.image.config.v1+json", "application/vnd.docker.container.image.v1+json"];
+
+/// Why an index entry is not an image, judged from the entry alone: an attestation (`buildx`
+/// adds one per platform, as `unknown/unknown` with a `vnd.docker.reference.type` annotation) or
+/// an entry that declares an `artifactType`.
+fn not_an_image(desc: &Value) -> Option<String> {
+    let ann = get(desc, "annotations");
+    if let Some(t) = ann.and_then(|a| get_str(a, "vnd.docker.reference.type")) {
+        return Some(format!("{t} (for {})", ann.and_then(|a| get_str(a, "vnd.docker.reference.digest")).unwrap_or("?")));
+    }
+    if let Some(t) = get_str(desc, "artifactType") {
+        return Some(format!("artifact of type {t}"));
+    }
+    let p = get(desc, "platform");
+    if p.and_then(|p| get_str(p, "os")) == Some("unknown") && p.and_then(|p| get_str(p, "architecture")) == Some("unknown") {
+        return Some("unknown/unknown entry (attestation)".to_string());
+    }
+    None
+}
+
+/// Why a manifest is not an image's: an `artifactType`, a config that is not an image config
+/// (`application/vnd.oci.empty.v1+json`, cosign signatures, SBOMs, Helm charts), a referrer.
+fn artifact_manifest(m: &Value) -> Option<String> {
+    if let Some(t) = get_str(m, "artifactType") {
+        return Some(format!("artifact of type {t}"));
+    }
+    let ct = get(m, "config").and_then(|c| get_str(c, "mediaType"));
+    match ct {
+        Some(t) if !IMAGE_CONFIGS.contains(&t) => Some(format!("artifact with config type {t}")),
+        _ if get(m, "subject").is_some() && get(m, "layers").and_then(Value::as_array).is_some_and(|l| l.is_empty()) => Some("referrer".to_string()),
+        _ => {
+            // cosign signatures and the like: an image config, but no layer is a tar.
+            let layers = get(m, "layers").and_then(Value::as_array)?;
+            let types: Vec<&str> = layers.iter().filter_map(|l| get_str(l, "mediaType")).collect();
+            let tar = |t: &&str| t.contains("tar") || t.contains("rootfs");
+            (!types.is_empty() && types.len() == layers.len() && !types.iter().any(tar)).then(|| format!("artifact with layers of type {}", types[0]))
+        }
+    }
+}
+
 fn is_index(desc: &Value) -> bool {
     get_str(desc, "mediaType").is_some_and(|m| m.contains("image.index") || m.contains("manifest.list"))
 }
@@ -436,6 +497,9 @@ fn pick_platform(entries: &[Value], want: Option<&Platform>) -> Result<Value> {
     };
     let mut seen = Vec::new();
     for e in entries {
+        if not_an_image(e).is_some() {
+            continue;
+        }
         if let Some((os, arch, variant)) = plat(e) {
             if want.matches(&os, &arch, variant.as_deref()) {
                 return Ok(e.clone());
