@@ -347,6 +347,9 @@ pub enum Action {
     Respond(Vec<u8>),
     /// `200 OK`, no length, zeros until the client gives up.
     Endless,
+    /// Relay this many bytes of the answer, then hold the connection open without sending more
+    /// (a link that stalls), until the test ends.
+    Stall(u64),
 }
 
 pub struct RequestInfo {
@@ -404,6 +407,7 @@ impl Front {
                         path: words.next().unwrap_or("").to_string(),
                         head: head.clone(),
                     };
+                    let mut stall = false;
                     let limit = match rule(&info) {
                         Action::Respond(bytes) => {
                             let _ = c.write_all(&bytes);
@@ -420,6 +424,10 @@ impl Front {
                         }
                         Action::Forward => u64::MAX,
                         Action::Cut(n) => n,
+                        Action::Stall(n) => {
+                            stall = true;
+                            n
+                        }
                     };
                     {
                         {
@@ -447,6 +455,19 @@ impl Front {
                                 rl.fetch_add(n as u64, Ordering::SeqCst);
                                 if sent >= limit {
                                     break;
+                                }
+                            }
+                            if stall {
+                                let start = Instant::now();
+                                let mut probe = [0u8; 1];
+                                let _ = c.set_read_timeout(Some(Duration::from_millis(200)));
+                                // Held until the client goes away (a kill) or a minute passes.
+                                while start.elapsed() < Duration::from_secs(60) {
+                                    match c.read(&mut probe) {
+                                        Ok(0) => break,
+                                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {}
+                                        _ => break,
+                                    }
                                 }
                             }
                             let _ = c.shutdown(Shutdown::Both);

@@ -700,3 +700,169 @@ fn push_then_skopeo_inspect_and_podman_pull() {
         "layers mounted from pushed/layered: {m:?}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// The CLI: berth pull / push / login / logout / image history
+
+fn berth_with_config(root: &Root, config: &Path, args: &[&str], stdin: Stdin) -> std::process::Output {
+    let mut c = root.command(args);
+    c.env("BERTH_CONFIG", config);
+    let out = run(&mut c, stdin);
+    root.assert_tmp_clean(&format!("berth {}", args.join(" ")));
+    out
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn cli_pull_prints_as_docker_and_history_lists_the_config() {
+    require_root();
+    let f = fixtures();
+    let reg = Registry::start(false, Auth::None);
+    put_archive(&reg, &f.layered.path, "team/layered:v2");
+    put_archive(&reg, &f.busybox.path, "library/busybox:1");
+    let root = Root::new();
+    let name = format!("{}/team/layered:v2", reg.host);
+    let out = root.ok(&["pull", &name]);
+    let (_, digest) = reg.raw_manifest("team/layered:v2");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.first().copied(), Some("v2: Pulling from team/layered"), "{out}");
+    assert_eq!(lines.iter().filter(|l| l.ends_with(": Pull complete")).count(), 3, "{out}");
+    assert!(lines.contains(&format!("Digest: {digest}").as_str()), "{out}");
+    assert!(lines.contains(&format!("Status: Downloaded newer image for {name}").as_str()), "{out}");
+    assert_eq!(lines.last().copied(), Some(name.as_str()), "{out}");
+    let out = root.ok(&["pull", &name]);
+    assert!(out.contains(&format!("Status: Image is up to date for {name}")), "{out}");
+    let busy = format!("{}/library/busybox:1", reg.host);
+    let out = root.ok(&["image", "pull", "-q", &busy]);
+    assert_eq!(out, format!("{busy}\n"), "-q prints the name only");
+    let ids = root.ok(&["images", "-q", "--no-trunc"]);
+    assert!(ids.contains(&f.layered.image().id) && ids.contains(&f.busybox.image().id), "{ids}");
+
+    // history: one row per config history entry, newest first, IDs as Docker shows them.
+    let hist = f.layered.image().config["history"].as_array().map(|a| a.len()).unwrap_or(0);
+    let q = root.ok(&["history", "-q", &name]);
+    let qlines: Vec<&str> = q.lines().collect();
+    assert_eq!(qlines.len(), hist.max(3), "{q}");
+    assert_eq!(qlines[0], &hex_of(&f.layered.image().id)[..12]);
+    assert!(qlines[1..].iter().all(|l| *l == "<missing>"), "{q}");
+    let table = root.ok(&["image", "history", &name]);
+    let header = table.lines().next().unwrap_or("");
+    for col in ["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"] {
+        assert!(header.contains(col), "{header}");
+    }
+    let json = root.ok(&["history", "--no-trunc", "--format", "json", &name]);
+    let rows: Vec<serde_json::Value> = json.lines().map(|l| serde_json::from_str(l).expect("history JSON line")).collect();
+    assert_eq!(rows[0]["ID"], f.layered.image().id.as_str());
+    let template = root.ok(&["history", "--format", "{{.ID}} {{.Size}}", &name]);
+    assert!(template.lines().next().unwrap_or("").starts_with(&hex_of(&f.layered.image().id)[..12]), "{template}");
+
+    // Bad names and unknown images: Docker's words, exit 1.
+    let (code, err) = root.fail(&["pull", "Bad Name"]);
+    assert_eq!(code, 1);
+    assert!(err.starts_with("Error: invalid reference format"), "{err}");
+    let (code, err) = root.fail(&["pull", &format!("{}/team/nothere:1", reg.host)]);
+    assert_eq!(code, 1);
+    assert!(err.contains("not found"), "{err}");
+    let (code, _) = root.fail(&["pull"]);
+    assert_eq!(code, 125, "missing argument is a usage error");
+}
+
+#[test]
+fn cli_pull_no_matching_platform_names_the_ones_there() {
+    require_root();
+    let reg = Registry::start(false, Auth::None);
+    multi_platform(&reg);
+    let root = Root::new();
+    let name = format!("{}/multi/app:1", reg.host);
+    let before = images_db(&root);
+    let (code, err) = root.fail(&["pull", "--platform", "linux/s390x", &name]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no matching manifest for linux/s390x") && err.contains("linux/arm/v7, linux/arm/v6"), "{err}");
+    assert_eq!(images_db(&root), before);
+    let out = root.ok(&["pull", "--platform", "linux/arm/v6", "-q", &name]);
+    assert_eq!(out.trim(), name);
+    assert_eq!(root.ok(&["images", "-q", "--no-trunc"]).trim(), fixtures().tiny.image().id);
+}
+
+#[test]
+fn cli_login_logout_and_push_over_tls() {
+    require_root();
+    let f = fixtures();
+    let reg = Registry::start(true, Auth::Htpasswd { user: "alice".into(), password: "s3cret".into() });
+    let root = Root::new();
+    let config = root.scratch().join("berth.toml");
+    fs::write(&config, format!("[registry]\ncerts_dir = \"{}\"\n", reg.certs_d.display())).expect("write berth.toml");
+    let out = berth_with_config(&root, &config, &["login", "-u", "alice", "--password-stdin", &reg.host], Stdin::Bytes(b"wrong\n".to_vec()));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("401"), "{}", text(&out.stderr));
+    assert!(!root.path().join("config.json").exists(), "failed login stores nothing");
+    let out = berth_with_config(&root, &config, &["login", "-u", "alice", "--password-stdin", &reg.host], Stdin::Bytes(b"s3cret\n".to_vec()));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "Login Succeeded\n");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&fs::metadata(root.path().join("config.json")).expect("config.json").permissions());
+    assert_eq!(mode & 0o777, 0o600);
+
+    root.ok(&["load", "-i", berth_tests::s(&f.layered.path)]);
+    let target = format!("{}/app/layered:1", reg.host);
+    root.ok(&["tag", "layered:latest", &target]);
+    let out = berth_with_config(&root, &config, &["push", &target], Stdin::Null);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.starts_with(&format!("The push refers to repository [{}/app/layered]\n", reg.host)), "{stdout}");
+    assert_eq!(stdout.lines().filter(|l| l.ends_with(": Pushed")).count(), 3, "{stdout}");
+    let (_, digest) = reg.raw_manifest("app/layered:1");
+    assert!(stdout.ends_with(&format!("1: digest: {digest} size: {}\n", reg.raw_manifest("app/layered:1").0.len())), "{stdout}");
+    let out = berth_with_config(&root, &config, &["push", &target], Stdin::Null);
+    assert_eq!(text(&out.stdout).lines().filter(|l| l.ends_with(": Layer already exists")).count(), 3, "{}", text(&out.stdout));
+
+    let out = berth_with_config(&root, &config, &["logout", &reg.host], Stdin::Null);
+    assert_eq!(text(&out.stdout), format!("Removing login credentials for {}\n", reg.host));
+    let out = berth_with_config(&root, &config, &["push", &target], Stdin::Null);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("unauthorized: authentication required"), "{}", text(&out.stderr));
+    let out = berth_with_config(&root, &config, &["logout", &reg.host], Stdin::Null);
+    assert_eq!(text(&out.stdout), format!("Not logged in to {}\n", reg.host));
+}
+
+#[test]
+fn cli_pull_killed_mid_layer_resumes_where_it_stopped() {
+    require_root();
+    let f = fixtures();
+    let reg = Registry::start(false, Auth::None);
+    put_archive(&reg, &f.big.path, "big:1");
+    let (m, _) = reg.raw_manifest("big:1");
+    let v: serde_json::Value = serde_json::from_slice(&m).expect("manifest");
+    let (big_digest, big_size) = v["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .map(|l| (l["digest"].as_str().expect("digest").to_string(), l["size"].as_u64().expect("size")))
+        .max_by_key(|l| l.1)
+        .expect("a layer");
+    let stall_at = big_size / 2;
+    let stalling = Front::start("127.0.0.1", reg.port, Arc::new(move |r| if blob_path(&r.path).is_some() { Action::Stall(stall_at) } else { Action::Forward }));
+    let root = Root::new();
+    let mut child = root.command(&["pull", &format!("{}/big:1", stalling.host())]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().expect("start berth pull");
+    let part = root.path().join("downloads").join(format!("{}.part", hex_of(&big_digest)));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while fs::metadata(&part).map(|m| m.len()).unwrap_or(0) + 4096 < stall_at {
+        assert!(std::time::Instant::now() < deadline, "the pull never wrote {stall_at} bytes of {}", part.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().expect("kill -9 berth pull");
+    child.wait().expect("reap berth pull");
+    assert!(images_db(&root).is_none(), "nothing visible after the kill");
+    // Resume through a counting relay: only the missing half of the big layer comes again.
+    let counting = Front::start("127.0.0.1", reg.port, Arc::new(|_| Action::Forward));
+    let name = format!("{}/big:1", counting.host());
+    root.ok(&["pull", &name]);
+    let total: u64 = v["layers"].as_array().expect("layers").iter().map(|l| l["size"].as_u64().expect("size")).sum();
+    let relayed = counting.relayed.load(Ordering::SeqCst);
+    assert!(relayed < total - stall_at + 72 * 1024, "relayed {relayed} bytes; the layers are {total}, {stall_at} were kept");
+    assert_pulled(&root, f.big.image(), &name);
+    let verify = root.ok(&["system", "verify"]);
+    assert!(verify.contains("is intact: 1 images, 2 layers"), "system verify after the resumed pull: {verify}");
+}

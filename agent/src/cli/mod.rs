@@ -14,6 +14,7 @@ pub mod inspect;
 pub mod lifecycle;
 pub mod logs;
 pub mod ps;
+pub mod registry;
 pub mod relay;
 pub mod run;
 pub mod stats;
@@ -130,11 +131,16 @@ const TOP: &[Command] = &[
     command("export", &image::EXPORT, image::export),
     Command { name: "container", cmd: &CONTAINER_GROUP, target: Target::Group(CONTAINER_SUBCOMMANDS) },
     Command { name: "image", cmd: &image::GROUP, target: Target::Group(image::SUBCOMMANDS) },
+    command("history", &registry::HISTORY, registry::image_history),
     command("images", &image::IMAGES, image::images),
     command("import", &image::IMPORT, image::import),
     command("info", &system::INFO, system::info),
     command("inspect", &inspect::INSPECT, inspect::inspect),
     command("load", &image::LOAD, image::load),
+    command("login", &registry::LOGIN, registry::login),
+    command("logout", &registry::LOGOUT, registry::logout),
+    command("pull", &registry::PULL, registry::pull),
+    command("push", &registry::PUSH, registry::push),
     command("rmi", &image::RMI, image::rmi),
     command("save", &image::SAVE, image::save),
     Command { name: "system", cmd: &system::GROUP, target: Target::Group(system::SUBCOMMANDS) },
