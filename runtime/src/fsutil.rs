@@ -30,12 +30,7 @@ pub fn atomic_write_mode(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     let tmp = dir.join(name);
     let _ = fs::remove_file(&tmp);
     let res = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)
-            .ctx(|| format!("create {}", tmp.display()))?;
+        let mut f = OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp).ctx(|| format!("create {}", tmp.display()))?;
         f.write_all(data).ctx(|| format!("write {}", tmp.display()))?;
         f.sync_all().ctx(|| format!("fsync {}", tmp.display()))?;
         fs::rename(&tmp, path).ctx(|| format!("rename {} to {}", tmp.display(), path.display()))

@@ -63,12 +63,45 @@ fn openssl(dir: &Path, args: &[&str]) {
 
 /// A CA and a server certificate for 127.0.0.1 signed by it, in `dir`: ca.crt, server.crt/key.
 pub fn make_ca(dir: &Path) {
-    openssl(dir, &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=berth test CA"]);
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=berth test CA",
+        ],
+    );
     openssl(dir, &["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]);
     fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").expect("write ext.cnf");
     openssl(
         dir,
-        &["x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "ext.cnf"],
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ],
     );
 }
 
@@ -85,7 +118,11 @@ impl Registry {
         );
         if tls {
             make_ca(&dir);
-            cfg.push_str(&format!("  tls:\n    certificate: {}\n    key: {}\n", dir.join("server.crt").display(), dir.join("server.key").display()));
+            cfg.push_str(&format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                dir.join("server.crt").display(),
+                dir.join("server.key").display()
+            ));
             fs::create_dir_all(certs_d.join(&host)).expect("mkdir certs.d");
             fs::copy(dir.join("ca.crt"), certs_d.join(&host).join("ca.crt")).expect("copy ca.crt");
         }
@@ -117,7 +154,12 @@ impl Registry {
         let r = Registry { child, dir, port, host, tls, certs_d, auth };
         let deadline = Instant::now() + REGISTRY_START_TIMEOUT;
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "docker-registry did not listen on {} within {REGISTRY_START_TIMEOUT:?}: {}", r.host, r.log());
+            assert!(
+                Instant::now() < deadline,
+                "docker-registry did not listen on {} within {REGISTRY_START_TIMEOUT:?}: {}",
+                r.host,
+                r.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         r
@@ -270,7 +312,24 @@ pub fn header_of<'a>(head: &'a str, name: &str) -> Option<&'a str> {
 impl TokenServer {
     pub fn start() -> TokenServer {
         let dir = make_temp_dir("berth-token");
-        openssl(&dir, &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "token.key", "-out", "token.crt", "-days", "2", "-subj", "/CN=berth-test-issuer"]);
+        openssl(
+            &dir,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "token.key",
+                "-out",
+                "token.crt",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=berth-test-issuer",
+            ],
+        );
         openssl(&dir, &["x509", "-in", "token.crt", "-outform", "DER", "-out", "token.der"]);
         let der = fs::read(dir.join("token.der")).expect("read token.der");
         let l = TcpListener::bind("127.0.0.1:0").expect("bind token server");
@@ -324,7 +383,11 @@ impl TokenServer {
                 let token = format!("{signing}.{}", b64url(&sig.stdout));
                 let body = serde_json::json!({"token": token, "access_token": token, "expires_in": 600}).to_string();
                 let _ = c.write_all(
-                    format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).as_bytes(),
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                    .as_bytes(),
                 );
             }
         });
@@ -465,7 +528,8 @@ impl Front {
                                 while start.elapsed() < Duration::from_secs(60) {
                                     match c.read(&mut probe) {
                                         Ok(0) => break,
-                                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {}
+                                        Err(e)
+                                            if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {}
                                         _ => break,
                                     }
                                 }

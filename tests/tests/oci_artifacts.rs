@@ -29,7 +29,8 @@ impl Layout {
     }
 
     fn write(&self, root: &Root, index: &Value) -> std::path::PathBuf {
-        let mut raw: Vec<RawEntry> = self.entries.iter().filter(|(p, _)| p != "index.json" && p != "manifest.json").map(|(p, d)| RawEntry::file(p, d)).collect();
+        let mut raw: Vec<RawEntry> =
+            self.entries.iter().filter(|(p, _)| p != "index.json" && p != "manifest.json").map(|(p, d)| RawEntry::file(p, d)).collect();
         raw.push(RawEntry::file("index.json", &serde_json::to_vec(index).expect("encode index")));
         let path = root.scratch().join("layout.tar");
         std::fs::write(&path, raw_tar(&raw)).expect("write layout");

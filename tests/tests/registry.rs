@@ -40,10 +40,19 @@ fn pull_ref(root: &Root, o: &Options, name: &str, platform: Option<&str>) -> ber
 fn assert_pulled(root: &Root, img: &Image, name: &str) {
     let store = Store::open(root.path()).expect("open store");
     let db = store.db().expect("read images.db");
-    let rec = db.images.iter().find(|i| i.id.to_string() == img.id).unwrap_or_else(|| panic!("store lacks image {} after pulling {name}", img.id));
+    let rec = db
+        .images
+        .iter()
+        .find(|i| i.id.to_string() == img.id)
+        .unwrap_or_else(|| panic!("store lacks image {} after pulling {name}", img.id));
     let diff: Vec<String> = rec.layers.iter().map(|d| d.to_string()).collect();
     assert_eq!(diff, img.diff_ids, "layers of {name}");
-    assert!(rec.tags.iter().any(|t| t == name) || rec.digests.iter().any(|d| d == name), "{name} not among {:?} {:?}", rec.tags, rec.digests);
+    assert!(
+        rec.tags.iter().any(|t| t == name) || rec.digests.iter().any(|d| d == name),
+        "{name} not among {:?} {:?}",
+        rec.tags,
+        rec.digests
+    );
     assert_eq!(store.verify().expect("verify"), Vec::<String>::new(), "store verify after pulling {name}");
 }
 
@@ -278,7 +287,13 @@ fn pull_picks_the_platform_from_a_manifest_list() {
         assert_pulled(&root, img, &name);
     }
     let root = Root::new();
-    let e = assert_pull_fails(&root, &opts(), &name, Some("linux/riscv64"), &["no matching manifest for linux/riscv64", "linux/arm/v7", "linux/arm/v6", "linux/arm64/v8"]);
+    let e = assert_pull_fails(
+        &root,
+        &opts(),
+        &name,
+        Some("linux/riscv64"),
+        &["no matching manifest for linux/riscv64", "linux/arm/v7", "linux/arm/v6", "linux/arm64/v8"],
+    );
     assert!(!e.contains("unknown"), "attestation entries are not offered as platforms: {e}");
     // An armv5 board cannot run v6/v7 images.
     assert_pull_fails(&root, &opts(), &name, Some("linux/arm/v5"), &["no matching manifest"]);
@@ -335,9 +350,14 @@ fn pull_resumes_from_a_kept_partial_blob_and_rechecks_it() {
     let (m, _) = reg.raw_manifest("big:1");
     let v: serde_json::Value = serde_json::from_slice(&m).expect("manifest");
     let layers = v["layers"].as_array().expect("layers").clone();
-    let (big_digest, big_size) =
-        layers.iter().map(|l| (l["digest"].as_str().expect("digest").to_string(), l["size"].as_u64().expect("size"))).max_by_key(|l| l.1).expect("a layer");
-    let blob = run(std::process::Command::new("curl").args(["-sSf", &format!("http://{}/v2/big/blobs/{big_digest}", reg.host)]), Stdin::Null).stdout;
+    let (big_digest, big_size) = layers
+        .iter()
+        .map(|l| (l["digest"].as_str().expect("digest").to_string(), l["size"].as_u64().expect("size")))
+        .max_by_key(|l| l.1)
+        .expect("a layer");
+    let blob =
+        run(std::process::Command::new("curl").args(["-sSf", &format!("http://{}/v2/big/blobs/{big_digest}", reg.host)]), Stdin::Null)
+            .stdout;
     assert_eq!(blob.len() as u64, big_size);
     let total: u64 = layers.iter().map(|l| l["size"].as_u64().expect("size")).sum();
     let name = format!("{}/big:1", reg.host);
@@ -392,7 +412,13 @@ fn pull_refuses_plain_http_to_a_non_loopback_registry_and_bad_names() {
     drop(root);
 }
 
-fn status_front(reg: &Registry, status: u16, reason: &'static str, extra: &'static [(&'static str, &'static str)], only_blobs: bool) -> Front {
+fn status_front(
+    reg: &Registry,
+    status: u16,
+    reason: &'static str,
+    extra: &'static [(&'static str, &'static str)],
+    only_blobs: bool,
+) -> Front {
     let body = format!(r#"{{"errors":[{{"code":"TEST","message":"answered {status} by the test"}}]}}"#).into_bytes();
     Front::start(
         "127.0.0.1",
@@ -474,7 +500,8 @@ fn pull_refuses_blobs_and_manifests_whose_digest_does_not_match() {
     // The layer's bytes with one flipped.
     let flipped = {
         let l = layer.clone();
-        let mut blob = run(std::process::Command::new("curl").args(["-sSf", &format!("http://{}/v2/tiny/blobs/{l}", reg.host)]), Stdin::Null).stdout;
+        let mut blob =
+            run(std::process::Command::new("curl").args(["-sSf", &format!("http://{}/v2/tiny/blobs/{l}", reg.host)]), Stdin::Null).stdout;
         assert_eq!(blob.len(), size);
         blob[size / 2] ^= 1;
         blob
@@ -483,13 +510,7 @@ fn pull_refuses_blobs_and_manifests_whose_digest_does_not_match() {
     let front = Front::start(
         "127.0.0.1",
         reg.port,
-        Arc::new(move |r| {
-            if r.path.ends_with(&l2) {
-                Action::Respond(http_response(200, "OK", &[], &flipped))
-            } else {
-                Action::Forward
-            }
-        }),
+        Arc::new(move |r| if r.path.ends_with(&l2) { Action::Respond(http_response(200, "OK", &[], &flipped)) } else { Action::Forward }),
     );
     let root = Root::new();
     assert_pull_fails(&root, &opts(), &format!("{}/tiny:1", front.host()), None, &[&layer, "content digest"]);
@@ -503,7 +524,12 @@ fn pull_refuses_blobs_and_manifests_whose_digest_does_not_match() {
         reg.port,
         Arc::new(move |r| {
             if r.path.contains("/manifests/") {
-                Action::Respond(http_response(200, "OK", &[("Content-Type", "application/vnd.docker.distribution.manifest.v2+json")], &tampered))
+                Action::Respond(http_response(
+                    200,
+                    "OK",
+                    &[("Content-Type", "application/vnd.docker.distribution.manifest.v2+json")],
+                    &tampered,
+                ))
             } else {
                 Action::Forward
             }
@@ -520,10 +546,19 @@ fn pull_bounds_truncated_and_endless_blobs_by_the_manifest() {
     put_archive(&reg, &f.big.path, "big:1");
     let name = |front: &Front| format!("{}/big:1", front.host());
     // Endless: cut off at the declared size and refused.
-    let endless = Front::start("127.0.0.1", reg.port, Arc::new(|r| if blob_path(&r.path).is_some() && r.path.contains("sha256") { Action::Endless } else { Action::Forward }));
+    let endless = Front::start(
+        "127.0.0.1",
+        reg.port,
+        Arc::new(|r| if blob_path(&r.path).is_some() && r.path.contains("sha256") { Action::Endless } else { Action::Forward }),
+    );
     let root = Root::new();
     assert_pull_fails(&root, &opts(), &name(&endless), None, &["longer than"]);
-    assert!(downloads(&root).iter().all(|d| !d.ends_with(".part") || fs::metadata(root.path().join("downloads").join(d)).map(|m| m.len()).unwrap_or(0) == 0), "no endless part kept");
+    assert!(
+        downloads(&root)
+            .iter()
+            .all(|d| !d.ends_with(".part") || fs::metadata(root.path().join("downloads").join(d)).map(|m| m.len()).unwrap_or(0) == 0),
+        "no endless part kept"
+    );
     // Truncated: every answer stops after 100 KiB and no more bytes come; the pull gives up
     // after its attempts with what it has kept, and resumes from there against a good registry.
     let cut_once = Arc::new(AtomicBool::new(false));
@@ -614,7 +649,12 @@ fn pull_of_a_foreign_layer_that_cannot_be_fetched() {
         reg.port,
         Arc::new(move |r| {
             if r.path.contains("/manifests/") {
-                Action::Respond(http_response(200, "OK", &[("Content-Type", "application/vnd.docker.distribution.manifest.v2+json")], &body))
+                Action::Respond(http_response(
+                    200,
+                    "OK",
+                    &[("Content-Type", "application/vnd.docker.distribution.manifest.v2+json")],
+                    &body,
+                ))
             } else {
                 Action::Forward
             }
@@ -636,7 +676,9 @@ fn pull_onto_a_full_disk_leaves_the_store_as_it_was() {
     pull_ref(&root, &opts(), &format!("{}/tiny:1", reg.host), None).expect("tiny fits");
     let e = assert_pull_fails(&root, &opts(), &format!("{}/big:1", reg.host), None, &["no space left on device"]);
     let store = Store::open(root.path()).expect("store");
-    let err_kind = pull::pull(&store, &opts(), &Reference::parse(&format!("{}/big:1", reg.host)).expect("ref"), None, &quiet).expect_err("still full").kind();
+    let err_kind = pull::pull(&store, &opts(), &Reference::parse(&format!("{}/big:1", reg.host)).expect("ref"), None, &quiet)
+        .expect_err("still full")
+        .kind();
     assert_eq!(err_kind, Kind::NoSpace, "{e}");
     assert!(downloads(&root).is_empty(), "a full disk gives its partial download back: {:?}", downloads(&root));
     assert_pulled(&root, f.tiny.image(), &format!("{}/tiny:1", reg.host));
@@ -795,11 +837,13 @@ fn cli_login_logout_and_push_over_tls() {
     let root = Root::new();
     let config = root.scratch().join("berth.toml");
     fs::write(&config, format!("[registry]\ncerts_dir = \"{}\"\n", reg.certs_d.display())).expect("write berth.toml");
-    let out = berth_with_config(&root, &config, &["login", "-u", "alice", "--password-stdin", &reg.host], Stdin::Bytes(b"wrong\n".to_vec()));
+    let out =
+        berth_with_config(&root, &config, &["login", "-u", "alice", "--password-stdin", &reg.host], Stdin::Bytes(b"wrong\n".to_vec()));
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("401"), "{}", text(&out.stderr));
     assert!(!root.path().join("config.json").exists(), "failed login stores nothing");
-    let out = berth_with_config(&root, &config, &["login", "-u", "alice", "--password-stdin", &reg.host], Stdin::Bytes(b"s3cret\n".to_vec()));
+    let out =
+        berth_with_config(&root, &config, &["login", "-u", "alice", "--password-stdin", &reg.host], Stdin::Bytes(b"s3cret\n".to_vec()));
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "Login Succeeded\n");
     let mode = std::os::unix::fs::PermissionsExt::mode(&fs::metadata(root.path().join("config.json")).expect("config.json").permissions());
@@ -843,9 +887,18 @@ fn cli_pull_killed_mid_layer_resumes_where_it_stopped() {
         .max_by_key(|l| l.1)
         .expect("a layer");
     let stall_at = big_size / 2;
-    let stalling = Front::start("127.0.0.1", reg.port, Arc::new(move |r| if blob_path(&r.path).is_some() { Action::Stall(stall_at) } else { Action::Forward }));
+    let stalling = Front::start(
+        "127.0.0.1",
+        reg.port,
+        Arc::new(move |r| if blob_path(&r.path).is_some() { Action::Stall(stall_at) } else { Action::Forward }),
+    );
     let root = Root::new();
-    let mut child = root.command(&["pull", &format!("{}/big:1", stalling.host())]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().expect("start berth pull");
+    let mut child = root
+        .command(&["pull", &format!("{}/big:1", stalling.host())])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start berth pull");
     let part = root.path().join("downloads").join(format!("{}.part", hex_of(&big_digest)));
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while fs::metadata(&part).map(|m| m.len()).unwrap_or(0) + 4096 < stall_at {

@@ -270,13 +270,19 @@ impl Registry {
         if ch.scheme == "basic" {
             return match &self.creds {
                 Some(c) => Ok(c.basic()),
-                None => Err(Error::invalid(format!("registry {}: unauthorized: authentication required (berth login {})", self.domain, self.domain))),
+                None => Err(Error::invalid(format!(
+                    "registry {}: unauthorized: authentication required (berth login {})",
+                    self.domain, self.domain
+                ))),
             };
         }
         let realm = ch.param("realm").ok_or_else(|| Error::invalid(format!("registry {}: bearer challenge without realm", self.domain)))?;
         let mut url = Url::parse(realm).map_err(|e| e.context(format!("registry {}: token realm", self.domain)))?;
         if !url.https && !self.plain_ok(&url) {
-            return Err(Error::invalid(format!("registry {}: token realm {realm} is plain HTTP to a host that is not loopback nor insecure", self.domain)));
+            return Err(Error::invalid(format!(
+                "registry {}: token realm {realm} is plain HTTP to a host that is not loopback nor insecure",
+                self.domain
+            )));
         }
         let mut q: Vec<String> = Vec::new();
         if let Some(s) = ch.param("service") {
@@ -305,8 +311,11 @@ impl Registry {
         let mut resp = self.send_retrying(&mut Request { method: "GET", url, headers, body: Body::Empty }, &what)?;
         let body = resp.body(1 << 20)?;
         if resp.status == 401 || resp.status == 403 {
-            return Err(status_error(&format!("registry {}: login", self.domain), resp.status, &body)
-                .context(if self.creds.is_some() { "wrong credentials" } else { "authentication required" }));
+            return Err(status_error(&format!("registry {}: login", self.domain), resp.status, &body).context(if self.creds.is_some() {
+                "wrong credentials"
+            } else {
+                "authentication required"
+            }));
         }
         if resp.status != 200 {
             return Err(status_error(&what, resp.status, &body));
@@ -333,7 +342,8 @@ impl Registry {
             let last = attempt + 1 >= self.opts.attempts;
             match self.transport.send(req) {
                 Ok(r) if retryable_status(r.status) && !last => {
-                    let wait = retry_after(&r).map(|d| d.min(self.opts.max_backoff)).unwrap_or_else(|| backoff(attempt, self.opts.max_backoff));
+                    let wait =
+                        retry_after(&r).map(|d| d.min(self.opts.max_backoff)).unwrap_or_else(|| backoff(attempt, self.opts.max_backoff));
                     drop(r);
                     std::thread::sleep(wait);
                 }

@@ -109,9 +109,12 @@ pub fn is_loopback(host: &str) -> bool {
     host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
+/// The TLS client configuration for a URL's host (`tls.rs`, cached by the caller).
+pub type TlsFor = Box<dyn Fn(&Url) -> Result<Arc<rustls::ClientConfig>> + Send + Sync>;
+
 /// How connections are made: TLS configurations per host (from `tls.rs`), the proxy, timeouts.
 pub struct Transport {
-    pub tls: Box<dyn Fn(&Url) -> Result<Arc<rustls::ClientConfig>> + Send + Sync>,
+    pub tls: TlsFor,
     pub proxy: Option<Proxy>,
     pub connect_timeout: Duration,
     /// Longest wait for any one read or write: a registry that stalls is an error, not a hang.
@@ -282,8 +285,10 @@ impl Transport {
             return Ok(Stream::Plain(tcp));
         }
         let config = (self.tls)(url).map_err(other)?;
-        let name = ServerName::try_from(url.host.clone()).map_err(|_| other(Error::invalid(format!("bad TLS server name {:?}", url.host))))?;
-        let conn = rustls::ClientConnection::new(config, name).map_err(|e| other(Error::invalid(format!("TLS to {}: {e}", url.authority()))))?;
+        let name =
+            ServerName::try_from(url.host.clone()).map_err(|_| other(Error::invalid(format!("bad TLS server name {:?}", url.host))))?;
+        let conn =
+            rustls::ClientConnection::new(config, name).map_err(|e| other(Error::invalid(format!("TLS to {}: {e}", url.authority()))))?;
         let mut s = rustls::StreamOwned::new(conn, tcp);
         // Handshake now, so a server that speaks plain HTTP is told apart from a bad certificate.
         while s.conn.is_handshaking() {
@@ -508,7 +513,8 @@ impl Read for Response {
                         *done = true;
                         // Trailers, up to the empty line.
                         loop {
-                            let l = read_line(&mut self.r, &mut limit).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+                            let l = read_line(&mut self.r, &mut limit)
+                                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
                             if l.is_empty() {
                                 return Ok(0);
                             }

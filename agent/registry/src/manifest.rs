@@ -54,7 +54,11 @@ fn descriptor(v: &Value, what: &str) -> Result<Descriptor> {
     let digest = Digest::parse(digest).map_err(|_| bad(&format!("unsupported digest {digest:?}")))?;
     let size = v.get("size").and_then(Value::as_u64).ok_or_else(|| bad("descriptor without size"))?;
     let media_type = v.get("mediaType").and_then(Value::as_str).unwrap_or("").to_string();
-    let urls = v.get("urls").and_then(Value::as_array).map(|a| a.iter().filter_map(|u| u.as_str().map(str::to_string)).collect()).unwrap_or_default();
+    let urls = v
+        .get("urls")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|u| u.as_str().map(str::to_string)).collect())
+        .unwrap_or_default();
     Ok(Descriptor { media_type, digest, size, urls })
 }
 
@@ -94,7 +98,9 @@ pub fn parse(body: &[u8], content_type: Option<&str>, what: &str) -> Result<Pars
         .collect::<Result<Vec<_>>>()?;
     // Artifacts (Helm charts, signatures, SBOMs) are manifests too; they are not images.
     let artifact = v.get("artifactType").and_then(Value::as_str);
-    if let Some(t) = artifact.or((config.media_type != OCI_CONFIG && config.media_type != DOCKER_CONFIG && !config.media_type.is_empty()).then_some(config.media_type.as_str())) {
+    if let Some(t) = artifact.or((config.media_type != OCI_CONFIG && config.media_type != DOCKER_CONFIG && !config.media_type.is_empty())
+        .then_some(config.media_type.as_str()))
+    {
         return Err(Error::invalid(format!("{what} is an artifact of type {t}, not an image")));
     }
     Ok(Parsed::Image(Manifest { config, layers }))
@@ -195,7 +201,13 @@ mod tests {
 
     #[test]
     fn arm_variants() {
-        let list = vec![e("linux", "amd64", None), e("linux", "arm", Some("v6")), e("linux", "arm", Some("v7")), e("linux", "arm64", Some("v8")), e("unknown", "unknown", None)];
+        let list = vec![
+            e("linux", "amd64", None),
+            e("linux", "arm", Some("v6")),
+            e("linux", "arm", Some("v7")),
+            e("linux", "arm64", Some("v8")),
+            e("unknown", "unknown", None),
+        ];
         let p = |s: &str| Platform::parse(s).unwrap();
         assert_eq!(pick(&list, &p("linux/arm/v7"), "x").unwrap().variant.as_deref(), Some("v7"));
         assert_eq!(pick(&list, &p("linux/arm/v6"), "x").unwrap().variant.as_deref(), Some("v6"));

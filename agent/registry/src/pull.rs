@@ -38,7 +38,11 @@ pub enum LayerState {
     Exists,
     Waiting,
     /// Bytes so far of the total; `resumed` bytes were kept from an earlier attempt.
-    Downloading { done: u64, total: u64, resumed: u64 },
+    Downloading {
+        done: u64,
+        total: u64,
+        resumed: u64,
+    },
     Extracting,
     Complete,
 }
@@ -77,7 +81,13 @@ pub fn scope_pull(path: &str) -> String {
 
 /// Fetches a manifest; its digest is checked against `want` (a pull by digest) and against the
 /// registry's `Docker-Content-Digest`.
-pub fn get_manifest(reg: &Registry, path: &str, reference: &str, want: Option<&Digest>, name: &str) -> Result<(Vec<u8>, Option<String>, Digest)> {
+pub fn get_manifest(
+    reg: &Registry,
+    path: &str,
+    reference: &str,
+    want: Option<&Digest>,
+    name: &str,
+) -> Result<(Vec<u8>, Option<String>, Digest)> {
     let url = reg.url(&format!("/v2/{path}/manifests/{reference}"));
     let scopes = [scope_pull(path)];
     let what = format!("manifest for {name}");
@@ -181,7 +191,10 @@ pub fn pull(store: &Store, opts: &Options, r: &Reference, platform: Option<&Plat
         (None, Some(t)) => format!("{}:{t}", r.repo),
         (None, None) => r.repo.clone(),
     };
-    progress(&Event::Resolving { reference: r.digest.as_ref().map(|d| d.to_string()).or(r.tag.clone()).unwrap_or_default(), path: path.to_string() });
+    progress(&Event::Resolving {
+        reference: r.digest.as_ref().map(|d| d.to_string()).or(r.tag.clone()).unwrap_or_default(),
+        path: path.to_string(),
+    });
     // Docker Hub mirrors first, then the registry itself.
     let mut endpoints: Vec<Option<&str>> = Vec::new();
     if domain == "docker.io" {
@@ -213,7 +226,15 @@ struct Job {
     diff_id: Digest,
 }
 
-fn fetch_image(store: &Store, reg: &Registry, r: &Reference, path: &str, name: &str, res: Resolved, progress: Progress<'_>) -> Result<Pulled> {
+fn fetch_image(
+    store: &Store,
+    reg: &Registry,
+    r: &Reference,
+    path: &str,
+    name: &str,
+    res: Resolved,
+    progress: Progress<'_>,
+) -> Result<Pulled> {
     let m = &res.manifest;
     let config = get_small_blob(reg, path, &m.config, "config")?;
     let info = manifest::config_info(&config, &format!("config {}", m.config.digest))?;
@@ -230,7 +251,11 @@ fn fetch_image(store: &Store, reg: &Registry, r: &Reference, path: &str, name: &
     let tag = if r.digest.is_none() { r.tagged() } else { None };
     let lock = store.lock()?;
     let db = store.db()?;
-    let had = db.images.iter().find(|i| i.id == id).is_some_and(|i| tag.as_ref().is_none_or(|t| i.tags.contains(t)) && i.digests.contains(&digest_name));
+    let had = db
+        .images
+        .iter()
+        .find(|i| i.id == id)
+        .is_some_and(|i| tag.as_ref().is_none_or(|t| i.tags.contains(t)) && i.digests.contains(&digest_name));
     let mut jobs = VecDeque::new();
     let mut seen = HashSet::new();
     for (i, (d, diff)) in m.layers.iter().zip(&info.diff_ids).enumerate() {
@@ -286,7 +311,11 @@ fn fetch_image(store: &Store, reg: &Registry, r: &Reference, path: &str, name: &
         return Err(e);
     }
     let unpacked = done.into_inner().map_err(|_| Error::invalid("pull worker panicked"))?;
-    let size: u64 = info.diff_ids.iter().map(|d| db.layer(d).map(|l| l.size).or_else(|| unpacked.iter().find(|u| &u.0 == d).map(|u| u.1)).unwrap_or(0)).sum();
+    let size: u64 = info
+        .diff_ids
+        .iter()
+        .map(|d| db.layer(d).map(|l| l.size).or_else(|| unpacked.iter().find(|u| &u.0 == d).map(|u| u.1)).unwrap_or(0))
+        .sum();
     let rec = ImageRecord {
         id: id.clone(),
         tags: Vec::new(),
@@ -303,17 +332,19 @@ fn fetch_image(store: &Store, reg: &Registry, r: &Reference, path: &str, name: &
     for b in &blobs {
         let _ = fs::remove_file(downloads.join(b.hex()));
     }
-    Ok(Pulled {
-        id,
-        digest: res.top,
-        name: tag.unwrap_or(name.to_string()),
-        changed: !had,
-        fetched: fetched.into_inner().unwrap_or(0),
-    })
+    Ok(Pulled { id, digest: res.top, name: tag.unwrap_or(name.to_string()), changed: !had, fetched: fetched.into_inner().unwrap_or(0) })
 }
 
 /// Downloads one layer (resuming what an earlier attempt kept) and unpacks it into `dir`.
-fn fetch_layer(reg: &Registry, path: &str, job: &Job, downloads: &Path, dir: &Path, progress: Progress<'_>, stop: &AtomicBool) -> Result<(Unpacked, u64)> {
+fn fetch_layer(
+    reg: &Registry,
+    path: &str,
+    job: &Job,
+    downloads: &Path,
+    dir: &Path,
+    progress: Progress<'_>,
+    stop: &AtomicBool,
+) -> Result<(Unpacked, u64)> {
     let (file, fetched) = download(reg, path, &job.desc, downloads, progress, stop)?;
     progress(&Event::Layer { digest: job.desc.digest.clone(), state: LayerState::Extracting });
     let f = File::open(&file).map_err(|e| Error::io(format!("open {}", file.display()), e))?;
@@ -330,7 +361,14 @@ fn sources(reg: &Registry, path: &str, d: &Descriptor) -> Vec<Url> {
 }
 
 /// Downloads blob `d` to `downloads/<hex>`, checked; returns its path and the bytes fetched now.
-pub fn download(reg: &Registry, path: &str, d: &Descriptor, downloads: &Path, progress: Progress<'_>, stop: &AtomicBool) -> Result<(PathBuf, u64)> {
+pub fn download(
+    reg: &Registry,
+    path: &str,
+    d: &Descriptor,
+    downloads: &Path,
+    progress: Progress<'_>,
+    stop: &AtomicBool,
+) -> Result<(PathBuf, u64)> {
     let done_path = downloads.join(d.digest.hex());
     let part = downloads.join(format!("{}.part", d.digest.hex()));
     let what = format!("layer {}", d.digest);
@@ -381,7 +419,16 @@ fn hash_into(r: &mut impl Read, h: &mut Hasher, p: &Path) -> Result<()> {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn download_into(reg: &Registry, path: &str, d: &Descriptor, f: &mut File, part: &Path, what: &str, progress: Progress<'_>, stop: &AtomicBool) -> Result<u64> {
+fn download_into(
+    reg: &Registry,
+    path: &str,
+    d: &Descriptor,
+    f: &mut File,
+    part: &Path,
+    what: &str,
+    progress: Progress<'_>,
+    stop: &AtomicBool,
+) -> Result<u64> {
     // Hash what earlier attempts kept (never trusted blindly: it is checked with the rest).
     let mut h = Hasher::new();
     f.seek(std::io::SeekFrom::Start(0)).map_err(|e| Error::io(format!("seek {}", part.display()), e))?;

@@ -29,7 +29,10 @@ pub enum BlobState {
 pub enum PushEvent {
     /// `The push refers to repository [docker.io/library/busybox]`.
     Repository(String),
-    Blob { digest: Digest, state: BlobState },
+    Blob {
+        digest: Digest,
+        state: BlobState,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -75,7 +78,8 @@ impl Target<'_> {
         match r.status {
             201 if from.is_some() => Ok(None),
             202 => {
-                let loc = r.header("location").ok_or_else(|| Error::invalid(format!("registry {}: {what}: no Location", self.reg.domain)))?;
+                let loc =
+                    r.header("location").ok_or_else(|| Error::invalid(format!("registry {}: {what}: no Location", self.reg.domain)))?;
                 Ok(Some(self.reg.url("/").join(loc)?))
             }
             s => Err(status_error(&format!("registry {}: {what}", self.reg.domain), s, &body)),
@@ -118,7 +122,9 @@ pub fn push(store: &Store, opts: &Options, name: &str, progress: &dyn Fn(&PushEv
     // A consistent view of the image; layers are read under the shared lock (loads wait).
     let lock = StoreLock::shared(store.root())?;
     let db = store.db()?;
-    let (img, _) = Store::find(&db, &tagged).map_err(|_| Error::not_found(format!("An image does not exist locally with the tag: {}", berth_runtime::image::reference::familiar(&r.repo))))?;
+    let (img, _) = Store::find(&db, &tagged).map_err(|_| {
+        Error::not_found(format!("An image does not exist locally with the tag: {}", berth_runtime::image::reference::familiar(&r.repo)))
+    })?;
     let img = img.clone();
     let config = store.config(&img)?;
     progress(&PushEvent::Repository(r.repo.clone()));
@@ -132,7 +138,12 @@ pub fn push(store: &Store, opts: &Options, name: &str, progress: &dyn Fn(&PushEv
             .images
             .iter()
             .filter(|i| i.layers.contains(d))
-            .flat_map(|i| i.tags.iter().map(|t| berth_runtime::image::reference::split_tag(t).0.to_string()).chain(i.digests.iter().filter_map(|x| x.split_once('@').map(|p| p.0.to_string()))))
+            .flat_map(|i| {
+                i.tags
+                    .iter()
+                    .map(|t| berth_runtime::image::reference::split_tag(t).0.to_string())
+                    .chain(i.digests.iter().filter_map(|x| x.split_once('@').map(|p| p.0.to_string())))
+            })
             .filter_map(|repo| {
                 let (dom, p) = split_repo(&repo);
                 (dom == domain && p != path).then(|| p.to_string())

@@ -127,11 +127,8 @@ pub fn config(dirs: &[PathBuf], host: &str, port: u16, floor: u64, insecure: boo
     }
     let mut client = None;
     for dir in host_dirs(dirs, host, port) {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(&dir)
-            .map_err(|e| Error::io(format!("read {}", dir.display()), e))?
-            .flatten()
-            .map(|e| e.path())
-            .collect();
+        let mut entries: Vec<PathBuf> =
+            std::fs::read_dir(&dir).map_err(|e| Error::io(format!("read {}", dir.display()), e))?.flatten().map(|e| e.path()).collect();
         entries.sort();
         for p in entries {
             match p.extension().and_then(|e| e.to_str()) {
@@ -145,7 +142,8 @@ pub fn config(dirs: &[PathBuf], host: &str, port: u16, floor: u64, insecure: boo
                     if !key.exists() {
                         return Err(Error::invalid(format!("client certificate {} has no {}", p.display(), key.display())));
                     }
-                    let k = PrivateKeyDer::from_pem_file(&key).map_err(|e| Error::invalid(format!("read private key {}: {e}", key.display())))?;
+                    let k = PrivateKeyDer::from_pem_file(&key)
+                        .map_err(|e| Error::invalid(format!("read private key {}: {e}", key.display())))?;
                     client = Some((certs(&p)?, k, p));
                 }
                 _ => {}

@@ -127,7 +127,13 @@ impl PullView {
                     LayerState::Downloading { done, total, resumed } => {
                         let bar = if *total > 0 { (done * 40 / total) as usize } else { 40 };
                         let from = if *resumed > 0 { format!(" (resumed at {})", human_size(*resumed)) } else { String::new() };
-                        format!("Downloading [{}>{}] {}/{}{from}", "=".repeat(bar), " ".repeat(40 - bar.min(40)), human_size(*done), human_size(*total))
+                        format!(
+                            "Downloading [{}>{}] {}/{}{from}",
+                            "=".repeat(bar),
+                            " ".repeat(40 - bar.min(40)),
+                            human_size(*done),
+                            human_size(*total)
+                        )
                     }
                     LayerState::Extracting => "Extracting".to_string(),
                     LayerState::Complete => "Pull complete".to_string(),
@@ -168,11 +174,8 @@ pub fn pull(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
     let opts = options(ctx)?;
     let store = ctx.store()?;
     let quiet = m.flag("quiet");
-    let view = PullView {
-        tty: is_tty(1),
-        quiet,
-        state: Mutex::new(ViewState { order: Vec::new(), lines: HashMap::new(), drawn: 0, last: None }),
-    };
+    let view =
+        PullView { tty: is_tty(1), quiet, state: Mutex::new(ViewState { order: Vec::new(), lines: HashMap::new(), drawn: 0, last: None }) };
     let p = pull::pull(&store, &opts, &r, plat.as_ref(), &|e| view.event(e))?;
     let mut out = io::stdout().lock();
     if !quiet {
@@ -346,7 +349,10 @@ pub fn image_history(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
                 .iter()
                 .map(|r| {
                     let v = as_json(r);
-                    ["ID", "CreatedSince", "CreatedBy", "Size", "Comment"].iter().map(|k| v[*k].as_str().unwrap_or("").to_string()).collect()
+                    ["ID", "CreatedSince", "CreatedBy", "Size", "Comment"]
+                        .iter()
+                        .map(|k| v[*k].as_str().unwrap_or("").to_string())
+                        .collect()
                 })
                 .collect();
             table(&mut out, &["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"], &body).map_err(out_err)?;

@@ -463,13 +463,16 @@ fn artifact_manifest(m: &Value) -> Option<String> {
     let ct = get(m, "config").and_then(|c| get_str(c, "mediaType"));
     match ct {
         Some(t) if !IMAGE_CONFIGS.contains(&t) => Some(format!("artifact with config type {t}")),
-        _ if get(m, "subject").is_some() && get(m, "layers").and_then(Value::as_array).is_some_and(|l| l.is_empty()) => Some("referrer".to_string()),
+        _ if get(m, "subject").is_some() && get(m, "layers").and_then(Value::as_array).is_some_and(|l| l.is_empty()) => {
+            Some("referrer".to_string())
+        }
         _ => {
             // cosign signatures and the like: an image config, but no layer is a tar.
             let layers = get(m, "layers").and_then(Value::as_array)?;
             let types: Vec<&str> = layers.iter().filter_map(|l| get_str(l, "mediaType")).collect();
             let tar = |t: &&str| t.contains("tar") || t.contains("rootfs");
-            (!types.is_empty() && types.len() == layers.len() && !types.iter().any(tar)).then(|| format!("artifact with layers of type {}", types[0]))
+            (!types.is_empty() && types.len() == layers.len() && !types.iter().any(tar))
+                .then(|| format!("artifact with layers of type {}", types[0]))
         }
     }
 }
