@@ -98,14 +98,16 @@ const IMAGE_PRUNE: Cmd = cmd("berth image prune", "[OPTIONS]", "Remove unused im
 pub const GROUP: Cmd = group("berth image", "Manage images");
 
 pub const SUBCOMMANDS: &[Command] = &[
-    command("history", &super::registry::IMAGE_HISTORY, super::registry::image_history),
+    command("history", &super::history::IMAGE_HISTORY, super::history::image_history),
     command("import", &IMAGE_IMPORT, import),
     command("inspect", &IMAGE_INSPECT, inspect),
     command("load", &IMAGE_LOAD, load),
     command("ls", &IMAGE_LS, images),
     command("list", &IMAGE_LS, images),
     command("prune", &IMAGE_PRUNE, prune),
+    #[cfg(feature = "registry")]
     command("pull", &super::registry::IMAGE_PULL, super::registry::pull),
+    #[cfg(feature = "registry")]
     command("push", &super::registry::IMAGE_PUSH, super::registry::push),
     command("rm", &IMAGE_RM, rmi),
     command("remove", &IMAGE_RM, rmi),

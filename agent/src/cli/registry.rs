@@ -1,4 +1,4 @@
-//! Registry commands: pull, push, login, logout, and image history. They run in the CLI process
+//! Registry commands: pull, push, login, logout. They run in the CLI process
 //! (never in the agent: the pull's worker threads must not live in a process that forks), on the
 //! store under its lock, with `berth-registry` doing the talking.
 
@@ -8,25 +8,19 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use serde_json::json;
-
 use berth_proto::args::{cmd, opt, Cmd, Matches, Opt};
 use berth_registry::auth::{normalize_server, AuthFile, Creds};
 use berth_registry::pull::{self, Event, LayerState};
 use berth_registry::push::{self, BlobState, PushEvent};
 use berth_registry::{Options, Registry};
 use berth_runtime::digest::Digest;
-use berth_runtime::image::history::history;
 use berth_runtime::image::platform::Platform;
 use berth_runtime::image::reference::{familiar, Reference};
-use berth_runtime::image::store::Store;
-use berth_runtime::timefmt;
 use berth_runtime::Error;
 
 use super::{op_err, CliError, Ctx};
 use crate::daemon::config::{self, Config};
-use crate::term::format::{render, Format};
-use crate::term::output::{docker_time, human_ago, human_size, is_tty, table};
+use crate::term::output::{human_size, is_tty};
 
 const PULL_OPTS: &[Opt] = &[
     opt("platform", None, Some("string"), "Set platform if server is multi-platform capable (os/arch[/variant])"),
@@ -53,15 +47,6 @@ pub const LOGIN: Cmd = cmd(
     Some(1),
 );
 pub const LOGOUT: Cmd = cmd("berth logout", "[SERVER]", "Log out from a registry", &[], 0, Some(1));
-
-const HISTORY_OPTS: &[Opt] = &[
-    opt("format", None, Some("string"), "Format output: \"json\" for one JSON object per line, or a {{.Field}} template"),
-    opt("human", Some('H'), None, "Print sizes and dates in human readable format (default true)"),
-    opt("no-trunc", None, None, "Don't truncate output"),
-    opt("quiet", Some('q'), None, "Only show image IDs"),
-];
-pub const HISTORY: Cmd = cmd("berth history", "[OPTIONS] IMAGE", "Show the history of an image", HISTORY_OPTS, 1, Some(1));
-pub const IMAGE_HISTORY: Cmd = Cmd { path: "berth image history", ..HISTORY };
 
 fn out_err(e: io::Error) -> CliError {
     if e.kind() == io::ErrorKind::BrokenPipe {
@@ -298,75 +283,6 @@ pub fn logout(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
         println!("Removing login credentials for {shown}");
     } else {
         println!("Not logged in to {shown}");
-    }
-    Ok(0)
-}
-
-/// Docker's `stringutils.Ellipsis`.
-fn ellipsis(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        return s.to_string();
-    }
-    let mut t: String = s.chars().take(max - 1).collect();
-    t.push('…');
-    t
-}
-
-pub fn image_history(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
-    let store = ctx.store()?;
-    let db = store.db()?;
-    let (img, _) = Store::find(&db, &m.args()[0])?;
-    let config = store.config(img)?;
-    let sizes: Vec<u64> = img.layers.iter().map(|d| db.layer(d).map_or(0, |l| l.size)).collect();
-    let rows = history(&img.id, &config, &sizes)?;
-    let no_trunc = m.flag("no-trunc");
-    let id_of = |r: &berth_runtime::image::history::HistoryRow| match &r.id {
-        Some(d) if no_trunc => d.to_string(),
-        Some(d) => short(d).to_string(),
-        None => "<missing>".to_string(),
-    };
-    let mut out = io::stdout().lock();
-    if m.flag("quiet") {
-        for r in &rows {
-            writeln!(out, "{}", id_of(r)).map_err(out_err)?;
-        }
-        return Ok(0);
-    }
-    let secs = |r: &berth_runtime::image::history::HistoryRow| r.created.as_deref().and_then(timefmt::parse_rfc3339);
-    let as_json = |r: &berth_runtime::image::history::HistoryRow| {
-        json!({
-            "Comment": r.comment,
-            "CreatedAt": secs(r).map_or_else(String::new, docker_time),
-            "CreatedBy": if no_trunc { r.created_by.clone() } else { ellipsis(&r.created_by, 45) },
-            "CreatedSince": secs(r).map_or_else(|| "N/A".to_string(), human_ago),
-            "ID": id_of(r),
-            "Size": human_size(r.size),
-        })
-    };
-    match Format::parse(m.value("format"))? {
-        Format::Table => {
-            let body: Vec<Vec<String>> = rows
-                .iter()
-                .map(|r| {
-                    let v = as_json(r);
-                    ["ID", "CreatedSince", "CreatedBy", "Size", "Comment"]
-                        .iter()
-                        .map(|k| v[*k].as_str().unwrap_or("").to_string())
-                        .collect()
-                })
-                .collect();
-            table(&mut out, &["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"], &body).map_err(out_err)?;
-        }
-        Format::Json => {
-            for r in &rows {
-                writeln!(out, "{}", as_json(r)).map_err(out_err)?;
-            }
-        }
-        Format::Template(t) => {
-            for r in &rows {
-                writeln!(out, "{}", render(&t, &as_json(r))?).map_err(out_err)?;
-            }
-        }
     }
     Ok(0)
 }
