@@ -575,6 +575,56 @@ mod tests {
         assert!(!via("http://registry.example/"), "no HTTP_PROXY set");
     }
 
+    /// A one-shot server on loopback answering `answer` to whatever it is sent.
+    fn serve(answer: &'static [u8]) -> Url {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let (mut c, _) = l.accept().unwrap();
+            let mut head = Vec::new();
+            let mut b = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && c.read(&mut b).unwrap() == 1 {
+                head.push(b[0]);
+            }
+            c.write_all(answer).unwrap();
+        });
+        Url::parse(&format!("http://127.0.0.1:{port}/x")).unwrap()
+    }
+
+    fn transport() -> Transport {
+        Transport {
+            tls: Box::new(|_| Err(Error::invalid("no TLS here"))),
+            proxy: None,
+            connect_timeout: Duration::from_secs(5),
+            io_timeout: Duration::from_secs(5),
+        }
+    }
+
+    fn get(url: Url) -> Result<Response> {
+        transport().send(&mut Request { method: "GET", url, headers: vec![], body: Body::Empty })
+    }
+
+    #[test]
+    fn bodies_chunked_length_and_eof() {
+        let mut r =
+            get(serve(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-T: 1\r\n\r\n"))
+                .unwrap();
+        assert_eq!(r.body(100).unwrap(), b"hello world");
+        let mut r = get(serve(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabcdef")).unwrap();
+        assert_eq!(r.body(100).unwrap(), b"abc");
+        let mut r = get(serve(b"HTTP/1.0 404 Not Found\r\n\r\nto the end")).unwrap();
+        assert_eq!((r.status, r.body(100).unwrap()), (404, b"to the end".to_vec()));
+        // Cut short: an error, never a short body taken as whole.
+        let mut r = get(serve(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")).unwrap();
+        assert!(r.body(100).is_err());
+        let mut r = get(serve(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10\r\nabc")).unwrap();
+        assert!(r.body(100).is_err());
+        // Larger than the caller's limit: refused.
+        let mut r = get(serve(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nabcdef")).unwrap();
+        assert!(r.body(5).is_err());
+        assert!(get(serve(b"SSH-2.0-OpenSSH\r\n\r\n")).is_err(), "not HTTP");
+    }
+
     #[test]
     fn heads_and_chunks() {
         let raw = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: b\r\n\r\n";
