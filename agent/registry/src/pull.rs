@@ -389,9 +389,17 @@ pub fn download(
         .truncate(false)
         .open(&part)
         .map_err(|e| Error::io(format!("open {}", part.display()), e))?;
-    let res = download_into(reg, path, d, &mut f, &part, &what, progress, stop);
+    let kept = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let mut fetched = 0u64;
+    let mut res = download_into(reg, path, d, &mut f, &part, &what, progress, stop, &mut fetched);
+    if kept > 0 && res.as_ref().is_err_and(|e| e.message().contains("content digest")) {
+        // The kept bytes were damaged (a torn write at a power cut): once more from the start.
+        f.set_len(0).map_err(|e| Error::io(format!("truncate {}", part.display()), e))?;
+        res = download_into(reg, path, d, &mut f, &part, &what, progress, stop, &mut fetched);
+    }
     match res {
-        Ok(n) => {
+        Ok(()) => {
+            let n = fetched;
             f.sync_all().map_err(|e| Error::io(format!("fsync {}", part.display()), e))?;
             fs::rename(&part, &done_path).map_err(|e| Error::io(format!("rename {}", part.display()), e))?;
             Ok((done_path, n))
@@ -428,7 +436,8 @@ fn download_into(
     what: &str,
     progress: Progress<'_>,
     stop: &AtomicBool,
-) -> Result<u64> {
+    fetched: &mut u64,
+) -> Result<()> {
     // Hash what earlier attempts kept (never trusted blindly: it is checked with the rest).
     let mut h = Hasher::new();
     f.seek(std::io::SeekFrom::Start(0)).map_err(|e| Error::io(format!("seek {}", part.display()), e))?;
@@ -440,7 +449,6 @@ fn download_into(
         have = 0;
     }
     let resumed = have;
-    let mut fetched = 0u64;
     let mut attempt = 0u32;
     let mut src = 0usize;
     let urls = sources(reg, path, d);
@@ -508,7 +516,7 @@ fn download_into(
             f.write_all(&buf[..n]).map_err(|e| Error::io(format!("write {}", part.display()), e))?;
             h.update(&buf[..n]);
             have += n as u64;
-            fetched += n as u64;
+            *fetched += n as u64;
             unsynced += n as u64;
             if unsynced >= SYNC_EVERY {
                 f.sync_data().map_err(|e| Error::io(format!("fsync {}", part.display()), e))?;
@@ -548,7 +556,7 @@ fn download_into(
     if got != d.digest {
         return Err(Error::invalid(format!("{what}: content digest is {got}; refused")));
     }
-    Ok(fetched)
+    Ok(())
 }
 
 fn foreign(e: Error, d: &Descriptor, errors: &[String]) -> Error {
