@@ -565,3 +565,66 @@ pub fn http_response(status: u16, reason: &str, extra: &[(&str, &str)], body: &[
     out.extend_from_slice(body);
     out
 }
+
+/// An HTTP `CONNECT` proxy on loopback that sends every tunnel to `127.0.0.1:upstream`, whatever
+/// host was asked for (so a registry name that resolves nowhere stays on this machine), and keeps
+/// the `CONNECT` targets it was asked for.
+pub struct ConnectProxy {
+    pub port: u16,
+    pub targets: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for ConnectProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl ConnectProxy {
+    pub fn start(upstream: u16) -> ConnectProxy {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let port = l.local_addr().expect("proxy address").port();
+        l.set_nonblocking(true).expect("nonblocking proxy listener");
+        let stop = Arc::new(AtomicBool::new(false));
+        let targets = Arc::new(Mutex::new(Vec::new()));
+        let (st, tg) = (stop.clone(), targets.clone());
+        let thread = std::thread::spawn(move || {
+            while !st.load(Ordering::SeqCst) {
+                let Ok((mut c, _)) = l.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                let _ = c.set_nonblocking(false);
+                let tg = tg.clone();
+                std::thread::spawn(move || {
+                    let _ = c.set_read_timeout(Some(Duration::from_secs(30)));
+                    let Some((head, _)) = read_request_head(&mut c) else { return };
+                    let mut w = head.split_whitespace();
+                    if w.next() != Some("CONNECT") {
+                        let _ = c.write_all(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n");
+                        return;
+                    }
+                    tg.lock().expect("proxy log").push(w.next().unwrap_or("").to_string());
+                    let Ok(mut up) = TcpStream::connect(("127.0.0.1", upstream)) else { return };
+                    if c.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").is_err() {
+                        return;
+                    }
+                    let (Ok(mut c2), Ok(mut up2)) = (c.try_clone(), up.try_clone()) else { return };
+                    let t = std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut c2, &mut up2);
+                        let _ = up2.shutdown(Shutdown::Write);
+                    });
+                    let _ = std::io::copy(&mut up, &mut c);
+                    let _ = c.shutdown(Shutdown::Both);
+                    let _ = t.join();
+                });
+            }
+        });
+        ConnectProxy { port, targets, stop, thread: Some(thread) }
+    }
+}

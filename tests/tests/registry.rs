@@ -918,3 +918,34 @@ fn cli_pull_killed_mid_layer_resumes_where_it_stopped() {
     let verify = root.ok(&["system", "verify"]);
     assert!(verify.contains("is intact: 1 images, 2 layers"), "system verify after the resumed pull: {verify}");
 }
+
+#[test]
+fn pull_through_an_https_proxy_with_connect() {
+    require_root();
+    let f = fixtures();
+    let reg = Registry::start(false, Auth::None);
+    put_archive(&reg, &f.tiny.path, "tiny:1");
+    let proxy = berth_tests::registry::ConnectProxy::start(reg.port);
+    let purl = berth_registry::http::Url::parse(&format!("http://127.0.0.1:{}", proxy.port)).expect("proxy URL");
+    // A registry name that resolves nowhere: only the proxy knows where it is. Plain HTTP to it
+    // is allowed because it is listed as insecure.
+    let o = Options {
+        insecure: vec!["registry.test:5000".into()],
+        proxy: Some(berth_registry::http::Proxy {
+            https: Some(purl.clone()),
+            http: Some(purl),
+            no_proxy: vec!["other.test".into()],
+            auth: None,
+        }),
+        ..opts()
+    };
+    let root = Root::new();
+    let name = "registry.test:5000/tiny:1";
+    pull_ref(&root, &o, name, None).expect("pull through the proxy");
+    assert_pulled(&root, f.tiny.image(), name);
+    let targets = proxy.targets.lock().expect("targets").clone();
+    assert!(!targets.is_empty() && targets.iter().all(|t| t == "registry.test:5000"), "CONNECT targets: {targets:?}");
+    // Not insecure: plain HTTP is refused even through the proxy.
+    let o = Options { insecure: vec![], ..o };
+    assert_pull_fails(&root, &o, "registry.test:5000/tiny:2", None, &["registry.test:5000", "TLS"]);
+}
