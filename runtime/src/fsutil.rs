@@ -16,20 +16,21 @@ pub fn fsync_dir(dir: &Path) -> Result<()> {
 
 /// Replaces `path` with `data` so that a crash at any instant leaves the old or the new content.
 pub fn atomic_write(path: &Path, data: &[u8]) -> Result<()> {
+    atomic_write_mode(path, data, 0o644)
+}
+
+/// [`atomic_write`] with the file's permission bits (0o600 for secrets: the temp file is never
+/// readable by others either).
+pub fn atomic_write_mode(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     let dir = path.parent().ok_or_else(|| Error::invalid(format!("{} has no parent", path.display())))?;
     // A bare file name lives in the current directory.
     let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(format!(".{}.tmp", std::process::id()));
     let tmp = dir.join(name);
+    let _ = fs::remove_file(&tmp);
     let res = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o644)
-            .open(&tmp)
-            .ctx(|| format!("create {}", tmp.display()))?;
+        let mut f = OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp).ctx(|| format!("create {}", tmp.display()))?;
         f.write_all(data).ctx(|| format!("write {}", tmp.display()))?;
         f.sync_all().ctx(|| format!("fsync {}", tmp.display()))?;
         fs::rename(&tmp, path).ctx(|| format!("rename {} to {}", tmp.display(), path.display()))

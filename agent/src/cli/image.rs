@@ -105,12 +105,17 @@ const IMAGE_PRUNE: Cmd = cmd("berth image prune", "[OPTIONS]", "Remove unused im
 pub const GROUP: Cmd = group("berth image", "Manage images");
 
 pub const SUBCOMMANDS: &[Command] = &[
+    command("history", &super::history::IMAGE_HISTORY, super::history::image_history),
     command("import", &IMAGE_IMPORT, import),
     command("inspect", &IMAGE_INSPECT, inspect),
     command("load", &IMAGE_LOAD, load),
     command("ls", &IMAGE_LS, images),
     command("list", &IMAGE_LS, images),
     command("prune", &IMAGE_PRUNE, prune),
+    #[cfg(feature = "registry")]
+    command("pull", &super::registry::IMAGE_PULL, super::registry::pull),
+    #[cfg(feature = "registry")]
+    command("push", &super::registry::IMAGE_PUSH, super::registry::push),
     command("rm", &IMAGE_RM, rmi),
     command("remove", &IMAGE_RM, rmi),
     command("save", &IMAGE_SAVE, save),
@@ -152,8 +157,15 @@ pub fn load(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
     };
     let show = !quiet && is_tty(2);
     let mut progress = Progress::new(src, total, "Loading", show);
-    let loaded = ctx.store()?.load(&mut progress, plat.as_ref())?;
+    let (loaded, skipped) = ctx.store()?.load_reporting(&mut progress, plat.as_ref())?;
     progress.done();
+    if !quiet {
+        // Artifacts, attestations, signatures: not images, said on stderr so scripts reading
+        // stdout see Docker's lines only.
+        for s in &skipped {
+            eprintln!("Skipped {s}");
+        }
+    }
     if !quiet {
         let mut out = io::stdout().lock();
         for l in &loaded {

@@ -11,12 +11,15 @@ pub mod client;
 pub mod cp;
 pub mod deploy;
 pub mod events;
+pub mod history;
 pub mod image;
 pub mod inspect;
 pub mod lifecycle;
 pub mod logs;
 pub mod pipe;
 pub mod ps;
+#[cfg(feature = "registry")]
+pub mod registry;
 pub mod relay;
 pub mod run;
 pub mod stats;
@@ -134,11 +137,20 @@ const TOP: &[Command] = &[
     command("export", &image::EXPORT, image::export),
     Command { name: "container", cmd: &CONTAINER_GROUP, target: Target::Group(CONTAINER_SUBCOMMANDS) },
     Command { name: "image", cmd: &image::GROUP, target: Target::Group(image::SUBCOMMANDS) },
+    command("history", &history::HISTORY, history::image_history),
     command("images", &image::IMAGES, image::images),
     command("import", &image::IMPORT, image::import),
     command("info", &system::INFO, system::info),
     command("inspect", &inspect::INSPECT, inspect::inspect),
     command("load", &image::LOAD, image::load),
+    #[cfg(feature = "registry")]
+    command("login", &registry::LOGIN, registry::login),
+    #[cfg(feature = "registry")]
+    command("logout", &registry::LOGOUT, registry::logout),
+    #[cfg(feature = "registry")]
+    command("pull", &registry::PULL, registry::pull),
+    #[cfg(feature = "registry")]
+    command("push", &registry::PUSH, registry::push),
     command("rmi", &image::RMI, image::rmi),
     command("save", &image::SAVE, image::save),
     Command { name: "system", cmd: &system::GROUP, target: Target::Group(system::SUBCOMMANDS) },

@@ -16,6 +16,23 @@ pub struct Config {
     pub mqtt: Mqtt,
     #[serde(default)]
     pub update: Update,
+    #[serde(default)]
+    pub registry: RegistryConf,
+}
+
+/// `[registry]`: as Docker's daemon.json has them (`berth pull`/`push` read it).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryConf {
+    /// Docker Hub mirrors, tried in order before Docker Hub (`https://mirror.example`).
+    #[serde(default)]
+    pub mirrors: Vec<String>,
+    /// `host[:port]` or CIDR entries that may use plain HTTP or any certificate.
+    #[serde(default)]
+    pub insecure_registries: Vec<String>,
+    /// A `certs.d` directory (`DIR/HOST[:PORT]/ca.crt`) searched before /etc/berth/certs.d and
+    /// /etc/docker/certs.d.
+    pub certs_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

@@ -38,6 +38,8 @@ pub struct Scan {
     links: HashMap<String, String>,
     layers: HashMap<String, std::result::Result<Candidate, String>>,
     big: HashSet<String>,
+    /// What `images` left out, one line each: artifacts, attestations, signatures, referrers.
+    skipped: std::cell::RefCell<Vec<String>>,
 }
 
 /// One image the archive holds, checked and ready to commit.
@@ -161,6 +163,26 @@ fn unpack_candidate(r: impl Read, dir: &Path) -> Result<Candidate> {
     Ok(Candidate { dir: dir.to_path_buf(), blob: hr.hasher.finish(), compression, unpacked })
 }
 
+/// A layer blob from elsewhere (a registry) unpacked into `dir` by the same path `load` takes:
+/// the compression found from its first bytes, the blob hashed on the way in and the tar after
+/// decompression. Both digests must be the ones the manifest and the config promise; on a mismatch
+/// `dir` is removed and nothing else was touched.
+pub fn unpack_blob(r: impl Read, blob: &Digest, diff_id: &Digest, dir: &Path) -> Result<Unpacked> {
+    let res = unpack_candidate(r, dir).and_then(|c| {
+        if &c.blob != blob {
+            Err(Error::invalid(format!("layer {blob}: content digest is {}", c.blob)))
+        } else if &c.unpacked.diff_id != diff_id {
+            Err(Error::invalid(format!("layer {blob}: uncompressed digest is {}, the config says {diff_id}", c.unpacked.diff_id)))
+        } else {
+            Ok(c.unpacked)
+        }
+    });
+    if res.is_err() {
+        remove_all(dir)?;
+    }
+    res
+}
+
 /// Case-insensitive key lookup: real `manifest.json` files spell keys in more than one case.
 fn get<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
     v.as_object()?.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v)
@@ -257,9 +279,11 @@ impl Scan {
             None => found,
         };
         if found.is_empty() {
+            let skipped = self.skipped();
+            let also = if skipped.is_empty() { String::new() } else { format!(" (skipped: {})", skipped.join(", ")) };
             return Err(Error::invalid(match want {
-                Some(p) => format!("archive holds no image for platform {p}"),
-                None => "archive holds no image".to_string(),
+                Some(p) => format!("archive holds no image for platform {p}{also}"),
+                None => format!("archive holds no image{also}"),
             }));
         }
         Ok(found)
@@ -297,6 +321,10 @@ impl Scan {
             _ => return Err(Error::invalid("index.json lists no manifests")),
         };
         for desc in &list {
+            if let Some(why) = not_an_image(desc) {
+                self.skip(get_str(desc, "digest").unwrap_or("?"), &why);
+                continue;
+            }
             let names = desc_names(desc);
             let mut desc = desc.clone();
             // Follow nested indexes (multi-platform) down to one manifest for the platform.
@@ -311,6 +339,10 @@ impl Scan {
             }
             let d = get_str(&desc, "digest").ok_or_else(|| Error::invalid("index entry without digest"))?;
             let (_, manifest) = self.json("manifest", &blob_path(d)?)?;
+            if let Some(why) = artifact_manifest(&manifest) {
+                self.skip(d, &why);
+                continue;
+            }
             let config = get(&manifest, "config")
                 .and_then(|c| get_str(c, "digest"))
                 .ok_or_else(|| Error::invalid(format!("manifest {d} has no config")))?;
@@ -327,6 +359,15 @@ impl Scan {
             out.push(self.image(&blob_path(config)?, Some(d), &refs, names, digests, held)?);
         }
         Ok(out)
+    }
+
+    fn skip(&self, digest: &str, why: &str) {
+        self.skipped.borrow_mut().push(format!("{why} {digest}"));
+    }
+
+    /// What the last `images` call skipped (artifacts, attestations, signatures, referrers).
+    pub fn skipped(&self) -> Vec<String> {
+        self.skipped.borrow().clone()
     }
 
     fn image(
@@ -393,6 +434,49 @@ fn blob_path(d: &str) -> Result<String> {
     Ok(format!("blobs/sha256/{}", Digest::parse(d)?.hex()))
 }
 
+const IMAGE_CONFIGS: &[&str] = &["application/vnd.oci.image.config.v1+json", "application/vnd.docker.container.image.v1+json"];
+
+/// Why an index entry is not an image, judged from the entry alone: an attestation (`buildx`
+/// adds one per platform, as `unknown/unknown` with a `vnd.docker.reference.type` annotation) or
+/// an entry that declares an `artifactType`.
+fn not_an_image(desc: &Value) -> Option<String> {
+    let ann = get(desc, "annotations");
+    if let Some(t) = ann.and_then(|a| get_str(a, "vnd.docker.reference.type")) {
+        return Some(format!("{t} (for {})", ann.and_then(|a| get_str(a, "vnd.docker.reference.digest")).unwrap_or("?")));
+    }
+    if let Some(t) = get_str(desc, "artifactType") {
+        return Some(format!("artifact of type {t}"));
+    }
+    let p = get(desc, "platform");
+    if p.and_then(|p| get_str(p, "os")) == Some("unknown") && p.and_then(|p| get_str(p, "architecture")) == Some("unknown") {
+        return Some("unknown/unknown entry (attestation)".to_string());
+    }
+    None
+}
+
+/// Why a manifest is not an image's: an `artifactType`, a config that is not an image config
+/// (`application/vnd.oci.empty.v1+json`, cosign signatures, SBOMs, Helm charts), a referrer.
+fn artifact_manifest(m: &Value) -> Option<String> {
+    if let Some(t) = get_str(m, "artifactType") {
+        return Some(format!("artifact of type {t}"));
+    }
+    let ct = get(m, "config").and_then(|c| get_str(c, "mediaType"));
+    match ct {
+        Some(t) if !IMAGE_CONFIGS.contains(&t) => Some(format!("artifact with config type {t}")),
+        _ if get(m, "subject").is_some() && get(m, "layers").and_then(Value::as_array).is_some_and(|l| l.is_empty()) => {
+            Some("referrer".to_string())
+        }
+        _ => {
+            // cosign signatures and the like: an image config, but no layer is a tar.
+            let layers = get(m, "layers").and_then(Value::as_array)?;
+            let types: Vec<&str> = layers.iter().filter_map(|l| get_str(l, "mediaType")).collect();
+            let tar = |t: &&str| t.contains("tar") || t.contains("rootfs");
+            (!types.is_empty() && types.len() == layers.len() && !types.iter().any(tar))
+                .then(|| format!("artifact with layers of type {}", types[0]))
+        }
+    }
+}
+
 fn is_index(desc: &Value) -> bool {
     get_str(desc, "mediaType").is_some_and(|m| m.contains("image.index") || m.contains("manifest.list"))
 }
@@ -416,6 +500,9 @@ fn pick_platform(entries: &[Value], want: Option<&Platform>) -> Result<Value> {
     };
     let mut seen = Vec::new();
     for e in entries {
+        if not_an_image(e).is_some() {
+            continue;
+        }
         if let Some((os, arch, variant)) = plat(e) {
             if want.matches(&os, &arch, variant.as_deref()) {
                 return Ok(e.clone());

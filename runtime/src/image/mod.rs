@@ -4,6 +4,7 @@ pub mod archive;
 pub mod db;
 pub mod delta;
 pub mod export;
+pub mod history;
 pub mod import;
 pub mod layer;
 pub mod platform;

@@ -124,11 +124,18 @@ impl Store {
 
     /// Loads every image of an archive (any layout, any compression) from `src`.
     pub fn load(&self, src: impl Read, platform: Option<&Platform>) -> Result<Vec<Loaded>> {
+        self.load_reporting(src, platform).map(|(l, _)| l)
+    }
+
+    /// [`Store::load`], also saying what the archive held that is not an image (artifacts,
+    /// attestations, signatures, referrers), one line each: those are skipped.
+    pub fn load_reporting(&self, src: impl Read, platform: Option<&Platform>) -> Result<(Vec<Loaded>, Vec<String>)> {
         let lock = self.lock()?;
         let scratch = self.scratch(&lock, "load")?;
         let scan = archive::scan(src, &scratch.dir)?;
         let mut db = self.db()?;
         let found = scan.images(platform, &|d| db.layer(d).is_some())?;
+        let skipped = scan.skipped();
         // Durable first, visible second: one syncfs covers every unpacked file.
         syncfs(&scratch.dir)?;
         let mut placed = HashSet::new();
@@ -151,7 +158,7 @@ impl Store {
         fsync_dir(&self.root.join("layers"))?;
         let out = found.iter().map(|f| self.record(&mut db, f)).collect();
         db.write(&self.root.join("images.db"))?;
-        Ok(out)
+        Ok((out, skipped))
     }
 
     fn record(&self, db: &mut Db, f: &Found) -> Loaded {
@@ -199,6 +206,18 @@ impl Store {
         add_image(&mut db, rec);
         if let Some(t) = tag {
             set_tag(&mut db, &id, t);
+        }
+        db.write(&self.root.join("images.db"))
+    }
+
+    /// Records `repo@digest` as a name of image `id` (after a push, as Docker's RepoDigests).
+    pub fn add_digest(&self, id: &Digest, name: &str) -> Result<()> {
+        let _lock = self.lock()?;
+        let mut db = self.db()?;
+        match db.images.iter_mut().find(|i| &i.id == id) {
+            Some(i) if !i.digests.iter().any(|d| d == name) => i.digests.push(name.to_string()),
+            Some(_) => return Ok(()),
+            None => return Err(Error::not_found(format!("No such image: {id}"))),
         }
         db.write(&self.root.join("images.db"))
     }
