@@ -4,6 +4,7 @@
 pub mod cgroup;
 pub mod compress;
 pub mod container;
+pub mod seccomp;
 pub mod digest;
 pub mod error;
 pub mod fsutil;
