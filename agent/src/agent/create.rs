@@ -332,6 +332,7 @@ pub fn resolve(root: &Path, store: &Store, cgroups: &Cgroups, o: &RunOptions, ex
         device_watch: dev.watch,
         device_args: o.devices.clone(),
         device_cgroup_rules: o.device_cgroup_rules.clone(),
+        seccomp: Default::default(),
     };
     let _ = cgroups;
     let record = Record {
