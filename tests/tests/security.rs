@@ -8,8 +8,9 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
-use berth_tests::agent::{host_shared, Agent};
+use berth_tests::agent::{host_shared, status_field, Agent};
 use berth_tests::{require_root, s};
 
 fn agent() -> Agent {
@@ -36,6 +37,26 @@ fn kv<'a>(out: &'a str, key: &str) -> &'a str {
     out.lines().find_map(|l| l.strip_prefix(p.as_str())).unwrap_or_else(|| panic!("no {key}= in:\n{out}"))
 }
 
+/// Waits until the running container `name` has made /tmp/ready.
+fn wait_ready(a: &Agent, name: &str) {
+    let pid = a.pid_of(name);
+    let marker = format!("/proc/{pid}/root/tmp/ready");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !Path::new(&marker).exists() {
+        assert!(Instant::now() < deadline, "container {name} did not write /tmp/ready within 20 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Builds a static C program from tests/probe/ into `dir` (gcc -static: the image has no libc).
+fn build_c(src: &str, dir: &Path, name: &str) -> PathBuf {
+    let src = berth_tests::workspace_root().join("tests/probe").join(src);
+    let out = dir.join(name);
+    let r = Command::new("gcc").args(["-static", "-O1", "-o", s(&out), s(&src)]).output().expect("run gcc (Debian package gcc)");
+    assert!(r.status.success(), "gcc -static {}: {}", src.display(), String::from_utf8_lossy(&r.stderr));
+    out
+}
+
 // ---------------------------------------------------------------------------------------------
 // Seccomp
 
@@ -51,4 +72,159 @@ fn default_container_is_filtered_and_cannot_make_a_user_namespace() {
     assert!(out.contains("Seccomp:\t2"), "no filter in a default container:\n{out}");
     assert_eq!(kv(&out, "unshare"), "1", "unshare -U -r must be refused:\n{out}");
     assert_eq!(kv(&out, "unshare_m"), "1", "unshare -m must be refused:\n{out}");
+}
+
+/// What Docker's default profile (moby profiles/seccomp/default.json) decides for each call of
+/// tests/probe/syscalls.c with Docker's default capabilities: `ok` reached the kernel, `EPERM`
+/// refused by the filter (the probe's arguments make the kernel fail otherwise), `ENOSYS` the
+/// profile's errnoRet for clone3 and the answer for calls newer than the profile.
+const DOCKER_DEFAULT_CAPS: &[(&str, &str)] = &[
+    ("getpid", "ok"),
+    ("read", "ok"),
+    ("socket_inet", "ok"),
+    ("socket_alg", "EPERM"),
+    ("socket_vsock", "EPERM"),
+    ("personality_query", "ok"),
+    ("personality_rie", "EPERM"),
+    ("mount", "EPERM"),
+    ("umount2", "EPERM"),
+    ("unshare", "EPERM"),
+    ("unshare_none", "EPERM"),
+    ("setns", "EPERM"),
+    ("clone_newuser", "EPERM"),
+    ("clone3", "ENOSYS"),
+    ("clone_plain", "ok"),
+    ("bpf", "EPERM"),
+    ("perf_event_open", "EPERM"),
+    ("keyctl", "EPERM"),
+    ("add_key", "EPERM"),
+    ("userfaultfd", "EPERM"),
+    ("io_uring_setup", "EPERM"),
+    ("ptrace", "ok"),
+    ("kcmp", "EPERM"),
+    ("setdomainname", "EPERM"),
+    ("chroot", "ok"),
+    ("sethostname", "EPERM"),
+    ("pivot_root", "EPERM"),
+    ("open_by_handle_at", "EPERM"),
+    ("name_to_handle_at", "ok"),
+    ("fsopen", "EPERM"),
+    ("acct", "EPERM"),
+    ("clock_settime", "EPERM"),
+    ("swapon", "EPERM"),
+    ("mbind", "EPERM"),
+    ("landlock", "ok"),
+    ("newer_than_profile", "ENOSYS"),
+];
+
+/// With `--cap-add SYS_ADMIN` these change: the profile's CAP_SYS_ADMIN entry allows them (and
+/// the clone namespace-flag rule no longer applies).
+const DOCKER_SYS_ADMIN: &[(&str, &str)] = &[
+    ("mount", "ok"),
+    ("umount2", "ok"),
+    ("unshare", "ok"),
+    ("unshare_none", "ok"),
+    ("setns", "ok"),
+    ("clone_newuser", "ok"),
+    ("clone3", "ok"),
+    ("bpf", "ok"),
+    ("perf_event_open", "ok"),
+    ("setdomainname", "ok"),
+    ("sethostname", "ok"),
+    ("fsopen", "ok"),
+];
+
+fn expected(sys_admin: bool) -> Vec<(String, String)> {
+    let mut want: Vec<(String, String)> = DOCKER_DEFAULT_CAPS.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    if cfg!(target_arch = "x86_64") {
+        want.push(("iopl".into(), "EPERM".into()));
+        want.push(("arch_prctl".into(), "ok".into()));
+    }
+    if sys_admin {
+        for (k, v) in DOCKER_SYS_ADMIN {
+            want.iter_mut().find(|(n, _)| n == k).expect("known probe").1 = v.to_string();
+        }
+    }
+    want
+}
+
+fn probe(a: &Agent, flags: &[&str]) -> Vec<(String, String)> {
+    let dir = a.root().scratch().join("probe");
+    fs::create_dir_all(&dir).expect("mkdir probe");
+    if !dir.join("syscalls").exists() {
+        build_c("syscalls.c", &dir, "syscalls");
+    }
+    let vol = format!("{}:/probe:ro", s(&dir));
+    let mut args = vec!["run", "--rm", "-v", &vol];
+    args.extend_from_slice(flags);
+    args.extend_from_slice(&["busybox", "/probe/syscalls"]);
+    let (code, out, err) = a.code(&args);
+    assert_eq!(code, 0, "probe {flags:?}: exit {code}\n{out}\n{err}");
+    out.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+fn diff(got: &[(String, String)], want: &[(String, String)]) -> String {
+    let mut d = String::new();
+    for (k, v) in want {
+        match got.iter().find(|(n, _)| n == k) {
+            Some((_, g)) if g == v => {}
+            Some((_, g)) => d.push_str(&format!("{k}: got {g}, Docker's profile gives {v}\n")),
+            None => d.push_str(&format!("{k}: not probed\n")),
+        }
+    }
+    d
+}
+
+#[test]
+fn syscall_probe_matches_dockers_default_profile() {
+    let _h = host_shared();
+    let a = agent();
+    let got = probe(&a, &[]);
+    let d = diff(&got, &expected(false));
+    assert!(d.is_empty(), "default capabilities:\n{d}");
+    let got = probe(&a, &["--cap-add", "SYS_ADMIN"]);
+    let d = diff(&got, &expected(true));
+    assert!(d.is_empty(), "--cap-add SYS_ADMIN:\n{d}");
+}
+
+#[test]
+fn privileged_runs_unconfined() {
+    let _h = host_shared();
+    let a = agent();
+    let out = sh_ok(&a, &["--privileged"], "cat /proc/self/status");
+    assert_eq!(status_field(&out, "Seccomp").as_deref(), Some("0"), "--privileged must run unconfined:\n{out}");
+    let got = probe(&a, &["--privileged"]);
+    for k in ["keyctl", "io_uring_setup", "mount", "unshare", "pivot_root"] {
+        assert_eq!(got.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str()), Some("ok"), "{k} under --privileged: {got:?}");
+    }
+}
+
+#[test]
+fn filter_is_installed_for_every_user_init_and_no_new_privs() {
+    let _h = host_shared();
+    let a = agent();
+    // Without no_new_privs the filter goes on while still privileged (before the user switch);
+    // with it, just before exec. Both must end with the filter in place.
+    for flags in [&["--user", "1000:1000"][..], &["--security-opt", "no-new-privileges"], &["--init"], &["--user", "1000", "--init", "--security-opt", "no-new-privileges"]] {
+        let out = sh_ok(&a, flags, "cat /proc/self/status; unshare -U true; echo unshare=$?");
+        assert_eq!(status_field(&out, "Seccomp").as_deref(), Some("2"), "{flags:?}:\n{out}");
+        assert_eq!(kv(&out, "unshare"), "1", "{flags:?}");
+    }
+}
+
+#[test]
+fn exec_runs_under_the_containers_filter() {
+    let _h = host_shared();
+    let a = agent();
+    a.ok(&["run", "-d", "--name", "ex", "busybox", "sh", "-c", "touch /tmp/ready; sleep 300"]);
+    wait_ready(&a, "ex");
+    let out = a.ok(&["exec", "ex", "sh", "-c", "cat /proc/self/status; unshare -U -r true; echo unshare=$?"]);
+    assert_eq!(status_field(&out, "Seccomp").as_deref(), Some("2"), "exec must get the container's filter:\n{out}");
+    assert_eq!(kv(&out, "unshare"), "1");
+    a.ok(&["rm", "-f", "ex"]);
+    a.ok(&["run", "-d", "--name", "priv", "--privileged", "busybox", "sh", "-c", "touch /tmp/ready; sleep 300"]);
+    wait_ready(&a, "priv");
+    let out = a.ok(&["exec", "priv", "cat", "/proc/self/status"]);
+    assert_eq!(status_field(&out, "Seccomp").as_deref(), Some("0"), "exec in a --privileged container:\n{out}");
+    a.ok(&["rm", "-f", "priv"]);
 }
