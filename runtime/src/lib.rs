@@ -5,6 +5,7 @@ pub mod cgroup;
 pub mod compress;
 pub mod container;
 pub mod seccomp;
+pub mod selfexe;
 pub mod digest;
 pub mod error;
 pub mod fsutil;

@@ -228,3 +228,77 @@ fn exec_runs_under_the_containers_filter() {
     assert_eq!(status_field(&out, "Seccomp").as_deref(), Some("0"), "exec in a --privileged container:\n{out}");
     a.ok(&["rm", "-f", "priv"]);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Escapes of recent years, reproduced against berth
+
+/// The probe directory with the programs built, as a read-only volume flag value.
+fn probe_volume(a: &Agent, programs: &[&str]) -> String {
+    let dir = a.root().scratch().join("probe");
+    fs::create_dir_all(&dir).expect("mkdir probe");
+    for p in programs {
+        if !dir.join(p).exists() {
+            build_c(&format!("{p}.c"), &dir, p);
+        }
+    }
+    format!("{}:/probe:ro", s(&dir))
+}
+
+/// Waits for `/tmp/<file>` in the running container `name` and returns its text.
+fn wait_file(a: &Agent, name: &str, file: &str) -> String {
+    let pid = a.pid_of(name);
+    let p = format!("/proc/{pid}/root/tmp/{file}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !Path::new(&p).exists() {
+        assert!(Instant::now() < deadline, "container {name} did not write /tmp/{file} within 60 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    fs::read_to_string(format!("/proc/{pid}/root/tmp/attack.log")).unwrap_or_default()
+}
+
+/// CVE-2019-5736: a container makes `exec` run `#!/proc/self/exe`, so berth's own binary runs in
+/// the container; an attacker there reopens `/proc/<pid>/exe` for writing to replace the host's
+/// binary. Also (the same attacker) berth's helpers, before they exec, can be neither opened
+/// through /proc/<pid>/exe nor ptraced from inside.
+#[test]
+fn exec_of_proc_self_exe_cannot_reach_berths_binary_nor_ptrace_its_helpers() {
+    let _h = host_shared();
+    let a = agent();
+    let vol = probe_volume(&a, &["exe_attack"]);
+    // The host's libraries, read-only, so that a dynamically linked berth (a debug build) can
+    // really start in the container, as a static one would.
+    let mut flags = vec!["run", "-d", "--name", "victim", "-v", &vol];
+    for lib in ["/usr/lib:/usr/lib:ro", "/lib64:/lib64:ro", "/usr/lib:/lib:ro"] {
+        if Path::new(lib.split(':').next().unwrap_or("/")).is_dir() {
+            flags.extend(["-v", lib]);
+        }
+    }
+    flags.extend([
+        "busybox",
+        "sh",
+        "-c",
+        "printf '#!/proc/self/exe\\n' > /evil; chmod +x /evil; (/probe/exe_attack > /tmp/attack.log; touch /tmp/done) & touch /tmp/ready; wait; sleep 300",
+    ]);
+    a.ok(&flags);
+    wait_ready(&a, "victim");
+    let mut ran_berth = false;
+    let caught = format!("/proc/{}/root/tmp/caught", a.pid_of("victim"));
+    for _ in 0..80 {
+        let (_, out, err) = a.code(&["exec", "victim", "/evil"]);
+        // berth's CLI, started in the container by the script's interpreter line, complains
+        // about its arguments: proof that the binary ran there.
+        ran_berth |= !out.is_empty() || err.contains("/evil");
+        if Path::new(&caught).exists() {
+            break;
+        }
+    }
+    a.ok(&["exec", "victim", "touch", "/tmp/stop"]);
+    let log = wait_file(&a, "victim", "done");
+    a.ok(&["rm", "-f", "victim"]);
+    let n = |k: &str| -> u32 { kv(&log, k).parse().unwrap_or_else(|_| panic!("{k} in {log}")) };
+    assert!(ran_berth, "the #!/proc/self/exe script never ran berth's binary in the container:\n{log}");
+    assert!(n("exe_open") > 0, "the attacker never caught berth's binary running in the container in 80 execs:\n{log}");
+    assert_eq!(n("writable"), 0, "berth's binary was writable through /proc/<pid>/exe (CVE-2019-5736):\n{log}");
+    assert_eq!(n("exe_ro"), n("exe_open"), "berth's binary, reached through /proc/<pid>/exe, is on a writable mount: once it stops running, a container can replace it (CVE-2019-5736):\n{log}");
+    assert_eq!(n("ptraced"), 0, "a berth helper was ptraced from inside the container:\n{log}");
+}

@@ -123,6 +123,9 @@ fn bind(socket: &Path, group: Option<&str>) -> Result<std::os::unix::net::UnixLi
 }
 
 pub fn run(o: &Options) -> Result<()> {
+    if let Err(e) = berth_runtime::selfexe::reexec_read_only(&o.root) {
+        crate::info!("warning: {e}: a container could overwrite berth's binary through /proc/<pid>/exe (CVE-2019-5736)");
+    }
     let _lock = lock_root(&o.root)?;
     // Containers are grandchildren (forked by an intermediate that exits): as subreaper the agent
     // becomes their parent and can reap them.

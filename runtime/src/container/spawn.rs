@@ -400,7 +400,16 @@ fn install_panic_report(report: RawFd) {
     }));
 }
 
+/// Until it execs, a process that enters a container is berth: the container must not be able
+/// to ptrace it or open its `/proc/<pid>/exe` (CVE-2019-5736). Non-dumpable, only a holder of
+/// CAP_SYS_PTRACE could; exec makes the command dumpable again.
+fn hide_from_container() {
+    // SAFETY: prctl with constant arguments.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+}
+
 fn container_init(l: &Launch, filter: &Filter, stdio: [RawFd; 3], report: RawFd) -> ! {
+    hide_from_container();
     reset_signals();
     // The container joins its cgroup itself, so the monitor stays outside it.
     if let Err(e) = l.cgroup.join(0) {
@@ -470,6 +479,8 @@ fn setup(l: &Launch, filter: &Filter, report: RawFd) -> std::result::Result<(), 
     std::fs::create_dir_all(cwd).map_err(|e| StartError { code: 125, msg: format!("cannot create working directory {cwd:?}: {e}") })?;
     let caps_set = caps::apply_bounding(&spec.caps)?;
     let (uid, gid, groups) = crate::container::user::resolve(&spec.user)?;
+    // While still root: a non-dumpable process's /proc/self files are root's.
+    set_oom_score_adj(0);
     install_filter(filter, spec, false)?;
     crate::container::user::switch(uid, gid, &groups)?;
     if uid == 0 {
@@ -686,6 +697,7 @@ fn exec_waiter(l: &ExecLaunch, filter: &Filter, ns: &[(std::fs::File, libc::c_in
         fail(report, 125, &format!("fork: {}", io::Error::last_os_error()));
     }
     if child == 0 {
+        hide_from_container();
         reset_signals();
         for mut f in procs {
             if let Err(e) = std::io::Write::write_all(&mut f, b"0") {
@@ -710,6 +722,7 @@ fn exec_waiter(l: &ExecLaunch, filter: &Filter, ns: &[(std::fs::File, libc::c_in
             }
             let caps_set = caps::apply_bounding(&spec.caps)?;
             let (uid, gid, groups) = crate::container::user::resolve(&spec.user)?;
+            set_oom_score_adj(0);
             install_filter(filter, spec, false)?;
             crate::container::user::switch(uid, gid, &groups)?;
             if uid == 0 {
