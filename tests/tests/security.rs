@@ -302,3 +302,42 @@ fn exec_of_proc_self_exe_cannot_reach_berths_binary_nor_ptrace_its_helpers() {
     assert_eq!(n("exe_ro"), n("exe_open"), "berth's binary, reached through /proc/<pid>/exe, is on a writable mount: once it stops running, a container can replace it (CVE-2019-5736):\n{log}");
     assert_eq!(n("ptraced"), 0, "a berth helper was ptraced from inside the container:\n{log}");
 }
+
+/// The descriptors a process of the container holds (`ls -l /proc/self/fd`), but ls's own.
+fn open_fds(listing: &str) -> Vec<String> {
+    listing
+        .lines()
+        .filter_map(|l| l.split_once(" -> "))
+        .filter_map(|(left, target)| left.rsplit(' ').next().map(|fd| format!("{fd} -> {target}")))
+        .filter(|e| !e.starts_with("3 -> /proc/"))
+        .collect()
+}
+
+/// CVE-2024-21626: a descriptor of the host (runc leaked one on /sys/fs/cgroup) reachable as the
+/// working directory `/proc/self/fd/N` put the process outside the container's root, in `run`
+/// and in `exec`. Here: nothing but stdio is open in either, and no `-w /proc/self/fd/N` reaches
+/// a file of the host by `..`.
+#[test]
+fn no_host_descriptor_or_directory_leaks_into_run_or_exec() {
+    let _h = host_shared();
+    let a = agent();
+    let out = sh_ok(&a, &[], "ls -l /proc/self/fd/");
+    let fds = open_fds(&out);
+    assert!(fds.iter().all(|f| ["0 ", "1 ", "2 "].iter().any(|p| f.starts_with(p))), "run: descriptors beyond stdio: {fds:?}");
+    a.ok(&["run", "-d", "--name", "cwd", "busybox", "sh", "-c", "touch /tmp/ready; sleep 300"]);
+    wait_ready(&a, "cwd");
+    let fds = open_fds(&a.ok(&["exec", "cwd", "ls", "-l", "/proc/self/fd/"]));
+    assert!(fds.iter().all(|f| ["0 ", "1 ", "2 "].iter().any(|p| f.starts_with(p))), "exec: descriptors beyond stdio: {fds:?}");
+    // A file on the host that a process outside the root would reach by climbing from its cwd.
+    let canary = a.root().scratch().join("canary");
+    fs::write(&canary, "HOST-CANARY\n").expect("write canary");
+    let climb = format!("cat ../../../../../../../../../../..{} 2>/dev/null; pwd", s(&canary));
+    for n in 3..=12 {
+        let w = format!("/proc/self/fd/{n}");
+        let (code, out, err) = sh(&a, &["-w", &w], &climb);
+        assert!(!out.contains("HOST-CANARY"), "run -w {w} reached the host (exit {code}): {out}{err}");
+        let (code, out, err) = a.code(&["exec", "-w", &w, "cwd", "sh", "-c", &climb]);
+        assert!(!out.contains("HOST-CANARY"), "exec -w {w} reached the host (exit {code}): {out}{err}");
+    }
+    a.ok(&["rm", "-f", "cwd"]);
+}

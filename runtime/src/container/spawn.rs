@@ -487,6 +487,7 @@ fn setup(l: &Launch, filter: &Filter, report: RawFd) -> std::result::Result<(), 
         caps::apply_sets(&caps_set)?;
     }
     std::env::set_current_dir(cwd).map_err(|e| StartError { code: 125, msg: format!("cannot use working directory {cwd:?}: {e}") })?;
+    cwd_inside_root(cwd)?;
     let (path, argv, envp) = command(spec)?;
     install_filter(filter, spec, true)?;
     if spec.init {
@@ -494,6 +495,20 @@ fn setup(l: &Launch, filter: &Filter, report: RawFd) -> std::result::Result<(), 
     }
     set_oom_score_adj(0);
     exec(report, &path, &argv, &envp)
+}
+
+/// CVE-2024-21626: a working directory such as `/proc/self/fd/N` naming a descriptor of the
+/// host that is still open would put the process outside the container's root. The kernel's
+/// getcwd says so (a path not starting with '/'); libcs differ in how they pass that on, so the
+/// system call is asked directly.
+fn cwd_inside_root(cwd: &str) -> std::result::Result<(), StartError> {
+    let mut buf = vec![0u8; libc::PATH_MAX as usize];
+    // SAFETY: getcwd writes at most buf.len() bytes into our buffer.
+    let n = unsafe { libc::syscall(libc::SYS_getcwd, buf.as_mut_ptr(), buf.len()) };
+    if n <= 0 || buf[0] != b'/' {
+        return Err(StartError { code: 125, msg: format!("working directory {cwd:?} is outside the container") });
+    }
+    Ok(())
 }
 
 fn sethostname(name: &str) -> Result<()> {
@@ -731,6 +746,7 @@ fn exec_waiter(l: &ExecLaunch, filter: &Filter, ns: &[(std::fs::File, libc::c_in
             let cwd = if spec.cwd.is_empty() { "/" } else { spec.cwd.as_str() };
             std::env::set_current_dir(cwd)
                 .map_err(|e| StartError { code: 125, msg: format!("cannot use working directory {cwd:?}: {e}") })?;
+            cwd_inside_root(cwd)?;
             let (path, argv, envp) = command(spec)?;
             install_filter(filter, spec, true)?;
             set_oom_score_adj(0);
