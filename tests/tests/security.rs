@@ -341,3 +341,69 @@ fn no_host_descriptor_or_directory_leaks_into_run_or_exec() {
     }
     a.ok(&["rm", "-f", "cwd"]);
 }
+
+/// A directory on the host, outside every container, that the symlink tests aim at; the test
+/// checks it stays empty.
+fn outside_dir(a: &Agent) -> PathBuf {
+    let d = a.root().scratch().join("outside");
+    fs::create_dir_all(&d).expect("mkdir outside");
+    d
+}
+
+fn entries(d: &Path) -> Vec<String> {
+    fs::read_dir(d).map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default()
+}
+
+/// CVE-2021-30465, the static case: a volume's entry is a symlink to a host directory (absolute,
+/// as another container may leave it), and further mounts go through it. They must land inside
+/// the container's root, and nothing may be made on the host.
+#[test]
+fn symlinked_mount_destination_stays_inside_the_root() {
+    let _h = host_shared();
+    let a = agent();
+    let outside = outside_dir(&a);
+    let vol = a.root().scratch().join("shared");
+    fs::create_dir_all(&vol).expect("mkdir shared");
+    std::os::unix::fs::symlink(&outside, vol.join("escape")).expect("symlink");
+    let other = a.root().scratch().join("other");
+    fs::create_dir_all(&other).expect("mkdir other");
+    fs::write(other.join("file"), "from-the-other-volume\n").expect("write");
+    let v1 = format!("{}:/data", s(&vol));
+    let v2 = format!("{}:/data/escape/vol:ro", s(&other));
+    let inside = s(&outside);
+    let out = sh_ok(
+        &a,
+        &["-v", &v1, "--tmpfs", "/data/escape/tmp", "-v", &v2],
+        &format!("cat {inside}/vol/file; grep -c ' {inside}/tmp ' /proc/self/mountinfo; grep -c ' {inside}/vol ' /proc/self/mountinfo"),
+    );
+    assert!(out.contains("from-the-other-volume"), "the volume must appear inside, where the link points in the container:\n{out}");
+    assert_eq!(out.lines().skip(1).collect::<Vec<_>>(), ["1", "1"], "mount points inside the container:\n{out}");
+    assert!(entries(&outside).is_empty(), "berth made {:?} in the host's {}", entries(&outside), outside.display());
+}
+
+/// CVE-2021-30465, the race: a running container swaps an entry of a shared volume between a
+/// directory and a symlink to a host directory while other containers start with a mount
+/// under that entry. Each start may fail or succeed, but nothing may be made or mounted outside.
+#[test]
+fn mount_destination_swapped_during_the_mount_stays_inside_the_root() {
+    let _h = host_shared();
+    let a = agent();
+    let outside = outside_dir(&a);
+    let vol = a.root().scratch().join("shared");
+    fs::create_dir_all(&vol).expect("mkdir shared");
+    let pv = probe_volume(&a, &["swapper"]);
+    let v = format!("{}:/data", s(&vol));
+    a.ok(&["run", "-d", "--name", "swapper", "-v", &v, "-v", &pv, "busybox", "/probe/swapper", "/data", s(&outside)]);
+    let mut started = 0;
+    for i in 0..25 {
+        let target = format!("/data/x/sub{i}");
+        let (code, _, _) = a.code(&["run", "--rm", "-v", &v, "--tmpfs", &target, "busybox", "true"]);
+        started += u32::from(code == 0);
+    }
+    fs::write(vol.join("stop"), "").expect("stop the swapper");
+    a.wait_status("swapper", "exited", Duration::from_secs(30));
+    let logs = a.ok(&["logs", "swapper"]);
+    a.code(&["rm", "-f", "swapper"]);
+    assert!(logs.contains("swaps="), "the swapper did not run: {logs}");
+    assert!(entries(&outside).is_empty(), "berth made {:?} in the host's {} ({started} of 25 containers started)", entries(&outside), outside.display());
+}

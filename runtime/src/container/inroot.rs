@@ -126,6 +126,13 @@ impl Root {
 
     /// Makes the directory `path` and its parents inside the root; its O_PATH descriptor.
     pub fn mkdir_all(&self, path: &str) -> Result<OwnedFd> {
+        self.mkdir_hops(path, 0)
+    }
+
+    fn mkdir_hops(&self, path: &str, hops: u32) -> Result<OwnedFd> {
+        if hops > 40 {
+            return Err(Error::invalid(format!("too many levels of symbolic links in {path}")));
+        }
         let ps = parts(path);
         for i in 1..=ps.len() {
             match self.openat2(&join(&ps[..i]), libc::O_PATH | libc::O_DIRECTORY) {
@@ -148,6 +155,18 @@ impl Root {
                         let e = io::Error::last_os_error();
                         if e.raw_os_error() != Some(libc::EEXIST) {
                             return Err(Error::io(format!("create {path} in the container"), e));
+                        }
+                        // A symlink to nowhere (yet): make what it points to, inside the root.
+                        if let Ok(link) = std::fs::read_link(fd_path(&parent).join(ps[i - 1])) {
+                            let base = if link.is_absolute() { Vec::new() } else { join(&ps[..i - 1]) };
+                            let mut next = String::from_utf8_lossy(&base).into_owned();
+                            next.push('/');
+                            next.push_str(&link.to_string_lossy());
+                            for p in &ps[i..] {
+                                next.push('/');
+                                next.push_str(&p.to_string_lossy());
+                            }
+                            return self.mkdir_hops(&next, hops + 1);
                         }
                     }
                 }
