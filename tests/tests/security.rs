@@ -407,3 +407,52 @@ fn mount_destination_swapped_during_the_mount_stays_inside_the_root() {
     assert!(logs.contains("swaps="), "the swapper did not run: {logs}");
     assert!(entries(&outside).is_empty(), "berth made {:?} in the host's {} ({started} of 25 containers started)", entries(&outside), outside.display());
 }
+
+/// Docker's default set, as /proc/self/status shows it.
+const DOCKER_CAPS: &str = "00000000a80425fb";
+const NO_CAPS: &str = "0000000000000000";
+
+/// CVE-2022-29162 (and CVE-2022-24769): capabilities in the inheritable or ambient sets, in `run`
+/// and in `exec`, would pass to any program exec'd with file capabilities, or to a non-root
+/// user. Both sets stay empty; the bounding set is Docker's.
+#[test]
+fn no_inheritable_or_ambient_capabilities_in_run_or_exec() {
+    let _h = host_shared();
+    let a = agent();
+    let check = |what: &str, st: &str, eff: &str| {
+        assert_eq!(status_field(st, "CapInh").as_deref(), Some(NO_CAPS), "{what}: CapInh\n{st}");
+        assert_eq!(status_field(st, "CapAmb").as_deref(), Some(NO_CAPS), "{what}: CapAmb\n{st}");
+        assert_eq!(status_field(st, "CapEff").as_deref(), Some(eff), "{what}: CapEff\n{st}");
+        assert_eq!(status_field(st, "CapBnd").as_deref(), Some(DOCKER_CAPS), "{what}: CapBnd\n{st}");
+    };
+    check("run", &sh_ok(&a, &[], "cat /proc/self/status"), DOCKER_CAPS);
+    check("run -u 1000", &sh_ok(&a, &["-u", "1000"], "cat /proc/self/status"), NO_CAPS);
+    a.ok(&["run", "-d", "--name", "caps", "busybox", "sh", "-c", "touch /tmp/ready; sleep 300"]);
+    wait_ready(&a, "caps");
+    check("exec", &a.ok(&["exec", "caps", "cat", "/proc/self/status"]), DOCKER_CAPS);
+    check("exec -u 1000", &a.ok(&["exec", "-u", "1000", "caps", "cat", "/proc/self/status"]), NO_CAPS);
+    a.ok(&["rm", "-f", "caps"]);
+}
+
+/// The kernel's knobs and secrets behind /proc and /sys: /proc/sys and /proc/sysrq-trigger
+/// refuse writes, /sys/firmware and /proc/kcore show nothing, in `run` and in `exec`.
+#[test]
+fn proc_sys_sysrq_firmware_and_kcore_are_out_of_reach() {
+    let _h = host_shared();
+    let a = agent();
+    // Writing the value a knob already has changes nothing should the write get through; sysrq
+    // is written nothing at all (an empty write still needs the file open for writing).
+    let script = "v=$(cat /proc/sys/vm/swappiness); echo $v > /proc/sys/vm/swappiness; echo procsys=$?; \
+                  (true > /proc/sysrq-trigger); echo sysrq=$?; echo firmware=$(ls -A /sys/firmware | wc -l); \
+                  echo kcore=$(head -c 16 /proc/kcore | wc -c); touch /sys/kernel/x; echo sys=$?";
+    a.ok(&["run", "-d", "--name", "knobs", "busybox", "sh", "-c", "touch /tmp/ready; sleep 300"]);
+    wait_ready(&a, "knobs");
+    for (what, out) in [("run", sh(&a, &[], script).1), ("exec", a.code(&["exec", "knobs", "sh", "-c", script]).1)] {
+        assert_ne!(kv(&out, "procsys"), "0", "{what}: /proc/sys is writable:\n{out}");
+        assert_ne!(kv(&out, "sysrq"), "0", "{what}: /proc/sysrq-trigger is writable:\n{out}");
+        assert_eq!(kv(&out, "firmware"), "0", "{what}: /sys/firmware is readable:\n{out}");
+        assert_eq!(kv(&out, "kcore"), "0", "{what}: /proc/kcore is readable:\n{out}");
+        assert_ne!(kv(&out, "sys"), "0", "{what}: /sys is writable:\n{out}");
+    }
+    a.ok(&["rm", "-f", "knobs"]);
+}
