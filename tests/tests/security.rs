@@ -78,6 +78,10 @@ fn default_container_is_filtered_and_cannot_make_a_user_namespace() {
 /// tests/probe/syscalls.c with Docker's default capabilities: `ok` reached the kernel, `EPERM`
 /// refused by the filter (the probe's arguments make the kernel fail otherwise), `ENOSYS` the
 /// profile's errnoRet for clone3 and the answer for calls newer than the profile.
+/// Captured once with this machine's dockerd 20.10.24 (2026-12-06), with and without
+/// `--cap-add SYS_ADMIN`: every line the same but three, where its older profile differs from
+/// the current one berth carries: socket(AF_ALG) and socket(AF_VSOCK) and io_uring_setup were
+/// still allowed, name_to_handle_at needed CAP_SYS_ADMIN.
 const DOCKER_DEFAULT_CAPS: &[(&str, &str)] = &[
     ("getpid", "ok"),
     ("read", "ok"),
@@ -455,4 +459,75 @@ fn proc_sys_sysrq_firmware_and_kcore_are_out_of_reach() {
         assert_ne!(kv(&out, "sys"), "0", "{what}: /sys is writable:\n{out}");
     }
     a.ok(&["rm", "-f", "knobs"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// --security-opt seccomp=...
+
+/// A profile in Docker's format that refuses `mkdir` and `mkdirat` with EACCES (13) and allows
+/// everything else.
+const NO_MKDIR: &str = r#"{"defaultAction":"SCMP_ACT_ALLOW","architectures":["SCMP_ARCH_X86_64","SCMP_ARCH_AARCH64","SCMP_ARCH_ARM"],
+  "syscalls":[{"names":["mkdir","mkdirat","not_a_system_call"],"action":"SCMP_ACT_ERRNO","errnoRet":13}]}"#;
+
+#[test]
+fn custom_profile_and_unconfined() {
+    let _h = host_shared();
+    let a = agent();
+    let file = a.root().scratch().join("no-mkdir.json");
+    fs::write(&file, NO_MKDIR).expect("write profile");
+    let opt = format!("seccomp={}", s(&file));
+    let out = sh_ok(&a, &["--security-opt", &opt], "grep Seccomp: /proc/self/status; mkdir /x; echo mkdir=$?; unshare -U true; echo unshare=$?");
+    assert!(out.contains("Seccomp:\t2"), "{out}");
+    assert_eq!(kv(&out, "mkdir"), "1", "the profile refuses mkdir:\n{out}");
+    assert_eq!(kv(&out, "unshare"), "0", "the profile allows everything else (unshare -U needs no capability):\n{out}");
+    let (_, _, err) = sh(&a, &["--security-opt", &opt], "mkdir /x");
+    assert!(err.contains("Permission denied"), "errnoRet 13 is EACCES: {err}");
+    // inspect shows the profile's text, as Docker; exec gets the same filter.
+    a.ok(&["run", "-d", "--name", "custom", "--security-opt", &opt, "busybox", "sh", "-c", "touch /tmp/ready; sleep 300"]);
+    wait_ready(&a, "custom");
+    let v = a.inspect("custom");
+    let so = v["HostConfig"]["SecurityOpt"].as_array().cloned().unwrap_or_default();
+    assert!(so.iter().any(|o| o.as_str().is_some_and(|o| o.starts_with("seccomp=") && o.contains("SCMP_ACT_ERRNO"))), "SecurityOpt: {so:?}");
+    let (code, _, err) = a.code(&["exec", "custom", "mkdir", "/y"]);
+    assert!(code != 0 && err.contains("Permission denied"), "exec under the container's profile: exit {code}, {err}");
+    a.ok(&["rm", "-f", "custom"]);
+
+    let out = sh_ok(&a, &["--security-opt", "seccomp=unconfined"], "grep Seccomp: /proc/self/status");
+    assert!(out.contains("Seccomp:\t0"), "seccomp=unconfined:\n{out}");
+    let got = probe(&a, &["--security-opt", "seccomp=unconfined"]);
+    for k in ["keyctl", "io_uring_setup", "socket_alg", "personality_rie"] {
+        assert_eq!(got.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str()), Some("ok"), "{k} unconfined: {got:?}");
+    }
+    a.ok(&["create", "--name", "unc", "--security-opt", "seccomp=unconfined", "busybox", "true"]);
+    assert_eq!(a.inspect("unc")["HostConfig"]["SecurityOpt"], serde_json::json!(["seccomp=unconfined"]));
+    a.ok(&["rm", "unc"]);
+}
+
+#[test]
+fn bad_seccomp_profiles_and_userns_start_nothing() {
+    let _h = host_shared();
+    let a = agent();
+    let dir = a.root().scratch();
+    let write = |name: &str, text: &str| {
+        let p = dir.join(name);
+        fs::write(&p, text).expect("write profile");
+        format!("seccomp={}", s(&p))
+    };
+    let cases = [
+        (write("bad.json", "{\"defaultAction\": "), "not valid JSON"),
+        (write("action.json", r#"{"defaultAction":"SCMP_ACT_SOMETIMES"}"#), "unknown action"),
+        (write("arch.json", r#"{"defaultAction":"SCMP_ACT_ERRNO","architectures":["SCMP_ARCH_PDP11"]}"#), "unknown architecture"),
+        (format!("seccomp={}", s(&dir.join("missing.json"))), "missing.json"),
+    ];
+    for (opt, want) in &cases {
+        for verb in ["run", "create"] {
+            let (code, out, err) = a.code(&[verb, "--name", "bad", "--security-opt", opt, "busybox", "true"]);
+            assert_eq!(code, 125, "{verb} --security-opt {opt}: exit {code}\n{out}{err}");
+            assert!(err.contains(want) && err.lines().count() <= 2, "{verb} --security-opt {opt}: {err}");
+        }
+    }
+    let (code, _, err) = a.code(&["run", "--name", "bad", "--userns", "auto", "busybox", "true"]);
+    assert_eq!(code, 125, "--userns=auto: {err}");
+    assert!(err.contains("--userns"), "{err}");
+    assert!(a.ok(&["ps", "-aq"]).trim().is_empty(), "a bad option created a container");
 }
