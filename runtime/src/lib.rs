@@ -4,14 +4,14 @@
 pub mod cgroup;
 pub mod compress;
 pub mod container;
-pub mod seccomp;
-pub mod selfexe;
 pub mod digest;
 pub mod error;
 pub mod fsutil;
 pub mod image;
 pub mod kernel;
 pub mod lock;
+pub mod seccomp;
+pub mod selfexe;
 pub mod tarstream;
 pub mod timefmt;
 

@@ -209,7 +209,12 @@ fn filter_is_installed_for_every_user_init_and_no_new_privs() {
     let a = agent();
     // Without no_new_privs the filter goes on while still privileged (before the user switch);
     // with it, just before exec. Both must end with the filter in place.
-    for flags in [&["--user", "1000:1000"][..], &["--security-opt", "no-new-privileges"], &["--init"], &["--user", "1000", "--init", "--security-opt", "no-new-privileges"]] {
+    for flags in [
+        &["--user", "1000:1000"][..],
+        &["--security-opt", "no-new-privileges"],
+        &["--init"],
+        &["--user", "1000", "--init", "--security-opt", "no-new-privileges"],
+    ] {
         let out = sh_ok(&a, flags, "cat /proc/self/status; unshare -U true; echo unshare=$?");
         assert_eq!(status_field(&out, "Seccomp").as_deref(), Some("2"), "{flags:?}:\n{out}");
         assert_eq!(kv(&out, "unshare"), "1", "{flags:?}");
@@ -409,7 +414,12 @@ fn mount_destination_swapped_during_the_mount_stays_inside_the_root() {
     let logs = a.ok(&["logs", "swapper"]);
     a.code(&["rm", "-f", "swapper"]);
     assert!(logs.contains("swaps="), "the swapper did not run: {logs}");
-    assert!(entries(&outside).is_empty(), "berth made {:?} in the host's {} ({started} of 25 containers started)", entries(&outside), outside.display());
+    assert!(
+        entries(&outside).is_empty(),
+        "berth made {:?} in the host's {} ({started} of 25 containers started)",
+        entries(&outside),
+        outside.display()
+    );
 }
 
 /// Docker's default set, as /proc/self/status shows it.
@@ -476,7 +486,8 @@ fn custom_profile_and_unconfined() {
     let file = a.root().scratch().join("no-mkdir.json");
     fs::write(&file, NO_MKDIR).expect("write profile");
     let opt = format!("seccomp={}", s(&file));
-    let out = sh_ok(&a, &["--security-opt", &opt], "grep Seccomp: /proc/self/status; mkdir /x; echo mkdir=$?; unshare -U true; echo unshare=$?");
+    let out =
+        sh_ok(&a, &["--security-opt", &opt], "grep Seccomp: /proc/self/status; mkdir /x; echo mkdir=$?; unshare -U true; echo unshare=$?");
     assert!(out.contains("Seccomp:\t2"), "{out}");
     assert_eq!(kv(&out, "mkdir"), "1", "the profile refuses mkdir:\n{out}");
     assert_eq!(kv(&out, "unshare"), "0", "the profile allows everything else (unshare -U needs no capability):\n{out}");
@@ -487,7 +498,10 @@ fn custom_profile_and_unconfined() {
     wait_ready(&a, "custom");
     let v = a.inspect("custom");
     let so = v["HostConfig"]["SecurityOpt"].as_array().cloned().unwrap_or_default();
-    assert!(so.iter().any(|o| o.as_str().is_some_and(|o| o.starts_with("seccomp=") && o.contains("SCMP_ACT_ERRNO"))), "SecurityOpt: {so:?}");
+    assert!(
+        so.iter().any(|o| o.as_str().is_some_and(|o| o.starts_with("seccomp=") && o.contains("SCMP_ACT_ERRNO"))),
+        "SecurityOpt: {so:?}"
+    );
     let (code, _, err) = a.code(&["exec", "custom", "mkdir", "/y"]);
     assert!(code != 0 && err.contains("Permission denied"), "exec under the container's profile: exit {code}, {err}");
     a.ok(&["rm", "-f", "custom"]);

@@ -139,15 +139,15 @@ impl Root {
                 Ok(_) => continue,
                 Err(None) => {
                     let p = scoped_join(&self.path, path)?;
-                    std::fs::DirBuilder::new()
-                        .recursive(true)
-                        .create(&p)
-                        .map_err(|e| Error::io(format!("create {}", p.display()), e))?;
+                    std::fs::DirBuilder::new().recursive(true).create(&p).map_err(|e| Error::io(format!("create {}", p.display()), e))?;
                     return self.open_checked(path, libc::O_PATH | libc::O_DIRECTORY);
                 }
                 Err(Some(e)) if e.raw_os_error() == Some(libc::ENOENT) => {
                     let parent = self.openat2(&join(&ps[..i - 1]), libc::O_PATH | libc::O_DIRECTORY).map_err(|e| {
-                        Error::io(format!("open {} in the container", String::from_utf8_lossy(&join(&ps[..i - 1]))), e.unwrap_or(io::ErrorKind::Other.into()))
+                        Error::io(
+                            format!("open {} in the container", String::from_utf8_lossy(&join(&ps[..i - 1]))),
+                            e.unwrap_or(io::ErrorKind::Other.into()),
+                        )
                     })?;
                     let name = cstr(ps[i - 1].as_bytes())?;
                     // SAFETY: mkdirat with a directory descriptor and a single-component name.
@@ -191,7 +191,9 @@ impl Root {
         let n = cstr(name.as_bytes())?;
         // SAFETY: openat on a directory descriptor with a single-component name, never following
         // a symlink there; the descriptor is closed at once.
-        let fd = unsafe { libc::openat(parent.as_raw_fd(), n.as_ptr(), libc::O_CREAT | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_WRONLY, 0o644) };
+        let fd = unsafe {
+            libc::openat(parent.as_raw_fd(), n.as_ptr(), libc::O_CREAT | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_WRONLY, 0o644)
+        };
         if fd >= 0 {
             // SAFETY: ours, just opened.
             unsafe { libc::close(fd) };

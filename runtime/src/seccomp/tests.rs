@@ -127,7 +127,13 @@ fn argument_operators_on_64_bit_values() {
         ("SCMP_CMP_GE", big, 0, vec![big, big + 1, 0x2_0000_0000], vec![big - 1, 0xffff_ffff]),
         ("SCMP_CMP_LT", big, 0, vec![big - 1, 0xffff_ffff, 0], vec![big, big + 1, 0x2_0000_0000]),
         ("SCMP_CMP_LE", big, 0, vec![big, 7, 0x1_0000_0000], vec![big + 1, 0x2_0000_0000]),
-        ("SCMP_CMP_MASKED_EQ", 0xff00_0000_00ffu64, 0x1200_0000_0034u64, vec![0x1234_0000_5634, 0x1200_ffff_0034], vec![0x1300_0000_0034, 0x1200_0000_0035]),
+        (
+            "SCMP_CMP_MASKED_EQ",
+            0xff00_0000_00ffu64,
+            0x1200_0000_0034u64,
+            vec![0x1234_0000_5634, 0x1200_ffff_0034],
+            vec![0x1300_0000_0034, 0x1200_0000_0035],
+        ),
     ] {
         let json = format!(
             r#"{{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{{"names":["write"],"action":"SCMP_ACT_ERRNO","errnoRet":99,
@@ -149,7 +155,9 @@ fn actions_order_and_far_jumps() {
     // reaches most of them through `ja`.
     let mut rules = String::new();
     for i in 0..200 {
-        rules.push_str(&format!(r#"{{"names":["ioctl"],"action":"SCMP_ACT_ALLOW","args":[{{"index":1,"value":{i},"op":"SCMP_CMP_EQ"}}]}},"#));
+        rules.push_str(&format!(
+            r#"{{"names":["ioctl"],"action":"SCMP_ACT_ALLOW","args":[{{"index":1,"value":{i},"op":"SCMP_CMP_EQ"}}]}},"#
+        ));
     }
     let json = format!(
         r#"{{"defaultAction":"SCMP_ACT_KILL_PROCESS","architectures":["SCMP_ARCH_X86_64"],"syscalls":[{rules}
@@ -184,8 +192,14 @@ fn bad_profiles_are_one_line_errors() {
         ("{not json", "not valid JSON"),
         (r#"{"defaultAction":"SCMP_ACT_BOGUS"}"#, "unknown action \"SCMP_ACT_BOGUS\""),
         (r#"{"defaultAction":"SCMP_ACT_ERRNO","architectures":["SCMP_ARCH_VAX"]}"#, "unknown architecture \"SCMP_ARCH_VAX\""),
-        (r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["read"],"action":"SCMP_ACT_ALLOW","args":[{"index":0,"value":1,"op":"SCMP_CMP_ABOUT"}]}]}"#, "unknown operator"),
-        (r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["read"],"action":"SCMP_ACT_ALLOW","args":[{"index":6,"value":1,"op":"SCMP_CMP_EQ"}]}]}"#, "index 6"),
+        (
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["read"],"action":"SCMP_ACT_ALLOW","args":[{"index":0,"value":1,"op":"SCMP_CMP_ABOUT"}]}]}"#,
+            "unknown operator",
+        ),
+        (
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["read"],"action":"SCMP_ACT_ALLOW","args":[{"index":6,"value":1,"op":"SCMP_CMP_EQ"}]}]}"#,
+            "index 6",
+        ),
         (r#"{"defaultAction":"SCMP_ACT_NOTIFY"}"#, "not supported"),
         (r#"{"syscalls":[]}"#, "defaultAction"),
     ] {
