@@ -201,3 +201,33 @@ impl Root {
         self.open_path(path)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn directories_and_files_are_made_inside_the_root() {
+        let base = std::env::temp_dir().join(format!("berth-inroot-{}", std::process::id()));
+        let (root, outside) = (base.join("root"), base.join("outside"));
+        std::fs::create_dir_all(root.join("data")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        // Absolute and relative links out, and one to a place that does not exist yet.
+        std::os::unix::fs::symlink(&outside, root.join("data/abs")).unwrap();
+        std::os::unix::fs::symlink("../../../..", root.join("data/up")).unwrap();
+        std::os::unix::fs::symlink("/nowhere/yet", root.join("data/dangling")).unwrap();
+        let r = Root::open(&root).unwrap();
+        r.mkdir_all("/data/abs/sub").unwrap();
+        r.mkdir_all("/data/up/etc/x").unwrap();
+        r.mkdir_all("/data/dangling/deeper").unwrap();
+        r.create_file("/data/abs/file").unwrap();
+        assert!(std::fs::read_dir(&outside).unwrap().next().is_none(), "made something outside the root");
+        let inside = root.join(outside.strip_prefix("/").unwrap());
+        assert!(inside.join("sub").is_dir() && inside.join("file").is_file());
+        assert!(root.join("etc/x").is_dir());
+        assert!(root.join("nowhere/yet/deeper").is_dir());
+        let fd = r.open_path("/data/abs/sub").unwrap();
+        assert_eq!(std::fs::read_link(fd_path(&fd)).unwrap(), inside.join("sub"));
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+}
