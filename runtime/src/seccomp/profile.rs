@@ -2,71 +2,49 @@
 //! `names`, `action`, `errnoRet`, `args`, `includes`/`excludes` by caps, arches and `minKernel`),
 //! checked when read and resolved, for one container, into rules per architecture.
 
-use serde::Deserialize;
+use serde_json::Value;
 
 use super::{Action, Arch, Cmp, CmpOp, Rule};
 use crate::error::{Error, Result};
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Raw {
-    default_action: String,
-    #[serde(default)]
-    default_errno_ret: Option<u32>,
-    #[serde(default)]
-    architectures: Option<Vec<String>>,
-    #[serde(default)]
-    arch_map: Option<Vec<RawArchMap>>,
-    #[serde(default)]
-    syscalls: Option<Vec<RawSyscall>>,
+// Read through serde_json::Value rather than derived structs: the agent has Value's code
+// already, and derived visitors for this format cost about twice the code (measured).
+type Obj = serde_json::Map<String, Value>;
+
+fn field<'a>(o: &'a Obj, key: &str) -> Option<&'a Value> {
+    o.get(key).filter(|v| !v.is_null())
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawArchMap {
-    architecture: String,
-    #[serde(default)]
-    sub_architectures: Option<Vec<String>>,
+fn string<'a>(o: &'a Obj, key: &str) -> Result<Option<&'a str>> {
+    match field(o, key) {
+        None => Ok(None),
+        Some(v) => v.as_str().map(Some).ok_or_else(|| bad(format!("{key} must be a string"))),
+    }
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawSyscall {
-    /// The old single-name form.
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    names: Option<Vec<String>>,
-    action: String,
-    #[serde(default)]
-    errno_ret: Option<u32>,
-    #[serde(default)]
-    args: Option<Vec<RawArg>>,
-    #[serde(default)]
-    includes: Option<RawFilter>,
-    #[serde(default)]
-    excludes: Option<RawFilter>,
+fn strings(o: &Obj, key: &str) -> Result<Vec<String>> {
+    match field(o, key) {
+        None => Ok(Vec::new()),
+        Some(Value::Array(a)) => {
+            a.iter().map(|v| v.as_str().map(str::to_string).ok_or_else(|| bad(format!("{key} must hold strings")))).collect()
+        }
+        Some(_) => Err(bad(format!("{key} must be a list of strings"))),
+    }
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawArg {
-    index: u32,
-    value: u64,
-    #[serde(default)]
-    value_two: u64,
-    op: String,
+fn number(o: &Obj, key: &str) -> Result<Option<u64>> {
+    match field(o, key) {
+        None => Ok(None),
+        Some(v) => v.as_u64().map(Some).ok_or_else(|| bad(format!("{key} must be a number"))),
+    }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct RawFilter {
-    #[serde(default)]
-    caps: Option<Vec<String>>,
-    #[serde(default)]
-    arches: Option<Vec<String>>,
-    #[serde(default)]
-    min_kernel: Option<String>,
+fn objects<'a>(o: &'a Obj, key: &str) -> Result<Vec<&'a Obj>> {
+    match field(o, key) {
+        None => Ok(Vec::new()),
+        Some(Value::Array(a)) => a.iter().map(|v| v.as_object().ok_or_else(|| bad(format!("{key} must hold objects")))).collect(),
+        Some(_) => Err(bad(format!("{key} must be a list"))),
+    }
 }
 
 /// libseccomp's architecture names: any of them is accepted, those berth has no table for are
@@ -171,43 +149,53 @@ pub fn kernel_version(s: &str) -> Option<(u32, u32)> {
 
 impl Profile {
     pub fn parse(json: &str) -> Result<Profile> {
-        let raw: Raw = serde_json::from_str(json).map_err(|e| bad(format!("not valid JSON: {e}")))?;
-        let default_errno = raw.default_errno_ret.unwrap_or(libc::EPERM as u32);
-        let default = action(&raw.default_action, raw.default_errno_ret, default_errno)?;
+        let v: Value = serde_json::from_str(json).map_err(|e| bad(format!("not valid JSON: {e}")))?;
+        let o = v.as_object().ok_or_else(|| bad("not a JSON object"))?;
+        let errno32 = |n: Option<u64>| n.map(|n| u32::try_from(n).unwrap_or(u32::MAX));
+        let default_errno_ret = errno32(number(o, "defaultErrnoRet")?);
+        let default_errno = default_errno_ret.unwrap_or(libc::EPERM as u32);
+        let Some(default_action) = string(o, "defaultAction")? else { return Err(bad("missing field `defaultAction`")) };
+        let default = action(default_action, default_errno_ret, default_errno)?;
         let mut arch_map = Vec::new();
-        for m in raw.arch_map.unwrap_or_default() {
-            let subs = m.sub_architectures.unwrap_or_default().iter().map(|s| arch_name(s)).collect::<Result<_>>()?;
-            arch_map.push((arch_name(&m.architecture)?, subs));
+        for m in objects(o, "archMap")? {
+            let subs = strings(m, "subArchitectures")?.iter().map(|s| arch_name(s)).collect::<Result<_>>()?;
+            arch_map.push((arch_name(string(m, "architecture")?.unwrap_or_default())?, subs));
         }
-        let architectures = raw.architectures.unwrap_or_default().iter().map(|s| arch_name(s)).collect::<Result<_>>()?;
+        let architectures = strings(o, "architectures")?.iter().map(|s| arch_name(s)).collect::<Result<_>>()?;
         let mut entries = Vec::new();
-        for s in raw.syscalls.unwrap_or_default() {
-            let mut names = s.names.unwrap_or_default();
-            names.extend(s.name.filter(|n| !n.is_empty()));
+        for s in objects(o, "syscalls")? {
+            let mut names = strings(s, "names")?;
+            names.extend(string(s, "name")?.filter(|n| !n.is_empty()).map(str::to_string));
             if names.is_empty() {
                 return Err(bad("a syscalls entry names no system call"));
             }
             let mut args = Vec::new();
-            for a in s.args.unwrap_or_default() {
-                if a.index > 5 {
-                    return Err(bad(format!("argument index {} out of range (0-5)", a.index)));
+            for a in objects(s, "args")? {
+                let index = number(a, "index")?.unwrap_or(0);
+                if index > 5 {
+                    return Err(bad(format!("argument index {index} out of range (0-5)")));
                 }
-                args.push(Cmp { index: a.index as u8, op: op(&a.op)?, value: a.value, value_two: a.value_two });
+                let value = number(a, "value")?.unwrap_or(0);
+                let value_two = number(a, "valueTwo")?.unwrap_or(0);
+                args.push(Cmp { index: index as u8, op: op(string(a, "op")?.unwrap_or_default())?, value, value_two });
             }
-            let (inc, exc) = (s.includes.unwrap_or_default(), s.excludes.unwrap_or_default());
-            let min_kernel = match &inc.min_kernel {
+            let empty = Obj::new();
+            let inc = field(s, "includes").and_then(Value::as_object).unwrap_or(&empty);
+            let exc = field(s, "excludes").and_then(Value::as_object).unwrap_or(&empty);
+            let min_kernel = match string(inc, "minKernel")? {
                 Some(v) if !v.is_empty() => Some(kernel_version(v).ok_or_else(|| bad(format!("invalid minKernel {v:?}")))?),
                 _ => None,
             };
+            let Some(act) = string(s, "action")? else { return Err(bad("a syscalls entry has no action")) };
             entries.push(Entry {
                 names,
-                action: action(&s.action, s.errno_ret, default_errno)?,
+                action: action(act, errno32(number(s, "errnoRet")?), default_errno)?,
                 args,
-                inc_caps: inc.caps.unwrap_or_default(),
-                inc_arches: inc.arches.unwrap_or_default(),
+                inc_caps: strings(inc, "caps")?,
+                inc_arches: strings(inc, "arches")?,
                 min_kernel,
-                exc_caps: exc.caps.unwrap_or_default(),
-                exc_arches: exc.arches.unwrap_or_default(),
+                exc_caps: strings(exc, "caps")?,
+                exc_arches: strings(exc, "arches")?,
             });
         }
         Ok(Profile { default, arch_map, architectures, entries })
