@@ -11,6 +11,8 @@ pub mod image;
 pub mod kernel;
 pub mod lock;
 pub mod paths;
+pub mod seccomp;
+pub mod selfexe;
 pub mod tarstream;
 pub mod timefmt;
 pub mod volume;

@@ -162,6 +162,16 @@ suite() {
     if [ "$rorc" != 0 ] && [ "$ro" = 0 ] && [ "$rc" = 0 ]; then pass "/ refused, --tmpfs /tmp writable"
     else fail "touch /etc/x: exit $rorc (want EROFS), touch /tmp/x on --tmpfs: exit $rc (want 0)"; fi
 
+    check "seccomp (Docker's default profile, this arch's numbers)"
+    # armhf binaries on the aarch64 kernel are the compat case: the filter checks AUDIT_ARCH_ARM
+    # with ARM's numbers. Plain file I/O must work under it; making a user namespace must not.
+    b run --rm "$IMG" sh -c 'grep "^Seccomp:" /proc/self/status; echo hi >/tmp/f && cat /tmp/f;
+        if busybox --list | grep -qx unshare; then unshare -U true; echo unshare=$?; else echo unshare=none; fi'
+    if [ "$rc" = 0 ] && has "^Seccomp:[[:space:]]*2$" && has "^hi$" && ! has "^unshare=0$"; then
+        b run --rm --security-opt seccomp=unconfined "$IMG" grep "^Seccomp:" /proc/self/status
+        if has "^Seccomp:[[:space:]]*0$"; then pass "filtered; unconfined on request"; else fail "seccomp=unconfined still filtered (exit $rc)"; fi
+    else fail "expected Seccomp: 2, file I/O working and unshare -U refused (exit $rc)"; fi
+
     check "--device on cgroup v2 (eBPF device filter)"
     # /dev/kmsg (c 1:11) is not in the default list: a node made inside the container (CAP_MKNOD)
     # cannot be opened; passed read-only it reads but refuses writes; a cgroup rule or

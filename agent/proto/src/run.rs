@@ -67,7 +67,7 @@ pub const RUN_FLAGS: &[(Opt, Setter)] = &[
     (CPU_SHARES, set!(cpu_shares, num)),
     (opt("cap-add", None, Some("list"), "Add Linux capabilities"), set!(cap_add, list)),
     (opt("cap-drop", None, Some("list"), "Drop Linux capabilities"), set!(cap_drop, list)),
-    (opt("security-opt", None, Some("list"), "Security options (no-new-privileges)"), security_opt),
+    (opt("security-opt", None, Some("list"), "Security options (no-new-privileges, seccomp=PROFILE.json|unconfined)"), security_opt),
     (opt("ulimit", None, Some("ulimit"), "Ulimit options (name=soft[:hard])"), set!(ulimits, list)),
     (opt("label", Some('l'), Some("list"), "Set meta data on a container"), set!(labels, list)),
     (opt("stop-signal", None, Some("string"), "Signal to stop the container"), set!(stop_signal, string)),
@@ -210,10 +210,24 @@ fn security_opt(o: &mut RunOptions, m: &Matches, name: &'static str) -> Result<(
         match s {
             "no-new-privileges" | "no-new-privileges=true" | "no-new-privileges:true" => o.no_new_privileges = true,
             "no-new-privileges=false" | "no-new-privileges:false" => o.no_new_privileges = false,
-            other => return Err(op_err(format!("unsupported security option {other:?} (supported: no-new-privileges)"))),
+            _ if s.starts_with("seccomp=") || s.starts_with("seccomp:") => o.seccomp = Some(seccomp_profile(&s[8..])?),
+            other => {
+                return Err(op_err(format!("unsupported security option {other:?} (supported: no-new-privileges, seccomp=PROFILE.json|unconfined)")))
+            }
         }
     }
     Ok(())
+}
+
+/// `seccomp=unconfined`, or a profile file: its text, checked now so that a bad one starts
+/// nothing (Docker's CLI, too, reads the file where the command is typed).
+fn seccomp_profile(v: &str) -> Result<String, CliError> {
+    if v == "unconfined" {
+        return Ok(v.to_string());
+    }
+    let text = std::fs::read_to_string(v).map_err(|e| op_err(format!("opening seccomp profile ({v}) failed: {e}")))?;
+    berth_runtime::seccomp::check(&text).map_err(|e| op_err(format!("{v}: {e}")))?;
+    Ok(text)
 }
 
 fn userns(_: &mut RunOptions, m: &Matches, name: &'static str) -> Result<(), CliError> {

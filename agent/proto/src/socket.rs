@@ -36,6 +36,9 @@ pub struct RunOptions {
     pub cap_add: Vec<String>,
     pub cap_drop: Vec<String>,
     pub no_new_privileges: bool,
+    /// `--security-opt seccomp=`: `unconfined`, or the profile's text (read where the words are
+    /// parsed, as Docker's CLI reads the file), checked.
+    pub seccomp: Option<String>,
     pub ulimits: Vec<String>,
     pub labels: Vec<String>,
     pub stop_signal: Option<String>,

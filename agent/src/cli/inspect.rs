@@ -68,7 +68,7 @@ pub fn container_json(ctx: &Ctx, r: &Record) -> Value {
             "Memory": s.resources.memory.unwrap_or(0), "MemorySwap": s.resources.memory_swap.unwrap_or(0),
             "MemoryReservation": s.resources.memory_reservation.unwrap_or(0), "PidsLimit": s.resources.pids_limit,
             "NanoCpus": s.resources.cpus.map_or(0, |c| (c * 1e9) as i64), "CpuShares": s.resources.cpu_shares.unwrap_or(0),
-            "SecurityOpt": if s.no_new_privs { vec!["no-new-privileges"] } else { vec![] },
+            "SecurityOpt": s.no_new_privs.then(|| "no-new-privileges".to_string()).into_iter().chain(s.seccomp.security_opt()).collect::<Vec<_>>(),
             "Ulimits": s.ulimits.iter().map(|u| json!({"Name": u.name, "Soft": u.soft, "Hard": u.hard})).collect::<Vec<_>>(),
             "LogConfig": {"Type": if r.log.enabled { "local" } else { "none" }, "Config": {"max-size": r.log.max_size.to_string(), "max-file": r.log.max_files.to_string()}},
         },

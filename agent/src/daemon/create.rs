@@ -11,7 +11,7 @@ use berth_runtime::cgroup::{Cgroups, Resources};
 use berth_runtime::container::caps;
 use berth_runtime::container::mounts;
 use berth_runtime::container::record::{Record, Status};
-use berth_runtime::container::spec::{parse_ulimit, tmpfs_options, Mount, Net, Spec};
+use berth_runtime::container::spec::{parse_ulimit, tmpfs_options, Mount, Net, Seccomp, Spec};
 use berth_runtime::image::platform::Platform;
 use berth_runtime::image::store::Store;
 use berth_runtime::{timefmt, Error, Result};
@@ -288,6 +288,11 @@ pub fn resolve(root: &Path, store: &Store, cgroups: &Cgroups, o: &RunOptions, ex
         device_watch: dev.watch,
         device_args: o.devices.clone(),
         device_cgroup_rules: o.device_cgroup_rules.clone(),
+        seccomp: match o.seccomp.as_deref() {
+            None => Seccomp::Default,
+            Some("unconfined") => Seccomp::Unconfined,
+            Some(json) => Seccomp::parse(json)?,
+        },
     };
     let _ = cgroups;
     let record = Record {

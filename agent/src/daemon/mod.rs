@@ -93,6 +93,9 @@ fn lock_root(root: &Path) -> Result<fs::File> {
 }
 
 pub fn run(o: &Options) -> Result<()> {
+    if let Err(e) = berth_runtime::selfexe::reexec_read_only(&o.root) {
+        crate::info!("warning: {e}: a container could overwrite berth's binary through /proc/<pid>/exe (CVE-2019-5736)");
+    }
     let _lock = lock_root(&o.root)?;
     // Containers are grandchildren (forked by an intermediate that exits): as subreaper the agent
     // becomes their parent and can reap them.

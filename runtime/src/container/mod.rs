@@ -2,6 +2,7 @@
 
 pub mod caps;
 pub mod copyfs;
+pub mod inroot;
 pub mod logs;
 pub mod mounts;
 pub mod record;

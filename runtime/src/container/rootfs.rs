@@ -9,6 +9,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, DirBuilderExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
+use crate::container::inroot::{fd_path, Root};
 use crate::container::spec::{tmpfs_options, Mount, Spec};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::cstring;
@@ -44,6 +45,12 @@ pub fn mount(src: &str, target: &Path, fstype: &str, flags: libc::c_ulong, data:
         return Err(Error::io(format!("mount {fstype} {src} on {}", target.display()), io::Error::last_os_error()));
     }
     Ok(())
+}
+
+/// mount(2) onto a descriptor resolved inside the root; errors name the container's path.
+fn mount_on(src: &str, fd: &std::os::fd::OwnedFd, shown: &str, fstype: &str, flags: libc::c_ulong, data: &str) -> Result<()> {
+    let p = fd_path(fd);
+    mount(src, &p, fstype, flags, data).map_err(|e| Error::new(e.kind(), e.message().replace(&*p.to_string_lossy(), shown)))
 }
 
 /// Resolves `path` inside `root` as the container would see it: symlinks are followed but an
@@ -91,20 +98,6 @@ fn comp_name(c: Component) -> Option<std::ffi::OsString> {
 
 fn mkdir_p(p: &Path) -> Result<()> {
     fs::DirBuilder::new().recursive(true).mode(0o755).create(p).ctx(|| format!("create {}", p.display()))
-}
-
-/// Makes the mount point for `source` at `target`: a directory for a directory, a file otherwise.
-fn mount_point(target: &Path, dir: bool) -> Result<()> {
-    if dir {
-        return mkdir_p(target);
-    }
-    if let Some(parent) = target.parent() {
-        mkdir_p(parent)?;
-    }
-    if fs::symlink_metadata(target).is_err() {
-        fs::File::create(target).ctx(|| format!("create {}", target.display()))?;
-    }
-    Ok(())
 }
 
 fn mknod_char(p: &Path, major: u32, minor: u32, mode: u32) -> Result<()> {
@@ -201,41 +194,40 @@ pub fn build(l: &Layout, spec: &Spec) -> Result<()> {
     let ro = if spec.privileged { 0 } else { libc::MS_RDONLY };
     mount("sysfs", &sys, "sysfs", libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC | ro, "")?;
 
+    // From here on, targets may lie in volumes that other containers can change while this one
+    // starts: each is resolved and mounted on through a descriptor (inroot.rs).
+    let root = Root::open(r)?;
     for name in ["hosts", "hostname", "resolv.conf"] {
         let src = l.etc_dir.join(name);
-        let t = at(&format!("/etc/{name}"))?;
-        mount_point(&t, false)?;
-        mount(&src.to_string_lossy(), &t, "", libc::MS_BIND, "")?;
+        let t = format!("/etc/{name}");
+        mount_on(&src.to_string_lossy(), &root.create_file(&t)?, &t, "", libc::MS_BIND, "")?;
     }
 
     for m in &spec.mounts {
         match m {
-            Mount::Bind { source, target, readonly } => bind(source, &at(target)?, *readonly, None)?,
-            Mount::BindWith { source, target, readonly, propagation } => bind(source, &at(target)?, *readonly, Some(propagation))?,
+            Mount::Bind { source, target, readonly } => bind(&root, source, target, *readonly, None)?,
+            Mount::BindWith { source, target, readonly, propagation } => bind(&root, source, target, *readonly, Some(propagation))?,
             Mount::Tmpfs { target, options } => {
                 let (flags, data) = tmpfs_options(options)?;
-                let t = at(target)?;
-                mkdir_p(&t)?;
-                mount("tmpfs", &t, "tmpfs", flags, &data)?;
+                mount_on("tmpfs", &root.mkdir_all(target)?, target, "tmpfs", flags, &data)?;
             }
         }
     }
 
     if !spec.privileged {
         for p in MASKED {
-            let t = at(p)?;
-            match fs::symlink_metadata(&t) {
-                Ok(m) if m.is_dir() => mount("tmpfs", &t, "tmpfs", libc::MS_RDONLY, "size=0")?,
-                Ok(_) => mount("/dev/null", &t, "", libc::MS_BIND, "")?,
+            let Ok(fd) = root.open_path(p) else { continue };
+            match fs::metadata(fd_path(&fd)) {
+                Ok(m) if m.is_dir() => mount_on("tmpfs", &fd, p, "tmpfs", libc::MS_RDONLY, "size=0")?,
+                Ok(_) => mount_on("/dev/null", &fd, p, "", libc::MS_BIND, "")?,
                 Err(_) => {}
             }
         }
         for p in READONLY {
-            let t = at(p)?;
-            if fs::symlink_metadata(&t).is_ok() {
-                mount(&t.to_string_lossy(), &t, "", libc::MS_BIND | libc::MS_REC, "")?;
-                mount("none", &t, "", libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_REC, "")?;
-            }
+            let Ok(fd) = root.open_path(p) else { continue };
+            mount_on(&fd_path(&fd).to_string_lossy(), &fd, p, "", libc::MS_BIND | libc::MS_REC, "")?;
+            let flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_REC;
+            mount_on("none", &root.open_path(p)?, p, "", flags, "")?;
         }
     }
     if spec.read_only {
@@ -246,15 +238,16 @@ pub fn build(l: &Layout, spec: &Spec) -> Result<()> {
 
 /// A bind mount of a file, directory, socket or device node: the mount point is made as an
 /// empty file for anything but a directory (mounting a file on a directory fails).
-fn bind(source: &Path, t: &Path, readonly: bool, propagation: Option<&str>) -> Result<()> {
+fn bind(root: &Root, source: &Path, target: &str, readonly: bool, propagation: Option<&str>) -> Result<()> {
     let m = fs::metadata(source).ctx(|| format!("bind source {}", source.display()))?;
-    mount_point(t, m.is_dir())?;
-    mount(&source.to_string_lossy(), t, "", libc::MS_BIND | libc::MS_REC, "")?;
+    let fd = if m.is_dir() { root.mkdir_all(target)? } else { root.create_file(target)? };
+    mount_on(&source.to_string_lossy(), &fd, target, "", libc::MS_BIND | libc::MS_REC, "")?;
     if readonly {
-        mount("none", t, "", libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY, "")?;
+        // The mount just made, not the directory underneath.
+        mount_on("none", &root.open_path(target)?, target, "", libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY, "")?;
     }
     if let Some(p) = propagation {
-        mount("none", t, "", crate::container::mounts::propagation_flags(p), "")?;
+        mount_on("none", &root.open_path(target)?, target, "", crate::container::mounts::propagation_flags(p), "")?;
     }
     Ok(())
 }

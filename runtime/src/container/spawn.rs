@@ -139,8 +139,31 @@ fn read_reports(rd: OwnedFd) -> (Option<i32>, Option<StartError>) {
     (pid, failure)
 }
 
+/// The container's system call filter, compiled here, in the agent, so that a profile the kernel
+/// or berth cannot take is reported before anything forks; none with `--privileged`.
+type Filter = Option<Vec<libc::sock_filter>>;
+
+fn filter(spec: &Spec) -> Result<Filter> {
+    match spec.seccomp.source() {
+        Some(json) if !spec.privileged => Ok(Some(crate::seccomp::compile(json, &spec.caps)?)),
+        _ => Ok(None),
+    }
+}
+
+/// Installs the filter at the point runc and crun do: with no_new_privs, as late as possible,
+/// just before exec (`late`); without it the kernel wants CAP_SYS_ADMIN, so while the process
+/// still holds it, before the user and capabilities change (the profile must then allow the few
+/// calls left: setgroups, setres[ug]id, capset, prctl, chdir, execve: Docker's does).
+fn install_filter(f: &Filter, spec: &Spec, late: bool) -> std::result::Result<(), StartError> {
+    match f {
+        Some(prog) if late == spec.no_new_privs => Ok(crate::seccomp::install(prog)?),
+        _ => Ok(()),
+    }
+}
+
 /// Forks the monitor, which starts the container.
 pub fn start(l: &Launch) -> std::result::Result<Started, StartError> {
+    let filter = filter(l.spec)?;
     let (rd, wr) = pipe()?;
     // SAFETY: the caller is single-threaded (the agent's current-thread runtime, no blocking
     // pool), so the child's copy of the address space holds no lock another thread owned.
@@ -150,7 +173,7 @@ pub fn start(l: &Launch) -> std::result::Result<Started, StartError> {
     }
     if pid == 0 {
         drop(rd);
-        intermediate(l, wr.as_raw_fd())
+        intermediate(l, &filter, wr.as_raw_fd())
     }
     drop(wr);
     let (container, outcome) = read_reports(rd);
@@ -187,7 +210,7 @@ fn reset_signals() {
     }
 }
 
-fn intermediate(l: &Launch, report: RawFd) -> ! {
+fn intermediate(l: &Launch, filter: &Filter, report: RawFd) -> ! {
     reset_signals();
     install_panic_report(report);
     // The container's stdio: passed descriptors, or pipes into the log ring.
@@ -242,7 +265,7 @@ fn intermediate(l: &Launch, report: RawFd) -> ! {
         fail(report, 125, &format!("fork: {}", io::Error::last_os_error()));
     }
     if pid == 0 {
-        container_init(l, stdio, report);
+        container_init(l, filter, stdio, report);
     }
     send(report, b'P', &pid.to_le_bytes());
     // Only the container may hold its ends of stdio: EOF on the logs (and on a foreground
@@ -377,7 +400,16 @@ fn install_panic_report(report: RawFd) {
     }));
 }
 
-fn container_init(l: &Launch, stdio: [RawFd; 3], report: RawFd) -> ! {
+/// Until it execs, a process that enters a container is berth: the container must not be able
+/// to ptrace it or open its `/proc/<pid>/exe` (CVE-2019-5736). Non-dumpable, only a holder of
+/// CAP_SYS_PTRACE could; exec makes the command dumpable again.
+fn hide_from_container() {
+    // SAFETY: prctl with constant arguments.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+}
+
+fn container_init(l: &Launch, filter: &Filter, stdio: [RawFd; 3], report: RawFd) -> ! {
+    hide_from_container();
     reset_signals();
     // The container joins its cgroup itself, so the monitor stays outside it.
     if let Err(e) = l.cgroup.join(0) {
@@ -392,7 +424,7 @@ fn container_init(l: &Launch, stdio: [RawFd; 3], report: RawFd) -> ! {
         Err(e) => fail(report, 125, &e.to_string()),
     };
     install_panic_report(report);
-    match setup(l, report) {
+    match setup(l, filter, report) {
         Err(e) => fail(report, e.code, &e.msg),
         // exec does not return on success
         Ok(()) => fail(report, 125, "container setup returned without exec"),
@@ -419,7 +451,7 @@ fn wire_stdio(stdio: [RawFd; 3], keep: RawFd) -> Result<RawFd> {
     }
 }
 
-fn setup(l: &Launch, report: RawFd) -> std::result::Result<(), StartError> {
+fn setup(l: &Launch, filter: &Filter, report: RawFd) -> std::result::Result<(), StartError> {
     let spec = l.spec;
     rootfs::build(&l.layout, spec)?;
     if spec.net == Net::None {
@@ -447,17 +479,36 @@ fn setup(l: &Launch, report: RawFd) -> std::result::Result<(), StartError> {
     std::fs::create_dir_all(cwd).map_err(|e| StartError { code: 125, msg: format!("cannot create working directory {cwd:?}: {e}") })?;
     let caps_set = caps::apply_bounding(&spec.caps)?;
     let ids = crate::container::user::resolve(&spec.user)?;
+    // While still root: a non-dumpable process's /proc/self files are root's.
+    set_oom_score_adj(0);
+    install_filter(filter, spec, false)?;
     crate::container::user::switch(ids.uid, ids.gid, &ids.groups)?;
     if ids.uid == 0 {
         caps::apply_sets(&caps_set)?;
     }
     std::env::set_current_dir(cwd).map_err(|e| StartError { code: 125, msg: format!("cannot use working directory {cwd:?}: {e}") })?;
+    cwd_inside_root(cwd)?;
     let (path, argv, envp) = command(spec, &ids.home)?;
+    install_filter(filter, spec, true)?;
     if spec.init {
         run_init(report, &path, &argv, &envp)
     }
     set_oom_score_adj(0);
     exec(report, &path, &argv, &envp)
+}
+
+/// CVE-2024-21626: a working directory such as `/proc/self/fd/N` naming a descriptor of the
+/// host that is still open would put the process outside the container's root. The kernel's
+/// getcwd says so (a path not starting with '/'); libcs differ in how they pass that on, so the
+/// system call is asked directly.
+fn cwd_inside_root(cwd: &str) -> std::result::Result<(), StartError> {
+    let mut buf = vec![0u8; libc::PATH_MAX as usize];
+    // SAFETY: getcwd writes at most buf.len() bytes into our buffer.
+    let n = unsafe { libc::syscall(libc::SYS_getcwd, buf.as_mut_ptr(), buf.len()) };
+    if n <= 0 || buf[0] != b'/' {
+        return Err(StartError { code: 125, msg: format!("working directory {cwd:?} is outside the container") });
+    }
+    Ok(())
 }
 
 fn sethostname(name: &str) -> Result<()> {
@@ -593,6 +644,7 @@ pub struct ExecLaunch<'a> {
 /// Starts a process in a running container; returns its waiter (our child, which exits with the
 /// process's status) and the process itself (to kill it on a health-check timeout).
 pub fn exec_in(l: &ExecLaunch) -> std::result::Result<Started, StartError> {
+    let filter = filter(l.spec)?;
     let (rd, wr) = pipe()?;
     // Namespaces are opened before the fork so a vanished container is reported here, cleanly.
     let mut ns = Vec::new();
@@ -621,7 +673,7 @@ pub fn exec_in(l: &ExecLaunch) -> std::result::Result<Started, StartError> {
     }
     if pid == 0 {
         drop(rd);
-        exec_waiter(l, &ns, &procs, wr.as_raw_fd())
+        exec_waiter(l, &filter, &ns, &procs, wr.as_raw_fd())
     }
     drop(wr);
     drop(ns);
@@ -636,7 +688,7 @@ pub fn exec_in(l: &ExecLaunch) -> std::result::Result<Started, StartError> {
     Ok(Started { pid: child, monitor: pid })
 }
 
-fn exec_waiter(l: &ExecLaunch, ns: &[(std::fs::File, libc::c_int)], procs: &[std::fs::File], report: RawFd) -> ! {
+fn exec_waiter(l: &ExecLaunch, filter: &Filter, ns: &[(std::fs::File, libc::c_int)], procs: &[std::fs::File], report: RawFd) -> ! {
     reset_signals();
     install_panic_report(report);
     let mut keep = vec![0, 1, 2, report];
@@ -661,6 +713,7 @@ fn exec_waiter(l: &ExecLaunch, ns: &[(std::fs::File, libc::c_int)], procs: &[std
         fail(report, 125, &format!("fork: {}", io::Error::last_os_error()));
     }
     if child == 0 {
+        hide_from_container();
         reset_signals();
         for mut f in procs {
             if let Err(e) = std::io::Write::write_all(&mut f, b"0") {
@@ -685,6 +738,8 @@ fn exec_waiter(l: &ExecLaunch, ns: &[(std::fs::File, libc::c_int)], procs: &[std
             }
             let caps_set = caps::apply_bounding(&spec.caps)?;
             let ids = crate::container::user::resolve(&spec.user)?;
+            set_oom_score_adj(0);
+            install_filter(filter, spec, false)?;
             crate::container::user::switch(ids.uid, ids.gid, &ids.groups)?;
             if ids.uid == 0 {
                 caps::apply_sets(&caps_set)?;
@@ -692,7 +747,9 @@ fn exec_waiter(l: &ExecLaunch, ns: &[(std::fs::File, libc::c_int)], procs: &[std
             let cwd = if spec.cwd.is_empty() { "/" } else { spec.cwd.as_str() };
             std::env::set_current_dir(cwd)
                 .map_err(|e| StartError { code: 125, msg: format!("cannot use working directory {cwd:?}: {e}") })?;
+            cwd_inside_root(cwd)?;
             let (path, argv, envp) = command(spec, &ids.home)?;
+            install_filter(filter, spec, true)?;
             set_oom_score_adj(0);
             exec(report, &path, &argv, &envp)
         })();

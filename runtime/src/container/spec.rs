@@ -99,6 +99,53 @@ pub struct Spec {
     /// `--device` and `--device-cgroup-rule` as given: devices are looked up again at every start.
     pub device_args: Vec<String>,
     pub device_cgroup_rules: Vec<String>,
+    /// The system call filter, compiled at every start (and for every `exec`) for the
+    /// container's capabilities; `--privileged` runs unconfined whatever this says.
+    pub seccomp: Seccomp,
+}
+
+/// `--security-opt seccomp=...`: the record keeps the profile's text (small), not the filter.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Seccomp {
+    /// Docker's default profile.
+    #[default]
+    Default,
+    Unconfined,
+    /// A profile in Docker's JSON format, as read from the user's file.
+    Profile(String),
+}
+
+impl Seccomp {
+    /// The profile to compile, if any.
+    pub fn source(&self) -> Option<&str> {
+        match self {
+            Seccomp::Default => Some(crate::seccomp::DEFAULT),
+            Seccomp::Unconfined => None,
+            Seccomp::Profile(json) => Some(json),
+        }
+    }
+
+    /// How `inspect` shows it in `HostConfig.SecurityOpt`, as Docker (the profile's text).
+    pub fn security_opt(&self) -> Option<String> {
+        match self {
+            Seccomp::Default => None,
+            Seccomp::Unconfined => Some("seccomp=unconfined".into()),
+            Seccomp::Profile(json) => Some(format!("seccomp={json}")),
+        }
+    }
+
+    /// `--security-opt seccomp=VALUE`: `unconfined`, or a profile's text (the client reads the
+    /// file, as Docker's CLI does), checked now so that a bad one starts nothing.
+    pub fn parse(value: &str) -> Result<Seccomp> {
+        match value {
+            "unconfined" => Ok(Seccomp::Unconfined),
+            "builtin" | "default" => Ok(Seccomp::Default),
+            json => {
+                crate::seccomp::check(json)?;
+                Ok(Seccomp::Profile(json.to_string()))
+            }
+        }
+    }
 }
 
 /// Docker's `--tmpfs` options: mount flags and tmpfs data, validated before anything is created.
