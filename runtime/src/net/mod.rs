@@ -1,0 +1,8 @@
+//! Container networks: bridges, veth pairs, addresses and routes over rtnetlink, address pools,
+//! published ports and NAT in berth's own netfilter table.
+
+pub mod ipam;
+pub mod netlink;
+pub mod network;
+pub mod nft;
+pub mod ports;
