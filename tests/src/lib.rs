@@ -16,6 +16,7 @@ pub mod check;
 pub mod craft;
 pub mod fixtures;
 pub mod mqtt;
+pub mod netns;
 
 pub use fixtures::{fixtures, Archive, Fixtures, Image};
 

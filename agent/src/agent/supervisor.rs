@@ -338,6 +338,7 @@ impl Supervisor {
             output,
             join_net,
             dir: &dir,
+            attach: &[],
         };
         let started = timefmt::now();
         let res = spawn::start(&launch);
