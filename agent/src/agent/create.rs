@@ -217,6 +217,9 @@ pub fn resolve(root: &Path, store: &Store, cgroups: &Cgroups, o: &RunOptions, ex
         return Err(Error::invalid("No command specified"));
     }
     let net = Net::parse(o.net.as_deref().unwrap_or("host"))?;
+    if let Net::Bridge(n) = &net {
+        return Err(Error::invalid(format!("network {n}: bridge networks are not supported yet")));
+    }
     if let Net::Container(other) = &net {
         berth_runtime::container::record::find(existing, other)?;
     }

@@ -801,6 +801,7 @@ pub fn container_json(ctx: &Ctx, r: &Record) -> Value {
         Net::Host => "host".to_string(),
         Net::None => "none".to_string(),
         Net::Container(c) => format!("container:{c}"),
+        Net::Bridge(n) => n.clone(),
     };
     let mounts: Vec<Value> = s
         .mounts

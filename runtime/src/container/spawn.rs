@@ -228,6 +228,9 @@ fn intermediate(l: &Launch, report: RawFd) -> ! {
     // the monitor must keep the host's view to write logs and the exit status. The container
     // makes its own (below).
     let mut flags = libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_NEWPID;
+    if matches!(l.spec.net, Net::Bridge(_)) && l.attach.is_empty() {
+        fail(report, 125, "bridge network: no endpoint to attach");
+    }
     if l.spec.net == Net::None || !l.attach.is_empty() {
         flags |= libc::CLONE_NEWNET;
     }
