@@ -2,6 +2,7 @@
 //! published ports and NAT in berth's own netfilter table.
 
 pub mod config;
+pub mod docker;
 pub mod ipam;
 pub mod netlink;
 pub mod network;

@@ -374,6 +374,43 @@ impl Store {
         Ok(())
     }
 
+    /// Connects a starting container to every network of its options, in order (`eth0`, `eth1`,
+    /// ...; published ports on the first). On failure, what was connected is undone.
+    pub fn connect_container(&self, id: &str, name: &str, cfg: &crate::net::config::ContainerNet) -> Result<Vec<Attach>> {
+        let mut out = Vec::new();
+        for (i, r) in cfg.networks.iter().enumerate() {
+            let req = ConnectRequest {
+                container: id.to_string(),
+                name: name.to_string(),
+                ip: r.ip,
+                mac: r.mac,
+                aliases: r.aliases.clone(),
+                ports: if i == 0 { cfg.ports.clone() } else { Vec::new() },
+                ifname: format!("eth{i}"),
+            };
+            match self.connect(&r.name, &req) {
+                Ok((_, a)) => out.push(a),
+                Err(e) => {
+                    let _ = self.disconnect_all(id);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Checks a new container's networks before anything is made: they exist, and a `--ip` is
+    /// inside the subnet and free.
+    pub fn check_container(&self, cfg: &crate::net::config::ContainerNet) -> Result<()> {
+        for r in &cfg.networks {
+            let mut n = self.get(&r.name)?;
+            if let Some(ip) = r.ip {
+                n.pool.allocate("\0check", Some(ip), &n.name)?;
+            }
+        }
+        Ok(())
+    }
+
     /// At agent start: every recorded bridge exists and is up, endpoints of containers that no
     /// longer run (`running` says which do) are dropped, and the rules are rebuilt once.
     pub fn adopt(&self, running: &dyn Fn(&str) -> bool) -> Result<()> {
