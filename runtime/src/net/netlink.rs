@@ -56,29 +56,34 @@ const AF_INET: u8 = 2;
 
 /// One request being built: the netlink header, the family header, then attributes (nested ones
 /// through `nest`/`end`).
-struct Msg {
+pub(crate) struct Msg {
     buf: Vec<u8>,
 }
 
 impl Msg {
     fn new(kind: u16, flags: u16, family_header: &[u8]) -> Msg {
+        Msg::exact(kind, flags | NLM_F_REQUEST | NLM_F_ACK, family_header)
+    }
+
+    /// A message with exactly these flags (the parts of an nf_tables batch).
+    pub(crate) fn exact(kind: u16, flags: u16, family_header: &[u8]) -> Msg {
         let mut buf = Vec::with_capacity(256);
-        buf.extend_from_slice(&0u32.to_ne_bytes()); // length, set in `finish`
+        buf.extend_from_slice(&0u32.to_ne_bytes()); // length, set when sent
         buf.extend_from_slice(&kind.to_ne_bytes());
-        buf.extend_from_slice(&(flags | NLM_F_REQUEST | NLM_F_ACK).to_ne_bytes());
+        buf.extend_from_slice(&flags.to_ne_bytes());
         buf.extend_from_slice(&0u32.to_ne_bytes()); // sequence, set by the socket
         buf.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel fills it
         buf.extend_from_slice(family_header);
         Msg { buf }
     }
 
-    fn pad(&mut self) {
+    pub(crate) fn pad(&mut self) {
         while self.buf.len() % 4 != 0 {
             self.buf.push(0);
         }
     }
 
-    fn attr(&mut self, kind: u16, data: &[u8]) -> &mut Self {
+    pub(crate) fn attr(&mut self, kind: u16, data: &[u8]) -> &mut Self {
         self.buf.extend_from_slice(&((4 + data.len()) as u16).to_ne_bytes());
         self.buf.extend_from_slice(&kind.to_ne_bytes());
         self.buf.extend_from_slice(data);
@@ -86,31 +91,31 @@ impl Msg {
         self
     }
 
-    fn str(&mut self, kind: u16, s: &str) -> &mut Self {
+    pub(crate) fn str(&mut self, kind: u16, s: &str) -> &mut Self {
         let mut d = s.as_bytes().to_vec();
         d.push(0);
         self.attr(kind, &d)
     }
 
-    fn u32(&mut self, kind: u16, v: u32) -> &mut Self {
+    pub(crate) fn u32(&mut self, kind: u16, v: u32) -> &mut Self {
         self.attr(kind, &v.to_ne_bytes())
     }
 
     /// Opens a nested attribute; returns where its length goes.
-    fn nest(&mut self, kind: u16) -> usize {
+    pub(crate) fn nest(&mut self, kind: u16) -> usize {
         let at = self.buf.len();
         self.buf.extend_from_slice(&0u16.to_ne_bytes());
         self.buf.extend_from_slice(&kind.to_ne_bytes());
         at
     }
 
-    fn end(&mut self, at: usize) {
+    pub(crate) fn end(&mut self, at: usize) {
         let len = (self.buf.len() - at) as u16;
         self.buf[at..at + 2].copy_from_slice(&len.to_ne_bytes());
     }
 
     /// Raw bytes inside the message (a nested family header, as a veth peer's ifinfomsg).
-    fn raw(&mut self, data: &[u8]) {
+    pub(crate) fn raw(&mut self, data: &[u8]) {
         self.buf.extend_from_slice(data);
         self.pad();
     }
@@ -154,8 +159,13 @@ pub struct Netlink {
 
 impl Netlink {
     pub fn open() -> Result<Netlink> {
+        Netlink::open_protocol(libc::NETLINK_ROUTE)
+    }
+
+    /// A socket of another netlink family (NETLINK_NETFILTER for nf_tables).
+    pub(crate) fn open_protocol(protocol: i32) -> Result<Netlink> {
         // SAFETY: socket() returns a new descriptor or -1; we take ownership of it below.
-        let fd = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::NETLINK_ROUTE) };
+        let fd = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, protocol) };
         if fd < 0 {
             return Err(Error::io("open rtnetlink socket", io::Error::last_os_error()));
         }
@@ -204,6 +214,67 @@ impl Netlink {
             return Err(io::Error::last_os_error());
         }
         Ok(())
+    }
+
+    /// Sends `msgs` in one write (an nf_tables batch is one transaction) and returns the first
+    /// error the kernel reported. The kernel handles a netlink write before `send` returns, so
+    /// every error it has to report is queued by then: they are read without waiting.
+    pub(crate) fn send_batch(&mut self, msgs: Vec<Msg>) -> io::Result<()> {
+        let mut buf = Vec::new();
+        for mut m in msgs {
+            self.seq = self.seq.wrapping_add(1);
+            let len = m.buf.len() as u32;
+            m.buf[0..4].copy_from_slice(&len.to_ne_bytes());
+            m.buf[8..12].copy_from_slice(&self.seq.to_ne_bytes());
+            buf.extend_from_slice(&m.buf);
+        }
+        let size = (buf.len() + 64 * 1024) as libc::c_int;
+        // SAFETY: sets an int option on our socket from a live value; a refusal leaves the
+        // default, and a too-large batch then fails with EMSGSIZE below.
+        unsafe {
+            libc::setsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_SNDBUF,
+                (&size as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as u32,
+            )
+        };
+        // SAFETY: sends our buffer on our socket; the kernel is the default destination.
+        if unsafe { libc::send(self.fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), 0) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut rbuf = vec![0u8; 32 * 1024];
+        let mut first = None;
+        loop {
+            // SAFETY: receives into our buffer without blocking.
+            let n = unsafe { libc::recv(self.fd.as_raw_fd(), rbuf.as_mut_ptr().cast(), rbuf.len(), libc::MSG_DONTWAIT) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                match e.kind() {
+                    io::ErrorKind::Interrupted => continue,
+                    io::ErrorKind::WouldBlock => break,
+                    _ => return Err(e),
+                }
+            }
+            let n = n as usize;
+            let mut off = 0;
+            while off + 20 <= n {
+                let len = u32::from_ne_bytes([rbuf[off], rbuf[off + 1], rbuf[off + 2], rbuf[off + 3]]) as usize;
+                let kind = u16::from_ne_bytes([rbuf[off + 4], rbuf[off + 5]]);
+                if kind == NLMSG_ERROR {
+                    let code = i32::from_ne_bytes([rbuf[off + 16], rbuf[off + 17], rbuf[off + 18], rbuf[off + 19]]);
+                    if code != 0 && first.is_none() {
+                        first = Some(io::Error::from_raw_os_error(-code));
+                    }
+                }
+                if len < 16 {
+                    break;
+                }
+                off += (len + 3) & !3;
+            }
+        }
+        first.map_or(Ok(()), Err)
     }
 
     fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
