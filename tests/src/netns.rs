@@ -18,6 +18,8 @@ pub const WAIT: Duration = Duration::from_secs(3);
 
 pub struct Netns {
     pub name: String,
+    /// A namespace this test made (deleted on drop), or another process's (`of_pid`).
+    path: Option<String>,
 }
 
 impl Netns {
@@ -25,13 +27,18 @@ impl Netns {
     pub fn new(tag: &str) -> Netns {
         let name = format!("berth-t-{}-{}-{tag}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst));
         ip(&["netns", "add", &name]);
-        let ns = Netns { name };
+        let ns = Netns { name, path: None };
         ns.ip(&["link", "set", "lo", "up"]);
         ns
     }
 
+    /// The network namespace of process `pid` (a running container's), not deleted on drop.
+    pub fn of_pid(pid: u32) -> Netns {
+        Netns { name: format!("pid-{pid}"), path: Some(format!("/proc/{pid}/ns/net")) }
+    }
+
     pub fn path(&self) -> String {
-        format!("/run/netns/{}", self.name)
+        self.path.clone().unwrap_or_else(|| format!("/run/netns/{}", self.name))
     }
 
     /// `ip -n NAME ARGS...`, which must succeed.
@@ -139,6 +146,9 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
+        if self.path.is_some() {
+            return;
+        }
         let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
     }
 }
