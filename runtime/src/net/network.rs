@@ -476,6 +476,49 @@ impl Store {
     }
 }
 
+/// Who answers to which name on each network, for the embedded DNS: container names, aliases
+/// and short ids of the running members. Rebuilt from the records whenever an endpoint comes or
+/// goes, so a restarted container's new address is answered at once.
+#[derive(Debug, Clone, Default)]
+pub struct Members {
+    /// network name → (lower-case names, address) of each member.
+    by_network: BTreeMap<String, Vec<(Vec<String>, Ipv4Addr)>>,
+}
+
+impl Members {
+    pub fn from_networks(nets: &[Network]) -> Members {
+        let mut by_network = BTreeMap::new();
+        for n in nets {
+            let members = n
+                .endpoints
+                .iter()
+                .map(|(id, e)| {
+                    let mut names = vec![e.name.to_ascii_lowercase(), id[..12.min(id.len())].to_string()];
+                    names.extend(e.aliases.iter().map(|a| a.to_ascii_lowercase()));
+                    (names, e.ip)
+                })
+                .collect();
+            by_network.insert(n.name.clone(), members);
+        }
+        Members { by_network }
+    }
+
+    /// The addresses of `name` (lower-case) on `network`.
+    pub fn addresses(&self, network: &str, name: &str) -> Vec<Ipv4Addr> {
+        let name = name.to_ascii_lowercase();
+        self.by_network.get(network).map_or_else(Vec::new, |m| {
+            m.iter().filter(|(names, _)| names.contains(&name)).map(|(_, ip)| *ip).collect()
+        })
+    }
+
+    /// The names (`<container>.<network>`) of whoever holds `ip` on `network`.
+    pub fn names_of(&self, network: &str, ip: Ipv4Addr) -> Vec<String> {
+        self.by_network.get(network).map_or_else(Vec::new, |m| {
+            m.iter().filter(|(_, a)| *a == ip).filter_map(|(names, _)| names.first()).map(|n| format!("{n}.{network}")).collect()
+        })
+    }
+}
+
 fn attach_of(net: &Network, container: &str, e: &Endpoint) -> Attach {
     Attach {
         bridge: net.bridge.clone(),
