@@ -307,8 +307,10 @@ impl Store {
                 net.name, e.name
             )));
         }
-        self.delete(&net)?;
+        // The bridge before the record: an agent killed in between finds the record and makes
+        // the bridge again (the network is still there), instead of leaking a bridge.
         Netlink::open()?.delete_link(&net.bridge)?;
+        self.delete(&net)?;
         self.sync_rules()?;
         Ok(net)
     }
