@@ -334,6 +334,9 @@ struct Pending {
     question: Question,
     /// Largest response the client takes over UDP.
     limit: usize,
+    /// The resolvers for this question (the network's, or the client's `--dns`), and which one
+    /// was asked last.
+    upstreams: Vec<SocketAddr>,
     upstream: usize,
     deadline: Instant,
 }
@@ -353,6 +356,8 @@ pub struct Responder {
     /// default, as Docker resolves `web.mynet`).
     domains: Vec<String>,
     upstreams: Vec<SocketAddr>,
+    /// Containers started with `--dns`: their questions go to those resolvers instead.
+    client_upstreams: HashMap<IpAddr, Vec<SocketAddr>>,
     pending: HashMap<u16, Pending>,
     buckets: HashMap<IpAddr, Bucket>,
     rng: u64,
@@ -374,6 +379,7 @@ impl Responder {
             network: network.to_string(),
             domains: vec![network.to_ascii_lowercase()],
             upstreams,
+            client_upstreams: HashMap::new(),
             pending: HashMap::new(),
             buckets: HashMap::new(),
             rng: seed,
@@ -394,6 +400,24 @@ impl Responder {
     pub fn set_upstreams(&mut self, mut upstreams: Vec<SocketAddr>) {
         upstreams.truncate(MAX_UPSTREAMS);
         self.upstreams = upstreams;
+    }
+
+    /// The container at `client` was started with `--dns`: forward its questions there. Loopback
+    /// addresses are left out (in Docker they mean the container's own loopback, which the
+    /// responder cannot reach); nothing left means the network's resolvers.
+    pub fn set_client_upstreams(&mut self, client: IpAddr, upstreams: &[SocketAddr]) {
+        let mut list: Vec<SocketAddr> = upstreams.iter().filter(|u| !u.ip().is_loopback()).copied().collect();
+        list.truncate(MAX_UPSTREAMS);
+        if list.is_empty() {
+            self.client_upstreams.remove(&client);
+        } else {
+            self.client_upstreams.insert(client, list);
+        }
+    }
+
+    /// The container at `client` left the network.
+    pub fn forget_client(&mut self, client: IpAddr) {
+        self.client_upstreams.remove(&client);
     }
 
     pub fn network(&self) -> &str {
@@ -543,7 +567,8 @@ impl Responder {
     }
 
     fn forward(&mut self, pkt: &[u8], q: &Query, from: SocketAddr, limit: usize, now: Instant) -> Action {
-        if self.upstreams.is_empty() {
+        let upstreams = self.client_upstreams.get(&from.ip()).unwrap_or(&self.upstreams);
+        if upstreams.is_empty() {
             self.stats.servfail += 1;
             return Action::Reply { to: from, packet: error_response(pkt, q, Rcode::ServFail) };
         }
@@ -562,10 +587,11 @@ impl Responder {
             self.stats.table_full += 1;
             return Action::Drop;
         }
+        let upstreams = upstreams.clone();
         let id = self.fresh_id();
         let mut packet = pkt.to_vec();
         packet[..2].copy_from_slice(&id.to_be_bytes());
-        let to = self.upstreams[0];
+        let to = upstreams[0];
         self.pending.insert(
             id,
             Pending {
@@ -574,6 +600,7 @@ impl Responder {
                 packet: packet.clone(),
                 question: q.question,
                 limit,
+                upstreams,
                 upstream: 0,
                 deadline: now + UPSTREAM_TIMEOUT,
             },
@@ -604,7 +631,7 @@ impl Responder {
             return Action::Drop;
         };
         let matches = self.pending.get(&h.id).is_some_and(|p| {
-            self.upstreams.get(p.upstream) == Some(&from)
+            p.upstreams.get(p.upstream) == Some(&from)
                 && h.is_response()
                 && h.qdcount == 1
                 && read_question(pkt, HEADER).is_ok_and(|q| q.name == p.question.name && q.qtype == p.question.qtype && q.qclass == p.question.qclass)
@@ -616,7 +643,7 @@ impl Responder {
         let Some(p) = self.pending.remove(&h.id) else { return Action::Drop };
         // SERVFAIL or REFUSED from one resolver: ask the next, as the C libraries do.
         let rcode = h.rcode();
-        if (rcode == Rcode::ServFail as u8 || rcode == Rcode::Refused as u8) && p.upstream + 1 < self.upstreams.len() {
+        if (rcode == Rcode::ServFail as u8 || rcode == Rcode::Refused as u8) && p.upstream + 1 < p.upstreams.len() {
             return self.resend(p, now);
         }
         self.stats.upstream_answers += 1;
@@ -640,7 +667,7 @@ impl Responder {
         p.deadline = now + UPSTREAM_TIMEOUT;
         let id = self.fresh_id();
         p.packet[..2].copy_from_slice(&id.to_be_bytes());
-        let to = self.upstreams[p.upstream];
+        let to = p.upstreams[p.upstream];
         let packet = p.packet.clone();
         self.pending.insert(id, p);
         self.stats.forwarded += 1;
@@ -655,7 +682,7 @@ impl Responder {
         for id in late {
             let Some(p) = self.pending.remove(&id) else { continue };
             self.stats.timeouts += 1;
-            if p.upstream + 1 < self.upstreams.len() {
+            if p.upstream + 1 < p.upstreams.len() {
                 out.push(self.resend(p, now));
             } else {
                 self.stats.servfail += 1;

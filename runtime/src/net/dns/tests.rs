@@ -391,6 +391,23 @@ fn servfail_moves_on_and_timeouts_end_in_servfail() {
 }
 
 #[test]
+fn a_client_with_its_own_dns_servers() {
+    let t = table();
+    let mut r = Responder::new("n1", vec![upstream(1)]);
+    r.set_client_upstreams(client().ip(), &[SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 53), upstream(9)]);
+    let Action::Forward { to, .. } = r.handle_query(&query(1, "a.example", TYPE_A), client(), t0(), &t) else { panic!("not forwarded") };
+    assert_eq!(to, upstream(9), "the client's --dns, loopback left out");
+    // Its members are still answered locally.
+    assert!(matches!(r.handle_query(&query(2, "peer", TYPE_A), client(), t0(), &t), Action::Reply { .. }));
+    let other: SocketAddr = "172.18.0.9:5353".parse().expect("addr");
+    let Action::Forward { to, .. } = r.handle_query(&query(3, "a.example", TYPE_A), other, t0(), &t) else { panic!("not forwarded") };
+    assert_eq!(to, upstream(1), "other clients use the network's resolvers");
+    r.forget_client(client().ip());
+    let Action::Forward { to, .. } = r.handle_query(&query(4, "b.example", TYPE_A), client(), t0(), &t) else { panic!("not forwarded") };
+    assert_eq!(to, upstream(1));
+}
+
+#[test]
 fn the_forward_table_is_bounded_per_source_and_overall() {
     let t = Table::default();
     let mut r = Responder::new("n1", vec![upstream(1)]);
