@@ -634,7 +634,8 @@ impl Responder {
             p.upstreams.get(p.upstream) == Some(&from)
                 && h.is_response()
                 && h.qdcount == 1
-                && read_question(pkt, HEADER).is_ok_and(|q| q.name == p.question.name && q.qtype == p.question.qtype && q.qclass == p.question.qclass)
+                && read_question(pkt, HEADER)
+                    .is_ok_and(|q| q.name == p.question.name && q.qtype == p.question.qtype && q.qclass == p.question.qclass)
         });
         if !matches {
             self.stats.stray += 1;

@@ -44,13 +44,7 @@ fn hosts_with_add_host_and_host_gateway() {
         AddHost::parse("gw:host-gateway").expect("add-host"),
         AddHost::parse("multi.example:10.9.9.9").expect("add-host"),
     ];
-    let h = Hosts {
-        hostname: "h1",
-        ips: &[ip("172.17.0.2")],
-        add_hosts: &add,
-        host_gateway: Some(ip("172.17.0.1")),
-        ..Default::default()
-    };
+    let h = Hosts { hostname: "h1", ips: &[ip("172.17.0.2")], add_hosts: &add, host_gateway: Some(ip("172.17.0.1")), ..Default::default() };
     assert_eq!(
         hosts(&h).expect("hosts"),
         "127.0.0.1\tlocalhost
@@ -179,10 +173,7 @@ fn add_host_parsing() {
     assert_eq!(AddHost::parse("h:host-gateway").map(|a| a.addr).ok(), Some(AddHostAddr::HostGateway));
     assert_eq!(AddHost::parse("noaddr").map_err(|e| e.to_string()).err().as_deref(), Some("bad format for add-host: \"noaddr\""));
     assert_eq!(AddHost::parse(":1.2.3.4").map_err(|e| e.to_string()).err().as_deref(), Some("bad format for add-host: \":1.2.3.4\""));
-    assert_eq!(
-        AddHost::parse("h:1.2.3").map_err(|e| e.to_string()).err().as_deref(),
-        Some("invalid IP address in add-host: \"1.2.3\"")
-    );
+    assert_eq!(AddHost::parse("h:1.2.3").map_err(|e| e.to_string()).err().as_deref(), Some("invalid IP address in add-host: \"1.2.3\""));
 }
 
 const BRIDGE: Resolver = Resolver::Host { ipv6: false };
@@ -247,7 +238,10 @@ fn resolv_conf_with_flags() {
     );
     // `--dns-search .` means no search list.
     let dot = strings(&["."]);
-    assert_eq!(resolv_conf(HOST_RESOLV, &DnsFlags { search: &dot, ..Default::default() }, BRIDGE), "nameserver 192.0.2.53\noptions edns0 trust-ad\n");
+    assert_eq!(
+        resolv_conf(HOST_RESOLV, &DnsFlags { search: &dot, ..Default::default() }, BRIDGE),
+        "nameserver 192.0.2.53\noptions edns0 trust-ad\n"
+    );
 }
 
 #[test]
