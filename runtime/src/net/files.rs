@@ -345,12 +345,12 @@ pub fn link_env(parent: &str, link: &Link) -> Vec<String> {
 /// The last index of the run of consecutive port numbers starting at `i` (Docker's
 /// `nextContiguous`, equal numbers of two protocols counting as consecutive).
 fn next_contiguous(ports: &[(u16, &str)], i: usize) -> usize {
-    let mut value = u32::from(ports[i].0);
+    // The k-th port after the first continues the run if it is at most first + k.
+    let first = u32::from(ports[i].0);
     for (k, (n, _)) in ports.iter().enumerate().skip(i + 1) {
-        if u32::from(*n) > value + 1 {
+        if u32::from(*n) > first + (k - i) as u32 {
             return k - 1;
         }
-        value += 1;
     }
     ports.len() - 1
 }

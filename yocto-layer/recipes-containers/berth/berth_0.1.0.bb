@@ -88,8 +88,8 @@ CONFFILES:${PN} = "${sysconfdir}/berth/berth.toml"
 # them as modules, install those.
 RDEPENDS:${PN}:class-target = "nftables"
 RRECOMMENDS:${PN}:class-target = "kernel-module-overlay kernel-module-veth kernel-module-bridge \
-    kernel-module-nf-tables kernel-module-nf-conntrack kernel-module-nf-nat kernel-module-nft-nat \
-    kernel-module-nft-masq kernel-module-nft-ct kernel-module-nft-fib-ipv4 \
+                                  kernel-module-nf-tables kernel-module-nf-conntrack kernel-module-nf-nat kernel-module-nft-nat \
+                                  kernel-module-nft-masq kernel-module-nft-ct kernel-module-nft-fib-ipv4 \
 "
 
 BBCLASSEXTEND = "native"

@@ -1,0 +1,248 @@
+//! The embedded DNS responder (`berth_runtime::net::dns`) on real sockets, asked by busybox
+//! `nslookup`: two network namespaces made by the test and joined by a veth pair, the responder on
+//! the "gateway" side (as the agent runs it on a network's gateway address), the client on the
+//! other, and a stand-in upstream resolver beside the responder. Nothing is bound in the
+//! machine's own namespace, no packet leaves the test's namespaces, and both are deleted (with the
+//! veth pair) even when a check fails. Needs root and busybox.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use berth_runtime::net::dns::{serve_blocking, Lookup, Responder};
+use berth_tests::{require_root, run, tool, Stdin};
+
+const GATEWAY: &str = "10.213.0.1";
+const CLIENT: &str = "10.213.0.2";
+const FLOODER: &str = "10.213.0.3";
+const UPSTREAM_PORT: u16 = 5300;
+
+/// A namespace made for this test; dropping it deletes it and the veth end inside it.
+struct Netns(String);
+
+impl Netns {
+    fn new(tag: &str) -> Netns {
+        let name = format!("berth-dns-{}-{tag}", std::process::id());
+        let _ = run(Command::new("ip").args(["netns", "del", &name]), Stdin::Null);
+        tool("ip", &["netns", "add", &name]);
+        let ns = Netns(name);
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
+    }
+
+    fn ip(&self, args: &[&str]) {
+        let mut a = vec!["-n", &self.0];
+        a.extend_from_slice(args);
+        tool("ip", &a);
+    }
+
+    /// Moves the calling thread into this namespace: sockets it makes afterwards live here.
+    fn enter(&self) {
+        let path = format!("/run/netns/{}", self.0);
+        let f = std::fs::File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
+        // SAFETY: setns on a namespace descriptor we hold open; it moves only this thread.
+        if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            panic!("setns {path}: {}", std::io::Error::last_os_error());
+        }
+    }
+
+    /// `busybox nslookup ARGS` inside this namespace: (exit status, stdout + stderr).
+    fn nslookup(&self, args: &[&str]) -> (bool, String) {
+        let out = run(Command::new("ip").args(["netns", "exec", &self.0, "busybox", "nslookup"]).args(args), Stdin::Null);
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.success(), text)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = run(Command::new("ip").args(["netns", "del", &self.0]), Stdin::Null);
+    }
+}
+
+/// The agent's container table, changed while the responder runs: per container its names (the
+/// first is its container name) and its address.
+struct Live(Mutex<Vec<(Vec<String>, IpAddr)>>);
+
+impl Live {
+    /// Adds a container, or gives the one named `names[0]` a new address (a restart).
+    fn set(&self, names: &[&str], ip: &str) {
+        let ip: IpAddr = ip.parse().expect("test address");
+        let mut t = self.0.lock().expect("table lock");
+        match t.iter_mut().find(|(n, _)| n[0] == names[0]) {
+            Some(entry) => entry.1 = ip,
+            None => t.push((names.iter().map(|n| n.to_string()).collect(), ip)),
+        }
+    }
+}
+
+impl Lookup for Live {
+    fn lookup(&self, _network: &str, name: &str) -> Vec<IpAddr> {
+        let t = self.0.lock().expect("table lock");
+        t.iter().filter(|(names, _)| names.iter().any(|n| n.eq_ignore_ascii_case(name))).map(|(_, ip)| *ip).collect()
+    }
+    fn reverse(&self, network: &str, addr: IpAddr) -> Vec<String> {
+        let t = self.0.lock().expect("table lock");
+        t.iter().filter(|(_, ip)| *ip == addr).map(|(n, _)| format!("{}.{network}", n[0])).collect()
+    }
+}
+
+/// A stand-in for the host's resolver, written without the responder's code: `outside.example`
+/// has an A record, every other name is NXDOMAIN, other types of it have no records.
+fn upstream_answer(q: &[u8]) -> Option<Vec<u8>> {
+    if q.len() < 17 {
+        return None;
+    }
+    // Walk the question's labels (the client's questions are not compressed).
+    let mut pos = 12;
+    let mut labels = Vec::new();
+    while *q.get(pos)? != 0 {
+        let l = q[pos] as usize;
+        labels.push(String::from_utf8_lossy(q.get(pos + 1..pos + 1 + l)?).to_ascii_lowercase());
+        pos += 1 + l;
+    }
+    let end = pos + 5;
+    let qtype = u16::from_be_bytes([*q.get(pos + 1)?, *q.get(pos + 2)?]);
+    let mut r = q.get(..end)?.to_vec();
+    r[2] = 0x81; // QR, RD
+    r[3] = 0x80; // RA, NOERROR
+    r[6..12].fill(0);
+    if labels.join(".") != "outside.example" {
+        r[3] |= 3; // NXDOMAIN
+    } else if qtype == 1 {
+        r[7] = 1;
+        r.extend_from_slice(&[0xC0, 12, 0, 1, 0, 1, 0, 0, 0, 30, 0, 4, 198, 51, 100, 7]);
+    }
+    Some(r)
+}
+
+#[test]
+fn responder_answers_nslookup_across_namespaces() {
+    require_root();
+    tool("busybox", &["--list"]);
+    let server_ns = Netns::new("gw");
+    let client_ns = Netns::new("ct");
+    let (veth_gw, veth_ct) = (format!("bdg{}", std::process::id()), format!("bdc{}", std::process::id()));
+    server_ns.ip(&["link", "add", &veth_gw, "type", "veth", "peer", "name", &veth_ct, "netns", &client_ns.0]);
+    server_ns.ip(&["addr", "add", &format!("{GATEWAY}/24"), "dev", &veth_gw]);
+    server_ns.ip(&["link", "set", &veth_gw, "up"]);
+    client_ns.ip(&["addr", "add", &format!("{CLIENT}/24"), "dev", &veth_ct]);
+    client_ns.ip(&["addr", "add", &format!("{FLOODER}/24"), "dev", &veth_ct]);
+    client_ns.ip(&["link", "set", &veth_ct, "up"]);
+
+    let live = Live(Mutex::new(Vec::new()));
+    live.set(&["peer", "pal", "f3424439bf09"], "10.213.5.2");
+    let stop = AtomicBool::new(false);
+    let flooding = AtomicBool::new(true);
+    let gateway: Ipv4Addr = GATEWAY.parse().expect("gateway");
+
+    std::thread::scope(|s| {
+        // Stop the servers however the checks end, so the scope can join them.
+        struct StopOnDrop<'a>(&'a AtomicBool);
+        impl Drop for StopOnDrop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        let _guard = StopOnDrop(&stop);
+
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+        let upstream_ready = ready_tx.clone();
+        let (server_ns, stop, live) = (&server_ns, &stop, &live);
+        s.spawn(move || {
+            server_ns.enter();
+            let sock = UdpSocket::bind((gateway, UPSTREAM_PORT)).expect("bind the stand-in upstream");
+            sock.set_read_timeout(Some(Duration::from_millis(50))).expect("timeout");
+            upstream_ready.send(()).expect("ready");
+            let mut buf = [0u8; 1500];
+            while !stop.load(Ordering::SeqCst) {
+                if let Ok((n, from)) = sock.recv_from(&mut buf) {
+                    if let Some(r) = upstream_answer(&buf[..n]) {
+                        let _ = sock.send_to(&r, from);
+                    }
+                }
+            }
+        });
+        let responder = s.spawn(move || {
+            server_ns.enter();
+            let listen = UdpSocket::bind((gateway, 53)).expect("bind the responder on the gateway address");
+            let upstream = UdpSocket::bind((gateway, 0)).expect("bind the forwarding socket");
+            ready_tx.send(()).expect("ready");
+            let mut r = Responder::new("testnet", vec![SocketAddr::new(IpAddr::V4(gateway), UPSTREAM_PORT)]);
+            serve_blocking(&listen, &upstream, &mut r, live, &|| stop.load(Ordering::SeqCst)).expect("serve");
+            r.stats()
+        });
+        for _ in 0..2 {
+            ready_rx.recv_timeout(Duration::from_secs(10)).expect("servers up");
+        }
+
+        // Members by name, alias, short ID, any case, with the network as domain; authoritative.
+        for name in ["peer", "pal", "f3424439bf09", "PEER", "Peer.TestNet"] {
+            let (ok, out) = client_ns.nslookup(&[name, GATEWAY]);
+            assert!(ok, "nslookup {name}: {out}");
+            assert!(out.contains("Address: 10.213.5.2"), "nslookup {name}: {out}");
+            assert!(!out.contains("Non-authoritative"), "nslookup {name}: {out}");
+        }
+        // PTR of a member.
+        let (ok, out) = client_ns.nslookup(&["10.213.5.2", GATEWAY]);
+        assert!(ok && out.contains("name = peer.testnet"), "reverse: {out}");
+
+        // Other names go to the upstream: an answer, and an NXDOMAIN passed through.
+        let (ok, out) = client_ns.nslookup(&["outside.example", GATEWAY]);
+        assert!(ok && out.contains("Address: 198.51.100.7") && out.contains("Non-authoritative"), "forwarded: {out}");
+        let (ok, out) = client_ns.nslookup(&["nosuch.example", GATEWAY]);
+        assert!(!ok && out.contains("NXDOMAIN"), "nosuch: {out}");
+
+        // A restart with a new address: the very next question sees it.
+        live.set(&["peer"], "10.213.5.9");
+        let (ok, out) = client_ns.nslookup(&["peer", GATEWAY]);
+        assert!(ok && out.contains("Address: 10.213.5.9") && !out.contains("10.213.5.2"), "after restart: {out}");
+
+        // A flood of malformed and valid questions from another address: the responder keeps
+        // answering the client while it lasts and after.
+        let flooder = {
+            let (client_ns, flooding) = (&client_ns, &flooding);
+            s.spawn(move || {
+                client_ns.enter();
+                let sock = UdpSocket::bind((FLOODER.parse::<Ipv4Addr>().expect("flooder"), 0)).expect("bind flooder");
+                let to = SocketAddr::new(IpAddr::V4(gateway), 53);
+                let mut x: u32 = 0x1234_5678;
+                let mut sent = 0u64;
+                let loop_ptr = [0u8, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xC0, 12, 0, 1, 0, 1];
+                let valid = [0u8, 2, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 4, b'p', b'e', b'e', b'r', 0, 0, 1, 0, 1];
+                while flooding.load(Ordering::SeqCst) && sent < 200_000 {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    let garbage: Vec<u8> = (0..(x % 64) as usize).map(|i| (x >> (i % 24)) as u8).collect();
+                    let pkt: &[u8] = match sent % 4 {
+                        0 => &loop_ptr,
+                        1 => &valid,
+                        2 => &valid[..15],
+                        _ => &garbage,
+                    };
+                    let _ = sock.send_to(pkt, to);
+                    sent += 1;
+                }
+                sent
+            })
+        };
+        std::thread::sleep(Duration::from_millis(300));
+        let (ok, out) = client_ns.nslookup(&["pal", GATEWAY]);
+        assert!(ok && out.contains("Address: 10.213.5.9"), "during the flood: {out}");
+        flooding.store(false, Ordering::SeqCst);
+        let sent = flooder.join().expect("flooder");
+        let (ok, out) = client_ns.nslookup(&["pal", GATEWAY]);
+        assert!(ok && out.contains("Address: 10.213.5.9"), "after the flood of {sent}: {out}");
+
+        stop.store(true, Ordering::SeqCst);
+        let stats = responder.join().expect("responder thread");
+        eprintln!("responder: {stats:?}");
+        assert!(stats.malformed > 0, "the malformed packets reached it: {stats:?}");
+        assert!(stats.rate_limited > 0, "the flooding address was limited: {stats:?}");
+        assert!(stats.forwarded >= 2 && stats.upstream_answers >= 2, "{stats:?}");
+    });
+}
