@@ -309,6 +309,22 @@ pub enum Action {
     Forward { to: SocketAddr, packet: Vec<u8> },
 }
 
+/// What to do with a question that came over TCP (RFC 7766: clients retry there after a
+/// truncated answer). There is no forwarding table: the driver sends the question unchanged over
+/// TCP to the resolvers in turn and passes the first answer back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TcpAction {
+    /// Nothing to send; close the connection.
+    Drop,
+    /// Write this answer back (without the length prefix).
+    Reply(Vec<u8>),
+    /// Ask these resolvers, in order.
+    Forward(Vec<SocketAddr>),
+}
+
+/// The largest DNS message over TCP (its length prefix is 16 bits).
+pub const MAX_TCP_MESSAGE: usize = 65535;
+
 /// Counters, for logs and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -475,6 +491,47 @@ impl Responder {
             }
             None => self.forward(pkt, &query, from, limit, now),
         }
+    }
+
+    /// A question read from a TCP connection (without its length prefix).
+    pub fn handle_tcp_query(&mut self, pkt: &[u8], from: SocketAddr, now: Instant, lookup: &dyn Lookup) -> TcpAction {
+        let Ok(header) = Header::parse(pkt) else {
+            self.stats.malformed += 1;
+            return TcpAction::Drop;
+        };
+        if header.is_response() {
+            self.stats.malformed += 1;
+            return TcpAction::Drop;
+        }
+        if !self.allow(from.ip(), now) {
+            self.stats.rate_limited += 1;
+            return TcpAction::Drop;
+        }
+        if header.opcode() != 0 {
+            return TcpAction::Reply(header_only(&header, Rcode::NotImp));
+        }
+        let Ok(query) = parse_query(pkt) else {
+            self.stats.malformed += 1;
+            return TcpAction::Reply(header_only(&header, Rcode::FormErr));
+        };
+        if let Some(resp) = self.answer_locally(pkt, &query, MAX_TCP_MESSAGE, lookup) {
+            self.stats.answered += 1;
+            return TcpAction::Reply(resp);
+        }
+        let upstreams = self.client_upstreams.get(&from.ip()).unwrap_or(&self.upstreams);
+        if upstreams.is_empty() {
+            self.stats.servfail += 1;
+            return TcpAction::Reply(error_response(pkt, &query, Rcode::ServFail));
+        }
+        self.stats.forwarded += 1;
+        TcpAction::Forward(upstreams.clone())
+    }
+
+    /// The SERVFAIL for a TCP question no resolver answered.
+    pub fn tcp_servfail(&mut self, pkt: &[u8]) -> Option<Vec<u8>> {
+        let q = parse_query(pkt).ok()?;
+        self.stats.servfail += 1;
+        Some(error_response(pkt, &q, Rcode::ServFail))
     }
 
     fn reply(&mut self, to: SocketAddr, packet: Vec<u8>) -> Action {

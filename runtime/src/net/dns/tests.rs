@@ -497,6 +497,26 @@ fn responses_opcodes_and_odd_questions() {
 }
 
 #[test]
+fn tcp_questions() {
+    let mut t = Table::default();
+    for i in 0..100u32 {
+        t.add("n1", &["many"], &format!("10.0.{}.{}", i / 250, i % 250 + 1));
+    }
+    let mut r = Responder::new("n1", vec![upstream(1), upstream(2)]);
+    // Over TCP a long answer is whole (still capped at 64 records), without TC.
+    let TcpAction::Reply(resp) = r.handle_tcp_query(&query(1, "many", TYPE_A), client(), t0(), &t) else { panic!("no reply") };
+    let (rcode, flags, answers) = decode(&resp);
+    assert_eq!((rcode, flags & FLAG_TC, answers.len()), (0, 0, 64));
+    assert_eq!(r.handle_tcp_query(&query(2, "x.example", TYPE_A), client(), t0(), &t), TcpAction::Forward(vec![upstream(1), upstream(2)]));
+    let servfail = r.tcp_servfail(&query(2, "x.example", TYPE_A)).expect("servfail");
+    assert_eq!(decode(&servfail).0, Rcode::ServFail as u8);
+    assert_eq!(r.handle_tcp_query(&QUERY_PEER_A[..5], client(), t0(), &t), TcpAction::Drop);
+    let mut none = Responder::new("n1", vec![]);
+    let TcpAction::Reply(resp) = none.handle_tcp_query(&query(3, "x.example", TYPE_A), client(), t0(), &t) else { panic!("no reply") };
+    assert_eq!(decode(&resp).0, Rcode::ServFail as u8);
+}
+
+#[test]
 fn resolv_conf_upstreams() {
     let text = "# comment\nsearch example.com\nnameserver 127.0.0.53\nnameserver 192.0.2.53\nnameserver  fe80::1%eth0\n\
                 nameserver ::1\nnameserver bogus\nnameserver 192.0.2.53\nnameserver 0.0.0.0\nnameserver 192.0.2.54\nnameserver 192.0.2.55\n";
