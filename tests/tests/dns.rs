@@ -119,20 +119,26 @@ fn upstream_answer(q: &[u8]) -> Option<Vec<u8>> {
     Some(r)
 }
 
-#[test]
-fn responder_answers_nslookup_across_namespaces() {
+/// The gateway's namespace and the client's, joined by a veth pair: GATEWAY on one side,
+/// CLIENT and FLOODER on the other.
+fn two_namespaces(tag: &str) -> (Netns, Netns) {
     require_root();
     tool("busybox", &["--list"]);
-    let server_ns = Netns::new("gw");
-    let client_ns = Netns::new("ct");
-    let (veth_gw, veth_ct) = (format!("bdg{}", std::process::id()), format!("bdc{}", std::process::id()));
+    let server_ns = Netns::new(&format!("{tag}gw"));
+    let client_ns = Netns::new(&format!("{tag}ct"));
+    let (veth_gw, veth_ct) = (format!("bd{tag}g{}", std::process::id()), format!("bd{tag}c{}", std::process::id()));
     server_ns.ip(&["link", "add", &veth_gw, "type", "veth", "peer", "name", &veth_ct, "netns", &client_ns.0]);
     server_ns.ip(&["addr", "add", &format!("{GATEWAY}/24"), "dev", &veth_gw]);
     server_ns.ip(&["link", "set", &veth_gw, "up"]);
     client_ns.ip(&["addr", "add", &format!("{CLIENT}/24"), "dev", &veth_ct]);
     client_ns.ip(&["addr", "add", &format!("{FLOODER}/24"), "dev", &veth_ct]);
     client_ns.ip(&["link", "set", &veth_ct, "up"]);
+    (server_ns, client_ns)
+}
 
+#[test]
+fn responder_answers_nslookup_across_namespaces() {
+    let (server_ns, client_ns) = two_namespaces("b");
     let live = Live(Mutex::new(Vec::new()));
     live.set(&["peer", "pal", "f3424439bf09"], "10.213.5.2");
     let stop = AtomicBool::new(false);
@@ -245,4 +251,178 @@ fn responder_answers_nslookup_across_namespaces() {
         assert!(stats.rate_limited > 0, "the flooding address was limited: {stats:?}");
         assert!(stats.forwarded >= 2 && stats.upstream_answers >= 2, "{stats:?}");
     });
+}
+
+/// A table the test thread changes while the agent's server (on another thread's runtime) reads
+/// it through an `Rc<dyn Lookup>`.
+struct SharedLive(std::sync::Arc<Live>);
+
+impl Lookup for SharedLive {
+    fn lookup(&self, network: &str, name: &str) -> Vec<IpAddr> {
+        self.0.lookup(network, name)
+    }
+    fn reverse(&self, network: &str, addr: IpAddr) -> Vec<String> {
+        self.0.reverse(network, addr)
+    }
+}
+
+/// One question over TCP (two-byte length prefix), from a thread inside `ns`.
+fn ask_tcp(ns: &Netns, query: &[u8]) -> Vec<u8> {
+    use std::io::{Read, Write};
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            ns.enter();
+            let to = SocketAddr::new(IpAddr::V4(GATEWAY.parse().expect("gateway")), 53);
+            let mut c = std::net::TcpStream::connect_timeout(&to, Duration::from_secs(5)).expect("connect over TCP");
+            c.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+            let mut out = (query.len() as u16).to_be_bytes().to_vec();
+            out.extend_from_slice(query);
+            c.write_all(&out).expect("send over TCP");
+            let mut len = [0u8; 2];
+            c.read_exact(&mut len).expect("answer length");
+            let mut answer = vec![0u8; u16::from_be_bytes(len) as usize];
+            c.read_exact(&mut answer).expect("answer");
+            answer
+        })
+        .join()
+        .expect("TCP client thread")
+    })
+}
+
+/// A query for `name`, type A, written out by hand.
+fn query_a(id: u16, name: &str) -> Vec<u8> {
+    let mut q = id.to_be_bytes().to_vec();
+    q.extend_from_slice(&[1, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+    for label in name.split('.') {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    q
+}
+
+#[test]
+fn agent_dns_server_on_its_event_loop() {
+    let (server_ns, client_ns) = two_namespaces("a");
+    let live = std::sync::Arc::new(Live(Mutex::new(Vec::new())));
+    live.set(&["peer", "pal"], "10.213.5.2");
+    for i in 1..=100 {
+        live.set(&[&format!("member{i}"), "many"], &format!("10.213.6.{i}"));
+    }
+    let stop = AtomicBool::new(false);
+    let gateway: Ipv4Addr = GATEWAY.parse().expect("gateway");
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+
+    std::thread::scope(|s| {
+        struct StopOnDrop<'a>(&'a AtomicBool);
+        impl Drop for StopOnDrop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        let _guard = StopOnDrop(&stop);
+        let (server_ns, stop, shared) = (&server_ns, &stop, live.clone());
+        // A stand-in resolver over UDP and TCP beside the responder.
+        let upstream_ready = ready_tx.clone();
+        s.spawn(move || {
+            use std::io::{Read, Write};
+            server_ns.enter();
+            let udp = UdpSocket::bind((gateway, UPSTREAM_PORT)).expect("bind the stand-in upstream");
+            udp.set_read_timeout(Some(Duration::from_millis(20))).expect("timeout");
+            let tcp = std::net::TcpListener::bind((gateway, UPSTREAM_PORT)).expect("bind the stand-in upstream (TCP)");
+            tcp.set_nonblocking(true).expect("nonblocking");
+            upstream_ready.send(()).expect("ready");
+            let mut buf = [0u8; 1500];
+            while !stop.load(Ordering::SeqCst) {
+                if let Ok((n, from)) = udp.recv_from(&mut buf) {
+                    if let Some(r) = upstream_answer(&buf[..n]) {
+                        let _ = udp.send_to(&r, from);
+                    }
+                }
+                if let Ok((mut c, _)) = tcp.accept() {
+                    let _ = c.set_nonblocking(false);
+                    let mut len = [0u8; 2];
+                    if c.read_exact(&mut len).is_ok() {
+                        let mut q = vec![0u8; u16::from_be_bytes(len) as usize];
+                        if c.read_exact(&mut q).is_ok() {
+                            if let Some(r) = upstream_answer(&q) {
+                                let mut out = (r.len() as u16).to_be_bytes().to_vec();
+                                out.extend_from_slice(&r);
+                                let _ = c.write_all(&out);
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        // The agent's side: its current-thread runtime and LocalSet, as `berth agent` runs them.
+        s.spawn(move || {
+            server_ns.enter();
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            let local = tokio::task::LocalSet::new();
+            local.block_on(&rt, async {
+                let upstreams = vec![SocketAddr::new(IpAddr::V4(gateway), UPSTREAM_PORT)];
+                let lookup: std::rc::Rc<dyn Lookup> = std::rc::Rc::new(SharedLive(shared));
+                let server = berth::agent::dns::serve("testnet", IpAddr::V4(gateway), upstreams.clone(), lookup.clone())
+                    .expect("start the network's dns");
+                assert_eq!(server.addr(), SocketAddr::new(IpAddr::V4(gateway), 53));
+                // A second one on the same address is refused with the network and address named.
+                let e = berth::agent::dns::serve("again", IpAddr::V4(gateway), vec![], lookup.clone()).err().expect("port taken");
+                assert!(e.to_string().starts_with("network again: dns on 10.213.0.1:53: "), "{e}");
+                ready_tx.send(()).expect("ready");
+                while !stop.load(Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                let stats = server.responder().borrow().stats();
+                drop(server);
+                tokio::task::yield_now().await;
+                // Stopped: the address is free again.
+                let again = berth::agent::dns::serve("testnet", IpAddr::V4(gateway), upstreams, lookup).expect("port freed on drop");
+                drop(again);
+                stats
+            })
+        });
+        for _ in 0..2 {
+            ready_rx.recv_timeout(Duration::from_secs(10)).expect("servers up");
+        }
+
+        let (ok, out) = client_ns.nslookup(&["pal", GATEWAY]);
+        assert!(ok && out.contains("Address: 10.213.5.2"), "pal: {out}");
+        let (ok, out) = client_ns.nslookup(&["outside.example", GATEWAY]);
+        assert!(ok && out.contains("Address: 198.51.100.7"), "forwarded: {out}");
+        live.set(&["peer"], "10.213.5.9");
+        let (ok, out) = client_ns.nslookup(&["pal", GATEWAY]);
+        assert!(ok && out.contains("Address: 10.213.5.9"), "after restart: {out}");
+
+        // 100 members under one alias: UDP gets what fits in 512 bytes with TC set; TCP all 64.
+        let answer = ask_tcp(&client_ns, &query_a(0x4242, "many"));
+        assert_eq!(&answer[..2], &[0x42, 0x42]);
+        assert_eq!(answer[2] & 0x02, 0, "no TC over TCP");
+        assert_eq!(u16::from_be_bytes([answer[6], answer[7]]), 64, "answers over TCP");
+        let udp_answer = client_ns_udp(&client_ns, &query_a(0x4343, "many"));
+        assert_ne!(udp_answer[2] & 0x02, 0, "TC over UDP");
+        assert!(udp_answer.len() <= 512);
+        // Forwarded over TCP to the resolver's TCP port.
+        let answer = ask_tcp(&client_ns, &query_a(0x4444, "outside.example"));
+        assert_eq!((&answer[..2], u16::from_be_bytes([answer[6], answer[7]])), (&[0x44u8, 0x44][..], 1), "{answer:?}");
+        assert_eq!(answer[answer.len() - 4..], [198, 51, 100, 7]);
+        stop.store(true, Ordering::SeqCst);
+    });
+}
+
+/// One question over UDP from a thread inside `ns`.
+fn client_ns_udp(ns: &Netns, query: &[u8]) -> Vec<u8> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            ns.enter();
+            let sock = UdpSocket::bind((CLIENT.parse::<Ipv4Addr>().expect("client"), 0)).expect("bind client");
+            sock.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+            sock.send_to(query, (GATEWAY, 53)).expect("send");
+            let mut buf = [0u8; 2048];
+            let (n, _) = sock.recv_from(&mut buf).expect("answer over UDP");
+            buf[..n].to_vec()
+        })
+        .join()
+        .expect("UDP client thread")
+    })
 }

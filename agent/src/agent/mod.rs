@@ -3,6 +3,7 @@
 
 pub mod create;
 pub mod devices;
+pub mod dns;
 pub mod health;
 pub mod notify;
 pub mod supervisor;
