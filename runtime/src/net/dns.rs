@@ -298,6 +298,93 @@ pub trait Lookup {
     fn reverse(&self, network: &str, addr: IpAddr) -> Vec<String>;
 }
 
+/// A `RefCell` of a table answers through a shared borrow; while the agent holds it mutably
+/// (never across an await), the question is treated as not a member's rather than panicking.
+impl<T: Lookup> Lookup for std::cell::RefCell<T> {
+    fn lookup(&self, network: &str, name: &str) -> Vec<IpAddr> {
+        self.try_borrow().map(|t| t.lookup(network, name)).unwrap_or_default()
+    }
+    fn reverse(&self, network: &str, addr: IpAddr) -> Vec<String> {
+        self.try_borrow().map(|t| t.reverse(network, addr)).unwrap_or_default()
+    }
+}
+
+/// One container on a network, as its DNS names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// The full container ID (64 hex digits); its first 12 are a name too.
+    pub id: String,
+    /// The container's name, without Docker's leading `/`.
+    pub name: String,
+    /// `--network-alias` on this network (several containers may share one).
+    pub aliases: Vec<String>,
+    pub ips: Vec<IpAddr>,
+}
+
+/// The members of one network: the table the agent keeps up to date as containers connect,
+/// restart and leave, and the responder reads on every question.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Members {
+    members: Vec<Member>,
+}
+
+impl Members {
+    pub fn new() -> Members {
+        Members::default()
+    }
+
+    /// Adds a container or replaces its entry (a restart with a new address).
+    pub fn set(&mut self, m: Member) {
+        match self.members.iter_mut().find(|x| x.id == m.id) {
+            Some(x) => *x = m,
+            None => self.members.push(m),
+        }
+    }
+
+    /// The container left the network (or stopped).
+    pub fn remove(&mut self, id: &str) -> bool {
+        let before = self.members.len();
+        self.members.retain(|m| m.id != id);
+        self.members.len() != before
+    }
+
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+}
+
+impl Lookup for Members {
+    /// By container name, alias or short ID (exactly 12 hex digits, as Docker), any case; every
+    /// member holding the name contributes its addresses (a shared alias).
+    fn lookup(&self, _network: &str, name: &str) -> Vec<IpAddr> {
+        let short_id = name.len() == 12 && name.bytes().all(|b| b.is_ascii_hexdigit());
+        let mut out = Vec::new();
+        for m in &self.members {
+            let hit = m.name.eq_ignore_ascii_case(name)
+                || m.aliases.iter().any(|a| a.eq_ignore_ascii_case(name))
+                || (short_id && m.id.get(..12).is_some_and(|p| p.eq_ignore_ascii_case(name)));
+            if !hit {
+                continue;
+            }
+            for ip in &m.ips {
+                if !out.contains(ip) {
+                    out.push(*ip);
+                }
+            }
+        }
+        out
+    }
+
+    /// `<container name>.<network>`, as Docker answers.
+    fn reverse(&self, network: &str, addr: IpAddr) -> Vec<String> {
+        self.members.iter().filter(|m| m.ips.contains(&addr)).map(|m| format!("{}.{network}", m.name)).collect()
+    }
+}
+
 /// What to do with a packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {

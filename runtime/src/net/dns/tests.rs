@@ -610,3 +610,37 @@ fn random_and_mutated_packets_never_panic_and_replies_stay_bounded() {
     }
     assert!(r.pending() <= MAX_INFLIGHT);
 }
+
+#[test]
+fn members_table() {
+    let mut m = Members::new();
+    let id = "f3424439bf0911763a68336c86ca9b07585914468d6ee74c03f4f73217baee2c";
+    m.set(Member { id: id.into(), name: "Peer".into(), aliases: vec!["pal".into(), "shared".into()], ips: vec![ip4("172.18.0.2")] });
+    m.set(Member { id: "ab".repeat(32), name: "web".into(), aliases: vec!["shared".into()], ips: vec![ip4("172.18.0.3")] });
+    assert_eq!(m.lookup("n1", "peer"), vec![ip4("172.18.0.2")]);
+    assert_eq!(m.lookup("n1", "pal"), vec![ip4("172.18.0.2")]);
+    assert_eq!(m.lookup("n1", "f3424439bf09"), vec![ip4("172.18.0.2")], "short ID");
+    assert!(m.lookup("n1", "f3424439bf0").is_empty(), "11 digits are not a short ID");
+    assert!(m.lookup("n1", &id[..13]).is_empty(), "13 digits are not either");
+    assert_eq!(m.lookup("n1", "shared"), vec![ip4("172.18.0.2"), ip4("172.18.0.3")]);
+    assert_eq!(m.reverse("n1", ip4("172.18.0.3")), vec!["web.n1".to_string()]);
+    // A restart: same ID, new address; seen by the next question through the responder.
+    let cell = std::cell::RefCell::new(m);
+    let mut r = Responder::new("n1", vec![]);
+    cell.borrow_mut().set(Member { id: id.into(), name: "Peer".into(), aliases: vec![], ips: vec![ip4("172.18.0.9")] });
+    let (_, _, answers) = decode(&reply_of(r.handle_query(&query(1, "PEER", TYPE_A), client(), t0(), &cell)));
+    assert_eq!(answers, vec![(TYPE_A, vec![172, 18, 0, 9])]);
+    // While the agent holds the table mutably the name is not found (no panic).
+    {
+        let _held = cell.borrow_mut();
+        let (rcode, _, _) = decode(&reply_of(r.handle_query(&query(2, "peer", TYPE_A), client(), t0(), &cell)));
+        assert_eq!(rcode, Rcode::ServFail as u8);
+    }
+    assert!(cell.borrow_mut().remove(id));
+    assert!(!cell.borrow_mut().remove(id));
+    assert_eq!(cell.borrow().len(), 1);
+}
+
+fn ip4(s: &str) -> IpAddr {
+    s.parse().expect("test address")
+}
