@@ -253,19 +253,6 @@ fn responder_answers_nslookup_across_namespaces() {
     });
 }
 
-/// A table the test thread changes while the agent's server (on another thread's runtime) reads
-/// it through an `Rc<dyn Lookup>`.
-struct SharedLive(std::sync::Arc<Live>);
-
-impl Lookup for SharedLive {
-    fn lookup(&self, network: &str, name: &str) -> Vec<IpAddr> {
-        self.0.lookup(network, name)
-    }
-    fn reverse(&self, network: &str, addr: IpAddr) -> Vec<String> {
-        self.0.reverse(network, addr)
-    }
-}
-
 /// One question over TCP (two-byte length prefix), from a thread inside `ns`.
 fn ask_tcp(ns: &Netns, query: &[u8]) -> Vec<u8> {
     use std::io::{Read, Write};
@@ -301,17 +288,31 @@ fn query_a(id: u16, name: &str) -> Vec<u8> {
     q
 }
 
+/// What the test asks of the agent's side, which owns the (single-threaded) tables.
+enum Change {
+    Member { network: &'static str, id: String, name: String, aliases: Vec<String>, ip: String },
+    Remove { network: &'static str, id: String },
+}
+
+fn id_of(n: u32) -> String {
+    format!("{n:012x}{}", "0".repeat(52))
+}
+
 #[test]
 fn agent_dns_server_on_its_event_loop() {
+    use berth::agent::dns::NetworkDns;
+    use berth_runtime::net::dns::Member;
+
     let (server_ns, client_ns) = two_namespaces("a");
-    let live = std::sync::Arc::new(Live(Mutex::new(Vec::new())));
-    live.set(&["peer", "pal"], "10.213.5.2");
-    for i in 1..=100 {
-        live.set(&[&format!("member{i}"), "many"], &format!("10.213.6.{i}"));
-    }
     let stop = AtomicBool::new(false);
     let gateway: Ipv4Addr = GATEWAY.parse().expect("gateway");
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+    let (change_tx, change_rx) = std::sync::mpsc::channel::<Change>();
+    let (applied_tx, applied_rx) = std::sync::mpsc::channel::<()>();
+    let change = |c: Change| {
+        change_tx.send(c).expect("send a change");
+        applied_rx.recv_timeout(Duration::from_secs(10)).expect("change applied");
+    };
 
     std::thread::scope(|s| {
         struct StopOnDrop<'a>(&'a AtomicBool);
@@ -321,7 +322,7 @@ fn agent_dns_server_on_its_event_loop() {
             }
         }
         let _guard = StopOnDrop(&stop);
-        let (server_ns, stop, shared) = (&server_ns, &stop, live.clone());
+        let (server_ns, stop) = (&server_ns, &stop);
         // A stand-in resolver over UDP and TCP beside the responder.
         let upstream_ready = ready_tx.clone();
         s.spawn(move || {
@@ -355,44 +356,72 @@ fn agent_dns_server_on_its_event_loop() {
                 }
             }
         });
-        // The agent's side: its current-thread runtime and LocalSet, as `berth agent` runs them.
+        // The agent's side: its current-thread runtime and LocalSet, as `berth agent` runs them,
+        // and the network table the daemon's handlers feed.
         s.spawn(move || {
             server_ns.enter();
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
             let local = tokio::task::LocalSet::new();
             local.block_on(&rt, async {
                 let upstreams = vec![SocketAddr::new(IpAddr::V4(gateway), UPSTREAM_PORT)];
-                let lookup: std::rc::Rc<dyn Lookup> = std::rc::Rc::new(SharedLive(shared));
-                let server = berth::agent::dns::serve("testnet", IpAddr::V4(gateway), upstreams.clone(), lookup.clone())
-                    .expect("start the network's dns");
-                assert_eq!(server.addr(), SocketAddr::new(IpAddr::V4(gateway), 53));
-                // A second one on the same address is refused with the network and address named.
-                let e = berth::agent::dns::serve("again", IpAddr::V4(gateway), vec![], lookup.clone()).err().expect("port taken");
-                assert!(e.to_string().starts_with("network again: dns on 10.213.0.1:53: "), "{e}");
+                let mut nets = NetworkDns::new();
+                nets.start("testnet", IpAddr::V4(gateway), upstreams.clone()).expect("start the network's dns");
+                nets.start("testnet", IpAddr::V4(gateway), upstreams.clone()).expect("a second start changes nothing");
+                assert_eq!(nets.server("testnet").map(|s| s.addr()), Some(SocketAddr::new(IpAddr::V4(gateway), 53)));
+                // Another network on the same address is refused, naming the network and address.
+                let e = nets.start("other", IpAddr::V4(gateway), vec![]).err().expect("port taken");
+                assert!(e.to_string().starts_with("network other: dns on 10.213.0.1:53: "), "{e}");
+                assert!(!nets.is_serving("other"));
                 ready_tx.send(()).expect("ready");
                 while !stop.load(Ordering::SeqCst) {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    while let Ok(c) = change_rx.try_recv() {
+                        match c {
+                            Change::Member { network, id, name, aliases, ip } => {
+                                let member = Member { id, name, aliases, ips: vec![ip.parse().expect("ip")] };
+                                nets.set_member(network, member, &[]);
+                            }
+                            Change::Remove { network, id } => nets.remove_member(network, &id),
+                        }
+                        applied_tx.send(()).expect("applied");
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
                 }
-                let stats = server.responder().borrow().stats();
-                drop(server);
+                nets.stop("testnet");
                 tokio::task::yield_now().await;
                 // Stopped: the address is free again.
-                let again = berth::agent::dns::serve("testnet", IpAddr::V4(gateway), upstreams, lookup).expect("port freed on drop");
-                drop(again);
-                stats
+                nets.start("testnet", IpAddr::V4(gateway), upstreams).expect("port freed by stop");
             })
         });
         for _ in 0..2 {
             ready_rx.recv_timeout(Duration::from_secs(10)).expect("servers up");
         }
+        let member = |id: u32, name: &str, aliases: &[&str], ip: &str| Change::Member {
+            network: "testnet",
+            id: id_of(id),
+            name: name.into(),
+            aliases: aliases.iter().map(|a| a.to_string()).collect(),
+            ip: ip.to_string(),
+        };
+        change(member(1, "peer", &["pal"], "10.213.5.2"));
+        for i in 1..=100u32 {
+            change(member(1000 + i, &format!("m{i}"), &["many"], &format!("10.213.6.{i}")));
+        }
 
         let (ok, out) = client_ns.nslookup(&["pal", GATEWAY]);
         assert!(ok && out.contains("Address: 10.213.5.2"), "pal: {out}");
+        let (ok, out) = client_ns.nslookup(&[&id_of(1)[..12], GATEWAY]);
+        assert!(ok && out.contains("Address: 10.213.5.2"), "short ID: {out}");
+        let (ok, out) = client_ns.nslookup(&["10.213.5.2", GATEWAY]);
+        assert!(ok && out.contains("name = peer.testnet"), "reverse: {out}");
         let (ok, out) = client_ns.nslookup(&["outside.example", GATEWAY]);
         assert!(ok && out.contains("Address: 198.51.100.7"), "forwarded: {out}");
-        live.set(&["peer"], "10.213.5.9");
+        // A restart with a new address, then the container leaves.
+        change(member(1, "peer", &["pal"], "10.213.5.9"));
         let (ok, out) = client_ns.nslookup(&["pal", GATEWAY]);
         assert!(ok && out.contains("Address: 10.213.5.9"), "after restart: {out}");
+        change(Change::Remove { network: "testnet", id: id_of(1) });
+        let (ok, out) = client_ns.nslookup(&["pal", GATEWAY]);
+        assert!(!ok && out.contains("NXDOMAIN"), "after it left (forwarded, unknown upstream): {out}");
 
         // 100 members under one alias: UDP gets what fits in 512 bytes with TC set; TCP all 64.
         let answer = ask_tcp(&client_ns, &query_a(0x4242, "many"));

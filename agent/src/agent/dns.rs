@@ -289,3 +289,67 @@ async fn ask_over_tcp(upstream: SocketAddr, msg: &[u8]) -> std::io::Result<Vec<u
     }
     Ok(answer)
 }
+
+/// The responders of every user network, for the daemon's network handlers: started when a
+/// network is created (or adopted at agent start), fed as containers connect, restart and leave,
+/// stopped when it is removed. The default bridge has none (Docker's has none either: names
+/// there come from `--link` entries in /etc/hosts).
+#[derive(Default)]
+pub struct NetworkDns {
+    servers: std::collections::BTreeMap<String, (DnsServer, Rc<RefCell<dns::Members>>)>,
+}
+
+impl NetworkDns {
+    pub fn new() -> NetworkDns {
+        NetworkDns::default()
+    }
+
+    /// Serves `network` on `gateway`, forwarding to `upstreams` ([`host_upstreams`]; none for an
+    /// `--internal` network, which answers its members and forwards nothing). Starting one that
+    /// already runs changes nothing.
+    pub fn start(&mut self, network: &str, gateway: IpAddr, upstreams: Vec<SocketAddr>) -> Result<()> {
+        if self.servers.contains_key(network) {
+            return Ok(());
+        }
+        let members = Rc::new(RefCell::new(dns::Members::new()));
+        let server = serve(network, gateway, upstreams, members.clone())?;
+        self.servers.insert(network.to_string(), (server, members));
+        Ok(())
+    }
+
+    /// The network was removed: its responder stops and its port is free again.
+    pub fn stop(&mut self, network: &str) {
+        self.servers.remove(network);
+    }
+
+    pub fn is_serving(&self, network: &str) -> bool {
+        self.servers.contains_key(network)
+    }
+
+    /// A container joined `network` or started again (perhaps with a new address): its names
+    /// answer from the next question on; `dns_servers` (its `--dns`) take its forwarded questions.
+    pub fn set_member(&mut self, network: &str, member: dns::Member, dns_servers: &[String]) {
+        let Some((server, members)) = self.servers.get(network) else { return };
+        let upstreams: Vec<SocketAddr> =
+            dns_servers.iter().filter_map(|s| s.parse::<IpAddr>().ok()).map(|ip| SocketAddr::new(ip, DNS_PORT)).collect();
+        for ip in &member.ips {
+            server.responder.borrow_mut().set_client_upstreams(*ip, &upstreams);
+        }
+        members.borrow_mut().set(member);
+    }
+
+    /// A container left `network` or stopped.
+    pub fn remove_member(&mut self, network: &str, id: &str) {
+        let Some((server, members)) = self.servers.get(network) else { return };
+        let mut m = members.borrow_mut();
+        if let Some(old) = m.lookup(network, id.get(..12).unwrap_or(id)).first() {
+            server.responder.borrow_mut().forget_client(*old);
+        }
+        m.remove(id);
+    }
+
+    /// A network's responder, for its counters.
+    pub fn server(&self, network: &str) -> Option<&DnsServer> {
+        self.servers.get(network).map(|(s, _)| s)
+    }
+}
