@@ -369,7 +369,7 @@ fn agent_dns_server_on_its_event_loop() {
                 nets.start("testnet", IpAddr::V4(gateway), upstreams.clone()).expect("a second start changes nothing");
                 assert_eq!(nets.server("testnet").map(|s| s.addr()), Some(SocketAddr::new(IpAddr::V4(gateway), 53)));
                 // Another network on the same address is refused, naming the network and address.
-                let e = nets.start("other", IpAddr::V4(gateway), vec![]).err().expect("port taken");
+                let e = nets.start("other", IpAddr::V4(gateway), vec![]).expect_err("port taken");
                 assert!(e.to_string().starts_with("network other: dns on 10.213.0.1:53: "), "{e}");
                 assert!(!nets.is_serving("other"));
                 ready_tx.send(()).expect("ready");
