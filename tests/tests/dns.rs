@@ -288,10 +288,10 @@ fn query_a(id: u16, name: &str) -> Vec<u8> {
     q
 }
 
-/// What the test asks of the agent's side, which owns the (single-threaded) tables.
+/// What the test asks of the agent's side, which owns the (single-threaded) member table.
 enum Change {
-    Member { network: &'static str, id: String, name: String, aliases: Vec<String>, ip: String },
-    Remove { network: &'static str, id: String },
+    Member { id: String, name: String, aliases: Vec<String>, ip: String },
+    Remove { id: String },
 }
 
 fn id_of(n: u32) -> String {
@@ -301,7 +301,7 @@ fn id_of(n: u32) -> String {
 #[test]
 fn agent_dns_server_on_its_event_loop() {
     use berth::agent::dns::NetworkDns;
-    use berth_runtime::net::dns::Member;
+    use berth_runtime::net::dns::{Member, Members};
 
     let (server_ns, client_ns) = two_namespaces("a");
     let stop = AtomicBool::new(false);
@@ -364,23 +364,25 @@ fn agent_dns_server_on_its_event_loop() {
             let local = tokio::task::LocalSet::new();
             local.block_on(&rt, async {
                 let upstreams = vec![SocketAddr::new(IpAddr::V4(gateway), UPSTREAM_PORT)];
+                let members = std::rc::Rc::new(std::cell::RefCell::new(Members::new()));
                 let mut nets = NetworkDns::new();
-                nets.start("testnet", IpAddr::V4(gateway), upstreams.clone()).expect("start the network's dns");
-                nets.start("testnet", IpAddr::V4(gateway), upstreams.clone()).expect("a second start changes nothing");
+                nets.start("testnet", IpAddr::V4(gateway), upstreams.clone(), members.clone()).expect("start the network's dns");
+                nets.start("testnet", IpAddr::V4(gateway), upstreams.clone(), members.clone()).expect("a second start changes nothing");
                 assert_eq!(nets.server("testnet").map(|s| s.addr()), Some(SocketAddr::new(IpAddr::V4(gateway), 53)));
                 // Another network on the same address is refused, naming the network and address.
-                let e = nets.start("other", IpAddr::V4(gateway), vec![]).expect_err("port taken");
+                let e = nets.start("other", IpAddr::V4(gateway), vec![], members.clone()).expect_err("port taken");
                 assert!(e.to_string().starts_with("network other: dns on 10.213.0.1:53: "), "{e}");
                 assert!(!nets.is_serving("other"));
                 ready_tx.send(()).expect("ready");
                 while !stop.load(Ordering::SeqCst) {
                     while let Ok(c) = change_rx.try_recv() {
                         match c {
-                            Change::Member { network, id, name, aliases, ip } => {
-                                let member = Member { id, name, aliases, ips: vec![ip.parse().expect("ip")] };
-                                nets.set_member(network, member, &[]);
+                            Change::Member { id, name, aliases, ip } => {
+                                members.borrow_mut().set(Member { id, name, aliases, ips: vec![ip.parse().expect("ip")] });
                             }
-                            Change::Remove { network, id } => nets.remove_member(network, &id),
+                            Change::Remove { id } => {
+                                members.borrow_mut().remove(&id);
+                            }
                         }
                         applied_tx.send(()).expect("applied");
                     }
@@ -389,14 +391,13 @@ fn agent_dns_server_on_its_event_loop() {
                 nets.stop("testnet");
                 tokio::task::yield_now().await;
                 // Stopped: the address is free again.
-                nets.start("testnet", IpAddr::V4(gateway), upstreams).expect("port freed by stop");
+                nets.start("testnet", IpAddr::V4(gateway), upstreams, members).expect("port freed by stop");
             })
         });
         for _ in 0..2 {
             ready_rx.recv_timeout(Duration::from_secs(10)).expect("servers up");
         }
         let member = |id: u32, name: &str, aliases: &[&str], ip: &str| Change::Member {
-            network: "testnet",
             id: id_of(id),
             name: name.into(),
             aliases: aliases.iter().map(|a| a.to_string()).collect(),
@@ -419,7 +420,7 @@ fn agent_dns_server_on_its_event_loop() {
         change(member(1, "peer", &["pal"], "10.213.5.9"));
         let (ok, out) = client_ns.nslookup(&["pal", GATEWAY]);
         assert!(ok && out.contains("Address: 10.213.5.9"), "after restart: {out}");
-        change(Change::Remove { network: "testnet", id: id_of(1) });
+        change(Change::Remove { id: id_of(1) });
         let (ok, out) = client_ns.nslookup(&["pal", GATEWAY]);
         assert!(!ok && out.contains("NXDOMAIN"), "after it left (forwarded, unknown upstream): {out}");
 

@@ -291,12 +291,13 @@ async fn ask_over_tcp(upstream: SocketAddr, msg: &[u8]) -> std::io::Result<Vec<u
 }
 
 /// The responders of every user network, for the daemon's network handlers: started when a
-/// network is created (or adopted at agent start), fed as containers connect, restart and leave,
-/// stopped when it is removed. The default bridge has none (Docker's has none either: names
-/// there come from `--link` entries in /etc/hosts).
+/// network is created (or adopted at agent start), stopped when it is removed. The default bridge
+/// has none (Docker's has none either: names there come from `--link` entries in /etc/hosts).
+/// Names come from the daemon's own live table through [`Lookup`] (e.g. an
+/// `Rc<RefCell<dns::Members>>` per network, updated as containers connect, restart and leave).
 #[derive(Default)]
 pub struct NetworkDns {
-    servers: std::collections::BTreeMap<String, (DnsServer, Rc<RefCell<dns::Members>>)>,
+    servers: std::collections::BTreeMap<String, DnsServer>,
 }
 
 impl NetworkDns {
@@ -307,13 +308,12 @@ impl NetworkDns {
     /// Serves `network` on `gateway`, forwarding to `upstreams` ([`host_upstreams`]; none for an
     /// `--internal` network, which answers its members and forwards nothing). Starting one that
     /// already runs changes nothing.
-    pub fn start(&mut self, network: &str, gateway: IpAddr, upstreams: Vec<SocketAddr>) -> Result<()> {
+    pub fn start(&mut self, network: &str, gateway: IpAddr, upstreams: Vec<SocketAddr>, lookup: Rc<dyn Lookup>) -> Result<()> {
         if self.servers.contains_key(network) {
             return Ok(());
         }
-        let members = Rc::new(RefCell::new(dns::Members::new()));
-        let server = serve(network, gateway, upstreams, members.clone())?;
-        self.servers.insert(network.to_string(), (server, members));
+        let server = serve(network, gateway, upstreams, lookup)?;
+        self.servers.insert(network.to_string(), server);
         Ok(())
     }
 
@@ -326,30 +326,24 @@ impl NetworkDns {
         self.servers.contains_key(network)
     }
 
-    /// A container joined `network` or started again (perhaps with a new address): its names
-    /// answer from the next question on; `dns_servers` (its `--dns`) take its forwarded questions.
-    pub fn set_member(&mut self, network: &str, member: dns::Member, dns_servers: &[String]) {
-        let Some((server, members)) = self.servers.get(network) else { return };
+    /// The container at `client` on `network` was started with `--dns`: its forwarded questions
+    /// go there (addresses that do not parse, and loopback ones, are left out).
+    pub fn set_client_dns(&self, network: &str, client: IpAddr, dns_servers: &[String]) {
+        let Some(server) = self.servers.get(network) else { return };
         let upstreams: Vec<SocketAddr> =
             dns_servers.iter().filter_map(|s| s.parse::<IpAddr>().ok()).map(|ip| SocketAddr::new(ip, DNS_PORT)).collect();
-        for ip in &member.ips {
-            server.responder.borrow_mut().set_client_upstreams(*ip, &upstreams);
-        }
-        members.borrow_mut().set(member);
+        server.responder.borrow_mut().set_client_upstreams(client, &upstreams);
     }
 
-    /// A container left `network` or stopped.
-    pub fn remove_member(&mut self, network: &str, id: &str) {
-        let Some((server, members)) = self.servers.get(network) else { return };
-        let mut m = members.borrow_mut();
-        if let Some(old) = m.lookup(network, id.get(..12).unwrap_or(id)).first() {
-            server.responder.borrow_mut().forget_client(*old);
+    /// The container at `client` left `network`.
+    pub fn forget_client(&self, network: &str, client: IpAddr) {
+        if let Some(server) = self.servers.get(network) {
+            server.responder.borrow_mut().forget_client(client);
         }
-        m.remove(id);
     }
 
-    /// A network's responder, for its counters.
+    /// A network's responder, for its address and counters.
     pub fn server(&self, network: &str) -> Option<&DnsServer> {
-        self.servers.get(network).map(|(s, _)| s)
+        self.servers.get(network)
     }
 }
