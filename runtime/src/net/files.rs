@@ -250,9 +250,9 @@ fn filter_host(host: &str, ipv6: bool) -> String {
     out
 }
 
-/// Lines without comments (`#` or `;` to the end of the line).
+/// Lines without comments (`#` to the end of the line; Docker does not treat `;` as one).
 fn lines(text: &str) -> impl Iterator<Item = &str> {
-    text.lines().map(|l| l.split(['#', ';']).next().unwrap_or("").trim())
+    text.lines().map(|l| l.split('#').next().unwrap_or("").trim())
 }
 
 /// The `nameserver` addresses of a resolv.conf (a `%zone` suffix ignored), in order.

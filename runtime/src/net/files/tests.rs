@@ -279,8 +279,9 @@ fn resolv_conf_user_network() {
 
 #[test]
 fn resolv_conf_readers() {
-    let text = "search a b ; comment\nsearch c\n  nameserver 10.0.0.1  \nnameserver 10.0.0.2 extra\nnameserver fe80::1%eth0\noptions x y\n# options z\n";
+    let text = "search a b # comment\nsearch c\n  nameserver 10.0.0.1  \nnameserver 10.0.0.2 extra\nnameserver fe80::1%eth0\noptions x y\n# options z\n";
     assert_eq!(search_domains(text), strings(&["c"]));
+    assert_eq!(search_domains("search a b # c\n"), strings(&["a", "b"]));
     assert_eq!(options(text), strings(&["x", "y"]));
     assert_eq!(nameservers(text), vec![ip("10.0.0.1"), ip("fe80::1")]);
 }
