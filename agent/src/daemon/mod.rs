@@ -4,6 +4,7 @@
 pub mod config;
 pub mod create;
 pub mod devices;
+pub mod dns;
 mod events;
 pub mod fdpass;
 mod handlers;
