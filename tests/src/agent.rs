@@ -158,6 +158,11 @@ impl Agent {
     pub fn agent_command(&self) -> Command {
         let mut args: Vec<&str> = self.global_args.iter().map(String::as_str).collect();
         args.push("agent");
+        // Outside a test-made network namespace the agent must not touch the machine's network:
+        // containers default to the host's (no bridge, no netfilter table is made).
+        if self.netns.is_none() && !self.agent_args.iter().any(|a| a.starts_with("--default-network")) {
+            args.extend(["--default-network", "host"]);
+        }
         args.extend(self.agent_args.iter().map(String::as_str));
         let mut c = self.command(&args);
         if let Some(ns) = &self.netns {
