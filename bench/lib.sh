@@ -93,7 +93,7 @@ berth_agent_start() {
     BERTH_DIR=$1
     mkdir -p "$BERTH_DIR"
     [ -d "$BERTH_DIR/root" ] || b load -q -i "$BENCH_WORK/busybox.tar" >/dev/null
-    "$BERTH" --root "$BERTH_DIR/root" -H "unix://$BERTH_DIR/agent.sock" agent </dev/null >>"$BERTH_DIR/agent.log" 2>&1 &
+    "$BERTH" --root "$BERTH_DIR/root" -H "unix://$BERTH_DIR/agent.sock" agent --default-network host </dev/null >>"$BERTH_DIR/agent.log" 2>&1 &
     AGENT_PID=$!
     local _i
     for _i in $(seq 100); do

@@ -36,4 +36,11 @@ for s in busybox busybox:latest docker.io/library/busybox:1.36 index.docker.io/l
     printf '%s' "$s" > "corpus/reference/seed-$i"
     i=$((i + 1))
 done
-echo "corpus: $(ls corpus/tar_reader | wc -l) tar_reader, $(ls corpus/archive_scan | wc -l) archive_scan, $(ls corpus/reference | wc -l) reference"
+# DNS queries: A for a member, AAAA with an EDNS record, a PTR, a compressed name, a pointer loop.
+mkdir -p corpus/dns
+printf '\x12\x34\x01\x00\x00\x01\0\0\0\0\0\0\x03web\0\0\x01\0\x01' > corpus/dns/a-web
+printf '\x00\x07\x01\x00\x00\x01\0\0\0\0\0\x01\x04many\0\0\x1c\0\x01\0\0\x29\x10\0\0\0\0\0\0\0' > corpus/dns/aaaa-edns
+printf '\x00\x08\x01\x00\x00\x01\0\0\0\0\0\0\x012\x010\x0218\x03172\x07in-addr\x04arpa\0\0\x0c\0\x01' > corpus/dns/ptr
+printf '\x00\x09\x01\x00\x00\x01\0\0\0\0\0\0\x03www\x07example\x03org\0\0\x01\0\x01' > corpus/dns/forward
+printf '\x00\x0a\x01\x00\x00\x01\0\0\0\0\0\0\xc0\x0c\0\x01\0\x01' > corpus/dns/loop
+echo "corpus: $(ls corpus/tar_reader | wc -l) tar_reader, $(ls corpus/archive_scan | wc -l) archive_scan, $(ls corpus/reference | wc -l) reference, $(ls corpus/dns | wc -l) dns"

@@ -127,13 +127,72 @@ pub const REQUIREMENTS: &[Requirement] = &[
         Probe::Path("proc/sys/kernel/seccomp/actions_avail"),
     ),
     req("KEYS", Optional, "a session keyring per container", "keyrings in containers", Probe::Path("proc/keys")),
-    // Networking
+    // Networking: bridge networks need all of these; `--network host` and `none` need none.
     req("VETH", Optional, "virtual ethernet pairs", "bridge networking", Probe::Module("veth")),
     req("BRIDGE", Optional, "the bridge containers attach to", "bridge networking", Probe::Module("bridge")),
+    req(
+        "NETFILTER",
+        Optional,
+        "packet filtering and NAT hooks",
+        "bridge networking (NAT, -p, isolation)",
+        Probe::Path("proc/sys/net/netfilter"),
+    ),
+    req(
+        "NF_TABLES",
+        Optional,
+        "nftables: berth's own netfilter table",
+        "bridge networking (NAT, -p, isolation)",
+        Probe::Module("nf_tables"),
+    ),
+    req("NF_TABLES_IPV4", Optional, "nftables rules for IPv4 (table ip berth)", "bridge networking (NAT, -p, isolation)", Probe::Config),
+    req("NF_CONNTRACK", Optional, "connection tracking, which NAT rests on", "bridge networking (NAT, -p)", Probe::Module("nf_conntrack")),
+    req("NF_NAT", Optional, "network address translation", "egress NAT and -p/-P", Probe::Module("nf_nat")),
+    req("NFT_NAT", Optional, "nftables nat chains and dnat", "-p/-P published ports", Probe::Module("nft_nat")),
+    req("NFT_MASQ", Optional, "nftables masquerade", "egress from bridge networks", Probe::Module("nft_masq")),
+    req(
+        "NFT_CT",
+        Optional,
+        "nftables conntrack match (ct status dnat)",
+        "published ports from the same or another network",
+        Probe::Module("nft_ct"),
+    ),
+    req(
+        "NFT_FIB_IPV4",
+        Optional,
+        "nftables fib match (fib daddr type local)",
+        "-p/-P on every host address",
+        Probe::Module("nft_fib_ipv4"),
+    ),
     // Devices
     req("USB_SERIAL", Optional, "USB serial adapters", "--device for USB serial adapters", Probe::Module("usbserial")),
     req("USB_ACM", Optional, "USB CDC-ACM modems and serial gadgets", "--device for CDC-ACM devices", Probe::Module("cdc_acm")),
 ];
+
+/// The options bridge networks need (veth pairs, the bridge, NAT and published ports in
+/// nftables). Without any of them only `--network host`, `none` and `container:` work.
+pub const BRIDGE_NETWORKING: &[&str] = &[
+    "VETH",
+    "BRIDGE",
+    "NETFILTER",
+    "NF_TABLES",
+    "NF_TABLES_IPV4",
+    "NF_CONNTRACK",
+    "NF_NAT",
+    "NFT_NAT",
+    "NFT_MASQ",
+    "NFT_CT",
+    "NFT_FIB_IPV4",
+];
+
+/// The bridge-networking options a check found missing (`CONFIG_` names), for `berth check`'s
+/// summary and for refusing `run --network bridge` with the names. Unknown ones are not listed.
+pub fn bridge_networking_missing(findings: &[Finding]) -> Vec<String> {
+    findings
+        .iter()
+        .filter(|f| BRIDGE_NETWORKING.contains(&f.req.name) && f.status == Status::Missing)
+        .map(|f| format!("CONFIG_{}", f.req.name))
+        .collect()
+}
 
 /// A Kconfig symbol's value in a config file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -353,8 +412,15 @@ impl Host {
             return Some(true);
         }
         if !self.exists("proc/modules") {
-            // No module support: what is not built in cannot be loaded.
-            return Some(false);
+            // No module support: what is not built in cannot be loaded, but a built-in driver
+            // without parameters has no /sys/module entry either, so only modules.builtin (if
+            // installed) can tell; otherwise the config decides.
+            let rel = self.release()?;
+            let text = self.read(&format!("lib/modules/{rel}/modules.builtin"))?;
+            return Some(text.lines().any(|p| {
+                let file = p.rsplit('/').next().unwrap_or(p);
+                file.split(".ko").next().map(norm).as_deref() == Some(want.as_str())
+            }));
         }
         let rel = self.release()?;
         let mut seen_list = false;
@@ -420,6 +486,10 @@ impl Host {
                 let Some(list) = self.read("proc/filesystems") else { return (None, None) };
                 if fs_listed(&list, fs) {
                     return (Some(true), None);
+                }
+                if !self.exists("proc/modules") {
+                    // No module support: a file system not listed is not there.
+                    return (Some(false), None);
                 }
                 match module.map(|m| self.module(m)) {
                     Some(Some(true)) => (Some(true), Some("module, loaded on first use".into())),
@@ -564,6 +634,21 @@ not a config line
             assert!(REQUIREMENTS.iter().any(|r| r.name == must && r.need == Need::Required), "{must} is required");
         }
         assert!(REQUIREMENTS.iter().any(|r| r.name == "USER_NS" && r.need == Need::Optional));
+        // Bridge networking is optional (a board without it runs --network host), and every
+        // option it needs is checked.
+        for n in BRIDGE_NETWORKING {
+            assert!(REQUIREMENTS.iter().any(|r| r.name == *n && r.need == Need::Optional), "{n} is listed, optional");
+        }
+    }
+
+    #[test]
+    fn bridge_networking_missing_names_options() {
+        let all: String = REQUIREMENTS.iter().map(|r| format!("CONFIG_{}=y\n", r.name)).collect();
+        assert!(bridge_networking_missing(&check(Some(&KernelConfig::parse(&all)), None)).is_empty());
+        let text = all.replace("CONFIG_NFT_MASQ=y", "# CONFIG_NFT_MASQ is not set").replace("CONFIG_VETH=y\n", "");
+        let f = check(Some(&KernelConfig::parse(&text)), None);
+        assert_eq!(bridge_networking_missing(&f), ["CONFIG_VETH", "CONFIG_NFT_MASQ"]);
+        assert!(bridge_networking_missing(&check(None, None)).is_empty(), "unknown is not missing");
     }
 
     fn status_of<'a>(f: &'a [Finding], name: &str) -> &'a Finding {
@@ -674,6 +759,13 @@ not a config line
             assert_eq!(status_of(&f, on).status, Status::Enabled, "{on}");
         }
         assert_eq!(status_of(&f, "CGROUP_BPF").probe, None, "no live probe: the config decides");
+        // No module support and no /sys/module/veth: a built-in driver without parameters shows
+        // nothing there, so the config decides (this machine's kernel has VETH=y built in).
+        assert_eq!(status_of(&f, "VETH").probe, None);
+        assert_eq!(status_of(&f, "VETH").status, Status::Enabled);
+        t.file("lib/modules/6.1.0-test/modules.builtin", "kernel/drivers/net/veth.ko\n");
+        assert_eq!(status_of(&check(None, Some(&h)), "VETH").status, Status::Enabled, "modules.builtin lists it");
+        assert_eq!(status_of(&check(None, Some(&h)), "NFT_MASQ").status, Status::Missing, "modules.builtin does not");
         assert_eq!(status_of(&f, "CGROUP_BPF").status, Status::Enabled);
 
         // Without a config, what cannot be probed is unknown.

@@ -53,6 +53,9 @@ pub struct Agent {
     agent_args: Vec<String>,
     /// Extra environment of the agent process (e.g. `NOTIFY_SOCKET`), from the next start on.
     env: Vec<(String, String)>,
+    /// A network namespace (`/run/netns/NAME`) the agent runs in (entered with `nsenter --net`
+    /// only: the agent keeps the host's mount namespace), for the networking tests.
+    netns: Option<String>,
     // Dropped last (fields drop in declaration order, after `Drop::drop`): the directory goes only
     // once the agent and its containers are gone.
     root: Root,
@@ -72,7 +75,28 @@ impl Agent {
         require_root();
         let socket = root.scratch().join("berth.sock");
         let log = root.scratch().join("agent.log");
-        let mut a = Agent { child: None, socket, log, global_args: Vec::new(), agent_args: Vec::new(), env: Vec::new(), root };
+        let mut a =
+            Agent { child: None, socket, log, global_args: Vec::new(), agent_args: Vec::new(), env: Vec::new(), netns: None, root };
+        a.spawn();
+        a
+    }
+
+    /// Like [`Agent::start_with`], with the agent inside network namespace `netns` (a path such
+    /// as `/run/netns/NAME`): its bridges, rules and containers' networks live there.
+    pub fn start_in_netns(root: Root, netns: &str, agent_opts: &[&str]) -> Agent {
+        require_root();
+        let socket = root.scratch().join("berth.sock");
+        let log = root.scratch().join("agent.log");
+        let mut a = Agent {
+            child: None,
+            socket,
+            log,
+            global_args: Vec::new(),
+            agent_args: agent_opts.iter().map(|s| s.to_string()).collect(),
+            env: Vec::new(),
+            netns: Some(netns.to_string()),
+            root,
+        };
         a.spawn();
         a
     }
@@ -83,7 +107,7 @@ impl Agent {
         require_root();
         let socket = root.scratch().join("berth.sock");
         let log = root.scratch().join("agent.log");
-        let mut a = Agent { child: None, socket, log, global_args: Vec::new(), agent_args: Vec::new(), env: Vec::new(), root };
+        let mut a = Agent { child: None, socket, log, global_args: Vec::new(), agent_args: Vec::new(), env: Vec::new(), netns: None, root };
         a.set_agent_args(global, agent_opts);
         a.spawn();
         a
@@ -95,7 +119,7 @@ impl Agent {
         require_root();
         let socket = root.scratch().join("berth.sock");
         let log = root.scratch().join("agent.log");
-        let mut a = Agent { child: None, socket, log, global_args: Vec::new(), agent_args: Vec::new(), env: Vec::new(), root };
+        let mut a = Agent { child: None, socket, log, global_args: Vec::new(), agent_args: Vec::new(), env: Vec::new(), netns: None, root };
         a.set_agent_args(global, agent_opts);
         for (k, v) in env {
             a.set_agent_env(k, Some(v));
@@ -134,8 +158,19 @@ impl Agent {
     pub fn agent_command(&self) -> Command {
         let mut args: Vec<&str> = self.global_args.iter().map(String::as_str).collect();
         args.push("agent");
+        // Outside a test-made network namespace the agent must not touch the machine's network:
+        // containers default to the host's (no bridge, no netfilter table is made).
+        if self.netns.is_none() && !self.agent_args.iter().any(|a| a.starts_with("--default-network")) {
+            args.extend(["--default-network", "host"]);
+        }
         args.extend(self.agent_args.iter().map(String::as_str));
         let mut c = self.command(&args);
+        if let Some(ns) = &self.netns {
+            let inner = c;
+            c = Command::new("nsenter");
+            c.arg(format!("--net={ns}")).arg("--").arg(inner.get_program()).args(inner.get_args());
+            c.env_remove("BERTH_ROOT").env_remove("BERTH_HOST");
+        }
         c.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         c.stdin(Stdio::null());
         c

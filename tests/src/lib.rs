@@ -17,6 +17,7 @@ pub mod craft;
 pub mod fixtures;
 pub mod mqtt;
 pub mod registry;
+pub mod netns;
 
 pub use fixtures::{fixtures, Archive, Fixtures, Image};
 

@@ -147,6 +147,16 @@ fn kernel_config_missing_overlayfs_fails_and_names_it() {
     let o = berth(&args);
     assert_eq!(o.status.code(), Some(0), "{}", describe(&args, &o));
     assert!(stdout(&o).contains("CONFIG_VETH: missing  (optional"), "{}", stdout(&o));
+    // Without it bridge networks are unavailable, and the summary says which options they lack.
+    assert!(
+        stdout(&o).contains("\nBridge networks: unavailable without CONFIG_VETH (containers can still run with --network host or none).\n"),
+        "{}",
+        stdout(&o)
+    );
+    let all = dir.write("all.config", &config_text(&names, &[]));
+    let args = ["check", "--kernel-config", s(&all)];
+    let o = berth(&args);
+    assert!(stdout(&o).contains("\nBridge networks: kernel options present.\n"), "{}", describe(&args, &o));
 
     // JSON: one object per item, the same verdicts.
     let args = ["check", "--kernel-config", s(&no_overlay), "--format", "json"];

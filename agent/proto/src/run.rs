@@ -57,8 +57,18 @@ pub const RUN_FLAGS: &[(Opt, Setter)] = &[
         mount,
     ),
     (opt("read-only", None, None, "Mount the container's root filesystem as read only"), set!(read_only, flag)),
-    (opt("net", None, Some("string"), "Connect a container to a network: host (default), none, container:NAME"), net),
+    (opt("net", None, Some("string"), "Connect a container to a network: bridge (default), NAME, host, none, container:NAME"), net),
     (opt("network", None, Some("string"), "Same as --net"), none),
+    (opt("publish", Some('p'), Some("list"), "Publish a container's port(s) to the host ([IP:][HOST:]CONTAINER[/PROTO])"), publish),
+    (opt("publish-all", Some('P'), None, "Publish all exposed ports to random ports"), set!(publish_all, flag)),
+    (opt("ip", None, Some("string"), "IPv4 address (e.g., 172.30.100.104)"), set!(ip, string)),
+    (opt("mac-address", None, Some("string"), "Container MAC address (e.g., 92:d0:c6:0a:29:33)"), set!(mac_address, string)),
+    (opt("network-alias", None, Some("list"), "Add network-scoped alias for the container"), set!(network_aliases, list)),
+    (opt("dns", None, Some("list"), "Set custom DNS servers"), set!(dns, list)),
+    (opt("dns-search", None, Some("list"), "Set custom DNS search domains"), set!(dns_search, list)),
+    (opt("dns-option", None, Some("list"), "Set DNS options"), set!(dns_options, list)),
+    (opt("add-host", None, Some("list"), "Add a custom host-to-IP mapping (host:ip)"), set!(add_hosts, list)),
+    (opt("link", None, Some("list"), "Add link to another container (NAME[:ALIAS])"), set!(links, list)),
     (MEMORY, set!(memory, size)),
     (MEMORY_SWAP, set!(memory_swap, size)),
     (MEMORY_RESERVATION, set!(memory_reservation, size)),
@@ -202,6 +212,15 @@ fn mount(o: &mut RunOptions, m: &Matches, name: &'static str) -> Result<(), CliE
 
 fn net(o: &mut RunOptions, m: &Matches, _: &'static str) -> Result<(), CliError> {
     o.net = m.value("network").or(m.value("net")).map(str::to_string);
+    Ok(())
+}
+
+/// `-p` values, checked here so a typo fails before anything is sent (125, Docker's words).
+fn publish(o: &mut RunOptions, m: &Matches, name: &'static str) -> Result<(), CliError> {
+    for p in m.values(name) {
+        berth_runtime::net::ports::parse(p)?;
+        o.publish.push(p.to_string());
+    }
     Ok(())
 }
 

@@ -62,6 +62,48 @@ pub struct RunOptions {
     pub device_cgroup_rules: Vec<String>,
     /// `--mount` values as given (checked by the CLI, resolved by the agent).
     pub mounts: Vec<String>,
+    /// `-p` as given (checked by the CLI), `-P`, and the per-network and DNS options.
+    pub publish: Vec<String>,
+    pub publish_all: bool,
+    pub ip: Option<String>,
+    pub mac_address: Option<String>,
+    pub network_aliases: Vec<String>,
+    pub dns: Vec<String>,
+    pub dns_search: Vec<String>,
+    pub dns_options: Vec<String>,
+    pub add_hosts: Vec<String>,
+    pub links: Vec<String>,
+}
+
+/// `berth network ...` commands that change something (done by the agent, in its namespace).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum NetworkRequest {
+    Create {
+        name: String,
+        driver: Option<String>,
+        subnet: Option<String>,
+        gateway: Option<String>,
+        ip_range: Option<String>,
+        internal: bool,
+        labels: Vec<String>,
+        options: Vec<String>,
+    },
+    Remove {
+        name: String,
+        force: bool,
+    },
+    Connect {
+        network: String,
+        container: String,
+        aliases: Vec<String>,
+        ip: Option<String>,
+    },
+    Disconnect {
+        network: String,
+        container: String,
+        force: bool,
+    },
+    Prune,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -120,6 +162,9 @@ pub enum Request {
     Rollback {
         name: String,
     },
+    /// `network create/rm/connect/disconnect/prune`; answered with `Text` (an id, names) or
+    /// `Done`.
+    Network(NetworkRequest),
 }
 
 /// Something that happened to a container, as `docker events` reports it.
@@ -133,6 +178,8 @@ pub struct Event {
     pub name: String,
     pub image: String,
     pub attributes: Vec<(String, String)>,
+    /// What the event is about: `container` or `network`.
+    pub kind: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -27,6 +27,8 @@ const AGENT_OPTS: &[Opt] = &[
         Some("file"),
         "Containers to create and start if missing, one line of run arguments each (default /etc/berth/preload-run.conf)",
     ),
+    opt("default-network", None, Some("string"), "Network of containers run without --net: bridge (default) or host (boards without bridge support)"),
+    opt("bridge-subnet", None, Some("string"), "Subnet of the default bridge network berth0 (default 172.17.0.0/16)"),
     opt("config", None, Some("file"), "Agent configuration: MQTT and updates (default /etc/berth/berth.toml, if present)"),
     opt("mqtt", None, Some("url"), "Broker to take updates from (mqtt://HOST[:PORT] or mqtts://...; repeat for failover)"),
     opt("device-id", None, Some("string"), "Device id on the broker (default: /etc/machine-id)"),
@@ -105,6 +107,27 @@ fn update_settings(
     Ok((settings, Some(crate::daemon::update::session::Link { brokers, tls, keep_alive })))
 }
 
+/// The default network and bridge subnet: berth.toml's `[network]`, then flags over it.
+fn net_settings(m: &Matches) -> Result<crate::daemon::supervisor::networks::NetSettings, CliError> {
+    use crate::daemon::config::{self, Config};
+    let cfg = match m.value("config") {
+        Some(p) => Config::load(std::path::Path::new(p), true)?,
+        None => Config::load(std::path::Path::new(config::DEFAULT_PATH), false)?,
+    };
+    let mut s = crate::daemon::supervisor::networks::NetSettings::default();
+    if let Some(d) = m.value("default-network").map(str::to_string).or(cfg.network.default) {
+        if !matches!(d.as_str(), "bridge" | "host" | "none") {
+            return Err(op_err(format!("invalid default network {d:?}: bridge, host or none")));
+        }
+        s.default = d;
+    }
+    if let Some(sub) = m.value("bridge-subnet").map(str::to_string).or(cfg.network.subnet) {
+        berth_runtime::net::ipam::Subnet::parse(&sub)?;
+        s.subnet = sub;
+    }
+    Ok(s)
+}
+
 pub fn agent(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
     let socket = std::path::PathBuf::from(ctx.host.strip_prefix("unix://").unwrap_or(&ctx.host));
     let (updates, link) = update_settings(ctx, m)?;
@@ -113,7 +136,9 @@ pub fn agent(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
     if let Some(name) = crate::daemon::devices::set_board(board.as_deref())? {
         crate::info!("board profile {name} ({})", board.as_deref().map(|p| p.display().to_string()).unwrap_or_default());
     }
+    let net = net_settings(m)?;
     crate::daemon::run(&crate::daemon::Options {
+        net,
         updates,
         link,
         root: ctx.root.clone(),

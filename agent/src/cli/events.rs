@@ -17,7 +17,7 @@ const EVENTS_OPTS: &[Opt] = &[
         "filter",
         Some('f'),
         Some("filter"),
-        "Filter output based on conditions provided (container=NAME|ID, event=ACTION, type=container)",
+        "Filter output based on conditions provided (container=NAME|ID, event=ACTION, type=container|network, network=NAME|ID)",
     ),
     opt("format", None, Some("string"), "Format output: \"json\" for one JSON object per line"),
     opt("since", None, Some("string"), "Show all events created since timestamp (RFC 3339 or unix seconds, or a duration like 10m)"),
@@ -38,7 +38,8 @@ fn keep(e: &Event, filters: &[(String, String)]) -> bool {
     filters.iter().all(|(k, v)| match k.as_str() {
         "container" => e.name == *v || e.id.starts_with(v.as_str()),
         "event" => e.action == *v || e.action.split(':').next() == Some(v.as_str()),
-        "type" => v == "container",
+        "type" => e.kind == *v,
+        "network" => e.kind == "network" && (e.name == *v || e.id.starts_with(v.as_str())),
         _ => true,
     })
 }
@@ -48,8 +49,8 @@ pub fn events(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
     let mut filters = Vec::new();
     for f in m.values("filter") {
         let (k, v) = f.split_once('=').ok_or_else(|| op_err(format!("bad format of filter (expected name=value): {f}")))?;
-        if !matches!(k, "container" | "event" | "type") {
-            return Err(op_err(format!("invalid filter '{k}' (container, event, type)")));
+        if !matches!(k, "container" | "event" | "type" | "network") {
+            return Err(op_err(format!("invalid filter '{k}' (container, event, type, network)")));
         }
         filters.push((k.to_string(), v.to_string()));
     }
@@ -75,12 +76,12 @@ pub fn events(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
         }
         let attrs: Vec<String> = e.attributes.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let v = json!({
-            "status": e.action, "id": e.id, "from": e.image, "Type": "container", "Action": e.action,
+            "status": e.action, "id": e.id, "from": e.image, "Type": e.kind, "Action": e.action,
             "Actor": {"ID": e.id, "Attributes": e.attributes.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>()},
             "time": e.secs, "timeNano": e.time,
         });
         let line = match &fmt {
-            Format::Table => format!("{} container {} {} ({})", e.time, e.action, e.id, attrs.join(", ")),
+            Format::Table => format!("{} {} {} {} ({})", e.time, e.kind, e.action, e.id, attrs.join(", ")),
             Format::Json => v.to_string(),
             Format::Template(t) => render(t, &v)?,
         };

@@ -34,6 +34,7 @@ pub fn container_json(ctx: &Ctx, r: &Record) -> Value {
         Net::Host => "host".to_string(),
         Net::None => "none".to_string(),
         Net::Container(c) => format!("container:{c}"),
+        Net::Bridge(n) => n.clone(),
     };
     let mounts: Vec<Value> = s
         .mounts
@@ -44,7 +45,7 @@ pub fn container_json(ctx: &Ctx, r: &Record) -> Value {
                 .unwrap_or(Value::Null),
         })
         .collect();
-    json!({
+    let mut v = json!({
         "Id": r.id,
         "Created": t(r.created),
         "Path": s.args.first().cloned().unwrap_or_default(),
@@ -79,7 +80,26 @@ pub fn container_json(ctx: &Ctx, r: &Record) -> Value {
             "StopSignal": signal::name(r.stop_signal), "StopTimeout": r.stop_timeout,
             "Healthcheck": r.health.as_ref().map(|h| json!({"Test": h.test, "Interval": h.interval_ms * 1_000_000, "Timeout": h.timeout_ms * 1_000_000, "Retries": h.retries, "StartPeriod": h.start_period_ms * 1_000_000})),
         },
-    })
+    });
+    network_fields(ctx, r, pid, &mut v);
+    v
+}
+
+/// `NetworkSettings` and the network parts of `HostConfig`, as Docker shows them.
+fn network_fields(ctx: &Ctx, r: &Record, pid: i32, v: &mut Value) {
+    use berth_runtime::net::{config::ContainerNet, docker, network::Store};
+    let cfg = ContainerNet::load(&record::dir(&ctx.root, &r.id)).unwrap_or_default();
+    let nets = Store::open(&ctx.root).and_then(|s| s.list()).unwrap_or_default();
+    let sandbox = if pid > 0 { format!("/proc/{pid}/ns/net") } else { String::new() };
+    v["NetworkSettings"] = docker::network_settings(&cfg, &nets, &r.id, &[], &sandbox);
+    let hc = &mut v["HostConfig"];
+    hc["PortBindings"] = docker::port_bindings(&cfg.ports);
+    hc["PublishAllPorts"] = json!(cfg.publish_all);
+    hc["Dns"] = json!(cfg.dns);
+    hc["DnsSearch"] = json!(cfg.dns_search);
+    hc["DnsOptions"] = json!(cfg.dns_options);
+    hc["ExtraHosts"] = json!(cfg.add_hosts);
+    hc["Links"] = if cfg.links.is_empty() { Value::Null } else { json!(cfg.links) };
 }
 
 pub fn inspect(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {

@@ -17,6 +17,7 @@ pub mod inspect;
 pub mod lifecycle;
 pub mod logs;
 pub mod pipe;
+pub mod network;
 pub mod ps;
 #[cfg(feature = "registry")]
 pub mod registry;
@@ -120,6 +121,8 @@ const TOP: &[Command] = &[
     Command { name: "deployment", cmd: &deploy::GROUP, target: Target::Group(deploy::SUBCOMMANDS) },
     command("kill", &lifecycle::KILL, lifecycle::kill),
     command("logs", &logs::LOGS, logs::logs),
+    Command { name: "network", cmd: &network::GROUP, target: Target::Group(network::SUBCOMMANDS) },
+    command("port", &network::PORT, network::port),
     command("ps", &ps::PS, ps::ps),
     command("restart", &lifecycle::RESTART, lifecycle::restart),
     command("rename", &lifecycle::RENAME, lifecycle::rename),
@@ -173,6 +176,7 @@ const CONTAINER_SUBCOMMANDS: &[Command] = &[
     command("kill", &lifecycle::KILL, lifecycle::kill),
     command("logs", &logs::LOGS, logs::logs),
     command("ls", &ps::LS, ps::ps),
+    command("port", &network::PORT, network::port),
     command("list", &ps::LS, ps::ps),
     command("ps", &ps::LS, ps::ps),
     command("prune", &lifecycle::PRUNE, lifecycle::prune),

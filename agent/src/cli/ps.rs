@@ -98,6 +98,7 @@ pub fn ps(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
         }
         return Ok(0);
     }
+    let nets = berth_runtime::net::network::Store::open(&ctx.root).and_then(|s| s.list()).unwrap_or_default();
     match fmt {
         Format::Table => {
             let rows: Vec<Vec<String>> = shown
@@ -109,7 +110,7 @@ pub fn ps(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
                         command_text(r, !no_trunc),
                         human_ago(r.created),
                         status_text(&ctx.root, r),
-                        String::new(),
+                        super::network::ps_ports(&ctx.root, &nets, &r.id),
                         r.name.clone(),
                     ]
                 })
@@ -124,7 +125,7 @@ pub fn ps(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
                     let used = berth_runtime::container::mounts::volumes_used(&vols, &r.spec.mounts);
                     json!({
                         "ID": id(r), "Image": r.image, "Command": command_text(r, !no_trunc), "CreatedAt": docker_time(r.created),
-                        "RunningFor": human_ago(r.created), "Status": status_text(&ctx.root, r), "State": state_name(r), "Names": r.name, "Ports": "",
+                        "RunningFor": human_ago(r.created), "Status": status_text(&ctx.root, r), "State": state_name(r), "Names": r.name, "Ports": super::network::ps_ports(&ctx.root, &nets, &r.id),
                         "Labels": r.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
                         "Mounts": used.join(","), "LocalVolumes": used.len().to_string(), "Size": "N/A",
                     })

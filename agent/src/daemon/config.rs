@@ -18,6 +18,18 @@ pub struct Config {
     pub update: Update,
     #[serde(default)]
     pub registry: RegistryConf,
+    #[serde(default)]
+    pub network: NetworkSection,
+}
+
+/// `[network]`: containers' default network and the default bridge.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSection {
+    /// `bridge` (the default, as Docker's) or `host` (boards without bridge/nf_tables support).
+    pub default: Option<String>,
+    /// The default bridge's subnet (default 172.17.0.0/16).
+    pub subnet: Option<String>,
 }
 
 /// `[registry]`: as Docker's daemon.json has them (`berth pull`/`push` read it).

@@ -14,6 +14,8 @@ use berth_runtime::container::record::{Record, Status};
 use berth_runtime::container::spec::{parse_ulimit, tmpfs_options, Mount, Net, Seccomp, Spec};
 use berth_runtime::image::platform::Platform;
 use berth_runtime::image::store::Store;
+use berth_runtime::net::config::{ContainerNet, NetworkRef};
+use berth_runtime::net::{ipam, network, ports};
 use berth_runtime::{timefmt, Error, Result};
 
 use berth_proto::names::valid_name;
@@ -125,6 +127,81 @@ pub struct Resolved {
     pub warnings: Vec<String>,
     /// Bind directories and volumes to make when the container is created.
     pub mounts: mounts::Plan,
+    /// Its networks' options (bridge networks only).
+    pub net: ContainerNet,
+}
+
+/// The network options of `run` checked against the network mode, as Docker checks them: ports
+/// are published on bridge networks only (discarded with a warning on `host`, refused on `none`
+/// and `container:`), `--ip` and aliases on user networks only; `-P` publishes the image's
+/// `EXPOSE` ports.
+fn net_options(o: &RunOptions, net: &Net, image_cfg: &Value) -> Result<(ContainerNet, Vec<String>)> {
+    let mut warnings = Vec::new();
+    let mut ports = Vec::new();
+    for p in &o.publish {
+        ports.extend(ports::parse(p)?);
+    }
+    if o.publish_all {
+        if let Some(exposed) = image_cfg.get("ExposedPorts").and_then(Value::as_object) {
+            for k in exposed.keys() {
+                for r in ports::exposed(k)? {
+                    if !ports.iter().any(|p: &ports::PortRequest| p.container_port == r.container_port && p.proto == r.proto) {
+                        ports.push(r);
+                    }
+                }
+            }
+        }
+    }
+    let ip = o
+        .ip
+        .as_deref()
+        .map(|i| i.parse::<std::net::Ipv4Addr>().map_err(|_| Error::invalid(format!("invalid IPv4 address: {i}"))))
+        .transpose()?;
+    let mac = o.mac_address.as_deref().map(ipam::parse_mac).transpose()?;
+    for h in &o.add_hosts {
+        berth_runtime::net::files::AddHost::parse(h)?;
+    }
+    let name = match net {
+        Net::Bridge(name) => name.clone(),
+        Net::Host => {
+            if !ports.is_empty() || o.publish_all {
+                warnings.push("Published ports are discarded when using host network mode".to_string());
+            }
+            if ip.is_some() {
+                return Err(Error::invalid("user specified IP address is supported on user defined networks only"));
+            }
+            return Ok((ContainerNet::default(), warnings));
+        }
+        Net::None | Net::Container(_) => {
+            if !ports.is_empty() || o.publish_all {
+                return Err(Error::invalid("conflicting options: port publishing and the container type network mode"));
+            }
+            if ip.is_some() || mac.is_some() {
+                return Err(Error::invalid("conflicting options: mac-address/ip and the network mode"));
+            }
+            return Ok((ContainerNet::default(), warnings));
+        }
+    };
+    if name == network::DEFAULT_NETWORK {
+        if ip.is_some() {
+            return Err(Error::invalid("user specified IP address is supported on user defined networks only"));
+        }
+        if !o.network_aliases.is_empty() {
+            return Err(Error::invalid("network-scoped alias is supported only for containers in user defined networks"));
+        }
+    }
+    let cfg = ContainerNet {
+        networks: vec![NetworkRef { name, aliases: o.network_aliases.clone(), ip, mac }],
+        ports,
+        publish_all: o.publish_all,
+        publish: o.publish.clone(),
+        dns: o.dns.clone(),
+        dns_search: o.dns_search.clone(),
+        dns_options: o.dns_options.clone(),
+        add_hosts: o.add_hosts.clone(),
+        links: o.links.clone(),
+    };
+    Ok((cfg, warnings))
 }
 
 pub fn resolve(root: &Path, store: &Store, cgroups: &Cgroups, o: &RunOptions, existing: &[Record]) -> Result<Resolved> {
@@ -174,6 +251,7 @@ pub fn resolve(root: &Path, store: &Store, cgroups: &Cgroups, o: &RunOptions, ex
         return Err(Error::invalid("No command specified"));
     }
     let net = Net::parse(o.net.as_deref().unwrap_or("host"))?;
+    let (net_cfg, warnings) = net_options(o, &net, &cfg)?;
     if let Net::Container(other) = &net {
         berth_runtime::container::record::find(existing, other)?;
     }
@@ -322,5 +400,5 @@ pub fn resolve(root: &Path, store: &Store, cgroups: &Cgroups, o: &RunOptions, ex
         entrypoint,
         cmd,
     };
-    Ok(Resolved { record, warnings: Vec::new(), mounts: plan })
+    Ok(Resolved { record, warnings, mounts: plan, net: net_cfg })
 }

@@ -102,6 +102,7 @@ pub(super) async fn handle(req: Request, sup: &Shared, upd: &Updates, fds: &mut 
             Response::Done
         }
         Request::Remove { id, force, volumes } => remove(sup, &id, force, volumes).await,
+        Request::Network(r) => super::networks::handle(sup, r),
     }
 }
 

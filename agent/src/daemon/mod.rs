@@ -4,9 +4,11 @@
 pub mod config;
 pub mod create;
 pub mod devices;
+pub mod dns;
 mod events;
 pub mod fdpass;
 mod handlers;
+mod networks;
 pub mod health;
 pub mod notify;
 mod server;
@@ -46,6 +48,8 @@ pub struct Options {
     /// Update settings (device id, keys) and, when a broker is configured, the MQTT link.
     pub updates: crate::daemon::update::manager::Settings,
     pub link: Option<crate::daemon::update::session::Link>,
+    /// The default network and the default bridge's subnet.
+    pub net: supervisor::networks::NetSettings,
 }
 
 /// Creates and starts each preload container that does not exist yet (by its --name).
@@ -112,7 +116,7 @@ pub fn run(o: &Options) -> Result<()> {
     };
     // The choice is recorded for `berth info`, which runs without talking to the agent.
     atomic_write(&o.root.join("storage-driver"), if copy { &b"copy\n"[..] } else { &b"overlay\n"[..] })?;
-    let sup = Rc::new(RefCell::new(Supervisor::new(&o.root, copy)?));
+    let sup = Rc::new(RefCell::new(Supervisor::new(&o.root, copy, o.net.clone())?));
     atomic_write(&o.root.join("agent.pid"), format!("{}\n", std::process::id()).as_bytes())?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| Error::io("start runtime", e))?;
     let local = tokio::task::LocalSet::new();

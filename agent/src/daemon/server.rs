@@ -18,6 +18,8 @@ pub(super) async fn serve(o: &Options, sup: Shared) -> Result<()> {
     let mut term = signal(SignalKind::terminate()).map_err(|e| Error::io("SIGTERM handler", e))?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| Error::io("SIGINT handler", e))?;
     let listener = UnixListener::from_std(socket::bind(&o.socket, o.group.as_deref())?).map_err(|e| Error::io("socket", e))?;
+    // The user networks' DNS responders are tasks of this loop.
+    sup.borrow_mut().nets.dns_sync();
     let upd: Updates = Rc::new(RefCell::new(crate::daemon::update::manager::Manager::open(&o.root, o.updates.clone(), sup.clone())?));
     if upd.borrow().journal.active.is_some() {
         // An update was interrupted (power cut, kill -9): finish what it was doing.

@@ -22,6 +22,7 @@ use crate::daemon::create;
 use berth_proto::socket::RunOptions;
 
 pub mod hotplug;
+pub mod networks;
 
 pub struct Supervisor {
     pub root: PathBuf,
@@ -48,12 +49,14 @@ pub struct Supervisor {
     waiters: HashMap<String, Vec<oneshot::Sender<i32>>>,
     /// Nodes hotplug made in running containers (forgotten when they exit).
     hotplugged: HashMap<String, Vec<hotplug::Added>>,
+    /// Bridge networks: records, settings, and the embedded DNS of user networks.
+    pub(crate) nets: networks::Nets,
 }
 
 use berth_runtime::paths::cgroup_parent;
 
 impl Supervisor {
-    pub fn new(root: &Path, copy: bool) -> Result<Supervisor> {
+    pub fn new(root: &Path, copy: bool, net: networks::NetSettings) -> Result<Supervisor> {
         let store = Store::open(root)?;
         fs::create_dir_all(root.join("containers")).ctx(|| format!("create {}", root.join("containers").display()))?;
         let cgroups = Cgroups::detect()?;
@@ -74,6 +77,7 @@ impl Supervisor {
             health: HashMap::new(),
             waiters: HashMap::new(),
             hotplugged: HashMap::new(),
+            nets: networks::Nets::open(root, net)?,
         };
         let (recs, bad) = record::list(root);
         for b in bad {
@@ -133,6 +137,7 @@ impl Supervisor {
             }
             s.records.insert(r.id.clone(), r);
         }
+        s.net_init();
         Ok(s)
     }
 
@@ -149,7 +154,12 @@ impl Supervisor {
             name: r.name.clone(),
             image: r.image.clone(),
             attributes,
+            kind: "container".into(),
         };
+        self.push_event(e);
+    }
+
+    fn push_event(&mut self, e: berth_proto::socket::Event) {
         if self.events.len() >= 256 {
             self.events.pop_front();
         }
@@ -251,7 +261,15 @@ impl Supervisor {
 
     pub fn create(&mut self, o: &RunOptions) -> Result<(String, Vec<String>)> {
         let recs: Vec<Record> = self.records.values().cloned().collect();
-        let res = create::resolve(&self.root, &self.store, &self.cgroups, o, &recs)?;
+        // Without --net, the agent's default network (the default bridge, as Docker's).
+        let mut o = o.clone();
+        if o.net.is_none() {
+            o.net = Some(self.nets.settings.default.clone());
+        }
+        let res = create::resolve(&self.root, &self.store, &self.cgroups, &o, &recs)?;
+        if !res.net.networks.is_empty() {
+            self.net_check(&res.net, &recs)?;
+        }
         let r = res.record;
         let dir = record::dir(&self.root, &r.id);
         let volumes = berth_runtime::volume::Volumes::open(&self.root);
@@ -261,6 +279,9 @@ impl Supervisor {
                 fs::create_dir_all(dir.join(d)).ctx(|| format!("create {}", dir.join(d).display()))?;
             }
             write_etc(&dir.join("etc"), &r)?;
+            if !res.net.networks.is_empty() {
+                res.net.save(&dir)?;
+            }
             if self.copy {
                 let roots: Vec<PathBuf> = r.layers.iter().map(|d| self.store.layer_dir(d).join("root")).collect();
                 berth_runtime::container::copyfs::materialize(&roots, &dir.join("rootfs"))?;
@@ -311,7 +332,18 @@ impl Supervisor {
         };
         let dir = record::dir(&self.root, id);
         let _ = fs::remove_file(dir.join("exit"));
-        let (cg, warnings) = self.cgroups.create(&self.parent, id, &r.spec.resources)?;
+        // Addresses, published ports and /etc files before the cgroup: a refused port leaves
+        // nothing to undo but the endpoints.
+        let (attach, link_env) = self.net_start(&r, &dir)?;
+        let mut r = r;
+        r.spec.env.extend(link_env);
+        let (cg, warnings) = match self.cgroups.create(&self.parent, id, &r.spec.resources) {
+            Ok(x) => x,
+            Err(e) => {
+                self.net_stop(id);
+                return Err(e.into());
+            }
+        };
         let output = match &stdio {
             Some(f) if f.len() == 3 => Output::Passed([f[0].as_raw_fd(), f[1].as_raw_fd(), f[2].as_raw_fd()]),
             _ => Output::Log(r.log.clone()),
@@ -334,6 +366,7 @@ impl Supervisor {
             output,
             join_net,
             dir: &dir,
+            attach: &attach,
         };
         let started = timefmt::now();
         let res = spawn::start(&launch);
@@ -355,6 +388,8 @@ impl Supervisor {
             }
             Err(e) => {
                 let _ = cg.destroy();
+                self.net_stop(id);
+                let rec = self.records.get_mut(id).ok_or_else(|| Error::not_found(format!("No such container: {id}")))?;
                 rec.status = Status::Exited { code: e.code, started, finished: timefmt::now(), oom_killed: false, error: e.msg.clone() };
                 rec.save_status(&self.root)?;
                 self.finish(id, e.code);
@@ -408,6 +443,7 @@ impl Supervisor {
         if oom {
             self.emit(id, "oom", &[]);
         }
+        self.net_stop(id);
         self.emit(id, "die", &[("exitCode", code.to_string())]);
         self.health.remove(id);
         self.hotplugged.remove(id);
@@ -681,6 +717,7 @@ impl Supervisor {
             }
         }
         crate::daemon::health::remove(&self.root, id);
+        self.net_stop(id);
         self.emit(id, "destroy", &[]);
         self.restarts.retain(|(_, i)| i != id);
         self.backoff.remove(id);

@@ -26,6 +26,8 @@ use crate::container::logs::{LogConfig, Ring};
 use crate::container::rootfs::{self, Layout};
 use crate::container::spec::{Net, Spec};
 use crate::error::{Error, Result};
+use crate::net::netlink::Netlink;
+use crate::net::network::{self, Attach};
 
 /// Why a container could not start, with Docker's exit code: 125 berth's own failure, 126 the
 /// command cannot be run, 127 it does not exist.
@@ -58,6 +60,8 @@ pub struct Launch<'a> {
     pub join_net: Option<PathBuf>,
     /// The container's directory: logs and the `exit` file go there.
     pub dir: &'a Path,
+    /// Bridge network endpoints to make in a new network namespace before the command runs.
+    pub attach: &'a [Attach],
 }
 
 /// A started container: its pid 1 and its monitor (the agent's child).
@@ -247,12 +251,28 @@ fn intermediate(l: &Launch, filter: &Filter, report: RawFd) -> ! {
     // the monitor must keep the host's view to write logs and the exit status. The container
     // makes its own (below).
     let mut flags = libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_NEWPID;
-    if l.spec.net == Net::None {
+    if matches!(l.spec.net, Net::Bridge(_)) && l.attach.is_empty() {
+        fail(report, 125, "bridge network: no endpoint to attach");
+    }
+    if l.spec.net == Net::None || !l.attach.is_empty() {
         flags |= libc::CLONE_NEWNET;
     }
+    // The bridge side of the veth pairs is made from the namespace we leave.
+    let host_nl = match l.attach.is_empty() {
+        true => None,
+        false => match Netlink::open() {
+            Ok(nl) => Some(nl),
+            Err(e) => fail(report, 125, &e.to_string()),
+        },
+    };
     // SAFETY: unshare only changes this process's namespaces.
     if unsafe { libc::unshare(flags) } != 0 {
         fail(report, 125, &format!("create namespaces: {}", io::Error::last_os_error()));
+    }
+    if let Some(mut host) = host_nl {
+        if let Err(e) = attach_networks(&mut host, l.attach) {
+            fail(report, 125, &e.to_string());
+        }
     }
     // SIGCHLD is blocked before the fork so that the monitor's signalfd cannot miss an early exit.
     let sfd = match chld_signalfd() {
@@ -284,6 +304,17 @@ fn intermediate(l: &Launch, filter: &Filter, report: RawFd) -> ! {
         Output::Passed(_) => None,
     };
     monitor(pid, sfd, readers, log, Some(l.dir))
+}
+
+/// Makes the container's network interfaces in the namespace this process has just entered:
+/// the pid 1 forked next finds them ready.
+fn attach_networks(host: &mut Netlink, attach: &[Attach]) -> Result<()> {
+    let ns = std::fs::File::open("/proc/self/ns/net").map_err(|e| Error::io("open /proc/self/ns/net", e))?;
+    let mut inner = Netlink::open()?;
+    for a in attach {
+        network::plumb(host, &mut inner, ns.as_raw_fd(), a)?;
+    }
+    Ok(())
 }
 
 /// Closes every descriptor but `keep`: what a fork inherits from the agent (its lock file, its

@@ -11,23 +11,31 @@ use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Net {
-    /// The host's network stack. berth's default: it has no bridge or NAT of its own, and board
-    /// applications talk to their fieldbus and cloud directly.
+    /// The host's network stack (the default on boards whose kernel has no bridge support, when
+    /// the agent is configured so).
     Host,
     /// A new network namespace with only loopback.
     None,
     /// Another container's network namespace.
     Container(String),
+    /// A bridge network by name (`bridge`, the default one, or a user-defined network): a new
+    /// network namespace with a veth pair into the network's bridge.
+    Bridge(String),
 }
 
 impl Net {
     pub fn parse(s: &str) -> Result<Net> {
         match s {
-            "host" | "default" => Ok(Net::Host),
+            "host" => Ok(Net::Host),
             "none" => Ok(Net::None),
+            "default" => Ok(Net::Bridge("bridge".into())),
             _ => match s.strip_prefix("container:") {
                 Some(n) if !n.is_empty() => Ok(Net::Container(n.to_string())),
-                _ => Err(Error::invalid(format!("network mode {s:?} is not supported: use host, none or container:NAME"))),
+                Some(_) => Err(Error::invalid(format!("invalid network mode {s:?}: container:NAME needs a name"))),
+                None => {
+                    crate::net::network::validate_name(s)?;
+                    Ok(Net::Bridge(s.to_string()))
+                }
             },
         }
     }
@@ -242,6 +250,9 @@ mod tests {
         assert!(parse_ulimit("nofile=10:5").is_err());
         assert!(parse_ulimit("bogus=1").is_err());
         assert_eq!(Net::parse("container:db").unwrap(), Net::Container("db".into()));
-        assert!(Net::parse("bridge").is_err());
+        assert_eq!(Net::parse("bridge").unwrap(), Net::Bridge("bridge".into()));
+        assert_eq!(Net::parse("apps").unwrap(), Net::Bridge("apps".into()));
+        assert!(Net::parse("container:").is_err());
+        assert!(Net::parse("a b").is_err());
     }
 }

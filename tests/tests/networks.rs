@@ -1,0 +1,225 @@
+//! Container networks with real packets: bridges, veth pairs, NAT, published ports, isolation and
+//! `--internal`. Every test makes its own network namespaces (a "board" namespace where berth's
+//! bridges and rules live, an "outside" one joined to it by a veth pair, and one per container),
+//! so the machine's own network and firewall are never touched and nothing leaves the machine.
+
+use std::fs;
+use std::os::fd::AsRawFd;
+
+use berth_runtime::net::netlink::Netlink;
+use berth_runtime::net::network::{self, ConnectRequest, CreateRequest, Store};
+use berth_runtime::net::ports;
+use berth_tests::netns::{link, Netns};
+use berth_tests::{make_temp_dir, require_root};
+
+/// The board's address on the outside link, and the outside's.
+const BOARD: &str = "10.231.0.1";
+const OUTSIDE: &str = "10.231.0.2";
+
+struct Board {
+    ns: Netns,
+    outside: Netns,
+    root: std::path::PathBuf,
+}
+
+impl Board {
+    fn new() -> Board {
+        require_root();
+        let ns = Netns::new("board");
+        let outside = Netns::new("out");
+        link(&ns, &format!("{BOARD}/24"), &outside, &format!("{OUTSIDE}/24"));
+        Board { ns, outside, root: make_temp_dir("berth-net") }
+    }
+
+    fn store(&self) -> Store {
+        Store::open(&self.root).expect("open network store")
+    }
+
+    /// A "container": its own namespace connected to network `net` by berth's code.
+    fn container(&self, net: &str, id: &str, ports: &[&str]) -> (Netns, std::net::Ipv4Addr) {
+        let c = Netns::new(id);
+        let mut reqs = Vec::new();
+        for p in ports {
+            reqs.extend(ports::parse(p).expect("port spec"));
+        }
+        let req = ConnectRequest {
+            container: format!("{id:0<64}"),
+            name: id.into(),
+            ports: reqs,
+            ifname: "eth0".into(),
+            ..Default::default()
+        };
+        let path = c.path();
+        let ip = self.ns.run(|| {
+            let store = self.store();
+            let (_, attach) = store.connect(net, &req).expect("connect");
+            let ns = fs::File::open(&path).expect("open container netns");
+            let mut host = Netlink::open().expect("netlink");
+            let mut inner = Netlink::open_in(ns.as_raw_fd()).expect("netlink in container");
+            network::plumb(&mut host, &mut inner, ns.as_raw_fd(), &attach).expect("plumb");
+            attach.ip
+        });
+        (c, ip)
+    }
+
+    fn nft_list(&self) -> String {
+        let out = self.ns.command("nft").args(["list", "table", "ip", "berth"]).output().expect("run nft");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Board {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.root);
+    }
+}
+
+fn create(b: &Board, name: &str, subnet: &str, internal: bool) -> network::Network {
+    let req = CreateRequest { name: name.into(), subnet: Some(subnet.into()), internal, ..Default::default() };
+    b.ns.run(|| b.store().create(&req, None)).expect("network create")
+}
+
+#[test]
+fn bridge_nat_published_ports_and_isolation_with_real_packets() {
+    let b = Board::new();
+    b.ns.run(|| b.store().ensure_default(network::DEFAULT_SUBNET)).expect("default network");
+    b.outside.tcp_server("0.0.0.0:9000", "outside");
+    b.outside.udp_server("0.0.0.0:9001", "outside-udp");
+
+    let (c1, ip1) = b.container("bridge", "c1", &["8080:80", "5353:53/udp", "127.0.0.1:8181:81"]);
+    assert_eq!(ip1.to_string(), "172.17.0.2");
+    c1.tcp_server("0.0.0.0:80", "c1");
+    c1.tcp_server("0.0.0.0:81", "c1-81");
+    c1.udp_server("0.0.0.0:53", "c1-udp");
+
+    // Egress: the outside has no route to 172.17/16, so only masquerading lets the reply back.
+    assert_eq!(c1.tcp_get(&format!("{OUTSIDE}:9000")).unwrap(), format!("outside {BOARD}"));
+    assert_eq!(c1.udp_get(&format!("{OUTSIDE}:9001")).unwrap(), format!("outside-udp {BOARD}"));
+
+    // Published TCP and UDP, from outside (the container sees the real client).
+    assert_eq!(b.outside.tcp_get(&format!("{BOARD}:8080")).unwrap(), format!("c1 {OUTSIDE}"));
+    assert!(b.outside.udp_get(&format!("{BOARD}:5353")).unwrap().starts_with("c1-udp "));
+    // From the board itself, by its outside address and by loopback.
+    assert!(b.ns.tcp_get(&format!("{BOARD}:8080")).unwrap().starts_with("c1 "));
+    assert!(b.ns.tcp_get("127.0.0.1:8080").unwrap().starts_with("c1 "));
+    assert!(b.ns.tcp_get("127.0.0.1:8181").unwrap().starts_with("c1-81 "));
+    // A port published on 127.0.0.1 only is not reachable from outside.
+    assert!(b.outside.tcp_get(&format!("{BOARD}:8181")).is_err());
+
+    // A neighbour on the same bridge reaches the published port through the board's address
+    // (hairpin), and the container directly.
+    let (c2, _) = b.container("bridge", "c2", &[]);
+    assert!(c2.tcp_get(&format!("{BOARD}:8080")).unwrap().starts_with("c1 "));
+    assert_eq!(c2.tcp_get(&format!("{ip1}:80")).unwrap(), "c1 172.17.0.3");
+
+    // A user network: egress works, the default bridge's containers are out of reach except
+    // through published ports.
+    create(&b, "apps", "10.77.0.0/24", false);
+    let (c3, ip3) = b.container("apps", "c3", &[]);
+    assert_eq!(ip3.to_string(), "10.77.0.2");
+    assert!(c3.tcp_get(&format!("{OUTSIDE}:9000")).is_ok());
+    let e = c3.tcp_get(&format!("{ip1}:80")).unwrap_err();
+    assert!(e.contains("connect"), "{e}");
+    assert!(c3.tcp_get(&format!("{BOARD}:8080")).unwrap().starts_with("c1 "));
+    c3.tcp_server("0.0.0.0:80", "c3");
+    assert!(c1.tcp_get(&format!("{ip3}:80")).is_err());
+
+    // An internal network: no egress, no way in from other networks.
+    create(&b, "private", "10.78.0.0/24", true);
+    let (c4, ip4) = b.container("private", "c4", &[]);
+    c4.tcp_server("0.0.0.0:80", "c4");
+    assert!(c4.tcp_get(&format!("{OUTSIDE}:9000")).is_err());
+    assert!(c1.tcp_get(&format!("{ip4}:80")).is_err());
+    // The board itself still reaches it (as Docker's host does).
+    assert!(b.ns.tcp_get(&format!("{ip4}:80")).unwrap().starts_with("c4 "));
+
+    // Rebuilding the rules from the records (an agent restart) changes nothing.
+    let before = b.nft_list();
+    b.ns.run(|| b.store().adopt(&|_| true)).expect("adopt");
+    b.ns.run(|| b.store().sync_rules()).expect("sync");
+    assert_eq!(b.nft_list(), before);
+    assert_eq!(before.matches("dnat to").count(), 3, "{before}");
+
+    // c1 stops: its endpoint, address and rules go; the others stay.
+    let c1_id = format!("{:0<64}", "c1");
+    b.ns.run(|| b.store().adopt(&|id| id != c1_id)).expect("adopt without c1");
+    let after = b.nft_list();
+    assert_eq!(after.matches("dnat to").count(), 0, "{after}");
+    assert!(b.outside.tcp_get(&format!("{BOARD}:8080")).is_err());
+    let default = b.ns.run(|| b.store().get("bridge")).expect("get bridge");
+    assert!(!default.pool.allocs.values().any(|h| *h == c1_id));
+
+    // Removal: a network with endpoints is refused; without, bridge, rules and record go.
+    let e = b.ns.run(|| b.store().remove("apps")).unwrap_err();
+    assert!(e.to_string().contains("active endpoints"), "{e}");
+    let c3_id = format!("{:0<64}", "c3");
+    b.ns.run(|| b.store().disconnect("apps", &c3_id)).expect("disconnect");
+    let apps = b.ns.run(|| b.store().remove("apps")).expect("remove apps");
+    let links = String::from_utf8_lossy(&b.ns.command("ip").args(["-o", "link"]).output().expect("ip link").stdout).into_owned();
+    assert!(!links.contains(&apps.bridge), "{links}");
+    assert!(!links.contains("vbc300000000"), "veth of c3 left: {links}");
+    assert!(!b.nft_list().contains("network apps"));
+    drop((c1, c2, c3, c4));
+}
+
+#[test]
+fn bad_network_requests_are_refused_and_leave_nothing() {
+    let b = Board::new();
+    b.ns.run(|| b.store().ensure_default(network::DEFAULT_SUBNET)).expect("default network");
+    create(&b, "one", "10.80.0.0/24", false);
+    let try_create = |name: &str, subnet: &str| {
+        let req = CreateRequest { name: name.into(), subnet: Some(subnet.into()), ..Default::default() };
+        b.ns.run(|| b.store().create(&req, None)).unwrap_err().to_string()
+    };
+    assert!(try_create("one", "10.81.0.0/24").contains("already exists"));
+    assert!(try_create("two", "10.80.0.128/25").contains("overlaps with network one"));
+    assert!(try_create("two", "172.16.0.0/12").contains("overlaps with network bridge"));
+    // The board's own outside link is a host route.
+    assert!(try_create("two", "10.231.0.0/16").contains("host route"));
+    assert!(try_create("bad name", "10.82.0.0/24").contains("invalid network name"));
+    assert_eq!(b.ns.run(|| b.store().list()).expect("list").len(), 2);
+
+    // Addresses: outside the subnet, taken, and an exhausted pool.
+    let small = CreateRequest { name: "small".into(), subnet: Some("10.83.0.0/30".into()), ..Default::default() };
+    b.ns.run(|| b.store().create(&small, None)).expect("create small");
+    let connect = |id: &str, ip: Option<&str>| {
+        let req = ConnectRequest {
+            container: id.into(),
+            name: id.into(),
+            ip: ip.map(|i| i.parse().expect("ip")),
+            ifname: "eth0".into(),
+            ..Default::default()
+        };
+        b.ns.run(|| b.store().connect("small", &req)).map(|(_, a)| a.ip)
+    };
+    assert!(connect("x1", Some("10.9.9.9")).unwrap_err().to_string().contains("does not belong"));
+    assert_eq!(connect("x1", None).unwrap().to_string(), "10.83.0.2");
+    assert!(connect("x2", Some("10.83.0.2")).unwrap_err().to_string().contains("already in use"));
+    assert!(connect("x2", None).unwrap_err().to_string().contains("no available IPv4 addresses"));
+    assert!(b.ns.run(|| b.store().connect("nope", &ConnectRequest::default())).unwrap_err().to_string().contains("not found"));
+
+    // A published port that a host process holds, or that another container has.
+    let held = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let h2 = held.clone();
+    b.ns.run(move || *h2.lock().expect("lock") = Some(std::net::TcpListener::bind("0.0.0.0:7070").expect("bind 7070")));
+    let with_port = |id: &str, p: &str| {
+        let req = ConnectRequest {
+            container: id.into(),
+            name: id.into(),
+            ports: ports::parse(p).expect("spec"),
+            ifname: "eth0".into(),
+            ..Default::default()
+        };
+        b.ns.run(|| b.store().connect("bridge", &req)).map(|_| ())
+    };
+    let e = with_port("p1", "7070:80").unwrap_err().to_string();
+    assert!(e.contains("Bind for 0.0.0.0:7070 failed") && e.contains("in use"), "{e}");
+    with_port("p1", "7071:80").expect("publish 7071");
+    let e = with_port("p2", "127.0.0.1:7071:80").unwrap_err().to_string();
+    assert!(e.contains("already allocated"), "{e}");
+    // Nothing half-made: p1's failed attempt left no endpoint, p2 holds no address.
+    let def = b.ns.run(|| b.store().get("bridge")).expect("get");
+    assert_eq!(def.endpoints.keys().collect::<Vec<_>>(), vec!["p1"]);
+    assert_eq!(def.pool.allocs.values().collect::<Vec<_>>(), vec!["p1"]);
+    drop(held);
+}
