@@ -251,6 +251,19 @@ impl Cgroup {
         }
     }
 
+    /// Whether the cgroup is frozen (`pause`): what `ps` and `inspect` show as Paused, read from the
+    /// kernel so that it stays true across an agent restart without a record of its own.
+    pub fn frozen(&self) -> Result<bool> {
+        match &self.inner {
+            Inner::V1(c) => match (&c.freezer, &c.unified) {
+                (Some(dir), _) => Ok(read(&dir.join("freezer.state"))?.trim() != "THAWED"),
+                (None, Some(u)) => Ok(keyed_file(&u.join("cgroup.events"), "frozen")? == 1),
+                (None, None) => Ok(false),
+            },
+            Inner::V2(c) => Ok(keyed_file(&c.dir.join("cgroup.events"), "frozen")? == 1),
+        }
+    }
+
     /// SIGKILLs every task: `cgroup.kill` where the kernel has it (v2, or the cgroup2 tree of a
     /// hybrid host; Linux >= 5.14), else freeze, signal each pid, thaw, so nothing forks in between.
     /// Returns once the signals are sent; the tasks die as they are scheduled.
