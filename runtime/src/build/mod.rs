@@ -4,3 +4,4 @@
 
 pub mod parse;
 pub mod shell;
+pub mod eval;
