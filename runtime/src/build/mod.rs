@@ -5,3 +5,5 @@
 pub mod parse;
 pub mod shell;
 pub mod eval;
+pub mod ignore;
+pub mod context;
