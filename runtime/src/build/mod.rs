@@ -7,3 +7,4 @@ pub mod shell;
 pub mod eval;
 pub mod ignore;
 pub mod context;
+pub mod copy;

@@ -89,7 +89,7 @@ fn name_of(rel: &[u8], prefix: &[u8]) -> Vec<u8> {
     }
 }
 
-fn marker(mode: u32, uid: u64, gid: u64, mtime: i64) -> tar::Header {
+pub fn marker(mode: u32, uid: u64, gid: u64, mtime: i64) -> tar::Header {
     let mut h = tar::Header::new_gnu();
     h.set_entry_type(tar::EntryType::Regular);
     h.set_mode(mode);
@@ -105,13 +105,13 @@ pub fn write_layer(changes: &Changes, w: impl Write) -> Result<()> {
     let mut t = TarOut::new(w);
     for (rel, e) in &changes.entries {
         match e {
-            Entry::Whiteout { mtime } => t.raw_entry(marker(0o600, 0, 0, *mtime), &name_of(rel, b".wh."))?,
+            Entry::Whiteout { mtime } => t.raw_entry(marker(0o600, 0, 0, *mtime), &name_of(rel, b".wh."), &[])?,
             Entry::Object { src, meta } | Entry::Opaque { src, meta } => {
                 t.xattrs(rel, &read_xattrs(src)?)?;
                 t.path(rel, src, meta)?;
                 if let Entry::Opaque { .. } = e {
                     let m = marker(meta.mode() & 0o7777, meta.uid().into(), meta.gid().into(), meta.mtime());
-                    t.raw_entry(m, &[rel, &b"/.wh..wh..opq"[..]].concat())?;
+                    t.raw_entry(m, &[rel, &b"/.wh..wh..opq"[..]].concat(), &[])?;
                 }
             }
         }

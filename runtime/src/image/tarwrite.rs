@@ -66,10 +66,22 @@ impl<W: Write> TarOut<W> {
 
     /// One file-system object at archive path `rel` (no leading `/`).
     pub fn path(&mut self, rel: &[u8], src: &Path, m: &Metadata) -> Result<()> {
+        self.path_as(rel, src, m, None, None)
+    }
+
+    /// As `path`, with the owner and permission bits replaced (COPY's `--chown`, `--chmod`).
+    pub fn path_as(&mut self, rel: &[u8], src: &Path, m: &Metadata, owner: Option<(u64, u64)>, mode: Option<u32>) -> Result<()> {
         let name = Path::new(std::ffi::OsStr::from_bytes(rel));
         let ft = m.file_type();
         let mut h = tar::Header::new_gnu();
         h.set_metadata_in_mode(m, tar::HeaderMode::Complete);
+        if let Some((u, g)) = owner {
+            h.set_uid(u);
+            h.set_gid(g);
+        }
+        if let Some(mode) = mode.filter(|_| !ft.is_symlink()) {
+            h.set_mode(mode);
+        }
         let ctx = || format!("archive {}", src.display());
         if ft.is_file() && m.nlink() > 1 {
             if let Some(first) = self.links.get(&(m.dev(), m.ino())) {
@@ -124,9 +136,10 @@ impl<W: Write> TarOut<W> {
     }
 
     /// A raw entry whose header the caller filled (whiteouts, opaque markers).
-    pub fn raw_entry(&mut self, mut h: tar::Header, name: &[u8]) -> Result<()> {
+    pub fn raw_entry(&mut self, mut h: tar::Header, name: &[u8], data: &[u8]) -> Result<()> {
         let name = Path::new(std::ffi::OsStr::from_bytes(name));
-        self.b.append_data(&mut h, name, io::empty()).map_err(werr)
+        h.set_size(data.len() as u64);
+        self.b.append_data(&mut h, name, data).map_err(werr)
     }
 
     pub fn finish(self) -> Result<W> {
