@@ -8,3 +8,4 @@ pub mod eval;
 pub mod ignore;
 pub mod context;
 pub mod copy;
+pub mod exec;

@@ -142,6 +142,8 @@ pub struct NewImage<'a> {
     pub author: Option<String>,
     pub comment: Option<String>,
     pub tag: Option<String>,
+    /// Whether the step gets a history entry (`build --label` changes the config without one).
+    pub history: bool,
 }
 
 pub fn tag_of(reference: Option<&str>) -> Result<Option<String>> {
@@ -203,8 +205,10 @@ impl Store {
         if unpacked.is_empty() {
             h.insert("empty_layer".into(), json!(true));
         }
-        let hist = obj.entry("history").or_insert_with(|| json!([]));
-        hist.as_array_mut().ok_or_else(|| Error::invalid("image history is not a list"))?.push(Value::Object(h));
+        if img.history {
+            let hist = obj.entry("history").or_insert_with(|| json!([]));
+            hist.as_array_mut().ok_or_else(|| Error::invalid("image history is not a list"))?.push(Value::Object(h));
+        }
         let raw = serde_json::to_vec(&full).map_err(|e| Error::invalid(format!("encode image config: {e}")))?;
         let id = Digest::of(&raw);
         let s = |k: &str| full.get(k).and_then(Value::as_str).map(String::from);
@@ -259,6 +263,7 @@ impl Store {
                 author: opts.author.clone(),
                 comment: opts.message.clone(),
                 tag,
+                history: true,
             },
         )
     }
