@@ -226,7 +226,7 @@ mod tests {
         fs::write(img.join("etc/passwd"), "root:x:0:0::/:/bin/sh\napp:x:100:101::/:/bin/sh\n").unwrap();
         fs::write(img.join("etc/group"), "root:x:0:\nstaff:x:50:\n").unwrap();
         let ctx = context::context(&c, &Ignore::default(), 1 << 30).unwrap();
-        let image = context::layers(&[img.clone()], "the image").unwrap();
+        let image = context::layers(std::slice::from_ref(&img), "the image").unwrap();
         let scratch = base.join("scratch");
         fs::create_dir_all(&scratch).unwrap();
         let out = base.join("l.tar");

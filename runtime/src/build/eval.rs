@@ -297,7 +297,7 @@ fn go_duration(ns: u64) -> String {
         return "0s".into();
     }
     if ns < 1_000_000_000 {
-        return if ns % 1_000_000 == 0 { format!("{}ms", ns / 1_000_000) } else { format!("{ns}ns") };
+        return if ns.is_multiple_of(1_000_000) { format!("{}ms", ns / 1_000_000) } else { format!("{ns}ns") };
     }
     let secs = ns / 1_000_000_000;
     let frac = ns % 1_000_000_000;

@@ -418,7 +418,7 @@ impl Builder<'_> {
                             let _ = writeln!(self.progress.w, "{l}");
                         }
                         let _ = writeln!(self.progress.w, "------");
-                        let mut msg = format!("{why}");
+                        let mut msg = why.clone();
                         if let Some(l) = last.last() {
                             msg.push_str(&format!(" (last output: {l})"));
                         }

@@ -406,7 +406,7 @@ mod tests {
         assert!(l.contains(&"D /var/lib/x".to_string()), "{l:?}");
         assert!(!l.iter().any(|x| x.contains("/var/lib/x/a") || x.contains("/dev") || x.contains("group")), "{l:?}");
         let mut sorted = l.clone();
-        sorted.sort_by(|a, b| walk_order(a[2..].as_bytes(), b[2..].as_bytes()));
+        sorted.sort_by(|a, b| walk_order(&a.as_bytes()[2..], &b.as_bytes()[2..]));
         assert_eq!(l, sorted);
         fs::remove_dir_all(&base).unwrap();
     }
