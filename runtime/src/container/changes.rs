@@ -265,6 +265,18 @@ pub fn copied(rootfs: &Path, lower: &Lower) -> Result<Changes> {
     Ok(c.finish())
 }
 
+/// A container's changes: its upper directory (overlayfs) or its own tree (`copy`, the copy
+/// driver) against the merged layers of its image, which live in `store`.
+pub fn of_container(store: &crate::image::store::Store, dir: &Path, layers: &[crate::digest::Digest], copy: bool) -> Result<Changes> {
+    let roots: Vec<PathBuf> = layers.iter().map(|d| store.layer_dir(d).join(crate::image::layer::ROOT)).collect();
+    let lower = crate::image::export::merged(&roots)?;
+    if copy {
+        copied(&dir.join("rootfs"), &lower)
+    } else {
+        overlay(&dir.join("upper"), &lower)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

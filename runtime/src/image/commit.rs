@@ -269,6 +269,53 @@ impl Store {
     }
 }
 
+/// The config `commit` records: the image's, with what the container was run with (Docker
+/// commits the container's own config: its environment, command, working directory, user and
+/// labels).
+pub fn container_config(image: &Map<String, Value>, rec: &crate::container::record::Record) -> Map<String, Value> {
+    let mut c = image.clone();
+    c.insert("Env".into(), json!(rec.spec.env));
+    if !rec.entrypoint.is_empty() {
+        c.insert("Entrypoint".into(), json!(rec.entrypoint));
+        if rec.cmd.is_empty() {
+            c.insert("Cmd".into(), Value::Null);
+        }
+    }
+    if !rec.cmd.is_empty() {
+        c.insert("Cmd".into(), json!(rec.cmd));
+    }
+    if !rec.spec.cwd.is_empty() && (rec.spec.cwd != "/" || c.contains_key("WorkingDir")) {
+        c.insert("WorkingDir".into(), json!(rec.spec.cwd));
+    }
+    if !rec.spec.user.is_empty() {
+        c.insert("User".into(), json!(rec.spec.user));
+    }
+    if !rec.labels.is_empty() {
+        let l = c.entry("Labels").or_insert_with(|| json!({}));
+        if !l.is_object() {
+            *l = json!({});
+        }
+        if let Some(m) = l.as_object_mut() {
+            for (k, v) in &rec.labels {
+                m.insert(k.clone(), json!(v));
+            }
+        }
+    }
+    if let Some(h) = &rec.health {
+        let ns = |ms: u64| json!(ms * 1_000_000);
+        c.insert(
+            "Healthcheck".into(),
+            json!({"Test": h.test, "Interval": ns(h.interval_ms), "Timeout": ns(h.timeout_ms), "StartPeriod": ns(h.start_period_ms), "Retries": h.retries}),
+        );
+    }
+    c
+}
+
+/// The command `commit` writes as the history's `created_by` (Docker: the container's Cmd).
+pub fn commit_created_by(config: &Map<String, Value>) -> String {
+    config.get("Cmd").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" ")).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
