@@ -47,8 +47,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
-use berth::update::journal::{Journal, Step};
-use berth::update::sign::SecretKey;
+use berth::daemon::update::journal::{Journal, Step};
+use berth_proto::sign::SecretKey;
 use berth_tests::agent::{alive, host_shared, Agent};
 use berth_tests::fixtures::read_archive;
 use berth_tests::mqtt::{app_image, device_on, root_of, update_files, wait_online, Background, Broker, Crafted, Fleet, Msg, Subscriber};
