@@ -4,8 +4,10 @@
 
 pub mod agent;
 pub mod board;
+pub mod build;
 pub mod check;
 pub mod client;
+pub mod commit;
 pub mod cp;
 pub mod deploy;
 pub mod events;
@@ -107,12 +109,16 @@ const TOP: &[Command] = &[
     command("agent", &agent::AGENT, agent::agent),
     command("attach", &logs::ATTACH, logs::attach),
     Command { name: "board", cmd: &board::GROUP, target: Target::Group(board::SUBCOMMANDS) },
+    command("build", &build::BUILD, build::build),
     command("check", &check::CHECK, check::check),
+    command("commit", &commit::COMMIT, commit::commit),
     command("cp", &cp::CP, cp::cp),
     command("create", &run::CREATE, run::create),
     Command { name: "deployment", cmd: &deploy::GROUP, target: Target::Group(deploy::SUBCOMMANDS) },
+    command("diff", &commit::DIFF, commit::diff),
     command("kill", &lifecycle::KILL, lifecycle::kill),
     command("logs", &logs::LOGS, logs::logs),
+    command("pause", &commit::PAUSE, commit::pause),
     command("ps", &ps::PS, ps::ps),
     command("restart", &lifecycle::RESTART, lifecycle::restart),
     command("rename", &lifecycle::RENAME, lifecycle::rename),
@@ -140,6 +146,7 @@ const TOP: &[Command] = &[
     Command { name: "system", cmd: &system::GROUP, target: Target::Group(system::SUBCOMMANDS) },
     command("tag", &image::TAG, image::tag),
     command("top", &stats::TOP, stats::top),
+    command("unpause", &commit::UNPAUSE, commit::unpause),
     command("update", &lifecycle::UPDATE, lifecycle::update),
     command("version", &system::VERSION_CMD, system::version),
 ];
@@ -148,13 +155,16 @@ const CONTAINER_GROUP: Cmd = group("berth container", "Manage containers");
 
 /// `berth container X` is `berth X` (plus `ls` and `prune`).
 const CONTAINER_SUBCOMMANDS: &[Command] = &[
+    command("commit", &commit::COMMIT, commit::commit),
     command("cp", &cp::CP, cp::cp),
     command("create", &run::CREATE, run::create),
+    command("diff", &commit::DIFF, commit::diff),
     command("exec", &run::EXEC, run::exec),
     command("inspect", &inspect::INSPECT, inspect::inspect),
     command("kill", &lifecycle::KILL, lifecycle::kill),
     command("logs", &logs::LOGS, logs::logs),
     command("ls", &ps::LS, ps::ps),
+    command("pause", &commit::PAUSE, commit::pause),
     command("list", &ps::LS, ps::ps),
     command("ps", &ps::LS, ps::ps),
     command("prune", &lifecycle::PRUNE, lifecycle::prune),
@@ -166,6 +176,7 @@ const CONTAINER_SUBCOMMANDS: &[Command] = &[
     command("stats", &stats::STATS, stats::stats),
     command("stop", &lifecycle::STOP, lifecycle::stop),
     command("top", &stats::TOP, stats::top),
+    command("unpause", &commit::UNPAUSE, commit::unpause),
     command("update", &lifecycle::UPDATE, lifecycle::update),
     command("wait", &lifecycle::WAIT, lifecycle::wait),
 ];

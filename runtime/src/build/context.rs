@@ -145,7 +145,9 @@ impl Source {
 
     /// `rel` and everything below it (all of the tree for the root), in path order.
     pub fn under<'a>(&'a self, rel: &'a str) -> impl Iterator<Item = (&'a String, &'a (PathBuf, Metadata))> + 'a {
-        self.tree.iter().filter(move |(k, _)| rel.is_empty() || *k == rel || (k.starts_with(rel) && k.as_bytes().get(rel.len()) == Some(&b'/')))
+        self.tree
+            .iter()
+            .filter(move |(k, _)| rel.is_empty() || *k == rel || (k.starts_with(rel) && k.as_bytes().get(rel.len()) == Some(&b'/')))
     }
 
     /// The content hash of what copying `rels` brings in.

@@ -27,13 +27,17 @@ pub fn chown_ids(spec: &str, image: &Source) -> Result<(u64, u64)> {
     let (u, g) = spec.split_once(':').map_or((spec, None), |(a, b)| (a, Some(b)));
     let uid = match u.parse::<u64>() {
         Ok(n) => n,
-        Err(_) => find(&read("etc/passwd"), u, 2).ok_or_else(|| Error::invalid(format!("unable to convert uid/gid chown string to host mapping: can't find uid for user {u}")))?,
+        Err(_) => find(&read("etc/passwd"), u, 2).ok_or_else(|| {
+            Error::invalid(format!("unable to convert uid/gid chown string to host mapping: can't find uid for user {u}"))
+        })?,
     };
     let gid = match g {
         None => uid,
         Some(g) => match g.parse::<u64>() {
             Ok(n) => n,
-            Err(_) => find(&read("etc/group"), g, 2).ok_or_else(|| Error::invalid(format!("unable to convert uid/gid chown string to host mapping: can't find gid for group {g}")))?,
+            Err(_) => find(&read("etc/group"), g, 2).ok_or_else(|| {
+                Error::invalid(format!("unable to convert uid/gid chown string to host mapping: can't find gid for group {g}"))
+            })?,
         },
     };
     Ok((uid, gid))
@@ -41,9 +45,23 @@ pub fn chown_ids(spec: &str, image: &Source) -> Result<(u64, u64)> {
 
 enum Item<'a> {
     /// Made by COPY itself (a missing parent, or the destination of a directory copy).
-    Dir { mode: u32, mtime: i64, owner: (u64, u64) },
-    Object { src: &'a Path, meta: &'a std::fs::Metadata, owner: Option<(u64, u64)>, mode: Option<u32> },
-    Bytes { data: &'a [u8], mtime: i64, owner: (u64, u64), mode: u32 },
+    Dir {
+        mode: u32,
+        mtime: i64,
+        owner: (u64, u64),
+    },
+    Object {
+        src: &'a Path,
+        meta: &'a std::fs::Metadata,
+        owner: Option<(u64, u64)>,
+        mode: Option<u32>,
+    },
+    Bytes {
+        data: &'a [u8],
+        mtime: i64,
+        owner: (u64, u64),
+        mode: u32,
+    },
 }
 
 fn join(a: &str, b: &str) -> String {
@@ -77,7 +95,15 @@ pub struct Prepared {
 /// Writes the layer of `copy` to `out`. `src` is where the sources come from, `resolved` their
 /// paths there (one list per source word), `image` the stage's current file system (existing
 /// directories, /etc/passwd for `--chown`), `scratch` room to extract archives.
-pub fn write_layer(copy: &Copy, src: &Source, resolved: &[Vec<String>], image: &Source, scratch: &Path, now: i64, out: &Path) -> Result<()> {
+pub fn write_layer(
+    copy: &Copy,
+    src: &Source,
+    resolved: &[Vec<String>],
+    image: &Source,
+    scratch: &Path,
+    now: i64,
+    out: &Path,
+) -> Result<()> {
     let owner = match &copy.chown {
         Some(c) => Some(chown_ids(c, image)?),
         None => None,
@@ -254,7 +280,10 @@ mod tests {
         let mut add = cp("/srv/");
         add.add = true;
         write_layer(&add, &ctx, &[vec!["t.tar".into()]], &image, &scratch, 5, &out).unwrap();
-        assert_eq!(entries(&out), [("srv".into(), 0o755, 0, 0), ("srv/in".into(), 0o755, 0, 0), ("srv/in/archive.txt".into(), 0o600, 7, 8)]);
+        assert_eq!(
+            entries(&out),
+            [("srv".into(), 0o755, 0, 0), ("srv/in".into(), 0o755, 0, 0), ("srv/in/archive.txt".into(), 0o600, 7, 8)]
+        );
         write_layer(&cp("/srv/"), &ctx, &[vec!["t.tar".into()]], &image, &scratch, 5, &out).unwrap();
         assert_eq!(entries(&out)[1].0, "srv/t.tar");
         // Heredocs.

@@ -132,7 +132,11 @@ pub fn plan(df: &Dockerfile, opts: &Options) -> Result<Plan> {
                 if !n.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
                     || !n.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
                 {
-                    return Err(err_at(file, ins.line, format!("invalid name for build stage: {n:?}, name can't start with a number or contain symbols")));
+                    return Err(err_at(
+                        file,
+                        ins.line,
+                        format!("invalid name for build stage: {n:?}, name can't start with a number or contain symbols"),
+                    ));
                 }
             }
             let lower = expanded.to_ascii_lowercase();
@@ -380,7 +384,10 @@ impl<'a> StageState<'a> {
             .get("Env")
             .and_then(Value::as_array)
             .map(|a| {
-                a.iter().filter_map(|e| e.as_str()).map(|e| e.split_once('=').map_or((e.into(), String::new()), |(k, v)| (k.into(), v.into()))).collect()
+                a.iter()
+                    .filter_map(|e| e.as_str())
+                    .map(|e| e.split_once('=').map_or((e.into(), String::new()), |(k, v)| (k.into(), v.into())))
+                    .collect()
             })
             .unwrap_or_default()
     }
@@ -456,7 +463,9 @@ impl<'a> StageState<'a> {
         }
         raw.iter()
             .map(|w| {
-                let (k, v) = w.split_once('=').ok_or_else(|| self.err(ins, format!("Syntax error - can't find = in {w:?}. Must be of the form: name=value")))?;
+                let (k, v) = w
+                    .split_once('=')
+                    .ok_or_else(|| self.err(ins, format!("Syntax error - can't find = in {w:?}. Must be of the form: name=value")))?;
                 let k = self.word(ins, k)?;
                 if k.is_empty() {
                     return Err(self.err(ins, format!("{} names can not be blank", ins.cmd)));
@@ -643,7 +652,10 @@ impl<'a> StageState<'a> {
                 self.check_flags(ins, &[])?;
                 let s = self.word(ins, ins.text().trim())?;
                 let ok = s.parse::<u32>().is_ok()
-                    || s.strip_prefix("SIG").unwrap_or(&s).chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '+' || c == '-')
+                    || s.strip_prefix("SIG")
+                        .unwrap_or(&s)
+                        .chars()
+                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '+' || c == '-')
                         && !s.is_empty();
                 if !ok {
                     return Err(self.err(ins, format!("invalid signal: {s}")));
@@ -736,7 +748,10 @@ impl<'a> StageState<'a> {
         }
         let mut ws = self.words(ins)?;
         if ws.len() < 2 {
-            return Err(self.err(ins, format!("{} requires at least two arguments, but only one was provided. Destination could not be determined", ins.cmd)));
+            return Err(self.err(
+                ins,
+                format!("{} requires at least two arguments, but only one was provided. Destination could not be determined", ins.cmd),
+            ));
         }
         let dest_raw = ws.pop().unwrap_or_default();
         let mut heredocs = Vec::new();
@@ -744,14 +759,16 @@ impl<'a> StageState<'a> {
         for s in ws {
             match ins.heredocs.iter().find(|h| s == format!("<<{}", h.name) || s == format!("<<-{}", h.name)) {
                 Some(h) => {
-                    let content = if h.quoted { h.content.clone() } else { self.word(ins, &format!("\"{}\"", h.content.replace('"', "\\\"")))? };
+                    let content =
+                        if h.quoted { h.content.clone() } else { self.word(ins, &format!("\"{}\"", h.content.replace('"', "\\\"")))? };
                     heredocs.push((h.name.clone(), content));
                 }
                 None => sources.push(s),
             }
         }
         let dir_dest = dest_raw.ends_with('/') || dest_raw == "." || dest_raw.ends_with("/.");
-        let mut dest = if dest_raw.starts_with('/') { clean_path(&dest_raw) } else { clean_path(&format!("{}/{dest_raw}", self.workdir())) };
+        let mut dest =
+            if dest_raw.starts_with('/') { clean_path(&dest_raw) } else { clean_path(&format!("{}/{dest_raw}", self.workdir())) };
         if dir_dest && dest != "/" {
             dest.push('/');
         }
@@ -772,7 +789,12 @@ impl<'a> StageState<'a> {
         let chmod = match ins.flag("chmod") {
             Some(c) => {
                 let c = self.word(ins, c)?;
-                Some(u32::from_str_radix(&c, 8).ok().filter(|m| *m <= 0o7777).ok_or_else(|| self.err(ins, format!("invalid chmod parameter: {c}")))?)
+                Some(
+                    u32::from_str_radix(&c, 8)
+                        .ok()
+                        .filter(|m| *m <= 0o7777)
+                        .ok_or_else(|| self.err(ins, format!("invalid chmod parameter: {c}")))?,
+                )
             }
             None => None,
         };
@@ -1017,7 +1039,10 @@ COPY --chown=1:2 --chmod=700 busybox /y
         assert_eq!(e("RUN x\nFROM a"), "Dockerfile:1: RUN before any FROM: no build stage in current context");
         assert_eq!(e("ARG IMG\nFROM $IMG\n"), "Dockerfile:2: base name ($IMG) should not be blank");
         assert_eq!(e("FROM scratch\nARG V\nRUN x\nCOPY ${V:?needs V} /\n"), "Dockerfile:4: V: needs V");
-        assert_eq!(e("FROM scratch\nCOPY onlyone\n"), "Dockerfile:2: COPY requires at least two arguments, but only one was provided. Destination could not be determined");
+        assert_eq!(
+            e("FROM scratch\nCOPY onlyone\n"),
+            "Dockerfile:2: COPY requires at least two arguments, but only one was provided. Destination could not be determined"
+        );
         assert_eq!(e("FROM scratch\nSHELL sh -c\n"), "Dockerfile:2: SHELL requires the arguments to be in JSON form");
         assert_eq!(e("FROM scratch\nEXPOSE 80/xyz\n"), "Dockerfile:2: invalid proto: xyz");
         assert_eq!(e("FROM scratch\nCOPY --chmod=9 a /\n"), "Dockerfile:2: invalid chmod parameter: 9");
@@ -1032,7 +1057,8 @@ COPY --chown=1:2 --chmod=700 busybox /y
         let df = parse("FROM x\nWORKDIR a\nWORKDIR ../b/./c\nENTRYPOINT top\n", "Dockerfile").unwrap();
         let o = opts(&[]);
         let p = plan(&df, &o).unwrap();
-        let base: Map<String, Value> = serde_json::from_value(json!({"Cmd": ["sh"], "WorkingDir": "/w", "OnBuild": ["RUN echo trig"]})).unwrap();
+        let base: Map<String, Value> =
+            serde_json::from_value(json!({"Cmd": ["sh"], "WorkingDir": "/w", "OnBuild": ["RUN echo trig"]})).unwrap();
         let (mut s, triggers) = StageState::new(&p, &o, 0, Some(&base)).unwrap();
         assert_eq!(triggers.len(), 1);
         assert_eq!(triggers[0].text(), "echo trig");

@@ -39,7 +39,14 @@ const LAST_LINES: usize = 10;
 pub trait Runner {
     /// `out` gets the command's output as it comes. Returns the exit code; on 0, whether a layer
     /// was written to `layer` (no changes: no layer).
-    fn run(&mut self, image: &ImageRecord, config: &Map<String, Value>, run: &Run, out: &mut dyn Write, layer: &Path) -> Result<(i32, bool)>;
+    fn run(
+        &mut self,
+        image: &ImageRecord,
+        config: &Map<String, Value>,
+        run: &Run,
+        out: &mut dyn Write,
+        layer: &Path,
+    ) -> Result<(i32, bool)>;
 }
 
 pub struct Request {
@@ -296,6 +303,7 @@ impl Builder<'_> {
                     comment: None,
                     tag: None,
                     history: false,
+                    image_comment: false,
                 },
             )?;
             drop(lock);
@@ -328,9 +336,8 @@ impl Builder<'_> {
             Base::Scratch => None,
             Base::Stage(b) => self.results.get(b).cloned().flatten(),
             Base::Image(name) => {
-                let img = find_image(self.store, name)?.ok_or_else(|| {
-                    parse::err_at(file, st.line, format!("FROM {name}: No such image: {name} (pull or load it first)"))
-                })?;
+                let img = find_image(self.store, name)?
+                    .ok_or_else(|| parse::err_at(file, st.line, format!("FROM {name}: No such image: {name} (pull or load it first)")))?;
                 if let Some(p) = &st.platform {
                     let want = crate::image::platform::Platform::parse(p).map_err(|e| parse::err_at(file, st.line, e))?;
                     if want.arch != img.arch {
@@ -401,7 +408,9 @@ impl Builder<'_> {
                     }
                     let img = match &cur {
                         Some(c) => c.clone(),
-                        None => return Err(parse::err_at(file, ins.line, "RUN in a stage FROM scratch: there is no shell or program to run")),
+                        None => {
+                            return Err(parse::err_at(file, ins.line, "RUN in a stage FROM scratch: there is no shell or program to run"))
+                        }
                     };
                     let n = n.unwrap_or(0);
                     let mut o = RunOutput { p: &mut self.progress, n, t, partial: Vec::new(), last: Vec::new() };
@@ -413,7 +422,12 @@ impl Builder<'_> {
                     if code != 0 {
                         let why = format!("process \"{cmd}\" did not complete successfully: exit code: {code}");
                         self.progress.line(n, &format!("ERROR: {why}"));
-                        let _ = writeln!(self.progress.w, "------\n > {} {}:", self.label(i, step_no, vertices), ins.original.lines().next().unwrap_or("").trim());
+                        let _ = writeln!(
+                            self.progress.w,
+                            "------\n > {} {}:",
+                            self.label(i, step_no, vertices),
+                            ins.original.lines().next().unwrap_or("").trim()
+                        );
                         for l in &last {
                             let _ = writeln!(self.progress.w, "{l}");
                         }
@@ -439,6 +453,7 @@ impl Builder<'_> {
                     comment: Some(eval::COMMENT.into()),
                     tag: None,
                     history: true,
+                    image_comment: false,
                 },
             )?;
             drop(lock);
@@ -455,7 +470,12 @@ impl Builder<'_> {
 
     /// What else keys the step, and for COPY/ADD the source tree and resolved paths.
     #[allow(clippy::type_complexity)]
-    fn step_inputs(&self, step: &Step, cur: &Option<ImageRecord>, ins: &parse::Instruction) -> Result<(String, Option<(Source, Vec<Vec<String>>)>)> {
+    fn step_inputs(
+        &self,
+        step: &Step,
+        cur: &Option<ImageRecord>,
+        ins: &parse::Instruction,
+    ) -> Result<(String, Option<(Source, Vec<Vec<String>>)>)> {
         let Action::Copy(c) = &step.action else {
             return Ok((String::new(), None));
         };

@@ -2,10 +2,10 @@
 //! `.dockerignore` and the build context with its cache keys. Pure code, no kernel: the executor
 //! (containers for RUN, layers for COPY) lives with the agent.
 
-pub mod parse;
-pub mod shell;
-pub mod eval;
-pub mod ignore;
 pub mod context;
 pub mod copy;
+pub mod eval;
 pub mod exec;
+pub mod ignore;
+pub mod parse;
+pub mod shell;

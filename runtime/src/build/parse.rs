@@ -304,7 +304,8 @@ mod tests {
 
     #[test]
     fn continuations_comments_and_line_numbers() {
-        let d = p("# syntax=docker/dockerfile:1\nFROM alpine AS b\n\n# c\nRUN echo a \\\n  # inner comment\n\n  && echo b\nrun   echo   x\n");
+        let d =
+            p("# syntax=docker/dockerfile:1\nFROM alpine AS b\n\n# c\nRUN echo a \\\n  # inner comment\n\n  && echo b\nrun   echo   x\n");
         assert_eq!(d.syntax.as_deref(), Some("docker/dockerfile:1"));
         let i = &d.instructions;
         assert_eq!((i[0].cmd.as_str(), i[0].line), ("FROM", 2));

@@ -212,8 +212,7 @@ impl Lexer<'_> {
 }
 
 fn lex(s: &str, vars: &dyn Vars, escape: char, split: bool) -> Result<Vec<String>> {
-    let mut l =
-        Lexer { chars: s.chars().collect(), pos: 0, escape, vars, words: Vec::new(), cur: String::new(), in_word: false, split };
+    let mut l = Lexer { chars: s.chars().collect(), pos: 0, escape, vars, words: Vec::new(), cur: String::new(), in_word: false, split };
     l.run()?;
     Ok(l.words)
 }

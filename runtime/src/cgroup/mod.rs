@@ -172,6 +172,12 @@ impl Cgroups {
     }
 }
 
+/// Whether the container `id` of the agent on `root` is paused (its cgroup frozen). For `ps` and
+/// `inspect`, which read records without the agent: the kernel is the record of this state.
+pub fn is_paused(root: &Path, id: &str) -> bool {
+    Cgroups::detect().is_ok_and(|c| c.open(&crate::paths::cgroup_parent(root), id).frozen().unwrap_or(false))
+}
+
 /// A container's cgroup: its directory in each hierarchy.
 #[derive(Debug, Clone)]
 pub struct Cgroup {

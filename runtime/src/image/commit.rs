@@ -144,12 +144,16 @@ pub struct NewImage<'a> {
     pub tag: Option<String>,
     /// Whether the step gets a history entry (`build --label` changes the config without one).
     pub history: bool,
+    /// `comment` is also the image's own (`commit -m`, as Docker's), not only the history's.
+    pub image_comment: bool,
 }
 
 pub fn tag_of(reference: Option<&str>) -> Result<Option<String>> {
     match reference {
         Some(r) => Ok(Some(
-            Reference::parse(r)?.tagged().ok_or_else(|| Error::invalid(format!("refusing to create a tag with a digest reference: {r}")))?,
+            Reference::parse(r)?
+                .tagged()
+                .ok_or_else(|| Error::invalid(format!("refusing to create a tag with a digest reference: {r}")))?,
         )),
         None => Ok(None),
     }
@@ -191,6 +195,10 @@ impl Store {
         match &img.author {
             Some(a) => obj.insert("author".into(), json!(a)),
             None => obj.remove("author"),
+        };
+        match img.comment.as_ref().filter(|c| img.image_comment && !c.is_empty()) {
+            Some(c) => obj.insert("comment".into(), json!(c)),
+            None => obj.remove("comment"),
         };
         obj.insert("rootfs".into(), json!({"type": "layers", "diff_ids": layers.iter().map(|d| d.to_string()).collect::<Vec<_>>()}));
         let mut h = Map::new();
@@ -264,6 +272,7 @@ impl Store {
                 comment: opts.message.clone(),
                 tag,
                 history: true,
+                image_comment: true,
             },
         )
     }
@@ -274,7 +283,9 @@ impl Store {
 /// labels).
 pub fn container_config(image: &Map<String, Value>, rec: &crate::container::record::Record) -> Map<String, Value> {
     let mut c = image.clone();
-    c.insert("Env".into(), json!(rec.spec.env));
+    // The agent adds HOSTNAME when the container starts; Docker's config never holds it.
+    let env: Vec<&String> = rec.spec.env.iter().filter(|e| !e.starts_with("HOSTNAME=")).collect();
+    c.insert("Env".into(), json!(env));
     if !rec.entrypoint.is_empty() {
         c.insert("Entrypoint".into(), json!(rec.entrypoint));
         if rec.cmd.is_empty() {
@@ -313,7 +324,11 @@ pub fn container_config(image: &Map<String, Value>, rec: &crate::container::reco
 
 /// The command `commit` writes as the history's `created_by` (Docker: the container's Cmd).
 pub fn commit_created_by(config: &Map<String, Value>) -> String {
-    config.get("Cmd").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" ")).unwrap_or_default()
+    config
+        .get("Cmd")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
