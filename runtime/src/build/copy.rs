@@ -121,12 +121,13 @@ pub fn write_layer(
     }
     let root_owner = owner.unwrap_or((0, 0));
     let mut items: BTreeMap<String, Item> = BTreeMap::new();
+    // Directories COPY makes belong to the --chown owner too, as Docker's.
     let parents = |items: &mut BTreeMap<String, Item>, path: &str| {
         let comps: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
         for n in 1..comps.len() {
             let p = comps[..n].join("/");
             if !image.tree.contains_key(&p) {
-                items.entry(p).or_insert(Item::Dir { mode: 0o755, mtime: now, owner: (0, 0) });
+                items.entry(p).or_insert(Item::Dir { mode: 0o755, mtime: now, owner: root_owner });
             }
         }
     };
