@@ -24,7 +24,7 @@ use crate::build::parse;
 use crate::digest::{Digest, Hasher};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::{atomic_write, remove_all};
-use crate::image::commit::{tag_of, NewImage};
+use crate::image::commit::{tag_of, Layer, NewImage};
 use crate::image::db::ImageRecord;
 use crate::image::store::Store;
 use crate::timefmt;
@@ -447,7 +447,7 @@ impl Builder<'_> {
                 NewImage {
                     base: cur.as_ref(),
                     config: state.config.clone(),
-                    layer: has_layer.then_some(layer.as_path()),
+                    layer: has_layer.then_some(Layer::File(layer.as_path())),
                     created_by: step.created_by.clone(),
                     author: state.author.clone(),
                     comment: Some(eval::COMMENT.into()),

@@ -8,7 +8,8 @@
 //! bytes (the same diff_id) later.
 
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Write};
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::os::unix::net::UnixStream;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
@@ -131,13 +132,20 @@ pub struct CommitOptions {
     pub created_by: String,
 }
 
+/// Where a new layer's tarball comes from.
+pub enum Layer<'a> {
+    File(&'a Path),
+    /// Written by another thread as it is read: no copy of the tarball on flash.
+    Stream(&'a mut (dyn Read + Send)),
+}
+
 /// One new image on top of `base` (none: `FROM scratch`).
 pub struct NewImage<'a> {
     pub base: Option<&'a ImageRecord>,
     /// The image's `config` object (Env, Cmd, ...).
     pub config: Map<String, Value>,
     /// The new layer as a tarball; `None` for a step that changes only the config.
-    pub layer: Option<&'a Path>,
+    pub layer: Option<Layer<'a>>,
     pub created_by: String,
     pub author: Option<String>,
     pub comment: Option<String>,
@@ -146,6 +154,26 @@ pub struct NewImage<'a> {
     pub history: bool,
     /// `comment` is also the image's own (`commit -m`, as Docker's), not only the history's.
     pub image_comment: bool,
+}
+
+fn commit_image<'a>(
+    base: &'a ImageRecord,
+    config: Map<String, Value>,
+    opts: &CommitOptions,
+    tag: Option<String>,
+    layer: Option<Layer<'a>>,
+) -> NewImage<'a> {
+    NewImage {
+        base: Some(base),
+        config,
+        layer,
+        created_by: opts.created_by.clone(),
+        author: opts.author.clone(),
+        comment: opts.message.clone(),
+        tag,
+        history: true,
+        image_comment: true,
+    }
 }
 
 pub fn tag_of(reference: Option<&str>) -> Result<Option<String>> {
@@ -181,9 +209,15 @@ impl Store {
         let scratch = self.scratch(lock, "commit")?;
         let dir = scratch.dir.join("layer");
         let mut unpacked = Vec::new();
-        if let Some(tar) = img.layer {
-            let f = File::open(tar).ctx(|| format!("open {}", tar.display()))?;
-            let u = layer::unpack(BufReader::with_capacity(256 * 1024, f), &dir)?;
+        let u = match img.layer {
+            Some(Layer::File(tar)) => {
+                let f = File::open(tar).ctx(|| format!("open {}", tar.display()))?;
+                Some(layer::unpack(BufReader::with_capacity(256 * 1024, f), &dir)?)
+            }
+            Some(Layer::Stream(r)) => Some(layer::unpack(BufReader::with_capacity(256 * 1024, r), &dir)?),
+            None => None,
+        };
+        if let Some(u) = u {
             layers.push(u.diff_id.clone());
             unpacked.push((u.diff_id, u.size, dir));
         }
@@ -252,29 +286,23 @@ impl Store {
             apply_change(&mut config, c)?;
         }
         let lock = self.lock()?;
-        let scratch = self.scratch(&lock, "commit-tar")?;
-        let tar = scratch.dir.join("layer.tar");
-        let layer = if changes.entries.is_empty() {
-            None
-        } else {
-            let f = File::create(&tar).ctx(|| format!("create {}", tar.display()))?;
-            write_layer(changes, BufWriter::with_capacity(256 * 1024, f))?;
-            Some(tar.as_path())
-        };
-        self.add_image(
-            &lock,
-            NewImage {
-                base: Some(base),
-                config,
-                layer,
-                created_by: opts.created_by.clone(),
-                author: opts.author.clone(),
-                comment: opts.message.clone(),
-                tag,
-                history: true,
-                image_comment: true,
-            },
-        )
+        if changes.entries.is_empty() {
+            return self.add_image(&lock, commit_image(base, config, opts, tag, None));
+        }
+        // The tarball is written by a thread and unpacked as it comes: the changes are read
+        // once and written once.
+        let (mut r, w) = UnixStream::pair().map_err(|e| Error::io("socket pair for the layer", e))?;
+        std::thread::scope(|s| {
+            let writer = s.spawn(move || write_layer(changes, BufWriter::with_capacity(256 * 1024, w)));
+            let res = self.add_image(&lock, commit_image(base, config, opts, tag, Some(Layer::Stream(&mut r))));
+            // A failed unpack stops the writer (its next write fails) before it is joined.
+            drop(r);
+            let wrote = writer.join().unwrap_or_else(|_| Err(Error::invalid("the layer writer panicked")));
+            match (res, wrote) {
+                (Ok(id), Ok(())) => Ok(id),
+                (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+            }
+        })
     }
 }
 
