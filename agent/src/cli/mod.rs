@@ -1,6 +1,8 @@
-//! The CLI: global options, then one module per command group (`image.rs`, `system.rs`), each
-//! command a `Cmd` spec (flags and help) and a `run` function. Errors print as one line,
-//! `Error: ...`; exit codes as Docker's: 1 for a failed operation, 125 for bad usage.
+//! The CLI: global options, then the one dispatch table (`TOP`, and the groups' tables it names)
+//! from which every help listing is made. One module per command family (`run.rs`, `lifecycle.rs`,
+//! `image.rs`, ...), each command a `Cmd` spec (flags and help) and a function that ends in a call
+//! to the agent (`client.rs`) or to `berth_runtime`. Errors print as one line, `Error: ...`; the
+//! exit code is `berth_proto::error::exit_code` of the failure's kind (Docker's codes).
 
 pub mod agent;
 pub mod board;

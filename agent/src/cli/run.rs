@@ -4,7 +4,7 @@
 use std::os::fd::AsRawFd;
 
 use berth_proto::args::{cmd, opt, Cmd, Matches, Opt};
-use berth_proto::error::exit_code;
+use berth_proto::error::{exit_code, Kind};
 use berth_proto::run::{env_entry, run_options};
 use berth_proto::socket::{Request, Response, RunOptions};
 use berth_runtime::Error;
@@ -42,7 +42,7 @@ fn create_on(client: &mut Client, o: RunOptions) -> Result<String, CliError> {
         // Docker: run/create itself failing is 125, whatever the reason.
         Response::Error { msg, .. } => {
             eprintln!("Error: {msg}");
-            Err(CliError::Exit(125))
+            Err(CliError::Exit(exit_code(Kind::Usage)))
         }
         Response::Created { id, warnings } => {
             for w in warnings {
@@ -67,7 +67,7 @@ fn run_err(e: CliError) -> CliError {
     match e {
         CliError::Op(e) => {
             eprintln!("Error: {e}");
-            CliError::Exit(125)
+            CliError::Exit(exit_code(Kind::Usage))
         }
         other => other,
     }

@@ -22,7 +22,7 @@ use crate::mqtt::TlsFiles;
 use crate::term::format::Format;
 use crate::term::output::table;
 use berth_proto::args::{self, opt, Cmd, Matches, Opt, Parsed, UsageError};
-use berth_proto::error::{op_err, CliError};
+use berth_proto::error::{exit_code, op_err, CliError, Kind as Failure};
 use berth_proto::names::valid_device_id;
 use berth_proto::sign::{self, SecretKey};
 use berth_proto::wire::{Envelope, Kind, Manifest, Outcome, VERSION};
@@ -169,11 +169,11 @@ pub fn main(args: &[String]) -> Result<i32, CliError> {
         Ok(code) => Ok(code),
         Err(CliError::Usage(e)) => {
             eprintln!("berth fleet: {} (see '{} --help')", e.msg, e.cmd);
-            Err(CliError::Exit(125))
+            Err(CliError::Exit(exit_code(Failure::Usage)))
         }
         Err(CliError::Op(e)) => {
             eprintln!("berth fleet: {e}");
-            Err(CliError::Exit(1))
+            Err(CliError::Exit(exit_code(Failure::Failed)))
         }
         Err(e) => Err(e),
     }
