@@ -413,7 +413,7 @@ fn build_bad_input_names_the_line_and_leaves_nothing() {
     write(&outside, &[("secret", "s")]);
     symlink(outside.join("secret"), ctx.join("escape")).unwrap();
     let before = a.snapshot();
-    let images = a.ok(&["images"]);
+    let images = a.ok(&["images", "-q"]);
     let cases: &[(&str, &str)] = &[
         ("FROM busybox\nFOO bar\n", "Error: Dockerfile:2: unknown instruction: FOO"),
         ("FROM busybox\nCOPY missing.txt /\n", "Error: Dockerfile:2: COPY missing.txt: not found in the build context"),
@@ -442,9 +442,34 @@ fn build_bad_input_names_the_line_and_leaves_nothing() {
     assert_eq!(a.snapshot().diff(&before), "");
     assert!(a.ps_all().is_empty());
     assert!(!a.root().path().join("build").read_dir().unwrap().any(|e| e.unwrap().file_name().to_string_lossy().starts_with("tmp-")));
-    assert_eq!(a.ok(&["images"]), images);
+    assert_eq!(a.ok(&["images", "-q"]), images);
     let (code, _, err) = a.code(&["pause", "nope"]);
     assert_eq!((code, err.trim()), (1, "Error: No such container: nope"));
     fs::remove_dir_all(&ctx).unwrap();
     fs::remove_dir_all(&outside).unwrap();
+}
+
+#[test]
+fn build_on_a_full_disk_fails_cleanly() {
+    let _g = host_shared();
+    // A root on a 24 MiB tmpfs: the 2 MB busybox image fits, a 30 MB COPY does not.
+    let root = berth_tests::Root::on_tmpfs("24m");
+    root.ok(&["load", "-q", "-i", s(&fixtures().busybox.path)]);
+    let a = Agent::start(root);
+    let ctx = make_temp_dir("berth-build-full");
+    fs::write(ctx.join("Dockerfile"), "FROM busybox\nRUN echo before\nCOPY big.bin /big.bin\n").unwrap();
+    fs::write(ctx.join("big.bin"), vec![7u8; 30 << 20]).unwrap();
+    let (code, _, err) = a.code(&["build", "-t", "full:1", s(&ctx)]);
+    let last = err.lines().last().unwrap_or("");
+    assert_eq!(code, 1, "{err}");
+    assert!(last.starts_with("Error: Dockerfile:3: COPY") && last.to_lowercase().contains("no space left on device"), "{err}");
+    assert_eq!(a.cmd(&["image", "inspect", "full:1"]).status.code(), Some(1));
+    assert!(a.ps_all().is_empty());
+    let build_dir = a.root().path().join("build");
+    assert!(!build_dir.read_dir().unwrap().any(|e| e.unwrap().file_name().to_string_lossy().starts_with("tmp-")));
+    assert!(a.root().path().join("tmp").read_dir().map_or(true, |mut d| d.next().is_none()));
+    // The space is back: a small build works.
+    fs::write(ctx.join("Dockerfile"), "FROM busybox\nRUN echo after > /after\n").unwrap();
+    a.ok(&["build", "-q", "-t", "ok:1", s(&ctx)]);
+    fs::remove_dir_all(&ctx).unwrap();
 }

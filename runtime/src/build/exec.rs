@@ -84,8 +84,11 @@ impl Cache {
         Ok(db.images.iter().find(|i| i.id.to_string() == *id).cloned())
     }
 
-    fn put(&mut self, key: String, id: &Digest) -> Result<()> {
+    fn put(&mut self, store: &Store, key: String, id: &Digest) -> Result<()> {
         self.map.insert(key, id.to_string());
+        // Steps whose image was removed (`rmi`, `image prune`) are forgotten.
+        let db = store.db()?;
+        self.map.retain(|_, v| db.images.iter().any(|i| i.id.to_string() == *v));
         let mut text = String::new();
         for (k, v) in &self.map {
             text.push_str(&format!("{k} {v}\n"));
@@ -458,7 +461,7 @@ impl Builder<'_> {
             )?;
             drop(lock);
             let _ = fs::remove_file(&layer);
-            self.cache.put(k, &id)?;
+            self.cache.put(self.store, k, &id)?;
             cur = find_image(self.store, &id.to_string())?;
             if let Some(n) = n {
                 self.progress.done(n, t);
