@@ -45,6 +45,28 @@ fn tool(program: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A temporary directory removed when dropped (also when the test fails).
+struct Tmp(PathBuf);
+
+impl Tmp {
+    fn new(prefix: &str) -> Tmp {
+        Tmp(make_temp_dir(prefix))
+    }
+}
+
+impl std::ops::Deref for Tmp {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Tmp {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
 /// Removes what a test put into podman's (the host's) image storage, whatever happens.
 struct PodmanImages(Vec<String>);
 
@@ -163,7 +185,7 @@ fn commit_then_save_reads_in_skopeo_and_podman() {
     assert_eq!(cfg["RootFS"]["Layers"].as_array().unwrap().len(), 2);
 
     // `save`, then the peers: the same ID and layer digests.
-    let tmp = make_temp_dir("berth-commit-save");
+    let tmp = Tmp::new("berth-commit-save");
     let archive = tmp.join("img.tar");
     a.ok(&["save", "-o", s(&archive), &tag]);
     let ins: Value = serde_json::from_str(&tool("skopeo", &["inspect", &format!("docker-archive:{}", s(&archive))])).unwrap();
@@ -179,7 +201,6 @@ fn commit_then_save_reads_in_skopeo_and_podman() {
     assert_eq!(fs::read_to_string(mnt.join("etc/fix")).unwrap(), "patched\n");
     assert_eq!(fs::metadata(mnt.join("etc/fix")).unwrap().ino(), fs::metadata(mnt.join("etc/fix2")).unwrap().ino());
     assert!(!mnt.join("bin/wc").exists() && mnt.join("bin/sh").exists());
-    fs::remove_dir_all(&tmp).unwrap();
     a.ok(&["rm", "-f", "c1"]);
 
     let (code, _, err) = a.code(&["commit", "nope"]);
@@ -256,7 +277,7 @@ fn build_matches_buildah_and_caches() {
     let _g = host_shared();
     let a = Agent::with_busybox();
     let pid = std::process::id();
-    let ctx = make_temp_dir("berth-build-ctx");
+    let ctx = Tmp::new("berth-build-ctx");
     write(
         &ctx,
         &[
@@ -307,7 +328,7 @@ fn build_matches_buildah_and_caches() {
     let our_id = our_id[0]["Id"].as_str().unwrap().to_string();
 
     // Into podman's storage too, and both compared there.
-    let tmp = make_temp_dir("berth-build-save");
+    let tmp = Tmp::new("berth-build-save");
     a.ok(&["save", "-o", s(&tmp.join("img.tar")), &ours]);
     tool("podman", &["load", "-i", s(&tmp.join("img.tar"))]);
     // buildah's "Docker" view: the config as written (skopeo shows the OCI subset, without
@@ -373,15 +394,13 @@ fn build_matches_buildah_and_caches() {
     let listed = a.ok(&["images", "-q"]);
     let all = a.ok(&["images", "-a", "-q"]);
     assert!(lines(&all).len() > lines(&listed).len() + 3, "{listed}\n{all}");
-    fs::remove_dir_all(&tmp).unwrap();
-    fs::remove_dir_all(&ctx).unwrap();
 }
 
 #[test]
 fn build_targets_stdin_and_onbuild() {
     let _g = host_shared();
     let a = Agent::with_busybox();
-    let ctx = make_temp_dir("berth-build-target");
+    let ctx = Tmp::new("berth-build-target");
     write(
         &ctx,
         &[(
@@ -397,7 +416,6 @@ fn build_targets_stdin_and_onbuild() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(a.ok(&["run", "--rm", "t:child", "cat", "/trig"]), "trig\n");
     assert_eq!(a.ok(&["image", "inspect", "-f", "{{json .Config.OnBuild}}", "t:child"]).trim(), "null");
-    fs::remove_dir_all(&ctx).unwrap();
 }
 
 #[test]
@@ -407,9 +425,9 @@ fn build_bad_input_names_the_line_and_leaves_nothing() {
     let a = Agent::with_busybox();
     // The agent's cgroup parent exists once a container has run.
     a.ok(&["run", "--rm", "busybox", "true"]);
-    let ctx = make_temp_dir("berth-build-bad");
+    let ctx = Tmp::new("berth-build-bad");
     write(&ctx, &[("ok.txt", "ok")]);
-    let outside = make_temp_dir("berth-build-outside");
+    let outside = Tmp::new("berth-build-outside");
     write(&outside, &[("secret", "s")]);
     symlink(outside.join("secret"), ctx.join("escape")).unwrap();
     let before = a.snapshot();
@@ -445,8 +463,6 @@ fn build_bad_input_names_the_line_and_leaves_nothing() {
     assert_eq!(a.ok(&["images", "-q"]), images);
     let (code, _, err) = a.code(&["pause", "nope"]);
     assert_eq!((code, err.trim()), (1, "Error: No such container: nope"));
-    fs::remove_dir_all(&ctx).unwrap();
-    fs::remove_dir_all(&outside).unwrap();
 }
 
 #[test]
@@ -456,7 +472,7 @@ fn build_on_a_full_disk_fails_cleanly() {
     let root = berth_tests::Root::on_tmpfs("24m");
     root.ok(&["load", "-q", "-i", s(&fixtures().busybox.path)]);
     let a = Agent::start(root);
-    let ctx = make_temp_dir("berth-build-full");
+    let ctx = Tmp::new("berth-build-full");
     fs::write(ctx.join("Dockerfile"), "FROM busybox\nRUN echo before\nCOPY big.bin /big.bin\n").unwrap();
     fs::write(ctx.join("big.bin"), vec![7u8; 30 << 20]).unwrap();
     let (code, _, err) = a.code(&["build", "-t", "full:1", s(&ctx)]);
@@ -471,5 +487,4 @@ fn build_on_a_full_disk_fails_cleanly() {
     // The space is back: a small build works.
     fs::write(ctx.join("Dockerfile"), "FROM busybox\nRUN echo after > /after\n").unwrap();
     a.ok(&["build", "-q", "-t", "ok:1", s(&ctx)]);
-    fs::remove_dir_all(&ctx).unwrap();
 }
