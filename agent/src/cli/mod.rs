@@ -29,7 +29,7 @@ use std::path::PathBuf;
 #[cfg(feature = "fleet")]
 use crate::fleet;
 use berth_proto::args::{self, opt, Cmd, Matches, Opt, Parsed, UsageError};
-use berth_proto::error::exit_code;
+use berth_proto::error::{exit_code, Kind};
 pub use berth_proto::error::{op_err, CliError};
 use berth_runtime::paths::{DEFAULT_HOST, DEFAULT_ROOT};
 
@@ -199,6 +199,18 @@ pub fn main(args: &[String]) -> i32 {
             }
             exit_code(e.kind())
         }
+    }
+}
+
+/// A failed operation reported as Docker reports a bad flag value or a `run` that failed: its
+/// `Error: ` line, exit 125. Other errors pass through.
+pub fn usage_exit(e: CliError) -> CliError {
+    match e {
+        CliError::Op(e) => {
+            eprintln!("Error: {e}");
+            CliError::Exit(exit_code(Kind::Usage))
+        }
+        other => other,
     }
 }
 
