@@ -91,8 +91,9 @@ pub fn cstring(p: &Path) -> Result<CString> {
 /// Bytes available to an unprivileged writer on the file system holding `path`.
 pub fn free_bytes(path: &Path) -> Result<u64> {
     let c = cstring(path)?;
-    // SAFETY: statvfs writes only into `st`, a plain C struct we own; `c` is NUL-terminated.
+    // SAFETY: statvfs is a plain C struct: all zeroes is a valid value.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: statvfs writes only into `st`, which we own; `c` is NUL-terminated.
     let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
     if rc != 0 {
         return Err(Error::io(format!("statvfs {}", path.display()), std::io::Error::last_os_error()));

@@ -1,6 +1,7 @@
 //! berth's runtime library: the image store now; rootfs, process setup and cgroups follow.
 //! Synchronous and small: no async, no threads.
 
+pub mod build;
 pub mod cgroup;
 pub mod compress;
 pub mod container;

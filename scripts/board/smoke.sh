@@ -207,6 +207,26 @@ suite() {
         fail "run -d exited $rc"
     fi
 
+    check "build a small image natively (RUN, COPY, cache), diff and commit"
+    ctx=/tmp/build-ctx-$A
+    mkdir -p "$ctx"
+    echo "from the context" >"$ctx/note.txt"
+    printf 'FROM %s\nCOPY note.txt /note.txt\nRUN echo "built on $(uname -m)" > /built\nCMD ["cat", "/built"]\n' "$IMG" >"$ctx/Dockerfile"
+    b build -q -t "built-$A" "$ctx"; brc=$rc
+    b run --rm "built-$A"; built=$(cat "$OUT")
+    b build "$ctx"; cached=$(grep -c CACHED "$OUT")
+    b run -d --name "cm-$A" "built-$A" sh -c 'echo changed > /note.txt; sleep 600'; sleep 1
+    b diff "cm-$A"; dif=$(tr '\n' ' ' <"$OUT")
+    b commit "cm-$A" "committed-$A"; cmrc=$rc
+    b rm -f "cm-$A"
+    b run --rm "committed-$A" cat /note.txt; note=$(cat "$OUT")
+    case "$built" in "built on "*) okb=yes ;; *) okb=no ;; esac
+    if [ $brc = 0 ] && [ $okb = yes ] && [ "$cached" -ge 3 ] && [ "$dif" = "C /note.txt " ] && [ $cmrc = 0 ] && [ "$note" = changed ]; then
+        pass "$built"
+    else
+        fail "build exit $brc, run said '$built', cached steps $cached (want 3), diff '$dif', commit exit $cmrc, committed note '$note'"
+    fi
+
     check "agent kill -9 and restart"
     b run --name "keep-$A" "$IMG" sh -c 'exit 5'
     b run -d --name "live-$A" "$IMG" sleep 600

@@ -6,8 +6,8 @@
 //!   is left in the root's cgroups and detaches mounts under the scratch dir, so a failed test
 //!   leaves nothing running on the host (the tests assert cleanliness themselves, before the drop).
 //! - [`Snapshot`]: what a container may leave behind (`<root>/containers` and `<root>/volumes`
-//!   entries, cgroup dirs under the root's `berth-<hash>` parent in every hierarchy, host mounts),
-//!   for leak checks.
+//!   entries, cgroup dirs under the root's `berth-<hash>` parent in every hierarchy, mounts under
+//!   the agent's own directories), for leak checks: only what berth made counts.
 //! - [`host_shared`] / [`host_exclusive`]: tests that compare host-wide state (the mount table)
 //!   take the exclusive guard; every other test of the same binary takes the shared one.
 
@@ -378,8 +378,15 @@ impl Agent {
             containers: self.container_entries(),
             volumes: self.volume_entries(),
             cgroups: self.cgroup_dirs(),
-            mounts: mount_table(),
+            mounts: self.own_mounts(),
         }
+    }
+
+    /// The mounts berth may make for this agent: under its root's scratch directory (the root is
+    /// inside it) and its run directory. Another program mounting elsewhere changes nothing here.
+    pub fn own_mounts(&self) -> BTreeMap<String, usize> {
+        let run_dir = Path::new("/run/berth").join(self.cgroup_parent());
+        mounts_under(&[self.root.scratch(), &run_dir])
     }
 
     /// Names of containers `ps -a` lists (`--format {{.Names}}`-like, from the JSON form).
@@ -481,7 +488,8 @@ pub struct Snapshot {
     pub volumes: BTreeSet<String>,
     /// Cgroup directories at or below the root's `berth-<hash>` parent, in every hierarchy.
     pub cgroups: BTreeSet<String>,
-    /// The host's mount table (`/proc/self/mountinfo` without mount IDs), as a multiset.
+    /// The mounts under the agent's own directories (`/proc/self/mountinfo` without mount IDs, see
+    /// [`Agent::own_mounts`]), as a multiset.
     pub mounts: BTreeMap<String, usize>,
 }
 
@@ -550,6 +558,17 @@ pub fn cgroup_dir_of(pid: u32, controller: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("/proc/{pid}/cgroup has no {controller} line:\n{text}"));
     let mnt = cgroup_v1_mount(controller).unwrap_or_else(|| panic!("no cgroup v1 hierarchy with {controller} is mounted"));
     mnt.join(rel.trim_start_matches('/'))
+}
+
+/// The mount table entries at or below any of `dirs`, as a multiset (see [`mount_table`]).
+pub fn mounts_under(dirs: &[&Path]) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for m in mountinfo() {
+        if dirs.iter().any(|d| Path::new(&m.point).starts_with(d)) {
+            *out.entry(format!("{} {} {} on {} ({}; {})", m.source, m.fstype, m.root, m.point, m.opts, m.super_opts)).or_insert(0) += 1;
+        }
+    }
+    out
 }
 
 /// One line of `/proc/self/mountinfo`.

@@ -39,6 +39,26 @@ pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
 /// Where temporary roots, scratch dirs and fixtures go (disk-backed, not a small tmpfs).
 pub const TEMP_BASE: &str = "/var/tmp";
 
+/// Calls `f` every 50 ms until it returns `Some`, for up to `timeout`; `Err` naming `what`
+/// otherwise. The one wait-until helper of the suites (no test asserts on how long it took).
+pub fn try_poll<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Result<T, String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Ok(v);
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{what}: still not the case after {timeout:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// [`try_poll`] that panics naming `what` when time runs out.
+pub fn poll<T>(what: &str, timeout: Duration, f: impl FnMut() -> Option<T>) -> T {
+    try_poll(what, timeout, f).unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// The workspace root (parent of this crate).
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ crate has a parent directory").to_path_buf()

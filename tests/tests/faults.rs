@@ -52,7 +52,7 @@ use berth_proto::sign::SecretKey;
 use berth_tests::agent::{alive, host_shared, Agent};
 use berth_tests::fixtures::read_archive;
 use berth_tests::mqtt::{app_image, device_on, root_of, update_files, wait_online, Background, Broker, Crafted, Fleet, Msg, Subscriber};
-use berth_tests::{berth_bin, require_root, s, Root};
+use berth_tests::{berth_bin, require_root, s, try_poll, Root};
 
 /// Upper bound of any wait: only a hung or broken agent or broker takes this long.
 const PATIENCE: Duration = Duration::from_secs(180);
@@ -75,20 +75,6 @@ fn env_num(name: &str, default: usize) -> usize {
 
 fn sleep_ms(ms: u64) {
     std::thread::sleep(Duration::from_millis(ms));
-}
-
-/// Calls `f` every 100 ms until it returns `Some`, for up to `timeout`; `Err(what)` otherwise.
-fn poll<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Result<T, String> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return Ok(v);
-        }
-        if Instant::now() > deadline {
-            return Err(format!("{what}: still not the case after {timeout:?}"));
-        }
-        sleep_ms(100);
-    }
 }
 
 struct Rng(u64);
@@ -458,14 +444,14 @@ fn store_verify(root: &Root) -> Result<(), String> {
 /// verifies; the retained state and `deployment status` say the same. Returns (ended new, result).
 fn check_end(bed: &Bed, a: &Agent, dev: &str, id: &str, old: &str, new: &str) -> Result<(bool, String), String> {
     let root = a.root().path().to_path_buf();
-    let j = poll("the update ended in the journal", PATIENCE, || {
+    let j = try_poll("the update ended in the journal", PATIENCE, || {
         let j = journal(&root);
         (j.active.is_none() && j.last.as_ref().is_some_and(|l| l.id == id)).then_some(j)
     })?;
     let result = j.last.as_ref().map(|l| l.result.clone()).unwrap_or_default();
     let want = if result == "committed" { new } else { old };
     let (img, pid) =
-        poll(&format!("app runs {want} (result {result})"), Duration::from_secs(60), || app_running(a).filter(|(i, _)| i == want))
+        try_poll(&format!("app runs {want} (result {result})"), Duration::from_secs(60), || app_running(a).filter(|(i, _)| i == want))
             .map_err(|e| format!("{e}; app: {:?}", try_inspect(a, "app").map(|v| (v["State"].clone(), v["Image"].clone()))))?;
     sleep_ms(1500);
     match app_running(a) {
@@ -481,7 +467,7 @@ fn check_end(bed: &Bed, a: &Agent, dev: &str, id: &str, old: &str, new: &str) ->
     }
     store_verify(a.root())?;
     let topic = format!("{}state", root_of(dev));
-    poll("the retained state names the running image", Duration::from_secs(30), || {
+    try_poll("the retained state names the running image", Duration::from_secs(30), || {
         let st = bed.sub.latest(&topic)?.json_or_null();
         (deployment_image(&st).as_deref() == Some(want) && st["update"].is_null() && st["last_result"]["id"] == id).then_some(())
     })
@@ -1100,7 +1086,7 @@ fn disk_full_case(bed: &Bed, dev: &str, in_load: bool) -> Full {
         problems.push(format!("left under <root>/updates: {leftovers:?}"));
     }
     // The space comes back (a little slack for the journal, logs and the state of the store).
-    let free_after = poll("free space back", Duration::from_secs(30), || {
+    let free_after = try_poll("free space back", Duration::from_secs(30), || {
         let f = free_bytes(&root);
         (f + (1 << 20) >= free_before).then_some(f)
     })

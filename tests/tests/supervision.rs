@@ -25,7 +25,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 
 use berth_tests::agent::{alive, cgroup_dir_of, cgroup_v1_mount, host_exclusive, host_shared, Agent, Snapshot};
-use berth_tests::{assert_one_error, berth_bin, require_root, run, s, Stdin};
+use berth_tests::{assert_one_error, berth_bin, poll, require_root, run, s, Stdin};
 
 /// Upper bound for anything we wait for: only a hung or broken agent takes this long.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -49,19 +49,6 @@ fn seeded() -> Agent {
 
 fn sleep_ms(ms: u64) {
     std::thread::sleep(Duration::from_millis(ms));
-}
-
-/// Calls `f` every 50 ms until it returns `Some`, for up to `timeout`; panics naming `what`
-/// otherwise.
-fn poll<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "{what}: still not the case after {timeout:?}");
-        sleep_ms(50);
-    }
 }
 
 /// Polls `inspect -f TEMPLATE NAME` until it prints `want`; panics with the last value otherwise.

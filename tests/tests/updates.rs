@@ -31,7 +31,7 @@ use berth_tests::mqtt::{
     app_image, device, random_hex32, root_of, state_of, update_files, wait_online, wait_result, Background, Broker, Crafted, Fleet,
     Subscriber,
 };
-use berth_tests::{require_root, s, Root};
+use berth_tests::{poll, require_root, s, Root};
 
 /// Upper bound of any wait: only a hung or broken agent, broker or fleet command takes this long.
 const PATIENCE: Duration = Duration::from_secs(120);
@@ -46,18 +46,6 @@ fn app_run(tag: &str) -> String {
 
 fn sleep_ms(ms: u64) {
     std::thread::sleep(Duration::from_millis(ms));
-}
-
-/// Calls `f` every 100 ms until it returns `Some`, for up to `timeout`; panics naming `what`.
-fn poll<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "{what}: still not the case after {timeout:?}");
-        sleep_ms(100);
-    }
 }
 
 /// The image ID (`sha256:...`) of a one-image archive, from the JSON inside it.

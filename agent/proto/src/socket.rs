@@ -144,6 +144,11 @@ pub enum Request {
         id: String,
         name: String,
     },
+    /// `pause` (`true`) or `unpause` (`false`): freezes or thaws every process of the container.
+    Pause {
+        id: String,
+        frozen: bool,
+    },
     /// `docker update`: new limits (unset fields stay) and restart policy.
     Update {
         id: String,

@@ -104,8 +104,11 @@ const IMAGE_PRUNE: Cmd = cmd("berth image prune", "[OPTIONS]", "Remove unused im
 
 pub const GROUP: Cmd = group("berth image", "Manage images");
 
+const IMAGE_BUILD: Cmd = Cmd { path: "berth image build", ..super::build::BUILD };
+
 pub const SUBCOMMANDS: &[Command] = &[
     command("history", &super::history::IMAGE_HISTORY, super::history::image_history),
+    command("build", &IMAGE_BUILD, super::build::build),
     command("import", &IMAGE_IMPORT, import),
     command("inspect", &IMAGE_INSPECT, inspect),
     command("load", &IMAGE_LOAD, load),
@@ -307,9 +310,12 @@ pub fn images(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
         }
         Ok(matchers.is_empty())
     };
-    let db = ctx.store()?.db()?;
+    let store = ctx.store()?;
+    let db = store.db()?;
     let mut imgs: Vec<&ImageRecord> = db.images.iter().collect();
     imgs.sort_by_key(|i| std::cmp::Reverse(created_secs(i).unwrap_or(0)));
+    // Build steps (the cache) are hidden like Docker's intermediate images, unless -a.
+    let steps = if m.flag("all") { Vec::new() } else { berth_runtime::build::exec::cache_ids(&store) };
     // One row per tag; an untagged image is one <none> row.
     let mut rows: Vec<(&ImageRecord, String, String)> = Vec::new();
     for i in imgs {
@@ -317,7 +323,7 @@ pub fn images(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
             continue;
         }
         if i.tags.is_empty() {
-            if matchers.is_empty() {
+            if matchers.is_empty() && !steps.contains(&i.id.to_string()) {
                 rows.push((i, "<none>".into(), "<none>".into()));
             }
             continue;
@@ -475,7 +481,7 @@ pub fn inspect_json(store: &Store, i: &ImageRecord) -> Result<Value, CliError> {
         "RepoTags": i.tags.iter().map(|t| familiar(t)).collect::<Vec<_>>(),
         "RepoDigests": i.digests.iter().map(|d| familiar(d)).collect::<Vec<_>>(),
         "Parent": "",
-        "Comment": config.pointer("/history/0/comment").cloned().unwrap_or(json!("")),
+        "Comment": config.get("comment").or_else(|| config.pointer("/history/0/comment")).cloned().unwrap_or(json!("")),
         "Created": i.created.clone().unwrap_or_default(),
         "Author": config.get("author").cloned().unwrap_or(json!("")),
         "Config": config.get("config").cloned().unwrap_or(Value::Null),

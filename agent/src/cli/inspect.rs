@@ -51,7 +51,7 @@ pub fn container_json(ctx: &Ctx, r: &Record) -> Value {
         "Path": s.args.first().cloned().unwrap_or_default(),
         "Args": s.args.iter().skip(1).collect::<Vec<_>>(),
         "State": {
-            "Status": state_name(r), "Running": running, "Paused": false, "Restarting": false, "OOMKilled": oom, "Dead": false,
+            "Status": state_name(&ctx.root, r), "Running": running, "Paused": running && berth_runtime::cgroup::is_paused(&ctx.root, &r.id), "Restarting": false, "OOMKilled": oom, "Dead": false,
             "Pid": pid, "ExitCode": code, "Error": error, "StartedAt": t(started), "FinishedAt": t(finished),
             "Health": if r.health.is_some() { crate::daemon::health::read(&ctx.root, &r.id).unwrap_or(Value::Null) } else { Value::Null },
         },

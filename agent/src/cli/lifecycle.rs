@@ -68,14 +68,17 @@ pub fn stop(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
     each(ctx, m, |id| Request::Stop { id, timeout: t })
 }
 
+/// Docker's `update`: a bad size or number is a flag error (125); a container that is missing or
+/// refuses the change is 1.
 pub fn update(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
+    let flag = super::usage_exit;
     let resources = berth_runtime::cgroup::Resources {
-        memory: size(m, "memory")?,
-        memory_swap: size(m, "memory-swap")?,
-        memory_reservation: size(m, "memory-reservation")?,
-        pids_limit: parse_num(m, "pids-limit")?,
-        cpus: parse_num(m, "cpus")?,
-        cpu_shares: parse_num(m, "cpu-shares")?,
+        memory: size(m, "memory").map_err(flag)?,
+        memory_swap: size(m, "memory-swap").map_err(flag)?,
+        memory_reservation: size(m, "memory-reservation").map_err(flag)?,
+        pids_limit: parse_num(m, "pids-limit").map_err(flag)?,
+        cpus: parse_num(m, "cpus").map_err(flag)?,
+        cpu_shares: parse_num(m, "cpu-shares").map_err(flag)?,
         devices: Vec::new(),
     };
     let restart = m.value("restart").map(str::to_string);

@@ -6,8 +6,10 @@
 
 pub mod agent;
 pub mod board;
+pub mod build;
 pub mod check;
 pub mod client;
+pub mod commit;
 pub mod cp;
 pub mod deploy;
 pub mod events;
@@ -33,7 +35,7 @@ use std::path::PathBuf;
 #[cfg(feature = "fleet")]
 use crate::fleet;
 use berth_proto::args::{self, opt, Cmd, Matches, Opt, Parsed, UsageError};
-use berth_proto::error::exit_code;
+use berth_proto::error::{exit_code, Kind};
 pub use berth_proto::error::{op_err, CliError};
 use berth_runtime::paths::{DEFAULT_HOST, DEFAULT_ROOT};
 
@@ -115,14 +117,18 @@ const TOP: &[Command] = &[
     command("agent", &agent::AGENT, agent::agent),
     command("attach", &logs::ATTACH, logs::attach),
     Command { name: "board", cmd: &board::GROUP, target: Target::Group(board::SUBCOMMANDS) },
+    command("build", &build::BUILD, build::build),
     command("check", &check::CHECK, check::check),
+    command("commit", &commit::COMMIT, commit::commit),
     command("cp", &cp::CP, cp::cp),
     command("create", &run::CREATE, run::create),
     Command { name: "deployment", cmd: &deploy::GROUP, target: Target::Group(deploy::SUBCOMMANDS) },
+    command("diff", &commit::DIFF, commit::diff),
     command("kill", &lifecycle::KILL, lifecycle::kill),
     command("logs", &logs::LOGS, logs::logs),
     Command { name: "network", cmd: &network::GROUP, target: Target::Group(network::SUBCOMMANDS) },
     command("port", &network::PORT, network::port),
+    command("pause", &commit::PAUSE, commit::pause),
     command("ps", &ps::PS, ps::ps),
     command("restart", &lifecycle::RESTART, lifecycle::restart),
     command("rename", &lifecycle::RENAME, lifecycle::rename),
@@ -159,6 +165,7 @@ const TOP: &[Command] = &[
     Command { name: "system", cmd: &system::GROUP, target: Target::Group(system::SUBCOMMANDS) },
     command("tag", &image::TAG, image::tag),
     command("top", &stats::TOP, stats::top),
+    command("unpause", &commit::UNPAUSE, commit::unpause),
     command("update", &lifecycle::UPDATE, lifecycle::update),
     command("version", &system::VERSION_CMD, system::version),
     Command { name: "volume", cmd: &volume::GROUP, target: Target::Group(volume::SUBCOMMANDS) },
@@ -168,8 +175,10 @@ const CONTAINER_GROUP: Cmd = group("berth container", "Manage containers");
 
 /// `berth container X` is `berth X` (plus `ls` and `prune`).
 const CONTAINER_SUBCOMMANDS: &[Command] = &[
+    command("commit", &commit::COMMIT, commit::commit),
     command("cp", &cp::CP, cp::cp),
     command("create", &run::CREATE, run::create),
+    command("diff", &commit::DIFF, commit::diff),
     command("exec", &run::EXEC, run::exec),
     command("export", &image::EXPORT, image::export),
     command("inspect", &inspect::INSPECT, inspect::inspect),
@@ -177,6 +186,7 @@ const CONTAINER_SUBCOMMANDS: &[Command] = &[
     command("logs", &logs::LOGS, logs::logs),
     command("ls", &ps::LS, ps::ps),
     command("port", &network::PORT, network::port),
+    command("pause", &commit::PAUSE, commit::pause),
     command("list", &ps::LS, ps::ps),
     command("ps", &ps::LS, ps::ps),
     command("prune", &lifecycle::PRUNE, lifecycle::prune),
@@ -188,6 +198,7 @@ const CONTAINER_SUBCOMMANDS: &[Command] = &[
     command("stats", &stats::STATS, stats::stats),
     command("stop", &lifecycle::STOP, lifecycle::stop),
     command("top", &stats::TOP, stats::top),
+    command("unpause", &commit::UNPAUSE, commit::unpause),
     command("update", &lifecycle::UPDATE, lifecycle::update),
     command("wait", &lifecycle::WAIT, lifecycle::wait),
 ];
@@ -210,6 +221,18 @@ pub fn main(args: &[String]) -> i32 {
             }
             exit_code(e.kind())
         }
+    }
+}
+
+/// A failed operation reported as Docker reports a bad flag value or a `run` that failed: its
+/// `Error: ` line, exit 125. Other errors pass through.
+pub fn usage_exit(e: CliError) -> CliError {
+    match e {
+        CliError::Op(e) => {
+            eprintln!("Error: {e}");
+            CliError::Exit(exit_code(Kind::Usage))
+        }
+        other => other,
     }
 }
 

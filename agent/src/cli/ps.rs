@@ -30,6 +30,9 @@ fn status_text(root: &std::path::Path, r: &Record) -> String {
         Status::Created => "Created".into(),
         Status::Running { started, .. } => {
             let up = format!("Up {}", human_ago(*started).trim_end_matches(" ago"));
+            if berth_runtime::cgroup::is_paused(root, &r.id) {
+                return format!("{up} (Paused)");
+            }
             match crate::daemon::health::read(root, &r.id).as_ref().and_then(|h| h["Status"].as_str().map(str::to_string)) {
                 Some(s) if s == "starting" => format!("{up} (health: starting)"),
                 Some(s) => format!("{up} ({s})"),
@@ -40,20 +43,21 @@ fn status_text(root: &std::path::Path, r: &Record) -> String {
     }
 }
 
-pub(super) fn state_name(r: &Record) -> &'static str {
+pub(super) fn state_name(root: &std::path::Path, r: &Record) -> &'static str {
     match r.status {
         Status::Created => "created",
+        Status::Running { .. } if berth_runtime::cgroup::is_paused(root, &r.id) => "paused",
         Status::Running { .. } => "running",
         Status::Exited { .. } => "exited",
     }
 }
 
-fn matches_filter(r: &Record, f: &str) -> Result<bool, CliError> {
+fn matches_filter(root: &std::path::Path, r: &Record, f: &str) -> Result<bool, CliError> {
     let (k, v) = f.split_once('=').ok_or_else(|| op_err(format!("bad format of filter (expected name=value): {f}")))?;
     Ok(match k {
         "id" => r.id.starts_with(v),
         "name" => r.name.contains(v),
-        "status" => state_name(r) == v,
+        "status" => state_name(root, r) == v,
         "label" => match v.split_once('=') {
             Some((lk, lv)) => r.labels.get(lk).is_some_and(|x| x == lv),
             None => r.labels.contains_key(v),
@@ -82,7 +86,7 @@ pub fn ps(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
         }
         let mut ok = true;
         for f in &filters {
-            ok &= matches_filter(r, f)?;
+            ok &= matches_filter(&ctx.root, r, f)?;
         }
         if ok {
             shown.push(r);
@@ -125,7 +129,7 @@ pub fn ps(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
                     let used = berth_runtime::container::mounts::volumes_used(&vols, &r.spec.mounts);
                     json!({
                         "ID": id(r), "Image": r.image, "Command": command_text(r, !no_trunc), "CreatedAt": docker_time(r.created),
-                        "RunningFor": human_ago(r.created), "Status": status_text(&ctx.root, r), "State": state_name(r), "Names": r.name, "Ports": super::network::ps_ports(&ctx.root, &nets, &r.id),
+                        "RunningFor": human_ago(r.created), "Status": status_text(&ctx.root, r), "State": state_name(&ctx.root, r), "Names": r.name, "Ports": super::network::ps_ports(&ctx.root, &nets, &r.id),
                         "Labels": r.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
                         "Mounts": used.join(","), "LocalVolumes": used.len().to_string(), "Size": "N/A",
                     })

@@ -4,7 +4,7 @@
 use std::os::fd::AsRawFd;
 
 use berth_proto::args::{cmd, opt, Cmd, Matches, Opt};
-use berth_proto::error::{exit_code, Kind};
+use berth_proto::error::exit_code;
 use berth_proto::run::{env_entry, run_options};
 use berth_proto::socket::{Request, Response, RunOptions};
 use berth_runtime::Error;
@@ -39,11 +39,8 @@ pub const EXEC: Cmd = Cmd {
 
 fn create_on(client: &mut Client, o: RunOptions) -> Result<String, CliError> {
     match client.call(&Request::Create(Box::new(o)))? {
-        // Docker: run/create itself failing is 125, whatever the reason.
-        Response::Error { msg, .. } => {
-            eprintln!("Error: {msg}");
-            Err(CliError::Exit(exit_code(Kind::Usage)))
-        }
+        // `run` makes this 125 (`run_err`); `create` ends with 1, as Docker's does.
+        Response::Error { msg, .. } => Err(op_err(msg)),
         Response::Created { id, warnings } => {
             for w in warnings {
                 eprintln!("WARNING: {w}");
@@ -54,23 +51,18 @@ fn create_on(client: &mut Client, o: RunOptions) -> Result<String, CliError> {
     }
 }
 
+/// Docker's `create`: a bad flag value is 125, the daemon refusing (or not answering) is 1.
 pub fn create(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
     let (o, _) = run_options(m).map_err(run_err)?;
-    let mut c = Client::connect(ctx).map_err(run_err)?;
-    let id = create_on(&mut c, o).map_err(run_err)?;
+    let mut c = Client::connect(ctx)?;
+    let id = create_on(&mut c, o)?;
     println!("{id}");
     Ok(0)
 }
 
-/// Docker exits 125 when `run`/`create` itself fails.
+/// Docker exits 125 when `run` itself fails, and for bad flag values.
 fn run_err(e: CliError) -> CliError {
-    match e {
-        CliError::Op(e) => {
-            eprintln!("Error: {e}");
-            CliError::Exit(exit_code(Kind::Usage))
-        }
-        other => other,
-    }
+    super::usage_exit(e)
 }
 
 pub fn run(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {

@@ -82,6 +82,10 @@ pub(super) async fn handle(req: Request, sup: &Shared, upd: &Updates, fds: &mut 
         },
         Request::Kill { id, signal } => kill(sup, &id, signal),
         Request::Exec(o) => exec(sup, *o, fds).await,
+        Request::Pause { id, frozen } => match find(sup, &id).and_then(|id| sup.borrow_mut().pause(&id, frozen)) {
+            Ok(()) => Response::Done,
+            Err(e) => failed(&e),
+        },
         Request::Rename { id, name } => match find(sup, &id).and_then(|id| sup.borrow_mut().rename(&id, &name)) {
             Ok(()) => Response::Done,
             Err(e) => failed(&e),

@@ -688,11 +688,35 @@ impl Supervisor {
                 if unsafe { libc::kill(*pid, sig) } != 0 {
                     return Err(Error::io(format!("signal container {id}"), std::io::Error::last_os_error()));
                 }
+                // A paused container gets the signal once thawed, as Docker's stop and kill do.
+                let cg = self.cgroups.open(&self.parent, id);
+                if cg.frozen().unwrap_or(false) {
+                    cg.freeze(false)?;
+                }
                 Ok(())
             }
             Some(_) => Err(Error::conflict(format!("Container {} is not running", &id[..12]))),
             None => Err(Error::not_found(format!("No such container: {id}"))),
         }
+    }
+
+    /// `pause`/`unpause`: the freezer (v1) or `cgroup.freeze` (v2), answered once the kernel
+    /// reports the new state.
+    pub fn pause(&mut self, id: &str, frozen: bool) -> Result<()> {
+        let r = self.records.get(id).ok_or_else(|| Error::not_found(format!("No such container: {id}")))?;
+        let short = r.short_id().to_string();
+        if !r.is_running() {
+            return Err(Error::conflict(format!("Container {short} is not running")));
+        }
+        let cg = self.cgroups.open(&self.parent, id);
+        match (frozen, cg.frozen()?) {
+            (true, true) => return Err(Error::conflict(format!("Container {short} is already paused"))),
+            (false, false) => return Err(Error::conflict(format!("Container {short} is not paused"))),
+            _ => {}
+        }
+        cg.freeze(frozen)?;
+        self.emit(id, if frozen { "pause" } else { "unpause" }, &[]);
+        Ok(())
     }
 
     /// Removes a container's files; with `volumes`, its anonymous volumes too.

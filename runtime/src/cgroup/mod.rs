@@ -172,6 +172,12 @@ impl Cgroups {
     }
 }
 
+/// Whether the container `id` of the agent on `root` is paused (its cgroup frozen). For `ps` and
+/// `inspect`, which read records without the agent: the kernel is the record of this state.
+pub fn is_paused(root: &Path, id: &str) -> bool {
+    Cgroups::detect().is_ok_and(|c| c.open(&crate::paths::cgroup_parent(root), id).frozen().unwrap_or(false))
+}
+
 /// A container's cgroup: its directory in each hierarchy.
 #[derive(Debug, Clone)]
 pub struct Cgroup {
@@ -248,6 +254,19 @@ impl Cgroup {
         match &self.inner {
             Inner::V1(c) => c.freeze(frozen),
             Inner::V2(c) => v2::freeze(&c.dir, frozen),
+        }
+    }
+
+    /// Whether the cgroup is frozen (`pause`): what `ps` and `inspect` show as Paused, read from the
+    /// kernel so that it stays true across an agent restart without a record of its own.
+    pub fn frozen(&self) -> Result<bool> {
+        match &self.inner {
+            Inner::V1(c) => match (&c.freezer, &c.unified) {
+                (Some(dir), _) => Ok(read(&dir.join("freezer.state"))?.trim() != "THAWED"),
+                (None, Some(u)) => Ok(keyed_file(&u.join("cgroup.events"), "frozen")? == 1),
+                (None, None) => Ok(false),
+            },
+            Inner::V2(c) => Ok(keyed_file(&c.dir.join("cgroup.events"), "frozen")? == 1),
         }
     }
 

@@ -647,3 +647,36 @@ fn v2_limits_need_their_controllers() {
         assert_eq!(cg.oom_kills(), 0);
     }
 }
+
+/// `pause`/`unpause`: the state reads back as frozen and thawed, through v1's freezer on this hybrid host and through cgroup2's `cgroup.freeze`.
+#[test]
+fn pause_state_reads_back_on_v1_and_v2() {
+    require_root();
+    let mut views = vec![("host", Cgroups::detect().unwrap())];
+    if let Some(v2) = v2_view() {
+        views.push(("v2", v2));
+    }
+    for (name, cgs) in views {
+        let id = format!("pause-{name}");
+        let (cg, _) = cgs.create(&parent(), &id, &Resources::default()).unwrap();
+        let mut g = Guard::new(&cg);
+        let pid = g.spawn_held("exec sleep 30");
+        cg.join(pid).unwrap();
+        g.release(0);
+        wait_for("exec of sleep", || comm(pid) == "sleep");
+        assert!(!cg.frozen().unwrap(), "{name}: frozen before pause");
+        cg.freeze(true).unwrap();
+        assert!(cg.frozen().unwrap(), "{name}: not frozen after pause");
+        if cgs.mode() != Mode::V2 {
+            assert_eq!(file(&v1_dir(&cgs, "freezer", &id), "freezer.state"), "FROZEN");
+        } else {
+            assert_eq!(keyed(&file(&v2_dir(&cgs, &id), "cgroup.events"), "frozen"), Some(1));
+        }
+        cg.freeze(false).unwrap();
+        assert!(!cg.frozen().unwrap(), "{name}: still frozen after unpause");
+        cg.kill_all().unwrap();
+        assert_eq!(g.wait(0).signal(), Some(libc::SIGKILL));
+        wait_for("empty cgroup", || cg.pids().map(|p| p.is_empty()).unwrap_or(false));
+        cg.destroy().unwrap();
+    }
+}

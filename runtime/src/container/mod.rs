@@ -1,6 +1,7 @@
 //! Containers: the spec, the root file system and the process setup.
 
 pub mod caps;
+pub mod changes;
 pub mod copyfs;
 pub mod inroot;
 pub mod logs;

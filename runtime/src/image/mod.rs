@@ -1,6 +1,7 @@
 //! The image store: content-addressed blobs, a shared layer store, and the image records.
 
 pub mod archive;
+pub mod commit;
 pub mod db;
 pub mod delta;
 pub mod export;

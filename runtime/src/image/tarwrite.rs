@@ -66,10 +66,22 @@ impl<W: Write> TarOut<W> {
 
     /// One file-system object at archive path `rel` (no leading `/`).
     pub fn path(&mut self, rel: &[u8], src: &Path, m: &Metadata) -> Result<()> {
+        self.path_as(rel, src, m, None, None)
+    }
+
+    /// As `path`, with the owner and permission bits replaced (COPY's `--chown`, `--chmod`).
+    pub fn path_as(&mut self, rel: &[u8], src: &Path, m: &Metadata, owner: Option<(u64, u64)>, mode: Option<u32>) -> Result<()> {
         let name = Path::new(std::ffi::OsStr::from_bytes(rel));
         let ft = m.file_type();
         let mut h = tar::Header::new_gnu();
         h.set_metadata_in_mode(m, tar::HeaderMode::Complete);
+        if let Some((u, g)) = owner {
+            h.set_uid(u);
+            h.set_gid(g);
+        }
+        if let Some(mode) = mode.filter(|_| !ft.is_symlink()) {
+            h.set_mode(mode);
+        }
         let ctx = || format!("archive {}", src.display());
         if ft.is_file() && m.nlink() > 1 {
             if let Some(first) = self.links.get(&(m.dev(), m.ino())) {
@@ -91,6 +103,43 @@ impl<W: Write> TarOut<W> {
             h.set_size(0);
             self.b.append_data(&mut h, name, io::empty()).ctx(ctx)
         }
+    }
+
+    /// A PAX extended header (`SCHILY.xattr.NAME` records) for the entry written next: how
+    /// Docker and Go's archive/tar carry file capabilities and other extended attributes.
+    pub fn xattrs(&mut self, rel: &[u8], attrs: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
+        if attrs.is_empty() {
+            return Ok(());
+        }
+        let mut body = Vec::new();
+        for (k, v) in attrs {
+            let rest = [&b" SCHILY.xattr."[..], k, b"=", v, b"\n"].concat();
+            // The record's length counts its own digits.
+            let mut len = rest.len() + 1;
+            while len.to_string().len() + rest.len() != len {
+                len = len.to_string().len() + rest.len();
+            }
+            body.extend_from_slice(len.to_string().as_bytes());
+            body.extend_from_slice(&rest);
+        }
+        let mut h = tar::Header::new_ustar();
+        let base = rel.rsplit(|b| *b == b'/').next().unwrap_or(rel);
+        let mut name = b"PaxHeaders.0/".to_vec();
+        name.extend_from_slice(&base[..base.len().min(80)]);
+        h.set_path(Path::new(std::ffi::OsStr::from_bytes(&name))).map_err(werr)?;
+        h.set_entry_type(tar::EntryType::XHeader);
+        h.set_mode(0o644);
+        h.set_size(body.len() as u64);
+        h.set_mtime(0);
+        h.set_cksum();
+        self.b.append(&h, &body[..]).map_err(werr)
+    }
+
+    /// A raw entry whose header the caller filled (whiteouts, opaque markers).
+    pub fn raw_entry(&mut self, mut h: tar::Header, name: &[u8], data: &[u8]) -> Result<()> {
+        let name = Path::new(std::ffi::OsStr::from_bytes(name));
+        h.set_size(data.len() as u64);
+        self.b.append_data(&mut h, name, data).map_err(werr)
     }
 
     pub fn finish(self) -> Result<W> {

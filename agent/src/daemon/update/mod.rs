@@ -3,7 +3,11 @@
 
 pub mod apply;
 pub mod clock;
+pub mod host;
 pub mod journal;
 pub mod manager;
 pub mod session;
 pub mod transfer;
+
+#[cfg(test)]
+mod apply_tests;

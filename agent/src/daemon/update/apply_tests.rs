@@ -1,0 +1,483 @@
+//! `apply::drive` against fakes of the journal's owner and the containers (`host.rs`): each
+//! journaled step, a crash at every point (before any operation, between two, before and after
+//! each journal write), the resume that follows, rollback and commit. No root, no kernel: the
+//! real steps of a deploy are checked end to end as root in tests/tests/updates.rs and faults.rs.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use berth_proto::socket::RunOptions;
+use berth_proto::wire::{Kind, Outcome};
+use berth_runtime::container::record::Status;
+use berth_runtime::{Error, Result};
+
+use super::apply::{drive, rollback_active};
+use super::host::{Containers, Ledger, Seen};
+use super::journal::{self, Active, Journal, Step};
+
+const RUNNING: Status = Status::Running { pid: 10, monitor: 11, monitor_start: 1, started: 1 };
+
+fn exited(code: i32) -> Status {
+    Status::Exited { code, started: 1, finished: 2, oom_killed: false, error: String::new() }
+}
+
+/// A scratch root, removed when dropped.
+struct Root(PathBuf);
+
+impl Root {
+    fn new(tag: &str) -> Root {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!("berth-apply-{}-{tag}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        Root(p)
+    }
+}
+
+impl Drop for Root {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Ctr {
+    name: String,
+    image: String,
+    seen: Seen,
+    health: Option<(String, String)>,
+}
+
+/// The containers and images of a fake agent, and the crash switch: after `crash_after`
+/// operations (container changes and journal writes) every further one fails and changes nothing,
+/// as if the agent had been killed there.
+#[derive(Debug, Default)]
+struct World {
+    ctrs: BTreeMap<String, Ctr>,
+    images: BTreeMap<String, String>,
+    /// Images whose containers exit at once with code 1.
+    exits: Vec<String>,
+    /// Images whose containers cannot be created.
+    uncreatable: Vec<String>,
+    /// Images whose containers report unhealthy.
+    unhealthy: Vec<String>,
+    /// `load` fails for these (exit 1).
+    unloadable: Vec<String>,
+    next_id: u32,
+    ops: usize,
+    crash_after: Option<usize>,
+    crashed: bool,
+}
+
+impl World {
+    fn tick(&mut self) -> Result<()> {
+        if self.crashed {
+            return Err(Error::invalid("crashed"));
+        }
+        if self.crash_after == Some(self.ops) {
+            self.crashed = true;
+            return Err(Error::invalid("crashed"));
+        }
+        self.ops += 1;
+        Ok(())
+    }
+
+    fn named(&self, name: &str) -> Vec<(&String, &Ctr)> {
+        self.ctrs.iter().filter(|(_, c)| c.name == name).collect()
+    }
+}
+
+#[derive(Clone)]
+struct Fake(Rc<RefCell<World>>);
+
+impl Containers for Fake {
+    fn find(&self, key: &str) -> Result<String> {
+        let w = self.0.borrow();
+        if w.ctrs.contains_key(key) {
+            return Ok(key.to_string());
+        }
+        w.named(key).first().map(|(id, _)| id.to_string()).ok_or_else(|| Error::not_found(format!("No such container: {key}")))
+    }
+    fn seen(&self, id: &str) -> Option<Seen> {
+        self.0.borrow().ctrs.get(id).map(|c| c.seen.clone())
+    }
+    fn health(&self, id: &str) -> Option<(String, String)> {
+        self.0.borrow().ctrs.get(id).and_then(|c| c.health.clone())
+    }
+    fn image_id(&self, name: &str) -> Result<String> {
+        self.0.borrow().images.get(name).cloned().ok_or_else(|| Error::not_found(format!("No such image: {name}")))
+    }
+    fn set_restart(&self, id: &str, policy: &str) -> Result<()> {
+        let mut w = self.0.borrow_mut();
+        w.tick()?;
+        let c = w.ctrs.get_mut(id).ok_or_else(|| Error::not_found(id))?;
+        c.seen.restart = policy.to_string();
+        Ok(())
+    }
+    fn rename(&self, id: &str, name: &str) -> Result<()> {
+        let mut w = self.0.borrow_mut();
+        w.tick()?;
+        if w.ctrs.iter().any(|(i, c)| c.name == name && i != id) {
+            return Err(Error::conflict(format!("the name {name} is in use")));
+        }
+        let c = w.ctrs.get_mut(id).ok_or_else(|| Error::not_found(id))?;
+        c.name = name.to_string();
+        c.seen.name = name.to_string();
+        Ok(())
+    }
+    fn remove(&self, id: &str) -> Result<()> {
+        let mut w = self.0.borrow_mut();
+        w.tick()?;
+        match w.ctrs.get(id) {
+            Some(c) if c.seen.is_running() => Err(Error::conflict(format!("{id} is running"))),
+            Some(_) => {
+                w.ctrs.remove(id);
+                Ok(())
+            }
+            None => Err(Error::not_found(id)),
+        }
+    }
+    fn create(&self, o: &RunOptions) -> Result<String> {
+        let mut w = self.0.borrow_mut();
+        w.tick()?;
+        let name = o.name.clone().unwrap_or_default();
+        if !w.named(&name).is_empty() {
+            return Err(Error::conflict(format!("the name {name} is in use")));
+        }
+        if w.uncreatable.contains(&o.image) {
+            return Err(Error::invalid(format!("cannot create from {}", o.image)));
+        }
+        let image_id = w.images.get(&o.image).cloned().ok_or_else(|| Error::not_found(format!("No such image: {}", o.image)))?;
+        w.next_id += 1;
+        let id = format!("c{}", w.next_id);
+        let seen = Seen {
+            name: name.clone(),
+            image_id,
+            restart: o.restart.clone().unwrap_or_else(|| "no".into()),
+            status: Status::Created,
+            restart_count: 0,
+        };
+        w.ctrs.insert(id.clone(), Ctr { name, image: o.image.clone(), seen, health: None });
+        Ok(id)
+    }
+    fn start(&self, id: &str) -> std::result::Result<(), String> {
+        let mut w = self.0.borrow_mut();
+        w.tick().map_err(|e| e.to_string())?;
+        let (exits, unhealthy) = {
+            let c = w.ctrs.get(id).ok_or("no such container")?;
+            (w.exits.contains(&c.image), w.unhealthy.contains(&c.image))
+        };
+        let c = w.ctrs.get_mut(id).ok_or("no such container")?;
+        c.seen.status = if exits { exited(1) } else { RUNNING };
+        c.health = unhealthy.then(|| ("unhealthy".to_string(), "probe failed".to_string()));
+        Ok(())
+    }
+    fn emit(&self, _id: &str, _action: &str) {}
+    fn remove_unused_images(&self, ids: &[String]) {
+        let mut w = self.0.borrow_mut();
+        if w.tick().is_err() {
+            return;
+        }
+        let used: Vec<String> = w.ctrs.values().map(|c| c.seen.image_id.clone()).collect();
+        w.images.retain(|_, id| !ids.contains(id) || used.contains(id));
+    }
+    async fn stop(&self, id: &str) {
+        let mut w = self.0.borrow_mut();
+        if w.tick().is_err() {
+            return;
+        }
+        if let Some(c) = w.ctrs.get_mut(id) {
+            if c.seen.is_running() {
+                c.seen.status = exited(137);
+            }
+        }
+    }
+    async fn load(&self, _root: &Path, data: &Path, errlog: &Path) -> Result<i32> {
+        let mut w = self.0.borrow_mut();
+        w.tick()?;
+        let image = std::fs::read_to_string(data).map_err(|e| Error::io("read data", e))?;
+        if w.unloadable.contains(&image) {
+            std::fs::write(errlog, "Error: not an image archive\n").map_err(|e| Error::io("write errlog", e))?;
+            return Ok(1);
+        }
+        let id = format!("sha256:{image}");
+        w.images.insert(image, id);
+        Ok(0)
+    }
+}
+
+/// The journal's owner: writes go to `root` unless the world has crashed.
+struct FakeLedger {
+    root: PathBuf,
+    journal: Journal,
+    world: Rc<RefCell<World>>,
+    outcomes: Vec<Outcome>,
+}
+
+impl Ledger for FakeLedger {
+    fn root(&self) -> PathBuf {
+        self.root.clone()
+    }
+    fn journal(&self) -> &Journal {
+        &self.journal
+    }
+    fn journal_mut(&mut self) -> &mut Journal {
+        &mut self.journal
+    }
+    fn save(&self) -> Result<()> {
+        self.world.borrow_mut().tick()?;
+        self.journal.save(&self.root)
+    }
+    fn finish(&mut self, o: Outcome) {
+        // In memory the update is over either way (so `drive` returns); a crashed agent writes
+        // nothing and reports nothing.
+        self.journal.active = None;
+        if self.world.borrow_mut().tick().is_err() {
+            return;
+        }
+        self.journal.seq = self.journal.seq.max(o.seq);
+        self.journal.last = Some(o.clone());
+        self.journal.save(&self.root).unwrap();
+        self.outcomes.push(o);
+    }
+    fn state_changed(&mut self) {}
+}
+
+fn run_drive(ledger: &Rc<RefCell<FakeLedger>>, world: &Rc<RefCell<World>>) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(drive(ledger.clone(), Fake(world.clone())));
+}
+
+/// A board running `web` from app:1 with `--restart always`, and app:2 arriving: the journal at
+/// `Verified` with the tarball in place.
+fn deploy_world(root: &Path, new_image: &str) -> Rc<RefCell<World>> {
+    let mut w = World::default();
+    w.images.insert("app:1".into(), "sha256:app:1".into());
+    let seen = Seen { name: "web".into(), image_id: "sha256:app:1".into(), restart: "always".into(), status: RUNNING, restart_count: 0 };
+    w.ctrs.insert("old".into(), Ctr { name: "web".into(), image: "app:1".into(), seen, health: None });
+    w.next_id = 100;
+    let a = Active {
+        id: "u1".into(),
+        seq: 1,
+        kind: Kind::Deploy,
+        name: "web".into(),
+        run: ["--name", "web", "--restart", "always", new_image].iter().map(|s| s.to_string()).collect(),
+        window: 0,
+        keep: 2,
+        step: Step::Verified,
+        image_id: None,
+        old: None,
+        new: None,
+        reason: String::new(),
+    };
+    let dir = journal::dir(root).join("u1");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(super::transfer::data_path(&dir), new_image).unwrap();
+    Journal { active: Some(a), ..Journal::default() }.save(root).unwrap();
+    Rc::new(RefCell::new(w))
+}
+
+/// An agent (re)starting on `root`: the journal as the disk has it.
+fn ledger(root: &Path, world: &Rc<RefCell<World>>) -> Rc<RefCell<FakeLedger>> {
+    let journal = Journal::load(root).unwrap();
+    Rc::new(RefCell::new(FakeLedger { root: root.to_path_buf(), journal, world: world.clone(), outcomes: Vec::new() }))
+}
+
+/// After an update ended: exactly one running `web`, from `image`, with its policy back, the
+/// journal idle and agreeing with the containers.
+fn assert_settled(root: &Path, w: &World, image: &str, o: &Outcome) {
+    let web = w.named("web");
+    assert_eq!(web.len(), 1, "one container named web: {:?}", w.ctrs);
+    let (id, c) = web[0];
+    assert_eq!(c.image, image, "web runs {image}: {:?}", w.ctrs);
+    assert!(c.seen.is_running(), "web runs: {:?}", c.seen);
+    assert_eq!(c.seen.restart, "always", "web has its restart policy");
+    let j = Journal::load(root).unwrap();
+    assert!(j.active.is_none(), "the journal is idle: {:?}", j.active);
+    assert_eq!(j.last.as_ref(), Some(o), "the journal's last result is the outcome reported");
+    if o.result == "committed" {
+        let d = &j.deployments["web"];
+        assert_eq!(&d.container, id);
+        assert_eq!(d.previous.len(), 1, "the old container is the rollback target: {d:?}");
+        let old = &w.ctrs[&d.previous[0].container];
+        assert_eq!((old.name.as_str(), old.seen.is_running(), old.seen.restart.as_str()), ("web.prev-0", false, "no"));
+        assert_eq!(d.previous[0].restart, "always", "the retired policy is kept for a rollback");
+        assert_eq!(w.ctrs.len(), 2, "nothing else is left: {:?}", w.ctrs);
+    } else {
+        assert_eq!(id, "old", "the old container is back");
+        assert_eq!(w.ctrs.len(), 1, "the new container is gone: {:?}", w.ctrs);
+        assert!(!j.deployments.contains_key("web"), "a first deploy rolled back leaves no deployment");
+    }
+}
+
+#[test]
+fn a_deploy_commits_and_keeps_the_old_container_as_rollback_target() {
+    let root = Root::new("commit");
+    let w = deploy_world(&root.0, "app:2");
+    let l = ledger(&root.0, &w);
+    run_drive(&l, &w);
+    let o = l.borrow().outcomes.clone();
+    assert_eq!(o.len(), 1);
+    assert_eq!((o[0].result.as_str(), o[0].image.as_str()), ("committed", "sha256:app:2"));
+    assert_settled(&root.0, &w.borrow(), "app:2", &o[0]);
+    assert!(!super::transfer::data_path(&journal::dir(&root.0).join("u1")).exists(), "the tarball goes once loaded");
+}
+
+#[test]
+fn a_new_container_that_exits_is_rolled_back() {
+    let root = Root::new("exits");
+    let w = deploy_world(&root.0, "app:2");
+    w.borrow_mut().exits.push("app:2".into());
+    let l = ledger(&root.0, &w);
+    run_drive(&l, &w);
+    let o = l.borrow().outcomes.clone();
+    assert_eq!(o.len(), 1);
+    assert_eq!(o[0].result, "rolled_back");
+    assert!(o[0].reason.contains("exited with code 1"), "{}", o[0].reason);
+    assert_settled(&root.0, &w.borrow(), "app:1", &o[0]);
+    assert!(!w.borrow().images.contains_key("app:2"), "the new image goes with the rollback");
+}
+
+#[test]
+fn unhealthy_or_uncreatable_new_containers_are_rolled_back() {
+    for (tag, why) in [("unhealthy", "health check failed"), ("uncreatable", "could not be created")] {
+        let root = Root::new(tag);
+        let w = deploy_world(&root.0, "app:2");
+        match tag {
+            "unhealthy" => w.borrow_mut().unhealthy.push("app:2".into()),
+            _ => w.borrow_mut().uncreatable.push("app:2".into()),
+        }
+        let l = ledger(&root.0, &w);
+        run_drive(&l, &w);
+        let o = l.borrow().outcomes.clone();
+        assert_eq!((o.len(), o[0].result.as_str()), (1, "rolled_back"), "{tag}: {o:?}");
+        assert!(o[0].reason.contains(why), "{tag}: {}", o[0].reason);
+        assert_settled(&root.0, &w.borrow(), "app:1", &o[0]);
+    }
+}
+
+#[test]
+fn an_image_that_does_not_load_fails_and_changes_nothing() {
+    let root = Root::new("noload");
+    let w = deploy_world(&root.0, "app:2");
+    w.borrow_mut().unloadable.push("app:2".into());
+    let before = w.borrow().ctrs.clone();
+    let l = ledger(&root.0, &w);
+    run_drive(&l, &w);
+    let o = l.borrow().outcomes.clone();
+    assert_eq!((o.len(), o[0].result.as_str()), (1, "failed"));
+    assert!(o[0].reason.contains("not an image archive"), "{}", o[0].reason);
+    assert_eq!(format!("{:?}", w.borrow().ctrs), format!("{before:?}"), "the old container was not touched");
+}
+
+#[test]
+fn a_rollback_request_brings_the_previous_version_back() {
+    let root = Root::new("rollback");
+    let w = deploy_world(&root.0, "app:2");
+    let l = ledger(&root.0, &w);
+    run_drive(&l, &w);
+    assert_eq!(l.borrow().outcomes[0].result, "committed");
+    let a = rollback_active(&l.borrow().journal, "u2", 2, "web", &root.0).unwrap();
+    assert_eq!(a.step, Step::RollingBack);
+    l.borrow_mut().journal.active = Some(a);
+    l.borrow().save().unwrap();
+    run_drive(&l, &w);
+    let o = l.borrow().outcomes[1].clone();
+    assert_eq!(o.result, "committed", "{o:?}");
+    assert_eq!(o.image, "sha256:app:1");
+    let w = w.borrow();
+    let web = w.named("web");
+    assert_eq!((web.len(), web[0].0.as_str(), web[0].1.seen.is_running()), (1, "old", true), "{:?}", w.ctrs);
+    assert_eq!(web[0].1.seen.restart, "always");
+    let j = Journal::load(&root.0).unwrap();
+    assert_eq!(j.deployments["web"].container, "old");
+    assert!(j.deployments["web"].previous.is_empty(), "the restored version is no rollback target of itself");
+    assert!(rollback_active(&j, "u3", 3, "web", &root.0).is_err(), "nothing older to roll back to");
+}
+
+#[test]
+fn a_restart_request_restarts_the_container() {
+    let root = Root::new("restart");
+    let w = deploy_world(&root.0, "app:2");
+    let mut a = Journal::load(&root.0).unwrap().active.unwrap();
+    a.kind = Kind::Restart;
+    Journal { active: Some(a), ..Journal::default() }.save(&root.0).unwrap();
+    w.borrow_mut().ctrs.get_mut("old").unwrap().seen.status = exited(0);
+    let l = ledger(&root.0, &w);
+    run_drive(&l, &w);
+    let o = l.borrow().outcomes.clone();
+    assert_eq!((o.len(), o[0].result.as_str(), o[0].reason.as_str()), (1, "committed", "restarted"));
+    assert!(w.borrow().ctrs["old"].seen.is_running());
+}
+
+/// The agent killed after `k` operations, for every `k` until a run goes through: the next agent
+/// resumes from the journal on disk and ends with exactly one `web`, as a commit or a rollback
+/// would leave it.
+fn crash_everywhere(tag: &str, setup: impl Fn(&mut World), want: &str, image: &str, steps: &[Step]) {
+    let mut crashed_somewhere = 0;
+    let mut resumed_at: Vec<Step> = Vec::new();
+    for k in 0.. {
+        let root = Root::new(tag);
+        let w = deploy_world(&root.0, "app:2");
+        setup(&mut w.borrow_mut());
+        w.borrow_mut().crash_after = Some(k);
+        let l = ledger(&root.0, &w);
+        run_drive(&l, &w);
+        if !w.borrow().crashed {
+            assert!(k > 3, "{tag}: a deploy takes more than {k} operations");
+            break;
+        }
+        crashed_somewhere += 1;
+        assert!(l.borrow().outcomes.is_empty(), "{tag}, crash after {k}: a crashed agent reported {:?}", l.borrow().outcomes);
+        // The next agent: same containers, the journal from disk.
+        {
+            let mut w = w.borrow_mut();
+            w.crashed = false;
+            w.crash_after = None;
+        }
+        let l = ledger(&root.0, &w);
+        let resumed = l.borrow().journal.active.clone();
+        if let Some(a) = &resumed {
+            if !resumed_at.contains(&a.step) {
+                resumed_at.push(a.step);
+            }
+        }
+        run_drive(&l, &w);
+        let o = l.borrow().outcomes.clone();
+        match &resumed {
+            Some(_) => {
+                assert_eq!(o.len(), 1, "{tag}, crash after {k}: one outcome after the resume: {o:?}");
+                assert_eq!(o[0].result, want, "{tag}, crash after {k}: {o:?}");
+                assert_settled(&root.0, &w.borrow(), image, &o[0]);
+            }
+            // Crashed after the outcome was written: nothing left to do.
+            None => {
+                assert!(o.is_empty(), "{tag}, crash after {k}: no second outcome");
+                let j = Journal::load(&root.0).unwrap();
+                let last = j.last.clone().expect("the outcome was journaled");
+                assert_eq!(last.result, want);
+                assert_settled(&root.0, &w.borrow(), image, &last);
+            }
+        }
+    }
+    println!("{tag}: {crashed_somewhere} crash points, resumed at {resumed_at:?}");
+    assert!(crashed_somewhere > 3, "{tag}: crashes were injected ({crashed_somewhere})");
+    for s in steps {
+        assert!(resumed_at.contains(s), "{tag}: no crash left the journal at {s:?} (resumed at {resumed_at:?})");
+    }
+}
+
+#[test]
+fn a_crash_at_any_point_of_a_deploy_resumes_to_a_commit() {
+    let steps = [Step::Verified, Step::Loaded, Step::OldStopped, Step::Started, Step::Committing];
+    crash_everywhere("crash-commit", |_| {}, "committed", "app:2", &steps);
+}
+
+#[test]
+fn a_crash_at_any_point_of_a_failing_deploy_resumes_to_a_rollback() {
+    let steps = [Step::Verified, Step::Loaded, Step::OldStopped, Step::RollingBack];
+    crash_everywhere("crash-rollback", |w| w.exits.push("app:2".into()), "rolled_back", "app:1", &steps);
+}

@@ -1,0 +1,156 @@
+//! What applying an update (`apply.rs`) needs from the rest of the agent, as two traits: the
+//! journal's owner (`Manager`) and the containers (the supervisor). The agent passes the real
+//! ones; `apply`'s unit tests pass fakes, so every journaled step, crash point, resume, rollback
+//! and commit is tested without root.
+
+use std::path::{Path, PathBuf};
+
+use berth_proto::socket::RunOptions;
+use berth_proto::wire::Outcome;
+use berth_runtime::container::record::Status;
+use berth_runtime::{Error, Result};
+
+use super::journal::Journal;
+use super::manager::Manager;
+use crate::daemon::Shared;
+
+/// The owner of the update journal.
+pub trait Ledger {
+    fn root(&self) -> PathBuf;
+    fn journal(&self) -> &Journal;
+    fn journal_mut(&mut self) -> &mut Journal;
+    /// Writes the journal (crash-safe) before the step it names is taken.
+    fn save(&self) -> Result<()>;
+    /// The update ended with `o`: journal, result, state.
+    fn finish(&mut self, o: Outcome);
+    fn state_changed(&mut self);
+}
+
+/// What an update needs to know about one container.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Seen {
+    pub name: String,
+    pub image_id: String,
+    /// Its restart policy, as `--restart` takes it.
+    pub restart: String,
+    pub status: Status,
+    pub restart_count: u32,
+}
+
+impl Seen {
+    pub fn is_running(&self) -> bool {
+        matches!(self.status, Status::Running { .. })
+    }
+}
+
+/// The containers an update replaces, watches and restores.
+#[allow(async_fn_in_trait)] // used with concrete types only, on one thread
+pub trait Containers {
+    /// The id of the container named (or with the id) `key`.
+    fn find(&self, key: &str) -> Result<String>;
+    fn seen(&self, id: &str) -> Option<Seen>;
+    /// The health status (`healthy`, `unhealthy`, `starting`) and the last check's output.
+    fn health(&self, id: &str) -> Option<(String, String)>;
+    /// The id of the image `name` refers to.
+    fn image_id(&self, name: &str) -> Result<String>;
+    fn set_restart(&self, id: &str, policy: &str) -> Result<()>;
+    fn rename(&self, id: &str, name: &str) -> Result<()>;
+    /// Removes a stopped container and its files.
+    fn remove(&self, id: &str) -> Result<()>;
+    fn create(&self, o: &RunOptions) -> Result<String>;
+    /// Starts a container; the error is the runtime's message.
+    fn start(&self, id: &str) -> std::result::Result<(), String>;
+    fn emit(&self, id: &str, action: &str);
+    fn remove_unused_images(&self, ids: &[String]);
+    /// Docker's stop: its stop signal, then SIGKILL after its timeout; policy restarts off.
+    async fn stop(&self, id: &str);
+    /// `berth load -q -i data` into `root`'s store, stderr into `errlog`; its exit code.
+    async fn load(&self, root: &Path, data: &Path, errlog: &Path) -> Result<i32>;
+}
+
+impl Ledger for Manager {
+    fn root(&self) -> PathBuf {
+        self.root.clone()
+    }
+    fn journal(&self) -> &Journal {
+        &self.journal
+    }
+    fn journal_mut(&mut self) -> &mut Journal {
+        &mut self.journal
+    }
+    fn save(&self) -> Result<()> {
+        self.journal.save(&self.root)
+    }
+    fn finish(&mut self, o: Outcome) {
+        Manager::finish(self, o);
+    }
+    fn state_changed(&mut self) {
+        Manager::state_changed(self);
+    }
+}
+
+impl Containers for Shared {
+    fn find(&self, key: &str) -> Result<String> {
+        self.borrow().find(key)
+    }
+    fn seen(&self, id: &str) -> Option<Seen> {
+        let s = self.borrow();
+        let r = s.get(id)?;
+        Some(Seen {
+            name: r.name.clone(),
+            image_id: r.image_id.to_string(),
+            restart: r.restart.name(),
+            status: r.status.clone(),
+            restart_count: r.restart_count,
+        })
+    }
+    fn health(&self, id: &str) -> Option<(String, String)> {
+        self.borrow().health_of(id).map(|(s, out)| (s.to_string(), out))
+    }
+    fn image_id(&self, name: &str) -> Result<String> {
+        self.borrow().image_id(name)
+    }
+    fn set_restart(&self, id: &str, policy: &str) -> Result<()> {
+        self.borrow_mut().update(id, &Default::default(), Some(policy)).map(|_| ())
+    }
+    fn rename(&self, id: &str, name: &str) -> Result<()> {
+        self.borrow_mut().rename(id, name)
+    }
+    fn remove(&self, id: &str) -> Result<()> {
+        self.borrow_mut().remove_files(id, true)
+    }
+    fn create(&self, o: &RunOptions) -> Result<String> {
+        self.borrow_mut().create(o).map(|(id, _)| id)
+    }
+    fn start(&self, id: &str) -> std::result::Result<(), String> {
+        self.borrow_mut().start(id, None).map(|_| ()).map_err(|e| e.msg)
+    }
+    fn emit(&self, id: &str, action: &str) {
+        self.borrow_mut().emit(id, action, &[]);
+    }
+    fn remove_unused_images(&self, ids: &[String]) {
+        self.borrow().remove_unused_images(ids);
+    }
+    async fn stop(&self, id: &str) {
+        crate::daemon::stop(self, id, None).await;
+    }
+    /// In a child process: the agent's loop keeps serving (and its memory stays small) while a
+    /// large image unpacks.
+    async fn load(&self, root: &Path, data: &Path, errlog: &Path) -> Result<i32> {
+        let err_file = std::fs::File::create(errlog).map_err(|e| Error::io(format!("create {}", errlog.display()), e))?;
+        let child = std::process::Command::new("/proc/self/exe")
+            .arg("--root")
+            .arg(root)
+            .args(["load", "-q", "-i"])
+            .arg(data)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(err_file)
+            .spawn()
+            .map_err(|e| Error::io("start berth load", e))?;
+        // Registered before the next await: the SIGCHLD reaper cannot have seen it yet.
+        let rx = self.borrow_mut().watch_child(child.id() as i32);
+        drop(child);
+        Ok(rx.await.unwrap_or(-1))
+    }
+}
