@@ -4,3 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod yaml;
+pub mod interp;
+pub mod dotenv;
+pub mod units;
+pub mod value;
