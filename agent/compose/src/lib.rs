@@ -8,3 +8,7 @@ pub mod interp;
 pub mod dotenv;
 pub mod units;
 pub mod value;
+pub mod model;
+pub mod merge;
+pub mod project;
+pub mod validate;
