@@ -12,3 +12,5 @@ pub mod model;
 pub mod merge;
 pub mod project;
 pub mod validate;
+pub mod config;
+pub mod translate;
