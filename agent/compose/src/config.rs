@@ -542,3 +542,28 @@ volumes:
         assert_eq!(config_hash(&a.services["web"]).len(), 64);
     }
 }
+
+#[cfg(test)]
+mod samples {
+    use crate::project::{load_texts, Options};
+    use std::path::Path;
+
+    /// The sample files load, and their `config` is a fixed point.
+    #[test]
+    fn samples_load_and_print() {
+        let o = Options {
+            workdir: "/srv/app".into(),
+            environ: [("HOME".to_string(), "/root".to_string())].into_iter().collect(),
+            ..Default::default()
+        };
+        for (name, text) in [("full.yaml", include_str!("../testdata/full.yaml")), ("small.yaml", include_str!("../testdata/small.yaml"))] {
+            let (p, _) = load_texts(&[(name.into(), text.into())], Path::new("/srv/app"), &o, &[]).unwrap_or_else(|e| panic!("{e}"));
+            let printed = super::to_yaml(&p);
+            let (again, _) = load_texts(&[(name.into(), printed.clone())], Path::new("/srv/app"), &o, &[]).unwrap_or_else(|e| panic!("{e}\n{printed}"));
+            assert_eq!(super::to_yaml(&again), printed);
+            if std::env::var_os("PRINT").is_some() {
+                println!("{printed}");
+            }
+        }
+    }
+}
