@@ -396,8 +396,23 @@ fn volume_value(v: &Volume) -> V {
     map(m)
 }
 
+/// `$` doubled in every string value, so the printed model reads back to itself (the values
+/// are already interpolated; a `$` left in one is literal).
+fn escape_dollars(v: V) -> V {
+    match v {
+        V::Str(s) if s.contains('$') => V::Str(s.replace('$', "$$")),
+        V::Seq(items) => V::Seq(items.into_iter().map(escape_dollars).collect()),
+        V::Map(m) => V::Map(m.into_iter().map(|(k, v)| (k, escape_dollars(v))).collect()),
+        other => other,
+    }
+}
+
 /// The whole project, as `docker compose config` prints it.
 pub fn project_value(p: &Project) -> V {
+    escape_dollars(project_value_raw(p))
+}
+
+fn project_value_raw(p: &Project) -> V {
     let mut m = Vec::new();
     if let Some(n) = &p.name {
         m.push(("name", V::s(n)));
@@ -531,6 +546,15 @@ volumes:
         // What `config` prints loads back to the same model.
         let again = load(&to_yaml(&p));
         assert_eq!(to_yaml(&again), want);
+    }
+
+    #[test]
+    fn literal_dollars_stay_literal() {
+        let p = load("services:\n  a: {image: busybox, command: echo $$HOME '$$5'}\n");
+        assert_eq!(p.services["a"].command.as_deref(), Some(&["echo".to_string(), "$HOME".to_string(), "$5".to_string()][..]));
+        let printed = to_yaml(&p);
+        assert!(printed.contains("- $$HOME"), "{printed}");
+        assert_eq!(to_yaml(&load(&printed)), printed);
     }
 
     #[test]

@@ -6,6 +6,8 @@ pub mod args;
 pub mod board;
 pub mod check;
 pub mod client;
+#[cfg(feature = "compose")]
+pub mod compose;
 pub mod container;
 pub mod cp;
 pub mod deploy;
@@ -93,6 +95,7 @@ const GLOBAL: Cmd = Cmd {
         ("attach", "Attach to a running container's output"),
         ("board", "Manage board profiles (validate)"),
         ("check", "Check that the kernel has what berth needs"),
+        ("compose", "Define and run multi-container applications"),
         ("create", "Create a new container"),
         ("deployment", "Show what updates deployed on this device"),
         ("kill", "Kill one or more running containers"),
@@ -296,6 +299,10 @@ fn dispatch(args: &[String]) -> Result<i32, CliError> {
     }
     if name == "fleet" {
         return fleet::main(&ctx, &rest[1..]);
+    }
+    #[cfg(feature = "compose")]
+    if name == "compose" {
+        return compose::main(&ctx, &rest[1..]);
     }
     if let Some((_, group, subs)) = GROUPS.iter().find(|(g, _, _)| g == name) {
         let gm = match args::parse(group, &rest[1..])? {
