@@ -207,7 +207,7 @@ fn bad_files_are_refused_before_anything_runs() {
         ("bomb", bomb, "alias bomb"),
         ("size", big, "over the 1048576 byte limit"),
         ("image", "services:\n  a: {image: 'nosuchimage:1'}\n".into(), "image nosuchimage:1 is not on this device"),
-        ("not yet", "services:\n  a:\n    image: busybox\n    ports: ['8080:80']\n".into(), "line 4 column 12: services.a.ports: publishing ports is not supported yet"),
+        ("not yet", "services:\n  a:\n    image: busybox\n    ports: ['8080:80']\n".into(), "line 4 column 13: services.a.ports: publishing ports is not supported yet"),
     ];
     for (what, text, want) in cases {
         write(&dir, "compose.yaml", &text);
