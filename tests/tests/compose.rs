@@ -353,3 +353,82 @@ volumes:
     assert!(direct.contains(&format!("source: {}", s(&dir.join("other")))), "{direct}");
     fs::remove_dir_all(dir.parent().unwrap_or(&dir)).ok();
 }
+
+/// `--wait`, `restart`, `images`, `top`, `rm -s -f`, and `up` in the foreground: the services'
+/// output with their names, and ^C stopping them.
+#[test]
+fn wait_restart_images_top_rm_and_foreground_up() {
+    let _g = host_shared();
+    require_root();
+    let a = Agent::with_busybox();
+    let dir = project_dir("fg");
+    write(
+        &dir,
+        "compose.yaml",
+        "services:
+  one:
+    image: busybox
+    command: sh -c 'echo one says hi; exec sleep 1000'
+    network_mode: none
+    healthcheck: {test: 'true', interval: 200ms}
+    stop_grace_period: 1s
+  two:
+    image: busybox
+    command: sh -c 'echo two says hi; exec sleep 1000'
+    network_mode: none
+    stop_grace_period: 1s
+",
+    );
+    let (_, err) = compose_ok(&a, &dir, &["up", "--wait"]);
+    assert!(err.contains("Container fg-one-1  Healthy"), "{err}");
+    let json = a.inspect("fg-one-1");
+    assert_eq!(json["State"]["Health"]["Status"], "healthy");
+
+    let started = a.inspect_f("fg-two-1", "{{.State.StartedAt}}");
+    std::thread::sleep(Duration::from_millis(1100));
+    compose_ok(&a, &dir, &["restart", "two"]);
+    assert_ne!(a.inspect_f("fg-two-1", "{{.State.StartedAt}}"), started);
+
+    let (images, _) = compose_ok(&a, &dir, &["images"]);
+    assert!(images.starts_with("CONTAINER") && images.contains("fg-one-1") && images.contains("busybox"), "{images}");
+    let (top, _) = compose_ok(&a, &dir, &["top", "one"]);
+    assert!(top.starts_with("fg-one-1\n") && top.contains("sleep 1000"), "{top}");
+
+    let (_, err) = compose_ok(&a, &dir, &["rm", "-s", "-f", "two"]);
+    assert!(err.contains("Container fg-two-1  Removed"), "{err}");
+    let (ps, _) = compose_ok(&a, &dir, &["ps", "-a", "--services"]);
+    assert_eq!(ps.trim(), "one");
+    compose_ok(&a, &dir, &["down"]);
+
+    // Foreground: output prefixed by container name; SIGINT stops the services.
+    let mut child = a
+        .command(&["compose", "up"])
+        .current_dir(&dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn compose up");
+    let stdout = child.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut seen = Vec::new();
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            seen.push(line);
+            if seen.iter().any(|l| l.contains("one says hi")) && seen.iter().any(|l| l.contains("two says hi")) {
+                break;
+            }
+        }
+        seen
+    });
+    let seen = reader.join().expect("reader");
+    assert!(seen.iter().any(|l| l.starts_with("fg-one-1  | one says hi")), "{seen:?}");
+    assert!(seen.iter().any(|l| l.starts_with("fg-two-1  | two says hi")), "{seen:?}");
+    // What a ^C at the terminal sends.
+    berth_tests::tool("kill", &["-INT", &child.id().to_string()]);
+    let status = child.wait().expect("wait compose up");
+    assert_eq!(status.code(), Some(130), "compose up after ^C");
+    assert_eq!(a.inspect_f("fg-one-1", "{{.State.Status}}"), "exited");
+    assert_eq!(a.inspect_f("fg-two-1", "{{.State.Status}}"), "exited");
+    compose_ok(&a, &dir, &["down"]);
+    fs::remove_dir_all(dir.parent().unwrap_or(&dir)).ok();
+}

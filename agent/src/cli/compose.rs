@@ -476,13 +476,13 @@ fn up(ctx: &Ctx, app: &App, m: &Matches) -> Result<i32, CliError> {
     }
     // Attached: the services' output until they all stop (^C stops them, as Compose does).
     let ids: Vec<Record> = app.containers(ctx).into_iter().filter(|r| targets.iter().any(|t| t == service_of(r))).collect();
-    stop_on_interrupt(ctx, ids.iter().map(|r| r.id.clone()).collect());
-    follow_all(ctx, &ids, Some(0), false, true, true)?;
+    stop_on_interrupt(ctx, ids.iter().map(|r| (r.id.clone(), r.name.clone())).collect());
+    follow_all(ctx, &ids, None, false, true, true)?;
     Ok(0)
 }
 
 /// On SIGINT/SIGTERM, stop `ids` and exit (`up` in the foreground).
-fn stop_on_interrupt(ctx: &Ctx, ids: Vec<String>) {
+fn stop_on_interrupt(ctx: &Ctx, ids: Vec<(String, String)>) {
     let (host, root) = (ctx.host.clone(), ctx.root.clone());
     // SAFETY: builds a signal set and blocks it in this thread; threads spawned after this
     // (the log readers) inherit the mask, so only the sigwait below receives these signals.
@@ -504,8 +504,10 @@ fn stop_on_interrupt(ctx: &Ctx, ids: Vec<String>) {
         eprintln!("Gracefully stopping... (press Ctrl+C again to force)");
         let ctx = Ctx { root, host };
         if let Ok(mut c) = Client::connect(&ctx) {
-            for id in ids.iter().rev() {
+            for (id, name) in ids.iter().rev() {
+                progress("Container", name, "Stopping");
                 let _ = c.call(&Request::Stop { id: id.clone(), timeout: None });
+                progress("Container", name, "Stopped");
             }
         }
         std::process::exit(130);
