@@ -190,7 +190,9 @@ fn bad_files_are_refused_before_anything_runs() {
         let mut y = String::from("x-a: &a [x, x, x, x, x, x, x, x, x, x]\n");
         let mut prev = "a".to_string();
         for n in ["b", "c", "d", "e", "f", "g", "h"] {
-            y.push_str(&format!("x-{n}: &{n} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"));
+            y.push_str(&format!(
+                "x-{n}: &{n} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"
+            ));
             prev = n.to_string();
         }
         y + "services:\n  a: {image: busybox}\n"
@@ -199,15 +201,35 @@ fn bad_files_are_refused_before_anything_runs() {
     let cases: Vec<(&str, String, &str)> = vec![
         ("yaml", "services:\n  a:\n    image: [busybox\n".into(), "compose.yaml line 4 column 1: "),
         ("unknown key", "services:\n  a:\n    image: busybox\n    build: .\n".into(), "line 4 column 5: services.a: unknown key \"build\""),
-        ("cycle", "services:\n  a: {image: busybox, depends_on: [b]}\n  b: {image: busybox, depends_on: [a]}\n".into(), "dependency cycle: a -> b -> a"),
+        (
+            "cycle",
+            "services:\n  a: {image: busybox, depends_on: [b]}\n  b: {image: busybox, depends_on: [a]}\n".into(),
+            "dependency cycle: a -> b -> a",
+        ),
         ("network", "services:\n  a:\n    image: busybox\n    networks: [front]\n".into(), "undefined network \"front\""),
-        ("volume", "services:\n  a:\n    image: busybox\n    volumes: ['data:/d']\n".into(), "line 4 column 15: service \"a\" refers to undefined volume \"data\""),
-        ("required", "services:\n  a:\n    image: busybox\n    command: echo ${NEEDED:?set NEEDED}\n".into(), "line 4 column 14: required variable NEEDED is missing a value: set NEEDED"),
-        ("ports", "services:\n  a: {image: busybox, ports: ['8080:80']}\n  b: {image: busybox, ports: ['8080:81']}\n".into(), "both publish host port 8080/tcp"),
+        (
+            "volume",
+            "services:\n  a:\n    image: busybox\n    volumes: ['data:/d']\n".into(),
+            "line 4 column 15: service \"a\" refers to undefined volume \"data\"",
+        ),
+        (
+            "required",
+            "services:\n  a:\n    image: busybox\n    command: echo ${NEEDED:?set NEEDED}\n".into(),
+            "line 4 column 14: required variable NEEDED is missing a value: set NEEDED",
+        ),
+        (
+            "ports",
+            "services:\n  a: {image: busybox, ports: ['8080:80']}\n  b: {image: busybox, ports: ['8080:81']}\n".into(),
+            "both publish host port 8080/tcp",
+        ),
         ("bomb", bomb, "alias bomb"),
         ("size", big, "over the 1048576 byte limit"),
         ("image", "services:\n  a: {image: 'nosuchimage:1'}\n".into(), "image nosuchimage:1 is not on this device"),
-        ("not yet", "services:\n  a:\n    image: busybox\n    ports: ['8080:80']\n".into(), "line 4 column 13: services.a.ports: publishing ports is not supported yet"),
+        (
+            "not yet",
+            "services:\n  a:\n    image: busybox\n    ports: ['8080:80']\n".into(),
+            "line 4 column 13: services.a.ports: publishing ports is not supported yet",
+        ),
     ];
     for (what, text, want) in cases {
         write(&dir, "compose.yaml", &text);
@@ -325,7 +347,13 @@ volumes:
         let mut full = vec!["compose"];
         full.extend_from_slice(args);
         full.extend_from_slice(&["config", "--format", format]);
-        let out = root.command(&full).current_dir(&dir).env("FROM_SHELL", "shell").env_remove("COMPOSE_PROJECT_NAME").output().expect("run berth");
+        let out = root
+            .command(&full)
+            .current_dir(&dir)
+            .env("FROM_SHELL", "shell")
+            .env_remove("COMPOSE_PROJECT_NAME")
+            .output()
+            .expect("run berth");
         assert!(out.status.success(), "berth {full:?}: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
@@ -347,7 +375,16 @@ volumes:
     assert_eq!(direct, through_v1, "berth's model differs from docker-compose's for the same files");
     let direct = berth(&files, "yaml");
     // And the round trip did carry what matters (a sample of it).
-    for want in ["image: busybox:1.36", "BROKER: broker:1883", "FROM_SHELL: shell", "EXTRA: \"1\"", "name: ref_back", "interval: 1m30s", "mem_limit: \"67108864\"", "COST: $$5"] {
+    for want in [
+        "image: busybox:1.36",
+        "BROKER: broker:1883",
+        "FROM_SHELL: shell",
+        "EXTRA: \"1\"",
+        "name: ref_back",
+        "interval: 1m30s",
+        "mem_limit: \"67108864\"",
+        "COST: $$5",
+    ] {
         assert!(direct.contains(want), "berth compose config lacks {want:?}:\n{direct}");
     }
     assert!(direct.contains(&format!("source: {}", s(&dir.join("other")))), "{direct}");

@@ -583,7 +583,8 @@ mod samples {
         for (name, text) in [("full.yaml", include_str!("../testdata/full.yaml")), ("small.yaml", include_str!("../testdata/small.yaml"))] {
             let (p, _) = load_texts(&[(name.into(), text.into())], Path::new("/srv/app"), &o, &[]).unwrap_or_else(|e| panic!("{e}"));
             let printed = super::to_yaml(&p);
-            let (again, _) = load_texts(&[(name.into(), printed.clone())], Path::new("/srv/app"), &o, &[]).unwrap_or_else(|e| panic!("{e}\n{printed}"));
+            let (again, _) =
+                load_texts(&[(name.into(), printed.clone())], Path::new("/srv/app"), &o, &[]).unwrap_or_else(|e| panic!("{e}\n{printed}"));
             assert_eq!(super::to_yaml(&again), printed);
             if std::env::var_os("PRINT").is_some() {
                 println!("{printed}");

@@ -113,18 +113,42 @@ fn braced(body: &str, whole: &str, env: &dyn Lookup, unset: &mut Vec<String>, de
                 String::new()
             }
         },
-        [b':', b'-', ..] => if set_nonempty { value.unwrap_or_default() } else { arg(2, unset)? },
+        [b':', b'-', ..] => {
+            if set_nonempty {
+                value.unwrap_or_default()
+            } else {
+                arg(2, unset)?
+            }
+        }
         [b'-', ..] => match value {
             Some(v) => v,
             None => arg(1, unset)?,
         },
-        [b':', b'?', ..] => if set_nonempty { value.unwrap_or_default() } else { return Err(required(arg(2, unset)?)) },
+        [b':', b'?', ..] => {
+            if set_nonempty {
+                value.unwrap_or_default()
+            } else {
+                return Err(required(arg(2, unset)?));
+            }
+        }
         [b'?', ..] => match value {
             Some(v) => v,
             None => return Err(required(arg(1, unset)?)),
         },
-        [b':', b'+', ..] => if set_nonempty { arg(2, unset)? } else { String::new() },
-        [b'+', ..] => if value.is_some() { arg(1, unset)? } else { String::new() },
+        [b':', b'+', ..] => {
+            if set_nonempty {
+                arg(2, unset)?
+            } else {
+                String::new()
+            }
+        }
+        [b'+', ..] => {
+            if value.is_some() {
+                arg(1, unset)?
+            } else {
+                String::new()
+            }
+        }
         _ => return Err(format!("invalid interpolation format in {whole:?}: \"${{{body}}}\"")),
     })
 }

@@ -3,14 +3,14 @@
 //! parses. No daemon access here: the CLI drives the containers.
 #![forbid(unsafe_code)]
 
-pub mod yaml;
-pub mod interp;
-pub mod dotenv;
-pub mod units;
-pub mod value;
-pub mod model;
-pub mod merge;
-pub mod project;
-pub mod validate;
 pub mod config;
+pub mod dotenv;
+pub mod interp;
+pub mod merge;
+pub mod model;
+pub mod project;
 pub mod translate;
+pub mod units;
+pub mod validate;
+pub mod value;
+pub mod yaml;

@@ -628,7 +628,9 @@ fn mount(n: &Node, path: &str) -> Result<Mount> {
         Some("volume") => MountKind::Volume,
         Some("bind") => MountKind::Bind,
         Some("tmpfs") => MountKind::Tmpfs,
-        Some(other) => return Err(Error::at(n.mark, format!("{path}: volume type {other:?} is not supported by berth (volume, bind, tmpfs)"))),
+        Some(other) => {
+            return Err(Error::at(n.mark, format!("{path}: volume type {other:?} is not supported by berth (volume, bind, tmpfs)")))
+        }
         None => return Err(Error::at(n.mark, format!("{path}: type is missing (volume, bind or tmpfs)"))),
     };
     if !m.target.starts_with('/') {

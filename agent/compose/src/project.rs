@@ -12,7 +12,8 @@ use crate::yaml::{self, Value, MAX_BYTES};
 
 /// The names Compose looks for, in its order of preference.
 pub const FILE_NAMES: [&str; 4] = ["compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml"];
-const OVERRIDE_NAMES: [&str; 4] = ["compose.override.yaml", "compose.override.yml", "docker-compose.override.yaml", "docker-compose.override.yml"];
+const OVERRIDE_NAMES: [&str; 4] =
+    ["compose.override.yaml", "compose.override.yml", "docker-compose.override.yaml", "docker-compose.override.yml"];
 
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -72,7 +73,8 @@ pub fn valid_project_name(s: &str) -> bool {
 /// A directory name made into a project name: lower case, only `[a-z0-9_-]`, starting with a
 /// letter or digit.
 pub fn normalize_project_name(s: &str) -> String {
-    let lower: String = s.to_lowercase().chars().filter(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || *c == '_').collect();
+    let lower: String =
+        s.to_lowercase().chars().filter(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || *c == '_').collect();
     lower.trim_start_matches(['-', '_']).to_string()
 }
 
@@ -151,7 +153,9 @@ pub fn load_texts(texts: &[(String, String)], dir: &Path, opts: &Options, dotenv
         if let Value::Map(m) = &mut tree.value {
             m.retain(|(k, _)| !k.text.starts_with("x-"));
             if m.iter().any(|(k, _)| k.text == "version") {
-                warnings.push(format!("{name}: the attribute `version` is obsolete, it will be ignored, please remove it to avoid potential confusion"));
+                warnings.push(format!(
+                    "{name}: the attribute `version` is obsolete, it will be ignored, please remove it to avoid potential confusion"
+                ));
             }
         }
         crate::interp::interpolate_tree(&mut tree, &lookup, &mut unset).map_err(|(m, e)| Error::at(m, e).in_file(name))?;
@@ -178,7 +182,8 @@ pub fn load_texts(texts: &[(String, String)], dir: &Path, opts: &Options, dotenv
 }
 
 fn project_name(opts: &Options, lookup: &dyn Fn(&str) -> Option<String>, from_file: Option<&str>, dir: &Path) -> Result<String> {
-    let explicit = opts.project_name.clone().or_else(|| lookup("COMPOSE_PROJECT_NAME").filter(|s| !s.is_empty())).or(from_file.map(str::to_string));
+    let explicit =
+        opts.project_name.clone().or_else(|| lookup("COMPOSE_PROJECT_NAME").filter(|s| !s.is_empty())).or(from_file.map(str::to_string));
     if let Some(n) = explicit {
         if !valid_project_name(&n) {
             return Err(Error::plain(format!(
@@ -315,7 +320,13 @@ volumes:
   ext: {external: true}
 ";
         let dotenv = vec![("FROM_DOTENV".to_string(), "d".to_string()), ("FROM_SHELL".to_string(), "loses".to_string())];
-        let (p, _) = load_texts(&[("compose.yaml".into(), t.into())], Path::new("/srv/app"), &opts(&[("FROM_SHELL", "s"), ("HOME", "/root")]), &dotenv).unwrap();
+        let (p, _) = load_texts(
+            &[("compose.yaml".into(), t.into())],
+            Path::new("/srv/app"),
+            &opts(&[("FROM_SHELL", "s"), ("HOME", "/root")]),
+            &dotenv,
+        )
+        .unwrap();
         let web = &p.services["web"];
         let env: Vec<(&str, Option<&str>)> = web.environment.iter().map(|(k, v)| (k.as_str(), v.as_deref())).collect();
         assert_eq!(env, [("FROM_DOTENV", Some("d")), ("FROM_SHELL", Some("s")), ("MISSING", None), ("SET", Some("x"))]);
@@ -339,7 +350,10 @@ volumes:
         let e = load1("secrets: {}\n", &opts(&[])).unwrap_err();
         assert_eq!(e.to_string(), "compose.yaml line 1 column 1: top level: unknown key \"secrets\" (not supported by berth)");
         // The second file's own mistakes name it.
-        let texts = [("a.yaml".to_string(), "services: {web: {image: x}}\n".to_string()), ("b.yaml".to_string(), "services:\n  web:\n    imag: y\n".to_string())];
+        let texts = [
+            ("a.yaml".to_string(), "services: {web: {image: x}}\n".to_string()),
+            ("b.yaml".to_string(), "services:\n  web:\n    imag: y\n".to_string()),
+        ];
         let e = load_texts(&texts, Path::new("/p"), &opts(&[]), &[]).unwrap_err();
         assert!(e.to_string().starts_with("b.yaml line 3 column 5: "), "{e}");
     }

@@ -121,7 +121,10 @@ pub fn run_words(p: &Project, service: &str, number: u32, origin: &Origin, suppo
                     (MountKind::Volume, Some(v)) => {
                         let vol = p.volumes.get(v).ok_or_else(|| Error::at(m.mark, format!("undefined volume {v:?}")))?;
                         if vol.driver.as_deref().is_some_and(|d| d != "local") || !vol.driver_opts.is_empty() {
-                            return Err(Error::at(vol.mark, format!("volumes.{v}: volume drivers and driver_opts are not supported yet by berth")));
+                            return Err(Error::at(
+                                vol.mark,
+                                format!("volumes.{v}: volume drivers and driver_opts are not supported yet by berth"),
+                            ));
                         }
                         Some(vol.name.clone().unwrap_or_else(|| format!("{project}_{v}")))
                     }
@@ -195,7 +198,10 @@ pub fn run_words(p: &Project, service: &str, number: u32, origin: &Origin, suppo
     }
     for port in &s.ports {
         if !support.publish {
-            return Err(Error::at(port.mark, format!("services.{service}.ports: publishing ports is not supported yet by berth (use network_mode: host)")));
+            return Err(Error::at(
+                port.mark,
+                format!("services.{service}.ports: publishing ports is not supported yet by berth (use network_mode: host)"),
+            ));
         }
         let mut spec = String::new();
         if let Some(ip) = &port.host_ip {
@@ -377,7 +383,10 @@ volumes:
         );
         let w = run_words(&p, "web", 1, &origin(), Support::default()).unwrap();
         let text = w.join(" ");
-        assert!(text.starts_with("--name demo-web-1 --label com.docker.compose.project=demo --label com.docker.compose.service=web"), "{text}");
+        assert!(
+            text.starts_with("--name demo-web-1 --label com.docker.compose.project=demo --label com.docker.compose.service=web"),
+            "{text}"
+        );
         assert!(text.contains("--label com.docker.compose.container-number=1 "), "{text}");
         let after_labels = text.split(" --env ").skip(1).collect::<Vec<_>>().join(" --env ");
         assert_eq!(

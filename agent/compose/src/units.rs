@@ -179,7 +179,9 @@ mod tests {
 
     #[test]
     fn bytes() {
-        for (s, n) in [("512m", 512 << 20), ("1g", 1 << 30), ("1GB", 1 << 30), ("100", 100), ("1.5k", 1536), ("64 MiB", 64 << 20), ("10b", 10)] {
+        for (s, n) in
+            [("512m", 512 << 20), ("1g", 1 << 30), ("1GB", 1 << 30), ("100", 100), ("1.5k", 1536), ("64 MiB", 64 << 20), ("10b", 10)]
+        {
             assert_eq!(parse_bytes(s), Ok(n), "{s}");
         }
         for s in ["", "m", "1x", "-1m", "1e9"] {
@@ -189,13 +191,31 @@ mod tests {
 
     #[test]
     fn durations() {
-        for (s, n) in [("1s", SEC), ("1m30s", 90 * SEC), ("1.5s", 1500 * MS), ("300ms", 300 * MS), ("0", 0), ("2h", 2 * HOUR), ("10us", 10 * US), (".5s", 500 * MS)] {
+        for (s, n) in [
+            ("1s", SEC),
+            ("1m30s", 90 * SEC),
+            ("1.5s", 1500 * MS),
+            ("300ms", 300 * MS),
+            ("0", 0),
+            ("2h", 2 * HOUR),
+            ("10us", 10 * US),
+            (".5s", 500 * MS),
+        ] {
             assert_eq!(parse_duration(s), Ok(n), "{s}");
         }
         for s in ["", "1", "s", "1x", "-1s", "1.s.s", "."] {
             assert!(parse_duration(s).is_err(), "{s}");
         }
-        for (n, s) in [(0, "0s"), (90 * SEC, "1m30s"), (HOUR, "1h0m0s"), (1500 * MS, "1.5s"), (300 * MS, "300ms"), (5 * US, "5µs"), (7, "7ns"), (10 * SEC, "10s")] {
+        for (n, s) in [
+            (0, "0s"),
+            (90 * SEC, "1m30s"),
+            (HOUR, "1h0m0s"),
+            (1500 * MS, "1.5s"),
+            (300 * MS, "300ms"),
+            (5 * US, "5µs"),
+            (7, "7ns"),
+            (10 * SEC, "10s"),
+        ] {
             assert_eq!(format_duration(n), s);
         }
     }

@@ -170,13 +170,14 @@ fn check_ports(p: &Project) -> Result<()> {
             let ip = port.host_ip.clone().unwrap_or_default();
             for (other_ip, proto, n) in [(ip.clone(), port.protocol.clone(), a)] {
                 // 0.0.0.0 (all addresses) clashes with any address on the same port.
-                let clash = taken.iter().find(|((i, pr, pn), _)| *pr == proto && *pn == n && (i == &other_ip || i.is_empty() || other_ip.is_empty() || i == "0.0.0.0" || other_ip == "0.0.0.0"));
+                let clash = taken.iter().find(|((i, pr, pn), _)| {
+                    *pr == proto
+                        && *pn == n
+                        && (i == &other_ip || i.is_empty() || other_ip.is_empty() || i == "0.0.0.0" || other_ip == "0.0.0.0")
+                });
                 if let Some((_, (svc, target))) = clash {
                     if *svc != name.as_str() || *target != port.target {
-                        return Err(Error::at(
-                            port.mark,
-                            format!("services {svc:?} and {name:?} both publish host port {n}/{proto}"),
-                        ));
+                        return Err(Error::at(port.mark, format!("services {svc:?} and {name:?} both publish host port {n}/{proto}")));
                     }
                     continue;
                 }
@@ -215,7 +216,9 @@ mod tests {
 
     #[test]
     fn cycles_are_named() {
-        let e = project("services:\n  a: {image: x, depends_on: [b]}\n  b: {image: x, depends_on: [c]}\n  c: {image: x, depends_on: [a]}\n").unwrap_err();
+        let e =
+            project("services:\n  a: {image: x, depends_on: [b]}\n  b: {image: x, depends_on: [c]}\n  c: {image: x, depends_on: [a]}\n")
+                .unwrap_err();
         assert_eq!(e.msg, "dependency cycle: a -> b -> c -> a");
         assert_eq!(e.mark.unwrap().line, 2);
         let e = project("services:\n  a: {image: x, depends_on: [a]}\n").unwrap_err();
@@ -238,11 +241,14 @@ mod tests {
 
     #[test]
     fn one_host_port_twice() {
-        let e = project("services:\n  a: {image: x, ports: ['8080:80']}\n  b:\n    image: x\n    ports: ['127.0.0.1:8080:81']\n").unwrap_err();
+        let e =
+            project("services:\n  a: {image: x, ports: ['8080:80']}\n  b:\n    image: x\n    ports: ['127.0.0.1:8080:81']\n").unwrap_err();
         assert_eq!(e.msg, "services \"a\" and \"b\" both publish host port 8080/tcp");
         assert_eq!(e.mark.unwrap().line, 5);
         assert!(project("services:\n  a: {image: x, ports: ['8080:80']}\n  b: {image: x, ports: ['8080:80/udp', '8081:80']}\n").is_ok());
-        assert!(project("services:\n  a: {image: x, ports: ['127.0.0.1:8080:80']}\n  b: {image: x, ports: ['127.0.0.2:8080:80']}\n").is_ok());
+        assert!(
+            project("services:\n  a: {image: x, ports: ['127.0.0.1:8080:80']}\n  b: {image: x, ports: ['127.0.0.2:8080:80']}\n").is_ok()
+        );
         assert!(project("services:\n  a: {image: x, ports: ['8080:80', '8080:80']}\n").is_ok());
     }
 }

@@ -175,10 +175,7 @@ mod tests {
                     V::Map(vec![
                         ("command".into(), V::strs(&["sh", "-c", "echo: hi"])),
                         ("environment".into(), V::Map(vec![("A".into(), V::s("1")), ("B".into(), V::Null)])),
-                        (
-                            "ports".into(),
-                            V::Seq(vec![V::Map(vec![("target".into(), V::Int(80)), ("published".into(), V::s("8080"))])]),
-                        ),
+                        ("ports".into(), V::Seq(vec![V::Map(vec![("target".into(), V::Int(80)), ("published".into(), V::s("8080"))])])),
                         ("empty".into(), V::Map(vec![])),
                         ("cpus".into(), V::Float(1.0)),
                     ]),
@@ -206,7 +203,9 @@ services:
 
     #[test]
     fn quoting_reads_back() {
-        for s in ["", " x", "true", "no", "1", "1.5", "-", "- x", "a: b", "#c", "*x", "&a", "x #y", "null", "~", "line\nbreak", "0x10", "-1"] {
+        for s in
+            ["", " x", "true", "no", "1", "1.5", "-", "- x", "a: b", "#c", "*x", "&a", "x #y", "null", "~", "line\nbreak", "0x10", "-1"]
+        {
             let text = V::Map(vec![("k".into(), V::s(s))]).to_yaml();
             let back = crate::yaml::parse(&text).unwrap();
             assert_eq!(back.get("k").unwrap().value, crate::yaml::Value::Scalar { text: s.into(), plain: false }, "{s:?} -> {text}");

@@ -7,7 +7,6 @@
 //! of filling memory). Merge keys (`<<: *base`) are applied as YAML 1.1 and Compose do; duplicate
 //! keys are an error, as in Compose v2.
 
-use std::borrow::Cow;
 use std::fmt;
 
 use saphyr_parser::{Event, Parser, ScalarStyle, Span, SpannedEventReceiver};
@@ -111,7 +110,7 @@ fn mark_of(span: &Span) -> Mark {
 }
 
 /// `!!str` and friends are plain YAML; anything else (`!reset`, `!override`, custom) is not.
-fn core_tag(t: &Cow<'_, saphyr_parser::Tag>) -> bool {
+fn core_tag(t: &saphyr_parser::Tag) -> bool {
     t.handle == "!!" || t.handle.starts_with("tag:yaml.org,2002:")
 }
 

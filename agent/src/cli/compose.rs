@@ -72,8 +72,18 @@ const DOWN: Cmd = cmd(
     "[OPTIONS]",
     "Stop and remove containers and volumes",
     &[
-        opt("volumes", Some('v'), None, "Remove named volumes declared in the \"volumes\" section of the Compose file and anonymous volumes attached to containers"),
-        opt("rmi", None, Some("string"), "Remove images used by services. \"local\" remove only images that don't have a custom tag (\"local\"|\"all\")"),
+        opt(
+            "volumes",
+            Some('v'),
+            None,
+            "Remove named volumes declared in the \"volumes\" section of the Compose file and anonymous volumes attached to containers",
+        ),
+        opt(
+            "rmi",
+            None,
+            Some("string"),
+            "Remove images used by services. \"local\" remove only images that don't have a custom tag (\"local\"|\"all\")",
+        ),
         opt("remove-orphans", None, None, "Remove containers for services not defined in the Compose file"),
         opt("timeout", Some('t'), Some("int"), "Specify a shutdown timeout in seconds"),
     ],
@@ -155,7 +165,14 @@ const CONFIG: Cmd = cmd(
     0,
     None,
 );
-const IMAGES: Cmd = cmd("berth compose images", "[OPTIONS] [SERVICE...]", "List images used by the created containers", &[opt("quiet", Some('q'), None, "Only display IDs")], 0, None);
+const IMAGES: Cmd = cmd(
+    "berth compose images",
+    "[OPTIONS] [SERVICE...]",
+    "List images used by the created containers",
+    &[opt("quiet", Some('q'), None, "Only display IDs")],
+    0,
+    None,
+);
 const TOP: Cmd = cmd("berth compose top", "[SERVICES...]", "Display the running processes", &[], 0, None);
 
 type Sub = fn(&Ctx, &App, &Matches) -> Result<i32, CliError>;
@@ -259,10 +276,9 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32, CliError> {
         print!("{}", args::help(&COMPOSE));
         return Ok(0);
     };
-    let (_, sub, run) = SUBCOMMANDS
-        .iter()
-        .find(|(n, _, _)| n == name)
-        .ok_or_else(|| CliError::Usage(args::UsageError { msg: format!("unknown docker command: \"compose {name}\""), cmd: COMPOSE.path }))?;
+    let (_, sub, run) = SUBCOMMANDS.iter().find(|(n, _, _)| n == name).ok_or_else(|| {
+        CliError::Usage(args::UsageError { msg: format!("unknown docker command: \"compose {name}\""), cmd: COMPOSE.path })
+    })?;
     let sm = match args::parse(sub, &m.args()[1..])? {
         Parsed::Help(h) => {
             print!("{h}");
@@ -377,7 +393,8 @@ fn wait_for(ctx: &Ctx, app: &App, c: &mut Client, service: &str, cond: Condition
 }
 
 fn create_and_start(c: &mut Client, app: &App, service: &str) -> Result<String, CliError> {
-    let words = translate::run_words(app.project(), service, 1, &app.origin, SUPPORT).map_err(|e| compose_err(e.in_file(&app.origin.config_files.join(","))))?;
+    let words = translate::run_words(app.project(), service, 1, &app.origin, SUPPORT)
+        .map_err(|e| compose_err(e.in_file(&app.origin.config_files.join(","))))?;
     let opts = super::container::parse_run_words(&words).map_err(|e| op_err(format!("service {service:?}: {e}")))?;
     let name = opts.name.clone().unwrap_or_default();
     let id = match call(c, &Request::Create(Box::new(opts)))? {
@@ -390,9 +407,7 @@ fn create_and_start(c: &mut Client, app: &App, service: &str) -> Result<String, 
         other => return Err(op_err(format!("unexpected answer from the agent: {other:?}"))),
     };
     progress("Container", &name, "Created");
-    if let Err(e) = call(c, &Request::Start { id: id.clone(), attach: false, wait: false }) {
-        return Err(e);
-    }
+    call(c, &Request::Start { id: id.clone(), attach: false, wait: false })?;
     progress("Container", &name, "Started");
     Ok(id)
 }
@@ -466,7 +481,11 @@ fn up(ctx: &Ctx, app: &App, m: &Matches) -> Result<i32, CliError> {
     }
     if m.flag("wait") {
         for s in &targets {
-            let cond = if app.containers(ctx).iter().any(|r| service_of(r) == s && r.health.is_some()) { Condition::Healthy } else { Condition::Started };
+            let cond = if app.containers(ctx).iter().any(|r| service_of(r) == s && r.health.is_some()) {
+                Condition::Healthy
+            } else {
+                Condition::Started
+            };
             wait_for(ctx, app, &mut c, s, cond)?;
         }
         return Ok(0);
@@ -539,8 +558,7 @@ fn reverse_order<'a>(app: &App, recs: &'a [Record]) -> Vec<&'a Record> {
 fn down(ctx: &Ctx, app: &App, m: &Matches) -> Result<i32, CliError> {
     let p = app.project();
     let all = app.containers(ctx);
-    let recs: Vec<Record> =
-        all.into_iter().filter(|r| m.flag("remove-orphans") || p.services.contains_key(service_of(r))).collect();
+    let recs: Vec<Record> = all.into_iter().filter(|r| m.flag("remove-orphans") || p.services.contains_key(service_of(r))).collect();
     let mut c = Client::connect(ctx)?;
     let volumes = m.flag("volumes");
     remove_containers(&mut c, &reverse_order(app, &recs), app, m, volumes)?;
@@ -557,22 +575,21 @@ fn down(ctx: &Ctx, app: &App, m: &Matches) -> Result<i32, CliError> {
     }
     match m.value("rmi") {
         None => {}
-        Some(kind @ ("all" | "local")) => {
-            if kind == "all" {
-                let mut images: Vec<String> = p.services.values().filter_map(|s| s.image.clone()).collect();
-                images.sort();
-                images.dedup();
-                for i in images {
-                    let words = vec![i.clone()];
-                    if let Ok(Parsed::Matches(rm)) = args::parse(&super::image::RMI, &words) {
-                        if super::image::rmi(ctx, &rm)? == 0 {
-                            progress("Image", &i, "Removed");
-                        }
+        Some("all") => {
+            let mut images: Vec<String> = p.services.values().filter_map(|s| s.image.clone()).collect();
+            images.sort();
+            images.dedup();
+            for i in images {
+                let words = vec![i.clone()];
+                if let Ok(Parsed::Matches(rm)) = args::parse(&super::image::RMI, &words) {
+                    if super::image::rmi(ctx, &rm)? == 0 {
+                        progress("Image", &i, "Removed");
                     }
                 }
             }
-            // "local": only images without a custom tag, i.e. built by Compose; berth builds none.
         }
+        // Only images without a custom tag, i.e. built by Compose: berth builds none.
+        Some("local") => {}
         Some(other) => return Err(op_err(format!("invalid --rmi value {other:?} (local, all)"))),
     }
     Ok(0)
@@ -629,13 +646,24 @@ fn ps(ctx: &Ctx, app: &App, m: &Matches) -> Result<i32, CliError> {
         None | Some("table") => {
             let rows: Vec<Vec<String>> = recs
                 .iter()
-                .map(|r| vec![r.name.clone(), r.image.clone(), command(r), service_of(r).to_string(), human_ago(r.created), status_text(ctx, r), String::new()])
+                .map(|r| {
+                    vec![
+                        r.name.clone(),
+                        r.image.clone(),
+                        command(r),
+                        service_of(r).to_string(),
+                        human_ago(r.created),
+                        status_text(ctx, r),
+                        String::new(),
+                    ]
+                })
                 .collect();
             table(&mut out, &["NAME", "IMAGE", "COMMAND", "SERVICE", "CREATED", "STATUS", "PORTS"], &rows).map_err(w)?;
         }
         Some("json") => {
             for r in &recs {
-                let health = crate::agent::health::read(&ctx.root, &r.id).and_then(|h| h["Status"].as_str().map(str::to_string)).unwrap_or_default();
+                let health =
+                    crate::agent::health::read(&ctx.root, &r.id).and_then(|h| h["Status"].as_str().map(str::to_string)).unwrap_or_default();
                 let exit = if let Status::Exited { code, .. } = r.status { code } else { 0 };
                 let v = serde_json::json!({
                     "ID": r.id, "Name": r.name, "Image": r.image, "Command": command(r), "Project": app.name(),
@@ -650,7 +678,13 @@ fn ps(ctx: &Ctx, app: &App, m: &Matches) -> Result<i32, CliError> {
     Ok(0)
 }
 
-fn each(ctx: &Ctx, app: &App, named: &[String], reverse: bool, mut f: impl FnMut(&mut Client, &Record) -> Result<(), CliError>) -> Result<i32, CliError> {
+fn each(
+    ctx: &Ctx,
+    app: &App,
+    named: &[String],
+    reverse: bool,
+    mut f: impl FnMut(&mut Client, &Record) -> Result<(), CliError>,
+) -> Result<i32, CliError> {
     let recs = selected(ctx, app, named)?;
     let mut ordered = reverse_order(app, &recs);
     if !reverse {
@@ -842,7 +876,16 @@ fn print_entry(e: &berth_runtime::container::logs::Entry, pfx: &str, timestamps:
 }
 
 #[allow(clippy::too_many_arguments)]
-fn read_log(root: &std::path::Path, id: &str, dir: &std::path::Path, max_files: u32, tail: Option<usize>, timestamps: bool, follow: bool, pfx: &str) {
+fn read_log(
+    root: &std::path::Path,
+    id: &str,
+    dir: &std::path::Path,
+    max_files: u32,
+    tail: Option<usize>,
+    timestamps: bool,
+    follow: bool,
+    pfx: &str,
+) {
     use berth_runtime::container::logs;
     let mut lines: Vec<Vec<u8>> = Vec::new();
     let mut current: Option<(std::fs::File, u64)> = None;
