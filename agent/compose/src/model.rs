@@ -1038,3 +1038,126 @@ fn parse_volume(n: &Node, path: &str, mark: Mark) -> Result<Volume> {
     }
     Ok(vol)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(body: &str) -> Result<Service> {
+        let text = format!("services:\n  s:\n{}", body.lines().map(|l| format!("    {l}\n")).collect::<String>());
+        let tree = crate::yaml::parse(&text).map_err(|e| Error::at(e.mark, e.msg))?;
+        parse_project(&tree).map(|mut p| p.services.remove("s").unwrap_or_default())
+    }
+
+    fn port(p: &Port) -> (Option<&str>, Option<&str>, u16, &str) {
+        (p.host_ip.as_deref(), p.published.as_deref(), p.target, p.protocol.as_str())
+    }
+
+    #[test]
+    fn ports_short_and_long() {
+        let s = service("ports: ['80', '8080:80', '127.0.0.1:8081:81/udp', '127.0.0.1::82', '[::1]:8083:83', '9000-9001:90-91', '7000-7010:70', {target: 60, published: '6060', host_ip: 0.0.0.0, protocol: tcp, mode: host}]").unwrap();
+        let got: Vec<_> = s.ports.iter().map(port).collect();
+        assert_eq!(
+            got,
+            [
+                (None, None, 80, "tcp"),
+                (None, Some("8080"), 80, "tcp"),
+                (Some("127.0.0.1"), Some("8081"), 81, "udp"),
+                (Some("127.0.0.1"), None, 82, "tcp"),
+                (Some("::1"), Some("8083"), 83, "tcp"),
+                (None, Some("9000"), 90, "tcp"),
+                (None, Some("9001"), 91, "tcp"),
+                (None, Some("7000-7010"), 70, "tcp"),
+                (Some("0.0.0.0"), Some("6060"), 60, "tcp"),
+            ]
+        );
+        assert_eq!(s.ports[8].mode, "host");
+        for bad in ["'0'", "'70000'", "'80/icmp'", "'9000-9002:90-91'", "'a:b:c:d'", "{published: 80}", "{target: 80, nope: 1}"] {
+            assert!(service(&format!("ports: [{bad}]")).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn volumes_short_and_long() {
+        let s = service("volumes:\n  - /anon\n  - data:/data:ro,nocopy\n  - ./rel:/rel\n  - /abs:/abs:rw,rshared\n  - {type: tmpfs, target: /t, tmpfs: {size: 1m, mode: 1777}}\n  - {type: bind, source: /h, target: /c, read_only: true, bind: {create_host_path: false}}").unwrap();
+        let v = &s.volumes;
+        assert_eq!((v[0].kind, v[0].source.as_deref(), v[0].target.as_str()), (MountKind::Volume, None, "/anon"));
+        assert_eq!((v[1].kind, v[1].read_only, v[1].nocopy), (MountKind::Volume, true, true));
+        assert_eq!((v[2].kind, v[2].create_host_path), (MountKind::Bind, true));
+        assert_eq!(v[3].propagation.as_deref(), Some("rshared"));
+        assert_eq!((v[4].kind, v[4].tmpfs_size, v[4].tmpfs_mode), (MountKind::Tmpfs, Some(1 << 20), Some(0o1777)));
+        assert_eq!((v[5].kind, v[5].read_only, v[5].create_host_path), (MountKind::Bind, true, false));
+        for bad in [
+            "'rel'",
+            "'a:b'",
+            "'a:/b:zz'",
+            "'a:/b:Z'",
+            "{type: npipe, source: a, target: /b}",
+            "{target: /b}",
+            "{type: bind, target: /b}",
+            "{type: tmpfs, source: x, target: /b}",
+        ] {
+            assert!(service(&format!("volumes: [{bad}]")).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn forms_of_the_same_thing() {
+        let a = service(
+            "environment: [A=1, B]\nlabels: [x=y]\ndepends_on: [d]\nnetworks: [n]\nhealthcheck: {test: echo hi}\nulimits: {nofile: 10}",
+        )
+        .unwrap();
+        let b = service("environment: {A: 1, B: null}\nlabels: {x: y}\ndepends_on: {d: {condition: service_started}}\nnetworks: {n: null}\nhealthcheck: {test: [CMD-SHELL, echo hi]}\nulimits: {nofile: 10}").unwrap();
+        assert_eq!(a.environment, b.environment);
+        assert_eq!(a.labels, b.labels);
+        assert_eq!(a.depends_on.keys().collect::<Vec<_>>(), b.depends_on.keys().collect::<Vec<_>>());
+        assert_eq!(a.networks, b.networks);
+        assert_eq!(a.healthcheck, b.healthcheck);
+        assert_eq!(a.ulimits, b.ulimits);
+        let c = service("command: sh -c 'a b'\nentrypoint: [x]\ndns: 1.1.1.1\ntmpfs: /run\nextra_hosts: {h: 1.2.3.4}\nmem_limit: 1g\nstop_grace_period: 90s").unwrap();
+        assert_eq!(c.command.unwrap(), ["sh", "-c", "a b"]);
+        assert_eq!(c.dns, ["1.1.1.1"]);
+        assert_eq!(c.tmpfs, ["/run"]);
+        assert_eq!(c.extra_hosts, ["h=1.2.3.4"]);
+        assert_eq!(c.mem_limit, Some(1 << 30));
+        assert_eq!(c.stop_grace_period, Some(90_000_000_000));
+    }
+
+    #[test]
+    fn every_level_rejects_unknown_keys_with_their_line() {
+        for (body, line) in [
+            ("image: x\nbuild: .", 4),
+            ("healthcheck: {test: x, intervall: 1s}", 3),
+            ("deploy: {replicas: 2}", 3),
+            ("deploy:\n  resources:\n    limits: {gpus: 1}", 5),
+            ("depends_on: {d: {conditon: service_started}}", 3),
+            ("networks: {n: {priority: 1}}", 3),
+            ("logging: {drver: local}", 3),
+            ("ulimits: {nofile: {soft: 1, hard: 2, x: 3}}", 3),
+        ] {
+            let e = service(body).unwrap_err();
+            assert!(e.msg.contains("unknown key"), "{body}: {e}");
+            assert_eq!(e.mark.map(|m| m.line), Some(line), "{body}: {e}");
+        }
+        let e = parse_project(&crate::yaml::parse("volumes:\n  v: {drivr: local}\n").unwrap()).unwrap_err();
+        assert_eq!(e.to_string(), "line 2 column 7: volumes.v: unknown key \"drivr\" (not supported by berth)");
+        // Extensions are fine anywhere a mapping of the model is.
+        assert!(service("image: x\nx-note: anything\nhealthcheck: {test: x, x-why: y}").is_ok());
+    }
+
+    #[test]
+    fn typed_values() {
+        assert!(service("privileged: maybe").unwrap_err().msg.contains("boolean"));
+        assert!(service("pids_limit: lots").unwrap_err().msg.contains("integer"));
+        assert!(service("cpus: -1").unwrap_err().msg.contains("non-negative"));
+        assert!(service("mem_limit: 1x").unwrap_err().msg.contains("invalid size"));
+        assert!(service("stop_grace_period: 10").unwrap_err().msg.contains("invalid duration"));
+        assert!(service("depends_on: {d: {condition: service_ready}}").unwrap_err().msg.contains("unknown condition"));
+        assert!(service("healthcheck: {test: [RUN, x]}").unwrap_err().msg.contains("CMD"));
+        assert!(service("extra_hosts: [nohost]").unwrap_err().msg.contains("no address"));
+        assert!(service("environment: {A: [1]}").is_err());
+        let s = service("privileged: yes\nread_only: 'false'\nmemswap_limit: -1\nx-berth: ignored").unwrap();
+        assert!(s.privileged && !s.read_only);
+        assert_eq!(s.memswap_limit, Some(-1));
+    }
+}
