@@ -10,6 +10,7 @@ pub mod fsutil;
 pub mod image;
 pub mod kernel;
 pub mod lock;
+pub mod paths;
 pub mod tarstream;
 pub mod timefmt;
 

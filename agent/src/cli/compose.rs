@@ -16,11 +16,13 @@ use berth_compose::validate::{start_order, with_dependencies};
 use berth_runtime::container::record::{self, Record, Status};
 use berth_runtime::Error;
 
-use super::args::{self, cmd, opt, Cmd, Matches, Opt, Parsed};
+use berth_proto::args::{self, cmd, opt, Cmd, Matches, Opt, Parsed};
+use berth_proto::socket::{Request, Response};
+
 use super::client::Client;
-use super::output::{human_ago, table};
 use super::{op_err, CliError, Ctx};
-use crate::proto::{Request, Response};
+use crate::daemon::health;
+use crate::term::output::{human_ago, human_size, is_tty, table};
 
 const COMPOSE_OPTS: &[Opt] = &[
     opt("file", Some('f'), Some("stringArray"), "Compose configuration files"),
@@ -263,15 +265,8 @@ fn load_app(m: &Matches) -> Result<App, CliError> {
     Ok(App { loaded, origin })
 }
 
-/// `berth compose ...` (after `compose`).
-pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32, CliError> {
-    let m = match args::parse(&COMPOSE, args)? {
-        Parsed::Help(h) => {
-            print!("{h}");
-            return Ok(0);
-        }
-        Parsed::Matches(m) => m,
-    };
+/// `berth compose [OPTIONS] COMMAND ...`: `m` holds the project options and the command words.
+pub fn compose(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
     let Some(name) = m.args().first() else {
         print!("{}", args::help(&COMPOSE));
         return Ok(0);
@@ -286,7 +281,7 @@ pub fn main(ctx: &Ctx, args: &[String]) -> Result<i32, CliError> {
         }
         Parsed::Matches(sm) => sm,
     };
-    let app = load_app(&m)?;
+    let app = load_app(m)?;
     run(ctx, &app, &sm)
 }
 
@@ -378,7 +373,7 @@ fn wait_for(ctx: &Ctx, app: &App, c: &mut Client, service: &str, cond: Condition
                 if let Status::Exited { code, .. } = r.status {
                     return Err(op_err(format!("dependency failed to start: container {name} exited ({code})")));
                 }
-                let status = crate::agent::health::read(&ctx.root, &r.id).and_then(|h| h["Status"].as_str().map(str::to_string));
+                let status = health::read(&ctx.root, &r.id).and_then(|h| h["Status"].as_str().map(str::to_string));
                 match status.as_deref() {
                     Some("healthy") => {
                         progress("Container", &name, "Healthy");
@@ -395,7 +390,7 @@ fn wait_for(ctx: &Ctx, app: &App, c: &mut Client, service: &str, cond: Condition
 fn create_and_start(c: &mut Client, app: &App, service: &str) -> Result<String, CliError> {
     let words = translate::run_words(app.project(), service, 1, &app.origin, SUPPORT)
         .map_err(|e| compose_err(e.in_file(&app.origin.config_files.join(","))))?;
-    let opts = super::container::parse_run_words(&words).map_err(|e| op_err(format!("service {service:?}: {e}")))?;
+    let opts = berth_proto::run::parse_run_words(&words).map_err(|e| op_err(format!("service {service:?}: {e}")))?;
     let name = opts.name.clone().unwrap_or_default();
     let id = match call(c, &Request::Create(Box::new(opts)))? {
         Response::Created { id, warnings } => {
@@ -605,7 +600,7 @@ fn status_text(ctx: &Ctx, r: &Record) -> String {
         Status::Created => "Created".into(),
         Status::Running { started, .. } => {
             let up = format!("Up {}", human_ago(*started).trim_end_matches(" ago"));
-            match crate::agent::health::read(&ctx.root, &r.id).and_then(|h| h["Status"].as_str().map(str::to_string)) {
+            match health::read(&ctx.root, &r.id).and_then(|h| h["Status"].as_str().map(str::to_string)) {
                 Some(s) if s == "starting" => format!("{up} (health: starting)"),
                 Some(s) => format!("{up} ({s})"),
                 None => up,
@@ -663,7 +658,7 @@ fn ps(ctx: &Ctx, app: &App, m: &Matches) -> Result<i32, CliError> {
         Some("json") => {
             for r in &recs {
                 let health =
-                    crate::agent::health::read(&ctx.root, &r.id).and_then(|h| h["Status"].as_str().map(str::to_string)).unwrap_or_default();
+                    health::read(&ctx.root, &r.id).and_then(|h| h["Status"].as_str().map(str::to_string)).unwrap_or_default();
                 let exit = if let Status::Exited { code, .. } = r.status { code } else { 0 };
                 let v = serde_json::json!({
                     "ID": r.id, "Name": r.name, "Image": r.image, "Command": command(r), "Project": app.name(),
@@ -753,7 +748,7 @@ fn exec(ctx: &Ctx, app: &App, m: &Matches) -> Result<i32, CliError> {
     };
     let r = container_of(ctx, app, &m.args()[0], index)?;
     // Compose gives exec a terminal when it has one, unless -T.
-    let tty = !m.flag("no-TTY") && super::output::is_tty(0) && super::output::is_tty(1);
+    let tty = !m.flag("no-TTY") && is_tty(0) && is_tty(1);
     let mut words: Vec<String> = Vec::new();
     if m.flag("detach") {
         words.push("--detach".into());
@@ -774,8 +769,8 @@ fn exec(ctx: &Ctx, app: &App, m: &Matches) -> Result<i32, CliError> {
     }
     words.push(r.id.clone());
     words.extend(m.args()[1..].iter().cloned());
-    match args::parse(&super::container::EXEC, &words)? {
-        Parsed::Matches(em) => super::container::exec(ctx, &em),
+    match args::parse(&super::run::EXEC, &words)? {
+        Parsed::Matches(em) => super::run::exec(ctx, &em),
         Parsed::Help(h) => {
             print!("{h}");
             Ok(0)
@@ -806,7 +801,7 @@ fn images(ctx: &Ctx, app: &App, m: &Matches) -> Result<i32, CliError> {
             };
             let size = berth_runtime::image::store::Store::find(&db, &r.image)
                 .ok()
-                .map(|(i, _)| super::output::human_size(i.size))
+                .map(|(i, _)| human_size(i.size))
                 .unwrap_or_else(|| "N/A".into());
             vec![r.name.clone(), repo, tag, r.image_id.short().to_string(), size]
         })
