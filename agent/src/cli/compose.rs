@@ -657,8 +657,7 @@ fn ps(ctx: &Ctx, app: &App, m: &Matches) -> Result<i32, CliError> {
         }
         Some("json") => {
             for r in &recs {
-                let health =
-                    health::read(&ctx.root, &r.id).and_then(|h| h["Status"].as_str().map(str::to_string)).unwrap_or_default();
+                let health = health::read(&ctx.root, &r.id).and_then(|h| h["Status"].as_str().map(str::to_string)).unwrap_or_default();
                 let exit = if let Status::Exited { code, .. } = r.status { code } else { 0 };
                 let v = serde_json::json!({
                     "ID": r.id, "Name": r.name, "Image": r.image, "Command": command(r), "Project": app.name(),
