@@ -10,6 +10,8 @@ pub mod build;
 pub mod check;
 pub mod client;
 pub mod commit;
+#[cfg(feature = "compose")]
+pub mod compose;
 pub mod cp;
 pub mod deploy;
 pub mod events;
@@ -120,6 +122,8 @@ const TOP: &[Command] = &[
     command("build", &build::BUILD, build::build),
     command("check", &check::CHECK, check::check),
     command("commit", &commit::COMMIT, commit::commit),
+    #[cfg(feature = "compose")]
+    command("compose", &compose::COMPOSE, compose::compose),
     command("cp", &cp::CP, cp::cp),
     command("create", &run::CREATE, run::create),
     Command { name: "deployment", cmd: &deploy::GROUP, target: Target::Group(deploy::SUBCOMMANDS) },
