@@ -13,9 +13,11 @@
 
 pub mod agent;
 pub mod check;
+pub mod container;
 pub mod craft;
 pub mod fixtures;
 pub mod mqtt;
+pub mod supervise;
 
 pub use fixtures::{fixtures, Archive, Fixtures, Image};
 
