@@ -13,11 +13,13 @@
 
 pub mod agent;
 pub mod check;
+pub mod container;
 pub mod craft;
 pub mod fixtures;
 pub mod mqtt;
 pub mod registry;
 pub mod netns;
+pub mod supervise;
 
 pub use fixtures::{fixtures, Archive, Fixtures, Image};
 

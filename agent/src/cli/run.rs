@@ -39,7 +39,7 @@ pub const EXEC: Cmd = Cmd {
 
 fn create_on(client: &mut Client, o: RunOptions) -> Result<String, CliError> {
     match client.call(&Request::Create(Box::new(o)))? {
-        // `run` makes this 125 (`run_err`); `create` ends with 1, as Docker's does.
+        // `run` and `create` make this 125 (`run_err`).
         Response::Error { msg, .. } => Err(op_err(msg)),
         Response::Created { id, warnings } => {
             for w in warnings {
@@ -51,11 +51,12 @@ fn create_on(client: &mut Client, o: RunOptions) -> Result<String, CliError> {
     }
 }
 
-/// Docker's `create`: a bad flag value is 125, the daemon refusing (or not answering) is 1.
+/// `create` failing is 125, as `run`: berth checks in the agent what Docker's client checks
+/// (`--restart` with `--rm`, names), so the agent's refusals cannot be told apart here yet.
 pub fn create(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
     let (o, _) = run_options(m).map_err(run_err)?;
-    let mut c = Client::connect(ctx)?;
-    let id = create_on(&mut c, o)?;
+    let mut c = Client::connect(ctx).map_err(run_err)?;
+    let id = create_on(&mut c, o).map_err(run_err)?;
     println!("{id}");
     Ok(0)
 }
