@@ -285,7 +285,9 @@ pub fn images(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
             _ => return Err(op_err(format!("invalid filter '{f}': berth supports reference= and dangling="))),
         }
     }
-    let matchers: Vec<(String, Option<(String, Option<String>)>)> = patterns
+    // (pattern, the repository and tag it names when it is a plain reference)
+    type Matcher = (String, Option<(String, Option<String>)>);
+    let matchers: Vec<Matcher> = patterns
         .iter()
         .map(|f| {
             // `busybox` matches every tag of the repository; `busybox:1` only that tag.

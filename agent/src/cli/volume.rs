@@ -94,7 +94,7 @@ fn create(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
     }
     let name = match (m.value("name"), m.args().first()) {
         (Some(a), Some(b)) if a != b => {
-            return Err(op_err(format!("conflicting options: either specify --name or provide positional arg, not both")))
+            return Err(op_err("conflicting options: either specify --name or provide positional arg, not both"))
         }
         (Some(n), _) => Some(n.to_string()),
         (None, Some(n)) => Some(n.clone()),

@@ -158,9 +158,12 @@ fn lex(src: &str) -> Res<Vec<Item>> {
     Ok(items)
 }
 
-/// Tokens of one action up to its closing `}}`: (tokens or None for a comment, bytes used up to
-/// the closing marker, whether it was ` -}}`).
-fn lex_action(s: &str) -> Res<(Option<Vec<(Tok, bool)>>, usize, bool)> {
+/// One action lexed: its tokens (None for a comment), the bytes used up to the closing marker,
+/// and whether that marker was ` -}}`.
+type Lexed = (Option<Vec<(Tok, bool)>>, usize, bool);
+
+/// Tokens of one action up to its closing `}}`.
+fn lex_action(s: &str) -> Res<Lexed> {
     let b = s.as_bytes();
     let mut i = 0;
     let mut toks = Vec::new();
@@ -352,14 +355,14 @@ struct Parser {
 }
 
 /// How a list of nodes ended.
-enum End {
+enum Ending {
     Eof,
     End,
     Else(Vec<(Tok, bool)>, String),
 }
 
 impl Parser {
-    fn list(&mut self) -> Res<(Vec<Node>, End)> {
+    fn list(&mut self) -> Res<(Vec<Node>, Ending)> {
         let mut nodes = Vec::new();
         while let Some(item) = self.items.next() {
             match item {
@@ -370,8 +373,8 @@ impl Parser {
                         _ => "",
                     };
                     match kw {
-                        "end" if toks.len() == 1 => return Ok((nodes, End::End)),
-                        "else" => return Ok((nodes, End::Else(toks[1..].to_vec(), src))),
+                        "end" if toks.len() == 1 => return Ok((nodes, Ending::End)),
+                        "else" => return Ok((nodes, Ending::Else(toks[1..].to_vec(), src))),
                         "if" | "range" | "with" => {
                             let kw = kw.to_string();
                             let pipe = parse_pipe(&toks[1..], &src, kw != "if")?;
@@ -386,21 +389,21 @@ impl Parser {
                 }
             }
         }
-        Ok((nodes, End::Eof))
+        Ok((nodes, Ending::Eof))
     }
 
     /// The body and else branch of `if`/`range`/`with`; `else if`/`else with` chains nest.
     fn control(&mut self, kw: &str, pipe: Pipe) -> Res<Node> {
         let (then, end) = self.list()?;
         let els = match end {
-            End::Eof => return perr(format!("1: unexpected EOF in {kw}")),
-            End::End => Vec::new(),
-            End::Else(rest, src) if rest.is_empty() => match self.list()? {
-                (els, End::End) => els,
-                (_, End::Else(..)) => return perr(format!("1: unexpected {{{{else}}}} after {{{{{src}}}}}")),
-                (_, End::Eof) => return perr(format!("1: unexpected EOF in {kw}")),
+            Ending::Eof => return perr(format!("1: unexpected EOF in {kw}")),
+            Ending::End => Vec::new(),
+            Ending::Else(rest, src) if rest.is_empty() => match self.list()? {
+                (els, Ending::End) => els,
+                (_, Ending::Else(..)) => return perr(format!("1: unexpected {{{{else}}}} after {{{{{src}}}}}")),
+                (_, Ending::Eof) => return perr(format!("1: unexpected EOF in {kw}")),
             },
-            End::Else(rest, src) => {
+            Ending::Else(rest, src) => {
                 let chained = match rest.first() {
                     Some((Tok::Ident(k), _)) if k == "if" || k == "with" => k.clone(),
                     _ => return perr(format!("1: unexpected {src:?} in else")),
@@ -572,9 +575,9 @@ impl Template {
         let mut p = Parser { items: lex(&body)?.into_iter() };
         let (nodes, end) = p.list()?;
         match end {
-            End::Eof => Ok(Template { nodes, table, missing }),
-            End::End => perr("1: unexpected {{end}}"),
-            End::Else(..) => perr("1: unexpected {{else}}"),
+            Ending::Eof => Ok(Template { nodes, table, missing }),
+            Ending::End => perr("1: unexpected {{end}}"),
+            Ending::Else(..) => perr("1: unexpected {{else}}"),
         }
     }
 
