@@ -231,7 +231,9 @@ fn security_opt(o: &mut RunOptions, m: &Matches, name: &'static str) -> Result<(
             "no-new-privileges=false" | "no-new-privileges:false" => o.no_new_privileges = false,
             _ if s.starts_with("seccomp=") || s.starts_with("seccomp:") => o.seccomp = Some(seccomp_profile(&s[8..])?),
             other => {
-                return Err(op_err(format!("unsupported security option {other:?} (supported: no-new-privileges, seccomp=PROFILE.json|unconfined)")))
+                return Err(op_err(format!(
+                    "unsupported security option {other:?} (supported: no-new-privileges, seccomp=PROFILE.json|unconfined)"
+                )))
             }
         }
     }
