@@ -11,9 +11,9 @@
 
 use std::sync::OnceLock;
 
-use berth::config::Config;
-use berth::update::sign::{self, PublicKey, SecretKey};
-use berth::update::wire::{Chunk, Command, Envelope, ImageRef, Kind, Manifest, CHUNK_HEADER};
+use berth::daemon::config::Config;
+use berth_proto::sign::{self, PublicKey, SecretKey};
+use berth_proto::wire::{Chunk, Command, Envelope, ImageRef, Kind, Manifest, CHUNK_HEADER};
 use libfuzzer_sys::fuzz_target;
 
 /// A small deploy: 3 chunks of 16 bytes and a last one of 5, so that inputs reach `verify`'s

@@ -21,7 +21,7 @@ Options:
       --help          Print usage
 ";
 
-/// A chunk is at most 1 MiB of data plus its header and topic (agent/src/update/wire.rs).
+/// A chunk is at most 1 MiB of data plus its header and topic (agent/proto/src/wire.rs).
 const MAX_PAYLOAD: usize = (1 << 20) + 64 * 1024;
 
 fn main() -> ExitCode {

@@ -11,6 +11,7 @@ pub mod image;
 pub mod kernel;
 pub mod lock;
 pub mod net;
+pub mod paths;
 pub mod tarstream;
 pub mod timefmt;
 

@@ -8,7 +8,7 @@
 //!   topics filtered out) from the moment [`Broker::subscribe`] returns, for bounded waits.
 //! - [`Fleet`]: a signing key made by `berth fleet keygen` and `berth fleet ...` commands.
 //! - [`device`]: `berth agent --mqtt ... --device-id ... --trust ...` on its own root ([`Agent`]).
-//! - [`Crafted`]: a signed (or wrongly signed) update built with `berth::update::{wire,sign}` and
+//! - [`Crafted`]: a signed (or wrongly signed) update built with `berth_proto::{wire,sign}` and
 //!   published piece by piece with `mosquitto_pub`, for bad-input tests.
 //! - [`app_image`]: `docker save`-format tarballs `app:<tag>`, the layered fixture plus one layer.
 //!
@@ -27,8 +27,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
-use berth::update::sign::SecretKey;
-use berth::update::wire::{Chunk, ImageRef, Kind, Manifest, DEFAULT_CHUNK};
+use berth_proto::sign::SecretKey;
+use berth_proto::wire::{Chunk, ImageRef, Kind, Manifest, DEFAULT_CHUNK};
 
 use crate::agent::{code_of, Agent};
 use crate::fixtures::pseudo_random;

@@ -300,7 +300,7 @@ fn id_of(n: u32) -> String {
 
 #[test]
 fn agent_dns_server_on_its_event_loop() {
-    use berth::agent::dns::NetworkDns;
+    use berth::daemon::dns::NetworkDns;
     use berth_runtime::net::dns::{Member, Members};
 
     let (server_ns, client_ns) = two_namespaces("a");

@@ -47,8 +47,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
-use berth::update::journal::{Journal, Step};
-use berth::update::sign::SecretKey;
+use berth::daemon::update::journal::{Journal, Step};
+use berth_proto::sign::SecretKey;
 use berth_tests::agent::{alive, host_shared, Agent};
 use berth_tests::fixtures::read_archive;
 use berth_tests::mqtt::{app_image, device_on, root_of, update_files, wait_online, Background, Broker, Crafted, Fleet, Msg, Subscriber};
@@ -952,7 +952,7 @@ fn broker_restarted_several_times_during_a_berth_fleet_push_the_push_resumes_and
     let (sent, resent) = counts.unwrap_or_else(|| panic!("berth fleet push printed no 'chunks: N sent, M resent':\n{out}"));
     assert!(sent >= count, "sent {sent} of {count} chunks");
     // Resends make up for what each restart lost: berth fleet push keeps 16 MiB of chunks in
-    // flight (cli/fleet/window.rs, window_for), at most that much per restart.
+    // flight (agent/src/fleet/window.rs, window_for), at most that much per restart.
     let window = ((16u64 << 20) / u64::from(chunk)).clamp(8, 500);
     assert!(resent <= times * window, "{resent} chunks resent over {times} restarts: more than the {window}-chunk window per restart");
     // What the issue asks: no chunk the device already had is sent again. Only a chunk on its way

@@ -4,7 +4,7 @@
 //! (the 3-layer `layered` fixture plus one layer per version: multi-layer images).
 //!
 //! What `berth fleet` never sends (bad signatures, replays, wrong digests, broken, duplicated and
-//! shuffled chunks, oversized or concurrent updates) is built here with `berth::update::{wire,
+//! shuffled chunks, oversized or concurrent updates) is built here with `berth_proto::{wire,
 //! sign}` and published with `mosquitto_pub`; those tests use no `berth fleet` at all.
 //!
 //! What the devices do is observed on the broker (`mosquitto_sub` on `berth/v1/#`, chunk topics
@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use berth::update::sign::{self, SecretKey};
-use berth::update::wire::{Chunk, CHUNK_HEADER};
+use berth_proto::sign::{self, SecretKey};
+use berth_proto::wire::{Chunk, CHUNK_HEADER};
 use berth_tests::agent::{alive, host_shared, Agent};
 use berth_tests::fixtures::read_archive;
 use berth_tests::mqtt::{
@@ -916,11 +916,11 @@ fn cmd_topic_answers_read_only_commands_and_takes_changes_only_signed() {
 
     // Signed, a restart is done: the same container, a new process.
     let seq = state_of(&b.sub, "cmd-dev")["seq"].as_u64().expect("state seq");
-    let m = berth::update::wire::Manifest {
+    let m = berth_proto::wire::Manifest {
         version: 1,
         id: random_hex32(),
         seq: seq + 1,
-        kind: berth::update::wire::Kind::Restart,
+        kind: berth_proto::wire::Kind::Restart,
         created: 0,
         targets: vec!["cmd-dev".into()],
         groups: vec![],

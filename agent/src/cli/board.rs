@@ -1,8 +1,8 @@
 //! `berth board validate FILE...`: checks board profiles (`board-configs/*.toml`) as the agent loads
 //! them: known keys only, device paths under /dev, sizes and target consistent.
 
-use super::args::{Cmd, Matches};
-use super::{group, CliError, Command, Ctx};
+use super::{command, group, CliError, Command, Ctx};
+use berth_proto::args::{Cmd, Matches};
 
 pub const VALIDATE: Cmd = Cmd {
     path: "berth board validate",
@@ -15,8 +15,8 @@ pub const VALIDATE: Cmd = Cmd {
     subcommands: &[],
 };
 
-pub const GROUP: Cmd = group("berth board", "Manage board profiles", &[("validate", "Check board profiles")]);
-pub const SUBCOMMANDS: &[Command] = &[Command { name: "validate", cmd: &VALIDATE, run: validate }];
+pub const GROUP: Cmd = group("berth board", "Manage board profiles");
+pub const SUBCOMMANDS: &[Command] = &[command("validate", &VALIDATE, validate)];
 
 pub fn validate(_: &Ctx, m: &Matches) -> Result<i32, CliError> {
     let mut bad = 0;

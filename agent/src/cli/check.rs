@@ -10,10 +10,10 @@ use serde_json::json;
 use berth_runtime::kernel::{self, Finding, Host, KernelConfig, Need, Status};
 use berth_runtime::Error;
 
-use super::args::{opt, Cmd, Matches, Opt};
-use super::format::Format;
-use super::output::is_tty;
 use super::{op_err, CliError, Ctx};
+use crate::term::format::Format;
+use crate::term::output::is_tty;
+use berth_proto::args::{opt, Cmd, Matches, Opt};
 
 const CHECK_OPTS: &[Opt] = &[
     opt("format", None, Some("string"), "Format output: \"json\" for one JSON object per line"),

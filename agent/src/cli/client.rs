@@ -7,7 +7,9 @@ use std::os::unix::net::UnixStream;
 use berth_runtime::Error;
 
 use super::{CliError, Ctx};
-use crate::proto::{self, Request, Response};
+use berth_proto::args::Matches;
+use berth_proto::error::exit_code;
+use berth_proto::socket::{self as proto, Request, Response};
 
 pub struct Client {
     stream: UnixStream,
@@ -45,7 +47,7 @@ impl Client {
     pub fn send(&mut self, req: &Request, fds: &[RawFd]) -> Result<(), CliError> {
         let io = |e: std::io::Error| CliError::Op(Error::io("talk to the berth agent", e));
         let frame = proto::encode(req).map_err(io)?;
-        let n = proto::send_with_fds(self.stream.as_raw_fd(), &frame, fds).map_err(io)?;
+        let n = crate::daemon::fdpass::send_with_fds(self.stream.as_raw_fd(), &frame, fds).map_err(io)?;
         self.stream.write_all(&frame[n..]).map_err(io)
     }
 
@@ -68,10 +70,28 @@ impl Client {
 /// A response that is not an error, or the error as the CLI reports it (one line, its exit code).
 pub fn check(r: Response) -> Result<Response, CliError> {
     match r {
-        Response::Error { code, msg } => {
+        Response::Error { kind, msg } => {
             eprintln!("Error: {msg}");
-            Err(CliError::Exit(code))
+            Err(CliError::Exit(exit_code(kind)))
         }
         other => Ok(other),
     }
+}
+
+/// Sends one request per named container; errors are reported as they come, and the exit code is
+/// 1 if any failed.
+pub fn each(ctx: &Ctx, m: &Matches, req: impl Fn(String) -> Request) -> Result<i32, CliError> {
+    let mut c = Client::connect(ctx)?;
+    let mut code = 0;
+    for name in m.args() {
+        match c.call(&req(name.clone()))? {
+            Response::Error { msg, .. } => {
+                eprintln!("Error: {msg}");
+                code = 1;
+            }
+            Response::Exited { code } => println!("{code}"),
+            _ => println!("{name}"),
+        }
+    }
+    Ok(code)
 }

@@ -13,8 +13,8 @@ use berth_runtime::container::record::{self, Record, Status};
 use berth_runtime::container::rootfs::{mount, scoped_join};
 use berth_runtime::{Error, IoContext};
 
-use super::args::{opt, Cmd, Matches, Opt};
 use super::{op_err, CliError, Ctx};
+use berth_proto::args::{opt, Cmd, Matches, Opt};
 
 const CP_OPTS: &[Opt] = &[
     opt("archive", Some('a'), None, "Archive mode (copy all uid/gid information)"),

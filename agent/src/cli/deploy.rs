@@ -5,23 +5,19 @@ use std::io::Write;
 
 use serde_json::Value;
 
-use super::args::{cmd, opt, Cmd, Matches, Opt};
 use super::client::{check, Client};
 use super::{op_err, CliError, Ctx};
-use crate::proto::{Request, Response};
+use berth_proto::args::{cmd, opt, Cmd, Matches, Opt};
+use berth_proto::socket::{Request, Response};
 
-pub const GROUP: Cmd = super::group(
-    "berth deployment",
-    "Show what updates deployed on this device",
-    &[("status", "Show deployments, the update in progress and the last result")],
-);
+pub const GROUP: Cmd = super::group("berth deployment", "Show what updates deployed on this device");
 
 const STATUS_OPTS: &[Opt] = &[opt("format", Some('f'), Some("string"), "Format the output: json")];
 pub const STATUS: Cmd =
     cmd("berth deployment status", "[OPTIONS]", "Show deployments, the update in progress and the last result", STATUS_OPTS, 0, Some(0));
 pub const ROLLBACK: Cmd = cmd("berth rollback", "NAME", "Go back to the previous deployed version of a container", &[], 1, Some(1));
 
-pub const SUBCOMMANDS: &[super::Command] = &[super::Command { name: "status", cmd: &STATUS, run: status }];
+pub const SUBCOMMANDS: &[super::Command] = &[super::command("status", &STATUS, status)];
 
 fn text(r: Response) -> Result<String, CliError> {
     match check(r)? {
@@ -65,7 +61,7 @@ pub fn status(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
                 .collect()
         })
         .unwrap_or_default();
-    super::output::table(&mut out, &["NAME", "SEQ", "IMAGE ID", "ROLLBACK TO"], &rows).map_err(out_err)?;
+    crate::term::output::table(&mut out, &["NAME", "SEQ", "IMAGE ID", "ROLLBACK TO"], &rows).map_err(out_err)?;
     if !v["update"].is_null() {
         let u = &v["update"];
         writeln!(out, "Update in progress: {} ({}) {}", s(&u["id"]), s(&u["name"]), s(&u["phase"])).map_err(out_err)?;
@@ -82,7 +78,7 @@ pub fn status(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
 pub fn rollback(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
     let mut c = Client::connect(ctx)?;
     let t = text(c.call(&Request::Rollback { name: m.args()[0].clone() })?)?;
-    let o: crate::update::wire::Outcome = serde_json::from_str(&t).map_err(|e| op_err(format!("bad answer from the agent: {e}")))?;
+    let o: berth_proto::wire::Outcome = serde_json::from_str(&t).map_err(|e| op_err(format!("bad answer from the agent: {e}")))?;
     if o.result == "committed" {
         println!("{}: {}", o.name, o.reason);
         Ok(0)

@@ -6,11 +6,11 @@ use serde_json::json;
 
 use berth_runtime::Error;
 
-use super::args::{opt, Cmd, Matches, Opt};
 use super::client::Client;
-use super::format::{render, Format};
 use super::{op_err, CliError, Ctx};
-use crate::proto::{Event, Request, Response};
+use crate::term::format::{render, Format};
+use berth_proto::args::{opt, Cmd, Matches, Opt};
+use berth_proto::socket::{Event, Request, Response};
 
 const EVENTS_OPTS: &[Opt] = &[
     opt(
@@ -53,8 +53,8 @@ pub fn events(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
         }
         filters.push((k.to_string(), v.to_string()));
     }
-    let since = m.value("since").map(super::output::time_arg).transpose()?;
-    let until = m.value("until").map(super::output::time_arg).transpose()?;
+    let since = m.value("since").map(crate::term::output::time_arg).transpose()?;
+    let until = m.value("until").map(crate::term::output::time_arg).transpose()?;
     let mut c = Client::connect(ctx)?;
     c.send(&Request::Events { since, until }, &[])?;
     let w = |e: io::Error| {

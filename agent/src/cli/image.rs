@@ -15,10 +15,10 @@ use berth_runtime::image::store::{Removed, Store};
 use berth_runtime::timefmt;
 use berth_runtime::Error;
 
-use super::args::{cmd, opt, Cmd, Matches, Opt};
-use super::format::{render, Format};
-use super::output::{docker_time, human_ago, human_size, is_tty, table, Progress};
-use super::{group, op_err, CliError, Command, Ctx};
+use super::{command, group, op_err, CliError, Command, Ctx};
+use crate::term::format::{render, Format};
+use crate::term::output::{docker_time, human_ago, human_size, is_tty, table, Progress};
+use berth_proto::args::{cmd, opt, Cmd, Matches, Opt};
 
 const FORMAT: Opt = opt("format", None, Some("string"), "Format output: \"json\" for one JSON object per line");
 
@@ -95,32 +95,19 @@ const PRUNE_OPTS: &[Opt] = &[
 ];
 const IMAGE_PRUNE: Cmd = cmd("berth image prune", "[OPTIONS]", "Remove unused images", PRUNE_OPTS, 0, Some(0));
 
-pub const GROUP: Cmd = group(
-    "berth image",
-    "Manage images",
-    &[
-        ("import", "Import the contents from a tarball or directory to create a filesystem image"),
-        ("inspect", "Display detailed information on one or more images"),
-        ("load", "Load an image from a tar archive or STDIN"),
-        ("ls", "List images"),
-        ("prune", "Remove unused images"),
-        ("rm", "Remove one or more images"),
-        ("save", "Save one or more images to a tar archive"),
-        ("tag", "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE"),
-    ],
-);
+pub const GROUP: Cmd = group("berth image", "Manage images");
 
 pub const SUBCOMMANDS: &[Command] = &[
-    Command { name: "import", cmd: &IMAGE_IMPORT, run: import },
-    Command { name: "inspect", cmd: &IMAGE_INSPECT, run: inspect },
-    Command { name: "load", cmd: &IMAGE_LOAD, run: load },
-    Command { name: "ls", cmd: &IMAGE_LS, run: images },
-    Command { name: "list", cmd: &IMAGE_LS, run: images },
-    Command { name: "prune", cmd: &IMAGE_PRUNE, run: prune },
-    Command { name: "rm", cmd: &IMAGE_RM, run: rmi },
-    Command { name: "remove", cmd: &IMAGE_RM, run: rmi },
-    Command { name: "save", cmd: &IMAGE_SAVE, run: save },
-    Command { name: "tag", cmd: &IMAGE_TAG, run: tag },
+    command("import", &IMAGE_IMPORT, import),
+    command("inspect", &IMAGE_INSPECT, inspect),
+    command("load", &IMAGE_LOAD, load),
+    command("ls", &IMAGE_LS, images),
+    command("list", &IMAGE_LS, images),
+    command("prune", &IMAGE_PRUNE, prune),
+    command("rm", &IMAGE_RM, rmi),
+    command("remove", &IMAGE_RM, rmi),
+    command("save", &IMAGE_SAVE, save),
+    command("tag", &IMAGE_TAG, tag),
 ];
 
 fn out_err(e: io::Error) -> CliError {

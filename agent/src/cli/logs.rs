@@ -12,8 +12,8 @@ use berth_runtime::container::logs::{self, Entry};
 use berth_runtime::container::record::{self, Record};
 use berth_runtime::{timefmt, Error};
 
-use super::args::{opt, Cmd, Matches, Opt};
 use super::{op_err, CliError, Ctx};
+use berth_proto::args::{opt, Cmd, Matches, Opt};
 
 const LOGS_OPTS: &[Opt] = &[
     opt("follow", Some('f'), None, "Follow log output"),
@@ -106,7 +106,7 @@ pub fn attach(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
         return Err(op_err("You cannot attach to a stopped container, start it first"));
     }
     if m.value("sig-proxy") != Some("false") {
-        super::container::proxy_signals(ctx, &r.id);
+        super::relay::proxy_signals(ctx, &r.id);
     }
     follow(ctx, r, Some(0), &Printer { timestamps: false, since: None }, true)?;
     let (recs, _) = record::list(&ctx.root);
@@ -123,7 +123,7 @@ pub fn logs(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
         None | Some("all") => None,
         Some(n) => Some(n.parse().map_err(|_| op_err(format!("invalid value for \"tail\": {n:?}")))?),
     };
-    let p = Printer { timestamps: m.flag("timestamps"), since: m.value("since").map(super::output::time_arg).transpose()? };
+    let p = Printer { timestamps: m.flag("timestamps"), since: m.value("since").map(crate::term::output::time_arg).transpose()? };
     follow(ctx, r, tail, &p, m.flag("follow"))?;
     Ok(0)
 }

@@ -1,32 +1,37 @@
-//! The CLI: global options, then one module per command group (`image.rs`, `system.rs`), each
-//! command a `Cmd` spec (flags and help) and a `run` function. Errors print as one line,
-//! `Error: ...`; exit codes as Docker's: 1 for a failed operation, 125 for bad usage.
+//! The CLI: global options, then the one dispatch table (`TOP`, and the groups' tables it names)
+//! from which every help listing is made. One module per command family (`run.rs`, `lifecycle.rs`,
+//! `image.rs`, ...), each command a `Cmd` spec (flags and help) and a function that ends in a call
+//! to the agent (`client.rs`) or to `berth_runtime`. Errors print as one line, `Error: ...`; the
+//! exit code is `berth_proto::error::exit_code` of the failure's kind (Docker's codes).
 
-pub mod args;
+pub mod agent;
 pub mod board;
 pub mod check;
 pub mod client;
-pub mod container;
 pub mod cp;
 pub mod deploy;
 pub mod events;
-pub mod fleet;
-pub mod format;
 pub mod image;
+pub mod inspect;
+pub mod lifecycle;
 pub mod logs;
-pub mod output;
+pub mod ps;
+pub mod relay;
+pub mod run;
 pub mod stats;
 pub mod system;
 pub mod tty;
-pub mod words;
 
 use std::path::PathBuf;
 
-use args::{opt, Cmd, Matches, Opt, Parsed, UsageError};
+#[cfg(feature = "fleet")]
+use crate::fleet;
+use berth_proto::args::{self, opt, Cmd, Matches, Opt, Parsed, UsageError};
+use berth_proto::error::exit_code;
+pub use berth_proto::error::{op_err, CliError};
+use berth_runtime::paths::{DEFAULT_HOST, DEFAULT_ROOT};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-pub const DEFAULT_ROOT: &str = "/var/lib/berth";
-pub const DEFAULT_HOST: &str = "unix:///run/berth/berth.sock";
 
 /// What every command gets: the global options, resolved.
 pub struct Ctx {
@@ -40,37 +45,45 @@ impl Ctx {
     }
 }
 
-#[derive(Debug)]
-pub enum CliError {
-    Usage(UsageError),
-    Op(berth_runtime::Error),
-    /// Already reported; exit with this code.
-    Exit(i32),
-}
-
-impl From<berth_runtime::Error> for CliError {
-    fn from(e: berth_runtime::Error) -> Self {
-        CliError::Op(e)
-    }
-}
-
-impl From<UsageError> for CliError {
-    fn from(e: UsageError) -> Self {
-        CliError::Usage(e)
-    }
-}
-
-pub fn op_err(msg: impl Into<String>) -> CliError {
-    CliError::Op(berth_runtime::Error::invalid(msg))
-}
-
 pub type Run = fn(&Ctx, &Matches) -> Result<i32, CliError>;
 
-/// A command name, its spec and what runs it.
+/// What a name in the dispatch table does.
+pub enum Target {
+    /// Parse `cmd`'s flags, then run.
+    Run(Run),
+    /// A command group (`berth image ls`): its subcommands.
+    Group(&'static [Command]),
+    /// A tool with its own parser and messages (`berth fleet`).
+    Own(fn(&[String]) -> Result<i32, CliError>),
+}
+
+/// A command name, its spec (flags and the one description every help text shows) and what runs
+/// it. Entries that share a spec are aliases: help lists only the first.
 pub struct Command {
     pub name: &'static str,
     pub cmd: &'static Cmd,
-    pub run: Run,
+    pub target: Target,
+}
+
+/// A command that parses its flags and runs.
+pub const fn command(name: &'static str, cmd: &'static Cmd, run: Run) -> Command {
+    Command { name, cmd, target: Target::Run(run) }
+}
+
+/// The help listing of a table: each spec once, under the first name it has.
+fn listing(table: &[Command]) -> Vec<(&'static str, &'static str)> {
+    let mut out: Vec<(&'static str, &'static str)> = Vec::new();
+    for (i, c) in table.iter().enumerate() {
+        if !table[..i].iter().any(|p| std::ptr::eq(p.cmd, c.cmd)) {
+            out.push((c.name, c.cmd.about));
+        }
+    }
+    out
+}
+
+/// A group's help: its spec, then the commands of its table.
+fn group_help(spec: &Cmd, table: &[Command]) -> String {
+    args::help_listing(spec, &listing(table))
 }
 
 const GLOBAL_OPTS: &[Opt] = &[
@@ -88,135 +101,75 @@ const GLOBAL: Cmd = Cmd {
     min_args: 0,
     max_args: None,
     stop_at_positional: true,
-    subcommands: &[
-        ("agent", "Run the berth agent (the daemon that runs containers)"),
-        ("attach", "Attach to a running container's output"),
-        ("board", "Manage board profiles (validate)"),
-        ("check", "Check that the kernel has what berth needs"),
-        ("create", "Create a new container"),
-        ("deployment", "Show what updates deployed on this device"),
-        ("kill", "Kill one or more running containers"),
-        ("logs", "Fetch the logs of a container"),
-        ("ps", "List containers"),
-        ("restart", "Restart one or more containers"),
-        ("rename", "Rename a container"),
-        ("rm", "Remove one or more containers"),
-        ("rollback", "Go back to the previous deployed version of a container"),
-        ("run", "Create and run a new container from an image"),
-        ("start", "Start one or more stopped containers"),
-        ("stats", "Display a live stream of container(s) resource usage statistics"),
-        ("stop", "Stop one or more running containers"),
-        ("wait", "Block until one or more containers stop, then print their exit codes"),
-        ("events", "Get real time events from the agent"),
-        ("exec", "Execute a command in a running container"),
-        ("fleet", "Update a fleet of devices over MQTT"),
-        ("export", "Export an image's filesystem as a tar archive"),
-        ("container", "Manage containers"),
-        ("image", "Manage images"),
-        ("images", "List images"),
-        ("import", "Import the contents from a tarball or directory to create an image"),
-        ("info", "Display system-wide information"),
-        ("inspect", "Return low-level information on containers and images"),
-        ("load", "Load an image from a tar archive or STDIN"),
-        ("rmi", "Remove one or more images"),
-        ("save", "Save one or more images to a tar archive (streamed to STDOUT by default)"),
-        ("system", "Manage berth (df)"),
-        ("tag", "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE"),
-        ("top", "Display the running processes of a container"),
-        ("update", "Update configuration of one or more containers"),
-        ("version", "Show the berth version information"),
-    ],
+    subcommands: &[],
 };
 
+/// The one dispatch table: `berth NAME`, in the order `berth --help` lists them.
 const TOP: &[Command] = &[
-    Command { name: "agent", cmd: &container::AGENT, run: container::agent },
-    Command { name: "attach", cmd: &logs::ATTACH, run: logs::attach },
-    Command { name: "check", cmd: &check::CHECK, run: check::check },
-    Command { name: "cp", cmd: &cp::CP, run: cp::cp },
-    Command { name: "create", cmd: &container::CREATE, run: container::create },
-    Command { name: "kill", cmd: &container::KILL, run: container::kill },
-    Command { name: "logs", cmd: &logs::LOGS, run: logs::logs },
-    Command { name: "ps", cmd: &container::PS, run: container::ps },
-    Command { name: "restart", cmd: &container::RESTART, run: container::restart },
-    Command { name: "rename", cmd: &container::RENAME, run: container::rename },
-    Command { name: "rm", cmd: &container::RM, run: container::rm },
-    Command { name: "rollback", cmd: &deploy::ROLLBACK, run: deploy::rollback },
-    Command { name: "run", cmd: &container::RUN, run: container::run },
-    Command { name: "start", cmd: &container::START, run: container::start },
-    Command { name: "stats", cmd: &stats::STATS, run: stats::stats },
-    Command { name: "stop", cmd: &container::STOP, run: container::stop },
-    Command { name: "wait", cmd: &container::WAIT, run: container::wait },
-    Command { name: "events", cmd: &events::EVENTS, run: events::events },
-    Command { name: "exec", cmd: &container::EXEC, run: container::exec },
-    Command { name: "export", cmd: &image::EXPORT, run: image::export },
-    Command { name: "images", cmd: &image::IMAGES, run: image::images },
-    Command { name: "import", cmd: &image::IMPORT, run: image::import },
-    Command { name: "info", cmd: &system::INFO, run: system::info },
-    Command { name: "inspect", cmd: &container::INSPECT, run: container::inspect },
-    Command { name: "load", cmd: &image::LOAD, run: image::load },
-    Command { name: "rmi", cmd: &image::RMI, run: image::rmi },
-    Command { name: "save", cmd: &image::SAVE, run: image::save },
-    Command { name: "tag", cmd: &image::TAG, run: image::tag },
-    Command { name: "top", cmd: &stats::TOP, run: stats::top },
-    Command { name: "update", cmd: &container::UPDATE, run: container::update },
-    Command { name: "version", cmd: &system::VERSION_CMD, run: system::version },
+    command("agent", &agent::AGENT, agent::agent),
+    command("attach", &logs::ATTACH, logs::attach),
+    Command { name: "board", cmd: &board::GROUP, target: Target::Group(board::SUBCOMMANDS) },
+    command("check", &check::CHECK, check::check),
+    command("cp", &cp::CP, cp::cp),
+    command("create", &run::CREATE, run::create),
+    Command { name: "deployment", cmd: &deploy::GROUP, target: Target::Group(deploy::SUBCOMMANDS) },
+    command("kill", &lifecycle::KILL, lifecycle::kill),
+    command("logs", &logs::LOGS, logs::logs),
+    command("ps", &ps::PS, ps::ps),
+    command("restart", &lifecycle::RESTART, lifecycle::restart),
+    command("rename", &lifecycle::RENAME, lifecycle::rename),
+    command("rm", &lifecycle::RM, lifecycle::rm),
+    command("rollback", &deploy::ROLLBACK, deploy::rollback),
+    command("run", &run::RUN, run::run),
+    command("start", &run::START, run::start),
+    command("stats", &stats::STATS, stats::stats),
+    command("stop", &lifecycle::STOP, lifecycle::stop),
+    command("wait", &lifecycle::WAIT, lifecycle::wait),
+    command("events", &events::EVENTS, events::events),
+    command("exec", &run::EXEC, run::exec),
+    #[cfg(feature = "fleet")]
+    Command { name: "fleet", cmd: &fleet::FLEET, target: Target::Own(fleet::main) },
+    command("export", &image::EXPORT, image::export),
+    Command { name: "container", cmd: &CONTAINER_GROUP, target: Target::Group(CONTAINER_SUBCOMMANDS) },
+    Command { name: "image", cmd: &image::GROUP, target: Target::Group(image::SUBCOMMANDS) },
+    command("images", &image::IMAGES, image::images),
+    command("import", &image::IMPORT, image::import),
+    command("info", &system::INFO, system::info),
+    command("inspect", &inspect::INSPECT, inspect::inspect),
+    command("load", &image::LOAD, image::load),
+    command("rmi", &image::RMI, image::rmi),
+    command("save", &image::SAVE, image::save),
+    Command { name: "system", cmd: &system::GROUP, target: Target::Group(system::SUBCOMMANDS) },
+    command("tag", &image::TAG, image::tag),
+    command("top", &stats::TOP, stats::top),
+    command("update", &lifecycle::UPDATE, lifecycle::update),
+    command("version", &system::VERSION_CMD, system::version),
 ];
 
-/// Command groups (`berth image ls`): name, spec listing the subcommands, and the subcommands.
-const GROUPS: &[(&str, &Cmd, &[Command])] = &[
-    ("board", &board::GROUP, board::SUBCOMMANDS),
-    ("container", &CONTAINER_GROUP, CONTAINER_SUBCOMMANDS),
-    ("deployment", &deploy::GROUP, deploy::SUBCOMMANDS),
-    ("image", &image::GROUP, image::SUBCOMMANDS),
-    ("system", &system::GROUP, system::SUBCOMMANDS),
-];
-
-const CONTAINER_GROUP: Cmd = group(
-    "berth container",
-    "Manage containers",
-    &[
-        ("create", "Create a new container"),
-        ("exec", "Execute a command in a running container"),
-        ("inspect", "Display detailed information on one or more containers"),
-        ("kill", "Kill one or more running containers"),
-        ("logs", "Fetch the logs of a container"),
-        ("ls", "List containers"),
-        ("prune", "Remove all stopped containers"),
-        ("rename", "Rename a container"),
-        ("restart", "Restart one or more containers"),
-        ("rm", "Remove one or more containers"),
-        ("run", "Create and run a new container from an image"),
-        ("start", "Start one or more stopped containers"),
-        ("stats", "Display a live stream of container(s) resource usage statistics"),
-        ("stop", "Stop one or more running containers"),
-        ("top", "Display the running processes of a container"),
-        ("update", "Update configuration of one or more containers"),
-        ("wait", "Block until one or more containers stop, then print their exit codes"),
-    ],
-);
+const CONTAINER_GROUP: Cmd = group("berth container", "Manage containers");
 
 /// `berth container X` is `berth X` (plus `ls` and `prune`).
 const CONTAINER_SUBCOMMANDS: &[Command] = &[
-    Command { name: "cp", cmd: &cp::CP, run: cp::cp },
-    Command { name: "create", cmd: &container::CREATE, run: container::create },
-    Command { name: "exec", cmd: &container::EXEC, run: container::exec },
-    Command { name: "inspect", cmd: &container::INSPECT, run: container::inspect },
-    Command { name: "kill", cmd: &container::KILL, run: container::kill },
-    Command { name: "logs", cmd: &logs::LOGS, run: logs::logs },
-    Command { name: "ls", cmd: &container::LS, run: container::ps },
-    Command { name: "list", cmd: &container::LS, run: container::ps },
-    Command { name: "ps", cmd: &container::LS, run: container::ps },
-    Command { name: "prune", cmd: &container::PRUNE, run: container::prune },
-    Command { name: "rename", cmd: &container::RENAME, run: container::rename },
-    Command { name: "restart", cmd: &container::RESTART, run: container::restart },
-    Command { name: "rm", cmd: &container::RM, run: container::rm },
-    Command { name: "run", cmd: &container::RUN, run: container::run },
-    Command { name: "start", cmd: &container::START, run: container::start },
-    Command { name: "stats", cmd: &stats::STATS, run: stats::stats },
-    Command { name: "stop", cmd: &container::STOP, run: container::stop },
-    Command { name: "top", cmd: &stats::TOP, run: stats::top },
-    Command { name: "update", cmd: &container::UPDATE, run: container::update },
-    Command { name: "wait", cmd: &container::WAIT, run: container::wait },
+    command("cp", &cp::CP, cp::cp),
+    command("create", &run::CREATE, run::create),
+    command("exec", &run::EXEC, run::exec),
+    command("inspect", &inspect::INSPECT, inspect::inspect),
+    command("kill", &lifecycle::KILL, lifecycle::kill),
+    command("logs", &logs::LOGS, logs::logs),
+    command("ls", &ps::LS, ps::ps),
+    command("list", &ps::LS, ps::ps),
+    command("ps", &ps::LS, ps::ps),
+    command("prune", &lifecycle::PRUNE, lifecycle::prune),
+    command("rename", &lifecycle::RENAME, lifecycle::rename),
+    command("restart", &lifecycle::RESTART, lifecycle::restart),
+    command("rm", &lifecycle::RM, lifecycle::rm),
+    command("run", &run::RUN, run::run),
+    command("start", &run::START, run::start),
+    command("stats", &stats::STATS, stats::stats),
+    command("stop", &lifecycle::STOP, lifecycle::stop),
+    command("top", &stats::TOP, stats::top),
+    command("update", &lifecycle::UPDATE, lifecycle::update),
+    command("wait", &lifecycle::WAIT, lifecycle::wait),
 ];
 
 fn env_or(var: &str, default: &str) -> String {
@@ -227,25 +180,43 @@ fn env_or(var: &str, default: &str) -> String {
 pub fn main(args: &[String]) -> i32 {
     match dispatch(args) {
         Ok(code) => code,
-        Err(CliError::Usage(e)) => {
-            eprintln!("{e}");
-            125
+        Err(e) => {
+            match &e {
+                CliError::Usage(u) => eprintln!("{u}"),
+                CliError::Op(e) => eprintln!("Error: {e}"),
+                CliError::Exit(_) => {}
+            }
+            exit_code(e.kind())
         }
-        Err(CliError::Op(e)) => {
-            eprintln!("Error: {e}");
-            1
-        }
-        Err(CliError::Exit(code)) => code,
     }
 }
 
-fn run_cmd(c: &Command, ctx: &Ctx, args: &[String]) -> Result<i32, CliError> {
-    match args::parse(c.cmd, args)? {
-        Parsed::Help(h) => {
-            print!("{h}");
-            Ok(0)
+/// Runs one entry of a table on the rest of the arguments.
+fn run_entry(c: &Command, ctx: &Ctx, args: &[String]) -> Result<i32, CliError> {
+    match &c.target {
+        Target::Own(main) => main(args),
+        Target::Run(run) => match args::parse(c.cmd, args)? {
+            Parsed::Help(h) => {
+                print!("{h}");
+                Ok(0)
+            }
+            Parsed::Matches(m) => run(ctx, &m),
+        },
+        Target::Group(subs) => {
+            let gm = match args::parse(c.cmd, args)? {
+                Parsed::Help(_) => {
+                    print!("{}", group_help(c.cmd, subs));
+                    return Ok(0);
+                }
+                Parsed::Matches(gm) => gm,
+            };
+            let Some(name) = gm.args().first() else {
+                print!("{}", group_help(c.cmd, subs));
+                return Ok(0);
+            };
+            let sub = subs.iter().find(|s| s.name == name).ok_or_else(|| unknown(c.cmd.path, name))?;
+            run_entry(sub, ctx, &gm.args()[1..])
         }
-        Parsed::Matches(m) => (c.run)(ctx, &m),
     }
 }
 
@@ -255,8 +226,8 @@ fn unknown(path: &'static str, name: &str) -> CliError {
 
 fn dispatch(args: &[String]) -> Result<i32, CliError> {
     let m = match args::parse(&GLOBAL, args)? {
-        Parsed::Help(h) => {
-            print!("{h}");
+        Parsed::Help(_) => {
+            print!("{}", group_help(&GLOBAL, TOP));
             return Ok(0);
         }
         Parsed::Matches(m) => m,
@@ -288,34 +259,21 @@ fn dispatch(args: &[String]) -> Result<i32, CliError> {
     }
     let rest = m.args();
     let Some(name) = rest.first() else {
-        print!("{}", args::help(&GLOBAL));
+        print!("{}", group_help(&GLOBAL, TOP));
         return Ok(0);
     };
-    if let Some(c) = TOP.iter().find(|c| c.name == name) {
-        return run_cmd(c, &ctx, &rest[1..]);
+    match TOP.iter().find(|c| c.name == name) {
+        Some(c) => run_entry(c, &ctx, &rest[1..]),
+        #[cfg(not(feature = "fleet"))]
+        None if name == "fleet" => Err(CliError::Usage(UsageError {
+            msg: "\"fleet\" is not in this build of berth (a device build; the operator build has it)".into(),
+            cmd: "berth",
+        })),
+        None => Err(unknown("berth", name)),
     }
-    if name == "fleet" {
-        return fleet::main(&ctx, &rest[1..]);
-    }
-    if let Some((_, group, subs)) = GROUPS.iter().find(|(g, _, _)| g == name) {
-        let gm = match args::parse(group, &rest[1..])? {
-            Parsed::Help(h) => {
-                print!("{h}");
-                return Ok(0);
-            }
-            Parsed::Matches(gm) => gm,
-        };
-        let Some(sub) = gm.args().first() else {
-            print!("{}", args::help(group));
-            return Ok(0);
-        };
-        let c = subs.iter().find(|c| c.name == sub).ok_or_else(|| unknown(group.path, sub))?;
-        return run_cmd(c, &ctx, &gm.args()[1..]);
-    }
-    Err(unknown("berth", name))
 }
 
-/// A group's own spec: it only names its subcommands.
-pub const fn group(path: &'static str, about: &'static str, subcommands: &'static [(&'static str, &'static str)]) -> Cmd {
-    Cmd { path, usage: "COMMAND", about, opts: &[], min_args: 0, max_args: None, stop_at_positional: true, subcommands }
+/// A group's own spec: help lists the commands of its table.
+pub const fn group(path: &'static str, about: &'static str) -> Cmd {
+    Cmd { path, usage: "COMMAND", about, opts: &[], min_args: 0, max_args: None, stop_at_positional: true, subcommands: &[] }
 }

@@ -9,11 +9,11 @@ use berth_runtime::cgroup::Cgroups;
 use berth_runtime::container::record::{self, Record, Status};
 use berth_runtime::Error;
 
-use super::args::{opt, Cmd, Matches, Opt};
-use super::format::{render, Format};
-use super::output::{human_size, is_tty, table};
 use super::{op_err, CliError, Ctx};
-use crate::agent::supervisor::cgroup_parent;
+use crate::term::format::{render, Format};
+use crate::term::output::{human_size, is_tty, table};
+use berth_proto::args::{opt, Cmd, Matches, Opt};
+use berth_runtime::paths::cgroup_parent;
 
 const STATS_OPTS: &[Opt] = &[
     opt("all", Some('a'), None, "Show all containers (default shows just running)"),

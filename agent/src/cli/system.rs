@@ -4,10 +4,10 @@ use std::io::Write;
 
 use serde_json::json;
 
-use super::args::{opt, Cmd, Matches, Opt};
-use super::format::Format;
-use super::output::{human_size, table};
-use super::{group, CliError, Command, Ctx, VERSION};
+use super::{command, group, CliError, Command, Ctx, VERSION};
+use crate::term::format::Format;
+use crate::term::output::{human_size, table};
+use berth_proto::args::{opt, Cmd, Matches, Opt};
 
 pub const VERSION_CMD: Cmd = Cmd {
     path: "berth version",
@@ -51,16 +51,8 @@ pub const INFO: Cmd = Cmd {
 };
 const SYSTEM_INFO: Cmd = Cmd { path: "berth system info", ..INFO };
 
-pub const GROUP: Cmd = group(
-    "berth system",
-    "Manage berth",
-    &[("df", "Show berth disk usage"), ("info", "Display system-wide information"), ("verify", "Check the image store's integrity")],
-);
-pub const SUBCOMMANDS: &[Command] = &[
-    Command { name: "df", cmd: &DF, run: df },
-    Command { name: "info", cmd: &SYSTEM_INFO, run: info },
-    Command { name: "verify", cmd: &VERIFY, run: verify },
-];
+pub const GROUP: Cmd = group("berth system", "Manage berth");
+pub const SUBCOMMANDS: &[Command] = &[command("df", &DF, df), command("info", &SYSTEM_INFO, info), command("verify", &VERIFY, verify)];
 
 const VERIFY: Cmd = Cmd {
     path: "berth system verify",
@@ -128,7 +120,7 @@ pub fn info(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
     let w = |e: std::io::Error| berth_runtime::Error::io("write output", e);
     match fmt {
         Format::Json => writeln!(out, "{v}").map_err(w)?,
-        Format::Template(t) => writeln!(out, "{}", super::format::render(&t, &v)?).map_err(w)?,
+        Format::Template(t) => writeln!(out, "{}", crate::term::format::render(&t, &v)?).map_err(w)?,
         Format::Table => {
             for (label, key) in [
                 ("Containers", "Containers"),

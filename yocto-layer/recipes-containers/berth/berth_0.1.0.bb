@@ -35,6 +35,9 @@ inherit cargo systemd update-rc.d
 # has the symbols.
 export CARGO_PROFILE_RELEASE_STRIP = "false"
 
+# A device build: without the fleet operator tool (`berth fleet`, the default feature `fleet`).
+CARGO_BUILD_FLAGS:append = " --no-default-features"
+
 # Cargo features, all off by default; they need the matching cargo features of berth.
 PACKAGECONFIG ??= ""
 PACKAGECONFIG:class-native = ""

@@ -1,0 +1,103 @@
+//! `/etc/berth/berth.toml`: the agent's MQTT and update settings. Flags override the file.
+//! Unknown keys are errors, so a misspelt setting is found at start, not in the field.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use berth_runtime::{Error, IoContext, Result};
+
+pub const DEFAULT_PATH: &str = "/etc/berth/berth.toml";
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub mqtt: Mqtt,
+    #[serde(default)]
+    pub update: Update,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mqtt {
+    /// Broker URLs, tried in order (failover) and round again.
+    #[serde(default)]
+    pub brokers: Vec<String>,
+    pub device_id: Option<String>,
+    pub ca: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub password_file: Option<PathBuf>,
+    /// Seconds.
+    pub keep_alive: Option<u64>,
+    /// Default `berth/v1/<device-id>/`; `{device}` is replaced by the device id.
+    pub topic_root: Option<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Update {
+    /// Public keys (SPKI PEM files) whose signatures are trusted.
+    #[serde(default)]
+    pub trusted_keys: Vec<PathBuf>,
+    /// Largest tarball accepted, e.g. "512m" (default: whatever fits on the disk).
+    pub max_size: Option<String>,
+}
+
+impl Config {
+    pub fn parse(text: &str, origin: &str) -> Result<Config> {
+        basic_toml::from_str(text).map_err(|e| Error::invalid(format!("{origin}: {e}")))
+    }
+
+    /// The file at `path`; with `required` false a missing file is an empty configuration.
+    pub fn load(path: &Path, required: bool) -> Result<Config> {
+        match std::fs::read_to_string(path) {
+            Ok(t) => Config::parse(&t, &path.display().to_string()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Ok(Config::default()),
+            Err(e) => Err(e).ctx(|| format!("read {}", path.display())),
+        }
+    }
+}
+
+/// The machine id (systemd's /etc/machine-id, else D-Bus's): the default device id.
+pub fn machine_id() -> Result<String> {
+    for p in ["/etc/machine-id", "/var/lib/dbus/machine-id"] {
+        if let Ok(s) = std::fs::read_to_string(p) {
+            let s = s.trim();
+            if !s.is_empty() {
+                return Ok(s.to_string());
+            }
+        }
+    }
+    Err(Error::not_found("no device id: /etc/machine-id is missing; set [mqtt] device_id or --device-id"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_proto::names::valid_device_id;
+
+    #[test]
+    fn parses_and_rejects_unknown_keys() {
+        let c = Config::parse(
+            "[mqtt]\nbrokers = [\"mqtts://a:8883\", \"mqtt://b\"]\ndevice_id = \"dev1\"\ngroups = [\"lab\"]\nkeep_alive = 20\n\
+             [update]\ntrusted_keys = [\"/etc/berth/k.pub\"]\nmax_size = \"64m\"\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.mqtt.brokers.len(), 2);
+        assert_eq!(c.mqtt.device_id.as_deref(), Some("dev1"));
+        assert_eq!(c.update.trusted_keys, vec![PathBuf::from("/etc/berth/k.pub")]);
+        let e = Config::parse("[mqtt]\nbroker = \"x\"\n", "f.toml").unwrap_err().to_string();
+        assert!(e.contains("f.toml") && e.contains("broker"), "{e}");
+        assert!(Config::parse("[nope]\n", "t").is_err());
+        assert!(Config::load(Path::new("/nonexistent/berth.toml"), false).is_ok());
+        assert!(Config::load(Path::new("/nonexistent/berth.toml"), true).is_err());
+        assert!(valid_device_id("dev-1.a_b") && !valid_device_id("a/b") && !valid_device_id("a+"));
+    }
+}

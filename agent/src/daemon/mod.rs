@@ -1,0 +1,125 @@
+//! `berth agent`: the daemon. One tokio current-thread runtime (no worker or blocking-pool
+//! threads, so forking containers from it is safe), one local socket, one lock per root.
+
+pub mod config;
+pub mod create;
+pub mod devices;
+pub mod dns;
+mod events;
+pub mod fdpass;
+mod handlers;
+pub mod health;
+pub mod notify;
+mod server;
+mod socket;
+pub mod supervisor;
+pub mod update;
+
+use std::cell::RefCell;
+use std::fs;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use berth_runtime::fsutil::atomic_write;
+use berth_runtime::{Error, Result};
+
+pub(crate) use handlers::stop;
+use supervisor::Supervisor;
+
+pub type Shared = Rc<RefCell<Supervisor>>;
+pub type Updates = Rc<RefCell<crate::daemon::update::manager::Manager>>;
+
+pub struct Options {
+    pub root: PathBuf,
+    pub socket: PathBuf,
+    /// Group that may use the socket (mode 0660).
+    pub group: Option<String>,
+    /// `overlay` or `copy`; by default overlay where the kernel has it.
+    pub storage: Option<String>,
+    /// Leave containers running when the agent stops (Docker's --live-restore); a new agent
+    /// re-adopts them.
+    pub live_restore: bool,
+    /// `run` argument lines of containers to create and start when missing (a freshly flashed
+    /// board's applications, written by meta-berth's BERTH_PRELOAD_RUN).
+    pub preload_run: Option<PathBuf>,
+    /// Update settings (device id, keys) and, when a broker is configured, the MQTT link.
+    pub updates: crate::daemon::update::manager::Settings,
+    pub link: Option<crate::daemon::update::session::Link>,
+}
+
+/// Creates and starts each preload container that does not exist yet (by its --name).
+fn preload(sup: &Shared, path: &Path) {
+    let Ok(text) = fs::read_to_string(path) else { return };
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        let res = (|| -> std::result::Result<Option<String>, String> {
+            let words = berth_proto::words::shell_words(line).map_err(|e| e.to_string())?;
+            let o = berth_proto::run::parse_run_words(&words)?;
+            let Some(name) = o.name.clone() else {
+                return Err("a preload line needs --name (so it starts once, not at every boot)".into());
+            };
+            if sup.borrow().find(&name).is_ok() {
+                return Ok(None);
+            }
+            let (id, _) = sup.borrow_mut().create(&o).map_err(|e| e.to_string())?;
+            sup.borrow_mut().start(&id, None).map_err(|e| e.msg)?;
+            Ok(Some(name))
+        })();
+        match res {
+            Ok(Some(name)) => crate::info!("preload: started {name}"),
+            Ok(None) => {}
+            Err(e) => crate::warn!("preload {}: {line:?}: {e}", path.display()),
+        }
+    }
+}
+
+/// Holds `<root>/agent.lock` for the agent's lifetime: a second agent on the same root is refused.
+fn lock_root(root: &Path) -> Result<fs::File> {
+    fs::create_dir_all(root).map_err(|e| Error::io(format!("create {}", root.display()), e))?;
+    let path = root.join("agent.lock");
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io(format!("open {}", path.display()), e))?;
+    // SAFETY: flock on a descriptor we own; released when the file is closed at exit.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let pid = fs::read_to_string(root.join("agent.pid")).unwrap_or_default();
+        return Err(Error::conflict(format!("another berth agent is already running on {} (pid {})", root.display(), pid.trim())));
+    }
+    Ok(f)
+}
+
+pub fn run(o: &Options) -> Result<()> {
+    let _lock = lock_root(&o.root)?;
+    // Containers are grandchildren (forked by an intermediate that exits): as subreaper the agent
+    // becomes their parent and can reap them.
+    // SAFETY: prctl with constant arguments.
+    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
+        return Err(Error::io("become child subreaper", io::Error::last_os_error()));
+    }
+    let copy = match o.storage.as_deref() {
+        None => !berth_runtime::container::copyfs::overlay_supported(),
+        Some("overlay") if berth_runtime::container::copyfs::overlay_supported() => false,
+        Some("overlay") => return Err(Error::invalid("--storage-driver overlay: this kernel has no overlayfs")),
+        Some("copy") => true,
+        Some(other) => return Err(Error::invalid(format!("unknown storage driver {other:?} (overlay or copy)"))),
+    };
+    // The choice is recorded for `berth info`, which runs without talking to the agent.
+    atomic_write(&o.root.join("storage-driver"), if copy { &b"copy\n"[..] } else { &b"overlay\n"[..] })?;
+    let sup = Rc::new(RefCell::new(Supervisor::new(&o.root, copy)?));
+    atomic_write(&o.root.join("agent.pid"), format!("{}\n", std::process::id()).as_bytes())?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| Error::io("start runtime", e))?;
+    let local = tokio::task::LocalSet::new();
+    if let Some(p) = &o.preload_run {
+        let _guard = rt.enter();
+        preload(&sup, p);
+    }
+    let res = local.block_on(&rt, server::serve(o, sup.clone()));
+    let _ = fs::remove_file(&o.socket);
+    let _ = fs::remove_file(o.root.join("agent.pid"));
+    res
+}

@@ -1,0 +1,128 @@
+//! The agent's event loop: connections, reaping children, restart and health timers, hotplug,
+//! the watchdog, and the clean shutdown on SIGTERM/SIGINT.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use tokio::net::UnixListener;
+use tokio::signal::unix::{signal, SignalKind};
+
+use berth_runtime::{Error, Result};
+
+use super::{health, notify, socket, supervisor, Options, Shared, Updates};
+
+pub(super) async fn serve(o: &Options, sup: Shared) -> Result<()> {
+    // Signal handlers first, then the socket: whoever can connect can also stop us cleanly.
+    let mut chld = signal(SignalKind::child()).map_err(|e| Error::io("SIGCHLD handler", e))?;
+    let mut term = signal(SignalKind::terminate()).map_err(|e| Error::io("SIGTERM handler", e))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| Error::io("SIGINT handler", e))?;
+    let listener = UnixListener::from_std(socket::bind(&o.socket, o.group.as_deref())?).map_err(|e| Error::io("socket", e))?;
+    let upd: Updates = Rc::new(RefCell::new(crate::daemon::update::manager::Manager::open(&o.root, o.updates.clone(), sup.clone())?));
+    if upd.borrow().journal.active.is_some() {
+        // An update was interrupted (power cut, kill -9): finish what it was doing.
+        crate::info!("resuming the interrupted update");
+        tokio::task::spawn_local(crate::daemon::update::apply::drive(upd.clone(), sup.clone()));
+    }
+    if let Some(link) = o.link.clone() {
+        tokio::task::spawn_local(crate::daemon::update::session::run(link, upd.clone(), sup.clone()));
+    }
+    // Monitors adopted from an earlier agent are not our children: look at them once a second.
+    let mut adopted = tokio::time::interval(Duration::from_secs(1));
+    let wd_every = notify::watchdog_interval();
+    let mut watchdog = tokio::time::interval(wd_every.unwrap_or(Duration::from_secs(3600)));
+    let uevents = supervisor::hotplug::monitor();
+    notify::ready();
+    crate::info!("serving on {} for {}", o.socket.display(), sup.borrow().root.display());
+    loop {
+        tokio::select! {
+            c = listener.accept() => match c {
+                Ok((stream, _)) => { tokio::task::spawn_local(socket::connection(stream, sup.clone(), upd.clone())); }
+                Err(e) => crate::warn!("accept: {e}"),
+            },
+            _ = chld.recv() => reap(&sup),
+            _ = adopted.tick(), if sup.borrow().adopted_count() > 0 => sup.borrow_mut().check_adopted(),
+            _ = restart_timer(&sup) => sup.borrow_mut().restart_due(),
+            _ = health_timer(&sup) => {
+                let due = sup.borrow_mut().due_checks();
+                for (id, cmd, timeout) in due {
+                    tokio::task::spawn_local(health::run(sup.clone(), id, cmd, timeout));
+                }
+            }
+            evs = supervisor::hotplug::next(uevents.as_ref()) => for ev in &evs { sup.borrow_mut().hotplug(ev) },
+            _ = watchdog.tick(), if wd_every.is_some() => notify::watchdog(),
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    notify::stopping();
+    if !o.live_restore {
+        shutdown(&sup).await;
+    }
+    Ok(())
+}
+
+/// Sleeps until the next policy restart is due (forever if none).
+async fn restart_timer(sup: &Shared) {
+    let next = sup.borrow().next_restart();
+    sleep_until_or_recheck(next).await;
+}
+
+/// Sleeps until `t`, but never more than 250 ms: work scheduled by a connection task (a new
+/// container's first health check) is then picked up without a wake-up channel per timer.
+async fn sleep_until_or_recheck(t: Option<std::time::Instant>) {
+    let cap = tokio::time::Instant::now() + Duration::from_millis(250);
+    let at = t.map_or(cap, |t| tokio::time::Instant::from_std(t).min(cap));
+    tokio::time::sleep_until(at).await;
+}
+
+/// Sleeps until the next health check is due (forever if none).
+async fn health_timer(sup: &Shared) {
+    let next = sup.borrow().next_check();
+    sleep_until_or_recheck(next).await;
+}
+
+fn reap(sup: &Shared) {
+    loop {
+        let mut status = 0;
+        // SAFETY: non-blocking wait for any child; `status` is a plain int.
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if pid <= 0 {
+            break;
+        }
+        sup.borrow_mut().reaped(pid, status);
+    }
+}
+
+/// Stops every running container as `stop` would: its stop signal, then SIGKILL once its own
+/// stop timeout has passed.
+async fn shutdown(sup: &Shared) {
+    let running = sup.borrow().running();
+    let mut chld = signal(SignalKind::child()).ok();
+    let now = tokio::time::Instant::now();
+    let mut deadlines: Vec<(String, tokio::time::Instant)> = Vec::new();
+    for (id, _, sig, timeout) in &running {
+        let _ = sup.borrow().kill(id, *sig);
+        deadlines.push((id.clone(), now + Duration::from_secs(u64::from(*timeout))));
+    }
+    loop {
+        reap(sup);
+        sup.borrow_mut().check_adopted();
+        let still: Vec<String> = sup.borrow().running().into_iter().map(|r| r.0).collect();
+        if still.is_empty() {
+            break;
+        }
+        let t = tokio::time::Instant::now();
+        for (id, d) in &deadlines {
+            if *d <= t && still.contains(id) {
+                let _ = sup.borrow().kill(id, libc::SIGKILL);
+            }
+        }
+        match &mut chld {
+            Some(c) => {
+                let _ = tokio::time::timeout(Duration::from_millis(100), c.recv()).await;
+            }
+            None => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
