@@ -144,8 +144,9 @@ fn line(f: &Finding, colour: bool) -> String {
     s
 }
 
-/// Whether bridge networks can work: the kernel options, and on the live system the nftables
-/// userland the rules are loaded with and IPv4 forwarding (the agent turns it on).
+/// Whether bridge networks can work: the kernel options (berth makes its netfilter rules over
+/// netlink itself, no nftables userland needed), and on the live system IPv4 forwarding (the
+/// agent turns it on).
 fn networking(findings: &[Finding], live: bool) -> String {
     let missing = kernel::bridge_networking_missing(findings);
     let mut s = if missing.is_empty() {
@@ -154,12 +155,6 @@ fn networking(findings: &[Finding], live: bool) -> String {
         format!("Bridge networks: unavailable without {} (containers can still run with --network host or none).", missing.join(" "))
     };
     if live {
-        let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into());
-        let nft = std::env::split_paths(&path).chain(["/usr/sbin".into(), "/sbin".into()]).map(|d| d.join("nft")).find(|p| p.is_file());
-        match nft {
-            Some(p) => s.push_str(&format!("\nnft (nftables userland): {}", p.display())),
-            None => s.push_str("\nnft (nftables userland): not found (bridge networks load their rules with it)"),
-        }
         if let Ok(v) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward") {
             let on = if v.trim() == "1" { "on" } else { "off (the agent turns it on for bridge networks)" };
             s.push_str(&format!("\nIPv4 forwarding: {on}"));

@@ -85,11 +85,9 @@ do_install:append:class-target() {
 
 CONFFILES:${PN} = "${sysconfdir}/berth/berth.toml"
 
-# The agent mounts, forks and sets up cgroups itself. Bridge networks load their netfilter rules
-# with nft (the nftables userland); containers on --network host or none need nothing else. It
-# does need the kernel options of recipes-kernel/linux/files/berth.cfg; where a kernel builds
-# them as modules, install those.
-RDEPENDS:${PN}:class-target = "nftables"
+# The agent mounts, forks, sets up cgroups and makes its links, addresses and netfilter rules
+# (over netlink) itself: it needs no other program at run time. It does need the kernel options
+# of recipes-kernel/linux/files/berth.cfg; where a kernel builds them as modules, install those.
 RRECOMMENDS:${PN}:class-target = "kernel-module-overlay kernel-module-veth kernel-module-bridge \
                                   kernel-module-nf-tables kernel-module-nf-conntrack kernel-module-nf-nat kernel-module-nft-nat \
                                   kernel-module-nft-masq kernel-module-nft-ct kernel-module-nft-fib-ipv4 \
