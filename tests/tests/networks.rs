@@ -43,13 +43,8 @@ impl Board {
         for p in ports {
             reqs.extend(ports::parse(p).expect("port spec"));
         }
-        let req = ConnectRequest {
-            container: format!("{id:0<64}"),
-            name: id.into(),
-            ports: reqs,
-            ifname: "eth0".into(),
-            ..Default::default()
-        };
+        let req =
+            ConnectRequest { container: format!("{id:0<64}"), name: id.into(), ports: reqs, ifname: "eth0".into(), ..Default::default() };
         let path = c.path();
         let ip = self.ns.run(|| {
             let store = self.store();
@@ -348,7 +343,10 @@ fn user_networks_isolation_internal_and_the_network_cli() {
     assert_eq!(a1, "172.18.0.2");
     // Same network: reachable, and egress works.
     assert_eq!(a.ok(&["run", "--rm", "--network", "apps", "busybox", "busybox", "nc", "-w", "3", &a1, "80"]), "a1\n");
-    assert_eq!(a.ok(&["run", "--rm", "--network", "apps", "busybox", "busybox", "nc", "-w", "3", OUTSIDE, "9000"]), format!("outside {BOARD}"));
+    assert_eq!(
+        a.ok(&["run", "--rm", "--network", "apps", "busybox", "busybox", "nc", "-w", "3", OUTSIDE, "9000"]),
+        format!("outside {BOARD}")
+    );
     // The default bridge cannot reach it, nor can the internal network; the internal network
     // has no egress.
     let (code, _, _) = a.code(&["run", "--rm", "busybox", "busybox", "nc", "-w", "2", &a1, "80"]);
@@ -408,7 +406,11 @@ fn network_bad_input() {
     refused(&["run", "--rm", "-p", "80-82:90-91", "busybox", "true"], 125, "invalid ranges");
     refused(&["run", "--rm", "--net", "none", "-p", "80", "busybox", "true"], 125, "conflicting options");
     refused(&["run", "--rm", "--net", "small", "--ip", "10.9.9.9", "busybox", "true"], 125, "does not belong");
-    refused(&["run", "--rm", "--ip", "172.17.0.9", "busybox", "true"], 125, "user specified IP address is supported on user defined networks only");
+    refused(
+        &["run", "--rm", "--ip", "172.17.0.9", "busybox", "true"],
+        125,
+        "user specified IP address is supported on user defined networks only",
+    );
     // A port a host process holds, then one another container has.
     let _held = b.ns.run(|| std::net::TcpListener::bind("0.0.0.0:7070").expect("bind 7070"));
     refused(&["run", "-d", "-p", "7070:80", "busybox", "sleep", "30"], 125, "Bind for 0.0.0.0:7070 failed");
