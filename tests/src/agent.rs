@@ -75,8 +75,7 @@ impl Agent {
         require_root();
         let socket = root.scratch().join("berth.sock");
         let log = root.scratch().join("agent.log");
-        let mut a =
-            Agent { child: None, socket, log, global_args: Vec::new(), agent_args: Vec::new(), env: Vec::new(), netns: None, root };
+        let mut a = Agent { child: None, socket, log, global_args: Vec::new(), agent_args: Vec::new(), env: Vec::new(), netns: None, root };
         a.spawn();
         a
     }

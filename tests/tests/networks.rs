@@ -9,8 +9,9 @@ use std::os::fd::AsRawFd;
 use berth_runtime::net::netlink::Netlink;
 use berth_runtime::net::network::{self, ConnectRequest, CreateRequest, Store};
 use berth_runtime::net::ports;
+use berth_tests::agent::Agent;
 use berth_tests::netns::{link, Netns};
-use berth_tests::{make_temp_dir, require_root};
+use berth_tests::{fixtures, make_temp_dir, require_root, s, Root};
 
 /// The board's address on the outside link, and the outside's.
 const BOARD: &str = "10.231.0.1";
@@ -42,13 +43,8 @@ impl Board {
         for p in ports {
             reqs.extend(ports::parse(p).expect("port spec"));
         }
-        let req = ConnectRequest {
-            container: format!("{id:0<64}"),
-            name: id.into(),
-            ports: reqs,
-            ifname: "eth0".into(),
-            ..Default::default()
-        };
+        let req =
+            ConnectRequest { container: format!("{id:0<64}"), name: id.into(), ports: reqs, ifname: "eth0".into(), ..Default::default() };
         let path = c.path();
         let ip = self.ns.run(|| {
             let store = self.store();
@@ -222,4 +218,247 @@ fn bad_network_requests_are_refused_and_leave_nothing() {
     assert_eq!(def.endpoints.keys().collect::<Vec<_>>(), vec!["p1"]);
     assert_eq!(def.pool.allocs.values().collect::<Vec<_>>(), vec!["p1"]);
     drop(held);
+}
+
+// ---- The agent in a test-made namespace: the CLI end to end ----
+
+/// A board namespace with an outside one, the agent running in the board's, busybox loaded.
+struct AgentBoard {
+    ns: Netns,
+    outside: Netns,
+    agent: Agent,
+}
+
+impl AgentBoard {
+    fn new() -> AgentBoard {
+        require_root();
+        let ns = Netns::new("aboard");
+        let outside = Netns::new("aout");
+        link(&ns, &format!("{BOARD}/24"), &outside, &format!("{OUTSIDE}/24"));
+        let root = Root::new();
+        root.ok(&["load", "-q", "-i", s(&fixtures().busybox.path)]);
+        let agent = Agent::start_in_netns(root, &ns.path(), &[]);
+        AgentBoard { ns, outside, agent }
+    }
+
+    fn nft_list(&self) -> String {
+        let out = self.ns.command("nft").args(["list", "table", "ip", "berth"]).output().expect("run nft");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn links(&self) -> String {
+        String::from_utf8_lossy(&self.ns.command("ip").args(["-o", "link"]).output().expect("ip link").stdout).into_owned()
+    }
+
+    /// A namespace handle on a running container's network (not deleted on drop).
+    fn container_ns(&self, name: &str) -> Netns {
+        Netns::of_pid(self.agent.pid_of(name))
+    }
+}
+
+/// A server in a container: busybox nc answering every connection with `reply`.
+fn nc_server(reply: &str) -> Vec<String> {
+    ["busybox", "nc", "-ll", "-p", "80", "-e", "echo", reply].iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn default_bridge_egress_and_published_tcp_and_udp() {
+    let b = AgentBoard::new();
+    b.outside.tcp_server("0.0.0.0:9000", "outside");
+    let a = &b.agent;
+
+    // Egress: the outside has no route back to 172.17/16; only masquerading gets the answer back.
+    let out = a.ok(&["run", "--rm", "busybox", "busybox", "nc", "-w", "3", OUTSIDE, "9000"]);
+    assert_eq!(out, format!("outside {BOARD}"));
+
+    let mut args = vec!["--name", "web", "-p", "8080:80", "-p", "5353:53/udp", "busybox"];
+    let srv = nc_server("web");
+    args.extend(srv.iter().map(String::as_str));
+    a.run_detached(&args);
+    let c = b.container_ns("web");
+    c.udp_server("0.0.0.0:53", "web-udp");
+
+    // From outside, from the agent's own namespace (its address and loopback).
+    assert_eq!(b.outside.tcp_get(&format!("{BOARD}:8080")).unwrap(), "web\n");
+    assert_eq!(b.ns.tcp_get("127.0.0.1:8080").unwrap(), "web\n");
+    assert!(b.outside.udp_get(&format!("{BOARD}:5353")).unwrap().starts_with("web-udp "));
+    assert!(b.ns.udp_get(&format!("{BOARD}:5353")).unwrap().starts_with("web-udp "));
+    // From another container on the bridge, through the published port and directly.
+    let ip = a.inspect_f("web", "{{.NetworkSettings.IPAddress}}");
+    assert_eq!(ip, "172.17.0.2");
+    assert_eq!(a.ok(&["run", "--rm", "busybox", "busybox", "nc", "-w", "3", BOARD, "8080"]), "web\n");
+    assert_eq!(a.ok(&["run", "--rm", "busybox", "busybox", "nc", "-w", "3", &ip, "80"]), "web\n");
+
+    // What Docker shows: inspect, port, ps.
+    let v = a.inspect("web");
+    let ns = &v["NetworkSettings"];
+    assert_eq!(ns["Gateway"], "172.17.0.1");
+    assert_eq!(ns["MacAddress"], "02:42:ac:11:00:02");
+    assert_eq!(ns["Ports"]["80/tcp"][0]["HostPort"], "8080");
+    assert_eq!(ns["Ports"]["80/tcp"][0]["HostIp"], "0.0.0.0");
+    assert_eq!(ns["Networks"]["bridge"]["IPAddress"], "172.17.0.2");
+    assert_eq!(ns["Networks"]["bridge"]["IPPrefixLen"], 16);
+    assert_eq!(v["HostConfig"]["NetworkMode"], "bridge");
+    assert_eq!(v["HostConfig"]["PortBindings"]["80/tcp"][0]["HostPort"], "8080");
+    let port = a.ok(&["port", "web"]);
+    assert!(port.lines().any(|l| l == "80/tcp -> 0.0.0.0:8080"), "{port}");
+    assert!(port.lines().any(|l| l == "53/udp -> 0.0.0.0:5353"), "{port}");
+    assert_eq!(a.ok(&["port", "web", "80"]).trim(), "0.0.0.0:8080");
+    let ps = a.ok(&["ps", "--format", "{{.Ports}}"]);
+    assert!(ps.contains("0.0.0.0:8080->80/tcp"), "{ps}");
+
+    // Removal takes the rules and the veth with it.
+    a.ok(&["rm", "-f", "web"]);
+    assert!(!b.nft_list().contains("dnat to"), "{}", b.nft_list());
+    assert!(b.outside.tcp_get(&format!("{BOARD}:8080")).is_err());
+    assert!(!b.links().contains("vb"), "{}", b.links());
+}
+
+#[test]
+fn user_networks_isolation_internal_and_the_network_cli() {
+    let b = AgentBoard::new();
+    b.outside.tcp_server("0.0.0.0:9000", "outside");
+    let a = &b.agent;
+    let id = a.ok(&["network", "create", "apps"]).trim().to_string();
+    assert!(berth_tests::is_hex64(&id), "{id}");
+    a.ok(&["network", "create", "--subnet", "10.90.0.0/24", "--internal", "--label", "k=v", "priv"]);
+    let ls = a.ok(&["network", "ls"]);
+    assert!(ls.starts_with("NETWORK ID"), "{ls}");
+    for n in ["bridge", "apps", "priv"] {
+        assert!(ls.lines().any(|l| l.split_whitespace().nth(1) == Some(n)), "{ls}");
+    }
+    assert!(a.ok(&["network", "ls", "-q"]).lines().any(|l| id.starts_with(l)));
+    let f = a.ok(&["network", "ls", "--filter", "name=pri", "--format", "{{.Name}}"]);
+    assert_eq!(f.trim(), "priv");
+    let insp: serde_json::Value = serde_json::from_str(&a.ok(&["network", "inspect", "apps"])).expect("inspect json");
+    assert_eq!(insp[0]["Name"], "apps");
+    assert_eq!(insp[0]["IPAM"]["Config"][0]["Subnet"], "172.18.0.0/16");
+    assert_eq!(insp[0]["Driver"], "bridge");
+
+    let mut args = vec!["--name", "a1", "--network", "apps", "busybox"];
+    let srv = nc_server("a1");
+    args.extend(srv.iter().map(String::as_str));
+    a.run_detached(&args);
+    let a1 = a.inspect_f("a1", "{{.NetworkSettings.Networks.apps.IPAddress}}");
+    assert_eq!(a1, "172.18.0.2");
+    // Same network: reachable, and egress works.
+    assert_eq!(a.ok(&["run", "--rm", "--network", "apps", "busybox", "busybox", "nc", "-w", "3", &a1, "80"]), "a1\n");
+    assert_eq!(
+        a.ok(&["run", "--rm", "--network", "apps", "busybox", "busybox", "nc", "-w", "3", OUTSIDE, "9000"]),
+        format!("outside {BOARD}")
+    );
+    // The default bridge cannot reach it, nor can the internal network; the internal network
+    // has no egress.
+    let (code, _, _) = a.code(&["run", "--rm", "busybox", "busybox", "nc", "-w", "2", &a1, "80"]);
+    assert_ne!(code, 0, "bridge reached apps");
+    let (code, out, _) = a.code(&["run", "--rm", "--network", "priv", "busybox", "busybox", "nc", "-w", "2", OUTSIDE, "9000"]);
+    assert!(code != 0 || out.is_empty(), "internal network reached outside: {out}");
+
+    // connect / disconnect a running container.
+    a.run_detached(&["--name", "b1", "busybox", "sleep", "60"]);
+    a.ok(&["network", "connect", "--alias", "bee", "apps", "b1"]);
+    let v = a.inspect("b1");
+    assert!(v["NetworkSettings"]["Networks"]["apps"]["IPAddress"].as_str().unwrap_or("").starts_with("172.18.0."), "{v}");
+    assert_eq!(a.ok(&["exec", "b1", "busybox", "nc", "-w", "3", &a1, "80"]), "a1\n");
+    let insp: serde_json::Value = serde_json::from_str(&a.ok(&["network", "inspect", "apps"])).expect("inspect json");
+    assert_eq!(insp[0]["Containers"].as_object().map(|m| m.len()), Some(2));
+    a.ok(&["network", "disconnect", "apps", "b1"]);
+    let (code, _, _) = a.code(&["exec", "b1", "busybox", "nc", "-w", "2", &a1, "80"]);
+    assert_ne!(code, 0);
+
+    // rm of a network in use is refused; once free it goes with its bridge and rules.
+    let (code, _, err) = a.code(&["network", "rm", "apps"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("active endpoints"), "{err}");
+    a.ok(&["rm", "-f", "a1", "b1"]);
+    a.ok(&["network", "rm", "apps", "priv"]);
+    let ls = a.ok(&["network", "ls", "--format", "{{.Name}}"]);
+    assert_eq!(ls.trim(), "bridge");
+    assert!(!b.links().contains("br-"), "{}", b.links());
+    assert!(!b.nft_list().contains("network apps"));
+    let pruned = a.ok(&["network", "prune", "-f"]);
+    assert!(!pruned.contains("bridge"), "{pruned}");
+
+    // Events of the network's life.
+    let ev = a.ok(&["events", "--since", "0", "--until", &format!("{}", now_secs() + 1), "--filter", "type=network"]);
+    for action in ["create", "connect", "disconnect", "destroy"] {
+        assert!(ev.contains(&format!("network {action}")), "{action}: {ev}");
+    }
+}
+
+#[test]
+fn network_bad_input() {
+    let b = AgentBoard::new();
+    let a = &b.agent;
+    a.ok(&["network", "create", "--subnet", "10.91.0.0/30", "small"]);
+    let refused = |args: &[&str], code: i32, want: &str| {
+        let (got, out, err) = a.code(args);
+        assert_eq!(got, code, "berth {}: {out} {err}", args.join(" "));
+        assert!(err.contains(want), "berth {}: {err}", args.join(" "));
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    };
+    refused(&["network", "create", "small"], 1, "already exists");
+    refused(&["network", "create", "--subnet", "10.91.0.0/16", "x"], 1, "overlaps");
+    refused(&["network", "create", "--subnet", "10.231.0.0/24", "x"], 1, "host route");
+    refused(&["network", "create", "--subnet", "nope", "x"], 1, "invalid subnet");
+    refused(&["run", "--rm", "--net", "nosuch", "busybox", "true"], 125, "network nosuch not found");
+    refused(&["run", "--rm", "-p", "x:80", "busybox", "true"], 125, "invalid hostPort");
+    refused(&["run", "--rm", "-p", "80-82:90-91", "busybox", "true"], 125, "invalid ranges");
+    refused(&["run", "--rm", "--net", "none", "-p", "80", "busybox", "true"], 125, "conflicting options");
+    refused(&["run", "--rm", "--net", "small", "--ip", "10.9.9.9", "busybox", "true"], 125, "does not belong");
+    refused(
+        &["run", "--rm", "--ip", "172.17.0.9", "busybox", "true"],
+        125,
+        "user specified IP address is supported on user defined networks only",
+    );
+    // A port a host process holds, then one another container has.
+    let _held = b.ns.run(|| std::net::TcpListener::bind("0.0.0.0:7070").expect("bind 7070"));
+    refused(&["run", "-d", "-p", "7070:80", "busybox", "sleep", "30"], 125, "Bind for 0.0.0.0:7070 failed");
+    a.run_detached(&["--name", "p1", "-p", "7071:80", "busybox", "sleep", "60"]);
+    refused(&["run", "-d", "-p", "7071:80", "busybox", "sleep", "30"], 125, "port is already allocated");
+    // The pool of a /30 has one address: the second container finds it exhausted, and a taken
+    // --ip is refused.
+    a.run_detached(&["--name", "s1", "--net", "small", "busybox", "sleep", "60"]);
+    refused(&["run", "-d", "--net", "small", "busybox", "sleep", "30"], 125, "no available IPv4 addresses");
+    refused(&["run", "-d", "--net", "small", "--ip", "10.91.0.2", "busybox", "sleep", "30"], 125, "already in use");
+    // --net host with -p: Docker's warning, and the container runs.
+    let (code, _, err) = a.code(&["run", "--rm", "--net", "host", "-p", "80", "busybox", "true"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("Published ports are discarded when using host network mode"), "{err}");
+    // Nothing half-made: only p1's and s1's containers exist and hold addresses.
+    let ps = a.ok(&["ps", "-a", "--format", "{{.Names}}"]);
+    let mut names: Vec<&str> = ps.lines().collect();
+    names.sort();
+    assert_eq!(names, vec!["p1", "s1"], "{ps}");
+    a.ok(&["rm", "-f", "p1", "s1"]);
+    a.ok(&["network", "rm", "small"]);
+}
+
+#[test]
+fn agent_kill9_and_restart_keeps_ports_and_adds_no_rules() {
+    let b = AgentBoard::new();
+    let mut args = vec!["--name", "web", "--restart", "always", "-p", "8080:80", "busybox"];
+    let srv = nc_server("web");
+    args.extend(srv.iter().map(String::as_str));
+    b.agent.run_detached(&args);
+    b.agent.ok(&["network", "create", "apps"]);
+    let before = b.nft_list();
+    assert_eq!(before.matches("dnat to").count(), 1, "{before}");
+    let mut agent = b.agent;
+    agent.kill9();
+    agent.restart();
+    let after = {
+        let out = b.ns.command("nft").args(["list", "table", "ip", "berth"]).output().expect("nft");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(after, before);
+    assert_eq!(b.outside.tcp_get(&format!("{BOARD}:8080")).unwrap(), "web\n");
+    let links = String::from_utf8_lossy(&b.ns.command("ip").args(["-o", "link"]).output().expect("ip").stdout).into_owned();
+    assert_eq!(links.matches("berth0").count(), 2, "{links}"); // the bridge, and the veth's master
+    agent.ok(&["rm", "-f", "web"]);
+    agent.ok(&["network", "rm", "apps"]);
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }

@@ -41,8 +41,14 @@ const LS_OPTS: &[Opt] = &[
 pub const LS: Cmd = cmd("berth network ls", "[OPTIONS]", "List networks", LS_OPTS, 0, Some(0));
 
 const INSPECT_OPTS: &[Opt] = &[opt("format", Some('f'), Some("string"), "Format output using a Go template")];
-pub const INSPECT: Cmd =
-    cmd("berth network inspect", "[OPTIONS] NETWORK [NETWORK...]", "Display detailed information on one or more networks", INSPECT_OPTS, 1, None);
+pub const INSPECT: Cmd = cmd(
+    "berth network inspect",
+    "[OPTIONS] NETWORK [NETWORK...]",
+    "Display detailed information on one or more networks",
+    INSPECT_OPTS,
+    1,
+    None,
+);
 
 const RM_OPTS: &[Opt] = &[opt("force", Some('f'), None, "Also when stopped containers still name the network")];
 pub const RM: Cmd = cmd("berth network rm", "NETWORK [NETWORK...]", "Remove one or more networks", RM_OPTS, 1, None);
@@ -51,7 +57,8 @@ const CONNECT_OPTS: &[Opt] = &[
     opt("alias", None, Some("strings"), "Add network-scoped alias for the container"),
     opt("ip", None, Some("string"), "IPv4 address (e.g., \"172.30.100.104\")"),
 ];
-pub const CONNECT: Cmd = cmd("berth network connect", "[OPTIONS] NETWORK CONTAINER", "Connect a container to a network", CONNECT_OPTS, 2, Some(2));
+pub const CONNECT: Cmd =
+    cmd("berth network connect", "[OPTIONS] NETWORK CONTAINER", "Connect a container to a network", CONNECT_OPTS, 2, Some(2));
 
 const DISCONNECT_OPTS: &[Opt] = &[opt("force", Some('f'), None, "Force the container to disconnect from a network")];
 pub const DISCONNECT: Cmd =
@@ -72,7 +79,8 @@ pub const SUBCOMMANDS: &[Command] = &[
     command("remove", &RM, rm),
 ];
 
-pub const PORT: Cmd = cmd("berth port", "CONTAINER [PRIVATE_PORT[/PROTO]]", "List port mappings or a specific mapping for the container", &[], 1, Some(2));
+pub const PORT: Cmd =
+    cmd("berth port", "CONTAINER [PRIVATE_PORT[/PROTO]]", "List port mappings or a specific mapping for the container", &[], 1, Some(2));
 
 fn out_err(e: io::Error) -> CliError {
     if e.kind() == io::ErrorKind::BrokenPipe {
@@ -124,7 +132,10 @@ pub fn rm(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
 pub fn connect(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
     let a = m.args();
     let aliases = m.values("alias").into_iter().flat_map(|v| v.split(',')).filter(|s| !s.is_empty()).map(str::to_string).collect();
-    call(ctx, NetworkRequest::Connect { network: a[0].to_string(), container: a[1].to_string(), aliases, ip: m.value("ip").map(str::to_string) })?;
+    call(
+        ctx,
+        NetworkRequest::Connect { network: a[0].to_string(), container: a[1].to_string(), aliases, ip: m.value("ip").map(str::to_string) },
+    )?;
     Ok(0)
 }
 

@@ -152,11 +152,10 @@ fn net_options(o: &RunOptions, net: &Net, image_cfg: &Value) -> Result<(Containe
             }
         }
     }
-    let ip = o
-        .ip
-        .as_deref()
-        .map(|i| i.parse::<std::net::Ipv4Addr>().map_err(|_| Error::invalid(format!("invalid IPv4 address: {i}"))))
-        .transpose()?;
+    let ip =
+        o.ip.as_deref()
+            .map(|i| i.parse::<std::net::Ipv4Addr>().map_err(|_| Error::invalid(format!("invalid IPv4 address: {i}"))))
+            .transpose()?;
     let mac = o.mac_address.as_deref().map(ipam::parse_mac).transpose()?;
     for h in &o.add_hosts {
         berth_runtime::net::files::AddHost::parse(h)?;

@@ -67,7 +67,9 @@ pub(super) fn handle(sup: &Shared, req: NetworkRequest) -> Response {
             }
         }
         NetworkRequest::Disconnect { network, container, force } => {
-            let res = sup.borrow().find(&container).and_then(|id| sup.borrow_mut().network_disconnect(&network, &id, force));
+            // The lookup's borrow ends before the change borrows the supervisor again.
+            let id = sup.borrow().find(&container);
+            let res = id.and_then(|id| sup.borrow_mut().network_disconnect(&network, &id, force));
             match res {
                 Ok(()) => Response::Done,
                 Err(e) => failed(&e),

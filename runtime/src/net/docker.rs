@@ -114,7 +114,8 @@ pub fn ports_value(cfg: &ContainerNet, exposed: &[String], published: &[Publishe
     }
     for p in published {
         let key = format!("{}/{}", p.container_port, p.proto);
-        let b = json!({"HostIp": p.host_ip.map(|i| i.to_string()).unwrap_or_else(|| "0.0.0.0".into()), "HostPort": p.host_port.to_string()});
+        let b =
+            json!({"HostIp": p.host_ip.map(|i| i.to_string()).unwrap_or_else(|| "0.0.0.0".into()), "HostPort": p.host_port.to_string()});
         match m.get_mut(&key) {
             Some(Value::Array(v)) => v.push(b),
             _ => {
@@ -190,7 +191,15 @@ pub fn network_settings(cfg: &ContainerNet, nets: &[Network], id: &str, exposed:
 pub fn ps_ports(cfg: &ContainerNet, published: &[Published]) -> String {
     let mut parts: Vec<String> = published
         .iter()
-        .map(|p| format!("{}:{}->{}/{}", p.host_ip.map(|i| i.to_string()).unwrap_or_else(|| "0.0.0.0".into()), p.host_port, p.container_port, p.proto))
+        .map(|p| {
+            format!(
+                "{}:{}->{}/{}",
+                p.host_ip.map(|i| i.to_string()).unwrap_or_else(|| "0.0.0.0".into()),
+                p.host_port,
+                p.container_port,
+                p.proto
+            )
+        })
         .collect();
     for r in &cfg.ports {
         if !published.iter().any(|p| p.container_port == r.container_port && p.proto == r.proto) {
@@ -208,7 +217,8 @@ mod tests {
 
     #[test]
     fn ports_shapes() {
-        let cfg = ContainerNet { ports: parse("8080:80").unwrap().into_iter().chain(parse("53/udp").unwrap()).collect(), ..Default::default() };
+        let cfg =
+            ContainerNet { ports: parse("8080:80").unwrap().into_iter().chain(parse("53/udp").unwrap()).collect(), ..Default::default() };
         let p = [Published { host_ip: None, host_port: 8080, container_port: 80, proto: Proto::Tcp }];
         assert_eq!(ps_ports(&cfg, &p), "0.0.0.0:8080->80/tcp, 53/udp");
         let v = ports_value(&cfg, &["443/tcp".into()], &p);

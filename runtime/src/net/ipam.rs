@@ -211,8 +211,7 @@ mod tests {
 
     #[test]
     fn static_addresses_are_checked() {
-        let mut p = Pool::new(Subnet::parse("10.9.0.0/24").unwrap(), None, Some(Subnet::parse("10.9.0.128/25").unwrap()))
-            .unwrap();
+        let mut p = Pool::new(Subnet::parse("10.9.0.0/24").unwrap(), None, Some(Subnet::parse("10.9.0.128/25").unwrap())).unwrap();
         assert_eq!(p.allocate("a", None, "n").unwrap(), ip("10.9.0.128"));
         assert_eq!(p.allocate("b", Some(ip("10.9.0.5")), "n").unwrap(), ip("10.9.0.5"));
         let e = p.allocate("c", Some(ip("10.9.0.5")), "n").unwrap_err();

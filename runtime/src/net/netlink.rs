@@ -78,7 +78,7 @@ impl Msg {
     }
 
     pub(crate) fn pad(&mut self) {
-        while self.buf.len() % 4 != 0 {
+        while !self.buf.len().is_multiple_of(4) {
             self.buf.push(0);
         }
     }
@@ -431,9 +431,7 @@ impl Netlink {
             m.attr(IFA_BROADCAST, &Ipv4Addr::from(u32::from(addr) | host_mask).octets());
         }
         match self.exchange(m, |_, _| {}) {
-            Err(e) if e.raw_os_error() != Some(libc::EEXIST) => {
-                Err(netlink_error(format!("add address {addr}/{prefix} to {name}"), e))
-            }
+            Err(e) if e.raw_os_error() != Some(libc::EEXIST) => Err(netlink_error(format!("add address {addr}/{prefix} to {name}"), e)),
             _ => Ok(()),
         }
     }
@@ -447,9 +445,7 @@ impl Netlink {
         m.attr(RTA_GATEWAY, &gateway.octets());
         m.u32(RTA_OIF, index);
         match self.exchange(m, |_, _| {}) {
-            Err(e) if e.raw_os_error() != Some(libc::EEXIST) => {
-                Err(netlink_error(format!("add default route via {gateway} on {dev}"), e))
-            }
+            Err(e) if e.raw_os_error() != Some(libc::EEXIST) => Err(netlink_error(format!("add default route via {gateway} on {dev}"), e)),
             _ => Ok(()),
         }
     }
@@ -501,10 +497,9 @@ fn attrs(mut b: &[u8]) -> Vec<(u16, &[u8])> {
 fn netlink_error(what: String, e: io::Error) -> Error {
     match e.raw_os_error() {
         Some(libc::EEXIST) => Error::conflict(format!("{what}: already exists")),
-        Some(libc::EOPNOTSUPP) => Error::new(
-            crate::Kind::Io,
-            format!("{what}: not supported by this kernel (missing CONFIG_VETH or CONFIG_BRIDGE?)"),
-        ),
+        Some(libc::EOPNOTSUPP) => {
+            Error::new(crate::Kind::Io, format!("{what}: not supported by this kernel (missing CONFIG_VETH or CONFIG_BRIDGE?)"))
+        }
         _ => Error::io(what, e),
     }
 }

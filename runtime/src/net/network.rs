@@ -122,9 +122,7 @@ pub fn validate_name(name: &str) -> Result<()> {
     let ok = name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
         && name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
     if !ok {
-        return Err(Error::invalid(format!(
-            "invalid network name {name:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
-        )));
+        return Err(Error::invalid(format!("invalid network name {name:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")));
     }
     Ok(())
 }
@@ -161,8 +159,7 @@ impl Store {
                 continue;
             }
             let data = fs::read(&p).ctx(|| format!("read {}", p.display()))?;
-            let n: Network = serde_json::from_slice(&data)
-                .map_err(|e| Error::invalid(format!("network record {}: {e}", p.display())))?;
+            let n: Network = serde_json::from_slice(&data).map_err(|e| Error::invalid(format!("network record {}: {e}", p.display())))?;
             out.push(n);
         }
         out.sort_by(|a, b| (!a.is_default(), &a.name).cmp(&(!b.is_default(), &b.name)));
@@ -286,12 +283,7 @@ impl Store {
             Err(e) if e.kind() == crate::Kind::NotFound => {
                 let mut options = BTreeMap::new();
                 options.insert(OPT_BRIDGE_NAME.to_string(), DEFAULT_BRIDGE.to_string());
-                let req = CreateRequest {
-                    name: DEFAULT_NETWORK.into(),
-                    subnet: Some(subnet.into()),
-                    options,
-                    ..Default::default()
-                };
+                let req = CreateRequest { name: DEFAULT_NETWORK.into(), subnet: Some(subnet.into()), options, ..Default::default() };
                 self.create(&req, Some(DEFAULT_BRIDGE))
             }
             Err(e) => Err(e),
@@ -327,14 +319,7 @@ impl Store {
         let ip = net.pool.allocate(&req.container, req.ip, &net.name)?;
         let mac = req.mac.unwrap_or(ipam::mac_for(ip));
         let ports = if net.internal { Vec::new() } else { self.choose_ports(&req.ports, &req.container)? };
-        let ep = Endpoint {
-            name: req.name.clone(),
-            ip,
-            mac,
-            aliases: req.aliases.clone(),
-            ports,
-            ifname: req.ifname.clone(),
-        };
+        let ep = Endpoint { name: req.name.clone(), ip, mac, aliases: req.aliases.clone(), ports, ifname: req.ifname.clone() };
         net.endpoints.insert(req.container.clone(), ep.clone());
         self.save(&net)?;
         if let Err(e) = self.sync_rules() {
@@ -466,10 +451,7 @@ impl Store {
             let Some(port) = chosen else {
                 let ip = r.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
                 let what = if lo == hi { format!("{ip}:{lo}") } else { format!("{ip}:{lo}-{hi}") };
-                return Err(Error::conflict(format!(
-                    "Bind for {what} failed: {}",
-                    last_err.unwrap_or_else(|| "no free port".into())
-                )));
+                return Err(Error::conflict(format!("Bind for {what} failed: {}", last_err.unwrap_or_else(|| "no free port".into()))));
             };
             used.insert((r.host_ip, port, r.proto));
             out.push(Published { host_ip: r.host_ip, host_port: port, container_port: r.container_port, proto: r.proto });
@@ -508,9 +490,9 @@ impl Members {
     /// The addresses of `name` (lower-case) on `network`.
     pub fn addresses(&self, network: &str, name: &str) -> Vec<Ipv4Addr> {
         let name = name.to_ascii_lowercase();
-        self.by_network.get(network).map_or_else(Vec::new, |m| {
-            m.iter().filter(|(names, _)| names.contains(&name)).map(|(_, ip)| *ip).collect()
-        })
+        self.by_network
+            .get(network)
+            .map_or_else(Vec::new, |m| m.iter().filter(|(names, _)| names.contains(&name)).map(|(_, ip)| *ip).collect())
     }
 
     /// The names (`<container>.<network>`) of whoever holds `ip` on `network`.
@@ -553,10 +535,7 @@ fn bindable(ip: Option<Ipv4Addr>, port: u16, proto: Proto) -> std::result::Resul
 /// default route and berth's own bridges).
 pub fn check_overlap(s: &Subnet, nets: &[Network], routes: &[crate::net::netlink::Route]) -> Result<()> {
     if let Some(n) = nets.iter().find(|n| n.pool.subnet.overlaps(s)) {
-        return Err(Error::conflict(format!(
-            "invalid pool request: subnet {s} overlaps with network {} ({})",
-            n.name, n.pool.subnet
-        )));
+        return Err(Error::conflict(format!("invalid pool request: subnet {s} overlaps with network {} ({})", n.name, n.pool.subnet)));
     }
     let ours: Vec<Subnet> = nets.iter().map(|n| n.pool.subnet).collect();
     for r in routes.iter().filter(|r| r.prefix > 0) {

@@ -118,9 +118,7 @@ pub fn parse(spec: &str) -> Result<Vec<PortRequest>> {
             None => (0, 0),
             Some((lo, hi)) if hi - lo == count => (lo + i, lo + i),
             Some((lo, hi)) if count == 0 => (lo, hi),
-            Some(_) => {
-                return Err(Error::invalid(format!("invalid ranges specified for container and host Ports: {spec:?}")))
-            }
+            Some(_) => return Err(Error::invalid(format!("invalid ranges specified for container and host Ports: {spec:?}"))),
         };
         out.push(PortRequest { host_ip, host_ports, container_port: cont.0 + i, proto });
     }

@@ -90,7 +90,9 @@ impl Nets {
     /// Bridge networks work here, or the clear reason why not.
     pub fn usable(&self) -> Result<()> {
         match &self.unavailable {
-            Some(why) => Err(Error::invalid(format!("bridge networks are not available on this board: {why} (run with --net host, or set the agent's default network to host)"))),
+            Some(why) => Err(Error::invalid(format!(
+                "bridge networks are not available on this board: {why} (run with --net host, or set the agent's default network to host)"
+            ))),
             None => Ok(()),
         }
     }
@@ -189,7 +191,10 @@ impl Supervisor {
             let (target, alias) = l.split_once(':').unwrap_or((l.as_str(), l.as_str()));
             let t = record::find(&recs, target).map_err(|_| Error::invalid(format!("could not get container for {target}")))?;
             let Some(ep) = bridge.endpoints.get(&t.id) else {
-                return Err(Error::invalid(format!("cannot link to {}: it is not running on the default bridge network (linked by {name})", t.name)));
+                return Err(Error::invalid(format!(
+                    "cannot link to {}: it is not running on the default bridge network (linked by {name})",
+                    t.name
+                )));
             };
             let tcfg = ContainerNet::load(&record::dir(&self.root, &t.id)).unwrap_or_default();
             out.push(Link {
@@ -210,7 +215,8 @@ impl Supervisor {
         let ips: Vec<IpAddr> = attach.first().map(|a| IpAddr::V4(a.ip)).into_iter().collect();
         let add_hosts = cfg.add_hosts.iter().map(|h| AddHost::parse(h)).collect::<Result<Vec<_>>>()?;
         let host_gateway = self.nets.store.get(network::DEFAULT_NETWORK).ok().map(|n| IpAddr::V4(n.pool.gateway));
-        let hosts = files::hosts(&Hosts { hostname: &r.spec.hostname, domainname: "", ips: &ips, add_hosts: &add_hosts, host_gateway, links })?;
+        let hosts =
+            files::hosts(&Hosts { hostname: &r.spec.hostname, domainname: "", ips: &ips, add_hosts: &add_hosts, host_gateway, links })?;
         let first = cfg.networks.first().and_then(|n| self.nets.store.get(&n.name).ok());
         let resolver = match first {
             Some(n) if !n.is_default() => Resolver::Embedded(IpAddr::V4(n.pool.gateway)),
