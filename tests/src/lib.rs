@@ -17,8 +17,8 @@ pub mod container;
 pub mod craft;
 pub mod fixtures;
 pub mod mqtt;
-pub mod registry;
 pub mod netns;
+pub mod registry;
 pub mod supervise;
 
 pub use fixtures::{fixtures, Archive, Fixtures, Image};

@@ -20,8 +20,8 @@ pub mod image;
 pub mod inspect;
 pub mod lifecycle;
 pub mod logs;
-pub mod pipe;
 pub mod network;
+pub mod pipe;
 pub mod ps;
 #[cfg(feature = "registry")]
 pub mod registry;
