@@ -40,6 +40,9 @@ pub struct Supervisor {
     /// Restarts due (restart policies), and each container's current back-off.
     restarts: Vec<(Instant, String)>,
     backoff: HashMap<String, Duration>,
+    /// Each container's last exit (code, OOM-killed), kept across a policy restart: an update
+    /// watching it with a 200 ms poll may only see the restart, and must still say why.
+    last_exit: HashMap<String, (i32, bool)>,
     /// `exec` waiters (our children) and who wants their exit code.
     execs: HashMap<i32, Option<oneshot::Sender<i32>>>,
     /// Recent events (bounded) and live subscribers.
@@ -71,6 +74,7 @@ impl Supervisor {
             adopted: HashMap::new(),
             restarts: Vec::new(),
             backoff: HashMap::new(),
+            last_exit: HashMap::new(),
             execs: HashMap::new(),
             events: std::collections::VecDeque::new(),
             event_tx: tokio::sync::broadcast::channel(256).0,
@@ -243,6 +247,11 @@ impl Supervisor {
     pub fn find(&self, key: &str) -> Result<String> {
         let recs: Vec<Record> = self.records.values().cloned().collect();
         Ok(record::find(&recs, key)?.id.clone())
+    }
+
+    /// The last exit of `id` (code, OOM-killed) since the agent started.
+    pub fn last_exit(&self, id: &str) -> Option<(i32, bool)> {
+        self.last_exit.get(id).copied()
     }
 
     pub fn get(&self, id: &str) -> Option<&Record> {
@@ -423,6 +432,7 @@ impl Supervisor {
         };
         let cg = self.cgroups.open(&self.parent, id);
         let oom = cg.oom_kills() > 0;
+        self.last_exit.insert(id.to_string(), (code, oom));
         // Whatever a lost monitor left behind in the cgroup must not outlive the container.
         let _ = cg.kill_all();
         if let Err(e) = cg.destroy() {
@@ -745,6 +755,7 @@ impl Supervisor {
         self.emit(id, "destroy", &[]);
         self.restarts.retain(|(_, i)| i != id);
         self.backoff.remove(id);
+        self.last_exit.remove(id);
         let _ = self.cgroups.open(&self.parent, id).destroy();
         remove_all(&record::dir(&self.root, id))?;
         self.records.remove(id);

@@ -213,7 +213,12 @@ fn trouble<C: Containers>(sup: &C, id: &str, restarts: u32) -> Option<String> {
         Status::Running { .. } => {}
     }
     if r.restart_count > restarts {
-        return Some(format!("restarted {} times", r.restart_count - restarts));
+        let n = r.restart_count - restarts;
+        return Some(match r.last_exit {
+            Some((code, true)) => format!("OOM-killed (exit code {code}), restarted {n} times"),
+            Some((code, false)) => format!("exited with code {code}, restarted {n} times"),
+            None => format!("restarted {n} times"),
+        });
     }
     match sup.health(id) {
         Some((s, out)) if s == "unhealthy" => Some(format!("health check failed: {}", out.trim())),

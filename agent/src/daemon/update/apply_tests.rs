@@ -159,6 +159,7 @@ impl Containers for Fake {
             restart: o.restart.clone().unwrap_or_else(|| "no".into()),
             status: Status::Created,
             restart_count: 0,
+            last_exit: None,
         };
         w.ctrs.insert(id.clone(), Ctr { name, image: o.image.clone(), seen, health: None });
         Ok(id)
@@ -256,7 +257,14 @@ fn run_drive(ledger: &Rc<RefCell<FakeLedger>>, world: &Rc<RefCell<World>>) {
 fn deploy_world(root: &Path, new_image: &str) -> Rc<RefCell<World>> {
     let mut w = World::default();
     w.images.insert("app:1".into(), "sha256:app:1".into());
-    let seen = Seen { name: "web".into(), image_id: "sha256:app:1".into(), restart: "always".into(), status: RUNNING, restart_count: 0 };
+    let seen = Seen {
+        name: "web".into(),
+        image_id: "sha256:app:1".into(),
+        restart: "always".into(),
+        status: RUNNING,
+        restart_count: 0,
+        last_exit: None,
+    };
     w.ctrs.insert("old".into(), Ctr { name: "web".into(), image: "app:1".into(), seen, health: None });
     w.next_id = 100;
     let a = Active {

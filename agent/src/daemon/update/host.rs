@@ -35,6 +35,8 @@ pub struct Seen {
     pub restart: String,
     pub status: Status,
     pub restart_count: u32,
+    /// Its last exit (code, OOM-killed), also when a restart policy has started it again.
+    pub last_exit: Option<(i32, bool)>,
 }
 
 impl Seen {
@@ -102,6 +104,7 @@ impl Containers for Shared {
             restart: r.restart.name(),
             status: r.status.clone(),
             restart_count: r.restart_count,
+            last_exit: s.last_exit(id),
         })
     }
     fn health(&self, id: &str) -> Option<(String, String)> {
