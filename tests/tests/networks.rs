@@ -330,6 +330,9 @@ fn user_networks_isolation_internal_and_the_network_cli() {
     assert!(a.ok(&["network", "ls", "-q"]).lines().any(|l| id.starts_with(l)));
     let f = a.ok(&["network", "ls", "--filter", "name=pri", "--format", "{{.Name}}"]);
     assert_eq!(f.trim(), "priv");
+    // A `table` template gets Docker's column titles, aligned as its tabwriter aligns them.
+    let t = a.ok(&["network", "ls", "--filter", "name=pri", "--format", "table {{.Name}}\t{{.Internal}}"]);
+    assert_eq!(t, "NAME      INTERNAL\npriv      true\n", "{t:?}");
     let insp: serde_json::Value = serde_json::from_str(&a.ok(&["network", "inspect", "apps"])).expect("inspect json");
     assert_eq!(insp[0]["Name"], "apps");
     assert_eq!(insp[0]["IPAM"]["Config"][0]["Subnet"], "172.18.0.0/16");

@@ -193,14 +193,28 @@ pub fn ls(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
             table(&mut out, &["NETWORK ID", "NAME", "DRIVER", "SCOPE"], &rows).map_err(out_err)?;
         }
         Format::Json | Format::Template(_) => {
-            for n in &nets {
-                let mut v = docker::network_ls(n);
-                v["ID"] = json!(id(n));
-                let line = match &fmt {
-                    Format::Template(t) => render(t, &v)?,
-                    _ => v.to_string(),
-                };
-                writeln!(out, "{line}").map_err(out_err)?;
+            let rows: Vec<Value> = nets
+                .iter()
+                .map(|n| {
+                    let mut v = docker::network_ls(n);
+                    v["ID"] = json!(id(n));
+                    v
+                })
+                .collect();
+            match &fmt {
+                // `table ...` templates get Docker's column titles, as `ps` and `volume ls`.
+                Format::Template(t) => {
+                    let titles = json!({
+                        "ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scope": "SCOPE", "IPv6": "IPV6",
+                        "Internal": "INTERNAL", "CreatedAt": "CREATED AT", "Labels": "LABELS",
+                    });
+                    out.write_all(crate::term::format::render_rows(t, &titles, &rows)?.as_bytes()).map_err(out_err)?;
+                }
+                _ => {
+                    for v in &rows {
+                        writeln!(out, "{v}").map_err(out_err)?;
+                    }
+                }
             }
         }
     }
