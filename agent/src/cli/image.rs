@@ -475,6 +475,38 @@ pub fn prune(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
     Ok(0)
 }
 
+/// An image's `Config` as Docker's inspect shows it: every field of its container config, null
+/// or empty when the image leaves it unset, so that templates like `{{json .Config.OnBuild}}`
+/// print `null` instead of failing on a missing key.
+fn docker_config(cfg: Option<&Value>) -> Value {
+    let mut cfg = cfg.cloned().filter(Value::is_object).unwrap_or_else(|| json!({}));
+    if let Some(o) = cfg.as_object_mut() {
+        let defaults = [
+            ("Hostname", json!("")),
+            ("Domainname", json!("")),
+            ("User", json!("")),
+            ("AttachStdin", json!(false)),
+            ("AttachStdout", json!(false)),
+            ("AttachStderr", json!(false)),
+            ("Tty", json!(false)),
+            ("OpenStdin", json!(false)),
+            ("StdinOnce", json!(false)),
+            ("Env", Value::Null),
+            ("Cmd", Value::Null),
+            ("Image", json!("")),
+            ("Volumes", Value::Null),
+            ("WorkingDir", json!("")),
+            ("Entrypoint", Value::Null),
+            ("OnBuild", Value::Null),
+            ("Labels", Value::Null),
+        ];
+        for (k, d) in defaults {
+            o.entry(k).or_insert(d);
+        }
+    }
+    cfg
+}
+
 /// The inspect document, close to Docker's.
 pub fn inspect_json(store: &Store, i: &ImageRecord) -> Result<Value, CliError> {
     let config: Value = serde_json::from_slice(&store.config(i)?).map_err(|e| op_err(format!("config of {}: {e}", i.id)))?;
@@ -486,7 +518,7 @@ pub fn inspect_json(store: &Store, i: &ImageRecord) -> Result<Value, CliError> {
         "Comment": config.get("comment").or_else(|| config.pointer("/history/0/comment")).cloned().unwrap_or(json!("")),
         "Created": i.created.clone().unwrap_or_default(),
         "Author": config.get("author").cloned().unwrap_or(json!("")),
-        "Config": config.get("config").cloned().unwrap_or(Value::Null),
+        "Config": docker_config(config.get("config")),
         "Architecture": i.arch,
         "Os": i.os,
         "Size": i.size,
