@@ -109,11 +109,30 @@ pub fn attach(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
         super::relay::proxy_signals(ctx, &r.id);
     }
     follow(ctx, r, Some(0), &Printer { timestamps: false, since: None }, true)?;
-    let (recs, _) = record::list(&ctx.root);
-    Ok(match record::find(&recs, &r.id).map(|r| r.status.clone()) {
-        Ok(berth_runtime::container::record::Status::Exited { code, .. }) => code,
-        _ => 0,
-    })
+    Ok(exit_code(ctx, &r.id))
+}
+
+/// The exit code of a container whose monitor has just ended. The agent records it when it reaps
+/// the monitor, which may be a moment later; the monitor's own `exit` file has it already.
+fn exit_code(ctx: &Ctx, id: &str) -> i32 {
+    let dir = record::dir(&ctx.root, id);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (recs, _) = record::list(&ctx.root);
+        match record::find(&recs, id).map(|r| r.status.clone()) {
+            Ok(berth_runtime::container::record::Status::Exited { code, .. }) => return code,
+            // Removed already (`--rm`): the exit file went with it, if it is not still there.
+            Err(_) => return berth_runtime::container::spawn::recorded_exit(&dir).unwrap_or(0),
+            Ok(_) => {}
+        }
+        if let Some(code) = berth_runtime::container::spawn::recorded_exit(&dir) {
+            return code;
+        }
+        if std::time::Instant::now() >= deadline {
+            return 0;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 pub fn logs(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
