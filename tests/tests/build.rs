@@ -240,8 +240,13 @@ fn pause_unpause_and_the_paused_state() {
     assert!(events.contains(" container pause ") && events.contains(" container unpause "), "{events}");
 }
 
+/// A whole second for `events --since/--until`, after waiting for it to begin: events of the
+/// moment before (the previous build's) cannot share it.
 fn berth_now() -> String {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs().to_string()
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    let next = std::time::Duration::from_secs(now.as_secs() + 1);
+    std::thread::sleep(next - now);
+    next.as_secs().to_string()
 }
 
 const COMPARED: &str = r#"ARG BASE
