@@ -36,7 +36,7 @@ b() {
 has() { grep -q -- "$1" "$OUT"; }
 
 start_agent() {
-    "$BERTH" --root "$ROOT" -H "unix://$SOCK" agent >>"/tmp/agent-$A.log" 2>&1 &
+    "$BERTH" --root "$ROOT" -H "unix://$SOCK" agent --default-network host >>"/tmp/agent-$A.log" 2>&1 &
     AGENT=$!
     i=0
     # Ready when the CLI reaches it: `stop` of a name that cannot exist answers "no such
