@@ -41,7 +41,11 @@ CARGO_BUILD_FLAGS:append = " --no-default-features"
 # Cargo features, all off by default; they need the matching cargo features of berth.
 PACKAGECONFIG ??= ""
 PACKAGECONFIG:class-native = ""
-PACKAGECONFIG[tls] = "--features berth/tls,,,ca-certificates"
+# MQTT over TLS 1.3 is always built in; "tls12" adds TLS 1.2 for older brokers (about 65 KB).
+PACKAGECONFIG[tls12] = "--features berth/tls12,,,ca-certificates"
+# "registry": berth pull/push/login on the device; "compose": berth compose (the YAML reader).
+PACKAGECONFIG[registry] = "--features berth/registry"
+PACKAGECONFIG[compose] = "--features berth/compose"
 # The cargo class hands PACKAGECONFIG_CONFARGS to cargo from walnascar on; scarthgap's does not.
 # Naming a feature twice is harmless.
 CARGO_BUILD_FLAGS:append = " ${PACKAGECONFIG_CONFARGS}"
