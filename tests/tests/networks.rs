@@ -404,6 +404,13 @@ fn network_bad_input() {
     refused(&["network", "create", "--subnet", "10.91.0.0/16", "x"], 1, "overlaps");
     refused(&["network", "create", "--subnet", "10.231.0.0/24", "x"], 1, "host route");
     refused(&["network", "create", "--subnet", "nope", "x"], 1, "invalid subnet");
+    // A network that a stopped container names is kept unless -f says otherwise.
+    a.ok(&["network", "create", "--subnet", "10.92.0.0/24", "held"]);
+    a.run_detached(&["--name", "h1", "--net", "held", "busybox", "true"]);
+    a.wait_status("h1", "exited", std::time::Duration::from_secs(10));
+    refused(&["network", "rm", "held"], 1, "used by stopped container h1");
+    a.ok(&["network", "rm", "-f", "held"]);
+    a.ok(&["rm", "h1"]);
     // IPv6 networks are refused as not supported yet, before anything is made.
     refused(&["network", "create", "--ipv6", "v6"], 1, "IPv6 networks are not supported yet");
     refused(&["network", "create", "--subnet", "fd00:1::/64", "v6"], 1, "IPv6 networks are not supported yet");
