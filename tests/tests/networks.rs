@@ -511,7 +511,9 @@ fn user_network_names_aliases_and_forwarding_through_the_agents_dns() {
     assert!(resolv.lines().any(|l| l == format!("nameserver {gw}")), "{resolv}");
     // By name, by alias, by short id; an outside name goes to the container's --dns resolver
     // (the stand-in in the outside namespace), as Docker's embedded DNS forwards it.
-    let on = ["--network", "apps", "--dns", OUTSIDE];
+    // No search list (`--dns-search .`): the questions are the names asked, whatever the host's
+    // resolv.conf searches.
+    let on = ["--network", "apps", "--dns", OUTSIDE, "--dns-search", "."];
     for name in ["web", "www", "WEB", &id[..12]] {
         let out = nslookup(a, &on, name);
         assert_eq!(answers(&out), vec![ip.clone()], "{name}: {out}");
@@ -551,7 +553,7 @@ fn default_bridge_has_no_names_but_links_write_hosts_and_env() {
     let resolv = a.ok(&["run", "--rm", "--dns", OUTSIDE, "busybox", "cat", "/etc/resolv.conf"]);
     assert!(resolv.lines().any(|l| l == format!("nameserver {OUTSIDE}")), "{resolv}");
     assert!(!resolv.contains("172.17.0.1"), "{resolv}");
-    let out = nslookup(a, &["--dns", OUTSIDE], "db");
+    let out = nslookup(a, &["--dns", OUTSIDE, "--dns-search", "."], "db");
     assert!(answers(&out).is_empty(), "db resolved on the default bridge: {out}");
     // --link: a hosts line (alias, host name, name) and Docker's environment variables.
     let hosts = a.ok(&["run", "--rm", "--link", "db:dbalias", "busybox", "cat", "/etc/hosts"]);
