@@ -655,6 +655,16 @@ fn connect_and_disconnect_edit_hosts_and_resolv_conf() {
     let resolv = a.ok(&["exec", "c1", "cat", "/etc/resolv.conf"]);
     assert_eq!(resolv, resolv0);
     assert_eq!(a.inspect_f("c1", "{{len .NetworkSettings.Networks}}"), "1");
+    // Connected while stopped: the next start joins both networks, a hosts line for each.
+    a.ok(&["stop", "-t", "1", "c1"]);
+    a.ok(&["network", "connect", "apps", "c1"]);
+    a.ok(&["start", "c1"]);
+    let ip = a.inspect_f("c1", "{{.NetworkSettings.Networks.apps.IPAddress}}");
+    let bridge_ip = a.inspect_f("c1", "{{.NetworkSettings.Networks.bridge.IPAddress}}");
+    let hosts = a.ok(&["exec", "c1", "cat", "/etc/hosts"]);
+    for want in [&bridge_ip, &ip] {
+        assert!(hosts.lines().any(|l| l == format!("{want}\tc1host")), "{want}: {hosts}");
+    }
     a.ok(&["rm", "-f", "c1", "peer"]);
     a.ok(&["network", "rm", "apps"]);
 }
