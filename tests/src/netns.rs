@@ -112,6 +112,32 @@ impl Netns {
         rx.recv().expect("udp server started");
     }
 
+    /// Starts a stand-in DNS resolver on UDP `addr` (written without berth's code): `name` has
+    /// the A record `answer`, every other name is NXDOMAIN, other types of `name` have no
+    /// records. Returns the count of questions it received, shared with its thread.
+    pub fn dns_server(&self, addr: &str, name: &str, answer: [u8; 4]) -> std::sync::Arc<AtomicUsize> {
+        let (path, addr, name) = (self.path(), addr.to_string(), name.to_ascii_lowercase());
+        let asked = std::sync::Arc::new(AtomicUsize::new(0));
+        let counter = asked.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let ns = std::fs::File::open(&path).expect("open netns");
+            // SAFETY: as in `run`.
+            assert_eq!(unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) }, 0, "setns {path}");
+            let s = UdpSocket::bind(&addr).unwrap_or_else(|e| panic!("bind {addr}: {e}"));
+            tx.send(()).expect("server ready");
+            let mut buf = [0u8; 512];
+            while let Ok((n, from)) = s.recv_from(&mut buf) {
+                counter.fetch_add(1, Ordering::SeqCst);
+                if let Some(r) = stub_answer(&buf[..n], &name, answer) {
+                    let _ = s.send_to(&r, from);
+                }
+            }
+        });
+        rx.recv().expect("dns server started");
+        asked
+    }
+
     /// Connects from this namespace to `addr` over TCP and returns what the server says, or
     /// the error.
     pub fn tcp_get(&self, addr: &str) -> Result<String, String> {
@@ -166,4 +192,32 @@ pub fn link(a: &Netns, a_addr: &str, b: &Netns, b_addr: &str) {
 fn ip(args: &[&str]) {
     let out = Command::new("ip").args(args).output().unwrap_or_else(|e| panic!("run ip (iproute2 installed?): {e}"));
     assert!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+}
+
+/// The stand-in resolver's answer to query `q` (questions are not compressed).
+fn stub_answer(q: &[u8], name: &str, answer: [u8; 4]) -> Option<Vec<u8>> {
+    if q.len() < 17 {
+        return None;
+    }
+    let mut pos = 12;
+    let mut labels = Vec::new();
+    while *q.get(pos)? != 0 {
+        let l = q[pos] as usize;
+        labels.push(String::from_utf8_lossy(q.get(pos + 1..pos + 1 + l)?).to_ascii_lowercase());
+        pos += 1 + l;
+    }
+    let end = pos + 5;
+    let qtype = u16::from_be_bytes([*q.get(pos + 1)?, *q.get(pos + 2)?]);
+    let mut r = q.get(..end)?.to_vec();
+    r[2] = 0x81; // QR, RD
+    r[3] = 0x80; // RA, NOERROR
+    r[6..12].fill(0);
+    if labels.join(".") != name {
+        r[3] |= 3; // NXDOMAIN
+    } else if qtype == 1 {
+        r[7] = 1;
+        r.extend_from_slice(&[0xC0, 12, 0, 1, 0, 1, 0, 0, 0, 30, 0, 4]);
+        r.extend_from_slice(&answer);
+    }
+    Some(r)
 }

@@ -11,7 +11,7 @@ use berth_runtime::net::network::{self, ConnectRequest, CreateRequest, Store};
 use berth_runtime::net::ports;
 use berth_tests::agent::Agent;
 use berth_tests::netns::{link, Netns};
-use berth_tests::{fixtures, make_temp_dir, require_root, s, Root};
+use berth_tests::{fixtures, make_temp_dir, poll, require_root, s, Root};
 
 /// The board's address on the outside link, and the outside's.
 const BOARD: &str = "10.231.0.1";
@@ -404,6 +404,17 @@ fn network_bad_input() {
     refused(&["network", "create", "--subnet", "10.91.0.0/16", "x"], 1, "overlaps");
     refused(&["network", "create", "--subnet", "10.231.0.0/24", "x"], 1, "host route");
     refused(&["network", "create", "--subnet", "nope", "x"], 1, "invalid subnet");
+    // A network that a stopped container names is kept unless -f says otherwise.
+    a.ok(&["network", "create", "--subnet", "10.92.0.0/24", "held"]);
+    a.run_detached(&["--name", "h1", "--net", "held", "busybox", "true"]);
+    a.wait_status("h1", "exited", std::time::Duration::from_secs(10));
+    refused(&["network", "rm", "held"], 1, "used by stopped container h1");
+    a.ok(&["network", "rm", "-f", "held"]);
+    a.ok(&["rm", "h1"]);
+    // IPv6 networks are refused as not supported yet, before anything is made.
+    refused(&["network", "create", "--ipv6", "v6"], 1, "IPv6 networks are not supported yet");
+    refused(&["network", "create", "--subnet", "fd00:1::/64", "v6"], 1, "IPv6 networks are not supported yet");
+    assert!(!a.ok(&["network", "ls", "--format", "{{.Name}}"]).lines().any(|l| l == "v6"));
     refused(&["run", "--rm", "--net", "nosuch", "busybox", "true"], 125, "network nosuch not found");
     refused(&["run", "--rm", "-p", "x:80", "busybox", "true"], 125, "invalid hostPort");
     refused(&["run", "--rm", "-p", "80-82:90-91", "busybox", "true"], 125, "invalid ranges");
@@ -460,6 +471,301 @@ fn agent_kill9_and_restart_keeps_ports_and_adds_no_rules() {
     assert_eq!(links.matches("berth0").count(), 2, "{links}"); // the bridge, and the veth's master
     agent.ok(&["rm", "-f", "web"]);
     agent.ok(&["network", "rm", "apps"]);
+}
+
+/// `nslookup NAME` from a new container with `args` (network, --dns); its output, whatever the
+/// exit status (busybox nslookup exits 1 when one of its A/AAAA questions has no answer).
+fn nslookup(a: &Agent, args: &[&str], name: &str) -> String {
+    let mut v = vec!["run", "--rm"];
+    v.extend_from_slice(args);
+    v.extend(["busybox", "busybox", "nslookup", name]);
+    let (_, out, err) = a.code(&v);
+    format!("{out}{err}")
+}
+
+/// The address lines of an nslookup answer (after its `Name:` line; not the server's).
+fn answers(out: &str) -> Vec<String> {
+    out.split_once("Name:")
+        .map(|(_, rest)| rest.lines().filter_map(|l| l.strip_prefix("Address:")).map(|a| a.trim().to_string()).collect())
+        .unwrap_or_default()
+}
+
+/// The stand-in resolver in the outside namespace knows this name only.
+const OUTSIDE_NAME: &str = "outside.example";
+const OUTSIDE_NAME_ADDR: [u8; 4] = [198, 51, 100, 7];
+
+#[test]
+fn user_network_names_aliases_and_forwarding_through_the_agents_dns() {
+    let b = AgentBoard::new();
+    let asked = b.outside.dns_server(&format!("{OUTSIDE}:53"), OUTSIDE_NAME, OUTSIDE_NAME_ADDR);
+    let a = &b.agent;
+    a.ok(&["network", "create", "apps"]);
+    let mut args = vec!["--name", "web", "--network", "apps", "--network-alias", "www", "busybox"];
+    let srv = nc_server("web");
+    args.extend(srv.iter().map(String::as_str));
+    let id = a.run_detached(&args);
+    let ip = a.inspect_f("web", "{{.NetworkSettings.Networks.apps.IPAddress}}");
+    let gw = a.inspect_f("web", "{{.NetworkSettings.Networks.apps.Gateway}}");
+    // The container's resolv.conf names the network's responder, on its gateway.
+    let resolv = a.ok(&["exec", "web", "cat", "/etc/resolv.conf"]);
+    assert!(resolv.lines().any(|l| l == format!("nameserver {gw}")), "{resolv}");
+    // By name, by alias, by short id; an outside name goes to the container's --dns resolver
+    // (the stand-in in the outside namespace), as Docker's embedded DNS forwards it.
+    // No search list (`--dns-search .`): the questions are the names asked, whatever the host's
+    // resolv.conf searches.
+    let on = ["--network", "apps", "--dns", OUTSIDE, "--dns-search", "."];
+    for name in ["web", "www", "WEB", &id[..12]] {
+        let out = nslookup(a, &on, name);
+        assert_eq!(answers(&out), vec![ip.clone()], "{name}: {out}");
+    }
+    assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 0, "member names were forwarded");
+    let out = nslookup(a, &on, OUTSIDE_NAME);
+    assert_eq!(answers(&out), vec!["198.51.100.7".to_string()], "{out}");
+    assert!(asked.load(std::sync::atomic::Ordering::SeqCst) > 0);
+    let out = nslookup(a, &on, "nosuch.example");
+    assert!(answers(&out).is_empty(), "{out}");
+    // A restart gives the container a new address only if another took its old one; its peers
+    // see whatever it has at once.
+    a.ok(&["stop", "-t", "1", "web"]);
+    a.run_detached(&["--name", "taker", "--network", "apps", "busybox", "sleep", "60"]);
+    a.ok(&["start", "web"]);
+    let ip2 = a.inspect_f("web", "{{.NetworkSettings.Networks.apps.IPAddress}}");
+    assert_ne!(ip2, ip);
+    assert_eq!(answers(&nslookup(a, &on, "www")), vec![ip2.clone()]);
+    // The name answers connections: nc resolves it through the responder too.
+    assert_eq!(a.ok(&["run", "--rm", "--network", "apps", "busybox", "busybox", "nc", "-w", "3", "www", "80"]), "web\n");
+    a.ok(&["rm", "-f", "web", "taker"]);
+    a.ok(&["network", "rm", "apps"]);
+}
+
+#[test]
+fn default_bridge_has_no_names_but_links_write_hosts_and_env() {
+    let b = AgentBoard::new();
+    let _asked = b.outside.dns_server(&format!("{OUTSIDE}:53"), OUTSIDE_NAME, OUTSIDE_NAME_ADDR);
+    let a = &b.agent;
+    let mut args = vec!["--name", "db", "--hostname", "dbhost", "-e", "SECRET=x", "busybox"];
+    let srv = nc_server("db");
+    args.extend(srv.iter().map(String::as_str));
+    a.run_detached(&args);
+    let ip = a.inspect_f("db", "{{.NetworkSettings.IPAddress}}");
+    // No embedded DNS on the default bridge (as Docker's): --dns goes into resolv.conf as is,
+    // and that resolver does not know the container.
+    let resolv = a.ok(&["run", "--rm", "--dns", OUTSIDE, "busybox", "cat", "/etc/resolv.conf"]);
+    assert!(resolv.lines().any(|l| l == format!("nameserver {OUTSIDE}")), "{resolv}");
+    assert!(!resolv.contains("172.17.0.1"), "{resolv}");
+    let out = nslookup(a, &["--dns", OUTSIDE, "--dns-search", "."], "db");
+    assert!(answers(&out).is_empty(), "db resolved on the default bridge: {out}");
+    // --link: a hosts line (alias, host name, name) and Docker's environment variables.
+    let hosts = a.ok(&["run", "--rm", "--link", "db:dbalias", "busybox", "cat", "/etc/hosts"]);
+    assert!(hosts.lines().any(|l| l == format!("{ip}\tdbalias dbhost db")), "{hosts}");
+    let env = a.ok(&["run", "--rm", "--name", "app", "--link", "db:dbalias", "busybox", "env"]);
+    assert!(env.lines().any(|l| l == "DBALIAS_NAME=/app/dbalias"), "{env}");
+    assert!(env.lines().any(|l| l == "DBALIAS_ENV_SECRET=x"), "{env}");
+    // The linked name connects.
+    assert_eq!(a.ok(&["run", "--rm", "--link", "db:dbalias", "busybox", "busybox", "nc", "-w", "3", "dbalias", "80"]), "db\n");
+    // A link to a container that is not running is refused.
+    a.run_detached(&["--name", "off", "busybox", "true"]);
+    a.wait_status("off", "exited", std::time::Duration::from_secs(10));
+    let (code, _, err) = a.code(&["run", "--rm", "--link", "off", "busybox", "true"]);
+    assert_ne!(code, 0, "{err}");
+    a.ok(&["rm", "-f", "db", "off"]);
+}
+
+/// Rules that publish a port (`dnat to`) in berth's table, in the agent's namespace.
+fn dnat_rules(b: &AgentBoard) -> usize {
+    b.nft_list().matches("dnat to").count()
+}
+
+#[test]
+fn publish_all_port_and_rules_gone_when_the_container_stops() {
+    let b = AgentBoard::new();
+    let a = &b.agent;
+    // An image that EXPOSEs a TCP and a UDP port.
+    a.run_detached(&["--name", "base", "busybox", "sleep", "60"]);
+    a.ok(&["commit", "-c", "EXPOSE 80", "-c", "EXPOSE 53/udp", "base", "exposed:1"]);
+    a.ok(&["rm", "-f", "base"]);
+    let mut args = vec!["--name", "pa", "-P", "exposed:1"];
+    let srv = nc_server("pa");
+    args.extend(srv.iter().map(String::as_str));
+    a.run_detached(&args);
+    b.container_ns("pa").udp_server("0.0.0.0:53", "pa-udp");
+    let port = a.ok(&["port", "pa"]);
+    let host_port = |spec: &str| -> u16 {
+        let line = port.lines().find(|l| l.starts_with(&format!("{spec} -> 0.0.0.0:"))).unwrap_or_else(|| panic!("{spec}: {port}"));
+        let p: u16 = line.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("{line}"));
+        assert!((32768..=60999).contains(&p), "{line}: not an ephemeral port");
+        p
+    };
+    let (tcp, udp) = (host_port("80/tcp"), host_port("53/udp"));
+    assert_eq!(port.lines().count(), 2, "{port}");
+    assert_eq!(a.ok(&["port", "pa", "53/udp"]).trim(), format!("0.0.0.0:{udp}"));
+    assert_eq!(a.inspect_f("pa", "{{.HostConfig.PublishAllPorts}}"), "true");
+    // Reached from outside, from the agent's namespace over loopback, and by the container
+    // itself through its own published port (hairpin).
+    assert_eq!(b.outside.tcp_get(&format!("{BOARD}:{tcp}")).unwrap(), "pa\n");
+    assert!(b.outside.udp_get(&format!("{BOARD}:{udp}")).unwrap().starts_with("pa-udp "));
+    assert_eq!(b.ns.tcp_get(&format!("127.0.0.1:{tcp}")).unwrap(), "pa\n");
+    assert_eq!(a.ok(&["exec", "pa", "busybox", "nc", "-w", "3", BOARD, &tcp.to_string()]), "pa\n");
+    assert_eq!(dnat_rules(&b), 2, "{}", b.nft_list());
+    // Stopped: its rules go (counted in the agent's namespace), the port answers no more.
+    a.ok(&["stop", "-t", "1", "pa"]);
+    assert_eq!(dnat_rules(&b), 0, "{}", b.nft_list());
+    assert!(b.outside.tcp_get(&format!("{BOARD}:{tcp}")).is_err());
+    assert_eq!(a.ok(&["port", "pa"]), "");
+    // Started again: published again.
+    a.ok(&["start", "pa"]);
+    assert_eq!(dnat_rules(&b), 2, "{}", b.nft_list());
+    let port = a.ok(&["port", "pa", "80"]);
+    assert_eq!(b.outside.tcp_get(&format!("{BOARD}:{}", port.trim().rsplit(':').next().unwrap_or(""))).unwrap(), "pa\n");
+    a.ok(&["rm", "-f", "pa"]);
+    assert_eq!(dnat_rules(&b), 0, "{}", b.nft_list());
+}
+
+#[test]
+fn connect_and_disconnect_edit_hosts_and_resolv_conf() {
+    let b = AgentBoard::new();
+    let a = &b.agent;
+    a.ok(&["network", "create", "--subnet", "10.77.0.0/24", "apps"]);
+    a.run_detached(&["--name", "peer", "--network", "apps", "busybox", "sleep", "60"]);
+    a.run_detached(&["--name", "c1", "--hostname", "c1host", "busybox", "sleep", "60"]);
+    let bridge_ip = a.inspect_f("c1", "{{.NetworkSettings.Networks.bridge.IPAddress}}");
+    let resolv0 = a.ok(&["exec", "c1", "cat", "/etc/resolv.conf"]);
+    assert!(!resolv0.contains("nameserver 10.77.0.1"), "{resolv0}");
+
+    a.ok(&["network", "connect", "--alias", "see", "apps", "c1"]);
+    let ip = a.inspect_f("c1", "{{.NetworkSettings.Networks.apps.IPAddress}}");
+    assert!(ip.starts_with("10.77.0."), "{ip}");
+    assert_eq!(a.inspect_f("c1", "{{.NetworkSettings.Networks.apps.Gateway}}"), "10.77.0.1");
+    let hosts = a.ok(&["exec", "c1", "cat", "/etc/hosts"]);
+    assert!(hosts.lines().any(|l| l == format!("{bridge_ip}\tc1host")), "{hosts}");
+    assert!(hosts.lines().any(|l| l == format!("{ip}\tc1host")), "{hosts}");
+    // Now on a user network: the embedded DNS, which knows the peers on it.
+    let resolv = a.ok(&["exec", "c1", "cat", "/etc/resolv.conf"]);
+    assert!(resolv.lines().any(|l| l == "nameserver 10.77.0.1"), "{resolv}");
+    let peer = a.inspect_f("peer", "{{.NetworkSettings.Networks.apps.IPAddress}}");
+    let (_, out, err) = a.code(&["exec", "c1", "busybox", "nslookup", "peer"]);
+    assert_eq!(answers(&out), vec![peer], "{out}{err}");
+    let (_, out, err) = a.code(&["exec", "peer", "busybox", "nslookup", "see"]);
+    assert_eq!(answers(&out), vec![ip.clone()], "{out}{err}");
+
+    a.ok(&["network", "disconnect", "apps", "c1"]);
+    let hosts = a.ok(&["exec", "c1", "cat", "/etc/hosts"]);
+    assert!(!hosts.contains(&ip), "{hosts}");
+    assert!(hosts.lines().any(|l| l == format!("{bridge_ip}\tc1host")), "{hosts}");
+    let resolv = a.ok(&["exec", "c1", "cat", "/etc/resolv.conf"]);
+    assert_eq!(resolv, resolv0);
+    assert_eq!(a.inspect_f("c1", "{{len .NetworkSettings.Networks}}"), "1");
+    // Connected while stopped: the next start joins both networks, a hosts line for each.
+    a.ok(&["stop", "-t", "1", "c1"]);
+    a.ok(&["network", "connect", "apps", "c1"]);
+    a.ok(&["start", "c1"]);
+    let ip = a.inspect_f("c1", "{{.NetworkSettings.Networks.apps.IPAddress}}");
+    let bridge_ip = a.inspect_f("c1", "{{.NetworkSettings.Networks.bridge.IPAddress}}");
+    let hosts = a.ok(&["exec", "c1", "cat", "/etc/hosts"]);
+    for want in [&bridge_ip, &ip] {
+        assert!(hosts.lines().any(|l| l == format!("{want}\tc1host")), "{want}: {hosts}");
+    }
+    a.ok(&["rm", "-f", "c1", "peer"]);
+    a.ok(&["network", "rm", "apps"]);
+}
+
+// ---- kill -9 of the agent inside a network change ----
+
+const STEP_ENV: &str = "BERTH_NET_STEP_DELAY_MS";
+
+/// Runs `berth ARGS` in the background, waits until the agent says it reached `step` (written
+/// to disk, paused by `BERTH_NET_STEP_DELAY_MS`), kills the agent with SIGKILL there, then
+/// starts it again without the pause.
+fn kill9_at(a: &mut Agent, step: &str, args: &[&str]) {
+    let mark = format!("net step: {step}");
+    let before = a.log().matches(&mark).count();
+    let mut cli = a
+        .command(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn berth");
+    poll(&format!("the agent at {mark:?} (berth {})", args.join(" ")), std::time::Duration::from_secs(60), || {
+        (a.log().matches(&mark).count() > before).then_some(())
+    });
+    a.kill9();
+    let _ = cli.wait();
+    a.set_agent_env(STEP_ENV, None);
+    a.restart();
+}
+
+/// The agent again, with the pause at every network step from now on.
+fn restart_with_pauses(a: &mut Agent) {
+    a.kill9();
+    a.set_agent_env(STEP_ENV, Some("3000"));
+    a.restart();
+}
+
+/// Nothing of a container left on the default bridge: no endpoint or address lease in its
+/// record, no published-port rule, no veth.
+fn no_leftovers(b: &AgentBoard, when: &str) {
+    let store = Store::open(b.agent.root().path()).expect("network store");
+    let bridge = store.get("bridge").expect("the default network");
+    assert!(bridge.endpoints.is_empty(), "{when}: endpoints left: {:?}", bridge.endpoints);
+    assert!(bridge.pool.allocs.is_empty(), "{when}: address leases left: {:?}", bridge.pool.allocs);
+    assert_eq!(dnat_rules(b), 0, "{when}: {}", b.nft_list());
+    assert!(!b.links().contains(" vb"), "{when}: {}", b.links());
+}
+
+#[test]
+fn agent_kill9_inside_network_create_run_p_and_rm_leaves_nothing_half_made() {
+    let mut b = AgentBoard::new();
+    // network create: killed after its record, or after its bridge: after the restart the
+    // network is whole (listed, bridge up with its gateway, rules) and goes whole.
+    for step in ["create: record written", "create: bridge made"] {
+        restart_with_pauses(&mut b.agent);
+        kill9_at(&mut b.agent, step, &["network", "create", "--subnet", "10.78.0.0/24", "apps"]);
+        let id = b.agent.ok(&["network", "inspect", "-f", "{{.Id}}", "apps"]).trim().to_string();
+        let br = format!("br-{}", &id[..12]);
+        let addr =
+            String::from_utf8_lossy(&b.ns.command("ip").args(["-o", "addr", "show", "dev", &br]).output().expect("ip").stdout).into_owned();
+        assert!(addr.contains("10.78.0.1/24"), "{step}: {addr}");
+        assert!(b.links().contains(&format!("{br}:")) && b.links().contains("UP"), "{step}: {}", b.links());
+        assert!(b.nft_list().contains("network apps"), "{step}: {}", b.nft_list());
+        b.agent.ok(&["run", "--rm", "--network", "apps", "busybox", "true"]);
+        b.agent.ok(&["network", "rm", "apps"]);
+        assert!(!b.links().contains(&br), "{step}: {}", b.links());
+        assert!(!b.nft_list().contains("network apps"), "{step}: {}", b.nft_list());
+    }
+    // run -p: killed after the endpoint was written, or after its rules: the container never
+    // ran, so its endpoint, address and rule are gone after the restart.
+    let srv = nc_server("web");
+    for (i, step) in ["connect: endpoint written", "connect: rules made"].iter().enumerate() {
+        restart_with_pauses(&mut b.agent);
+        let name = format!("cut{i}");
+        let mut args = vec!["run", "-d", "--name", &name, "-p", "8080:80", "busybox"];
+        args.extend(srv.iter().map(String::as_str));
+        kill9_at(&mut b.agent, step, &args);
+        no_leftovers(&b, &format!("kill -9 at {step}"));
+        let _ = b.agent.code(&["rm", "-f", &name]);
+    }
+    // A re-run publishes the same port.
+    let mut args = vec!["--name", "web", "-p", "8080:80", "busybox"];
+    args.extend(srv.iter().map(String::as_str));
+    b.agent.run_detached(&args);
+    assert_eq!(b.outside.tcp_get(&format!("{BOARD}:8080")).unwrap(), "web\n");
+    // A restart under pauses keeps it published (nothing doubled).
+    restart_with_pauses(&mut b.agent);
+    assert_eq!(dnat_rules(&b), 1, "{}", b.nft_list());
+    assert_eq!(b.outside.tcp_get(&format!("{BOARD}:8080")).unwrap(), "web\n");
+    // rm -f with a published port: killed after its endpoint went, before its rules did.
+    kill9_at(&mut b.agent, "disconnect: endpoint removed", &["rm", "-f", "web"]);
+    no_leftovers(&b, "kill -9 inside rm -f");
+    assert!(b.outside.tcp_get(&format!("{BOARD}:8080")).is_err());
+    let _ = b.agent.code(&["rm", "-f", "web"]);
+    let mut args = vec!["--name", "web2", "-p", "8080:80", "busybox"];
+    let srv2 = nc_server("web2");
+    args.extend(srv2.iter().map(String::as_str));
+    b.agent.run_detached(&args);
+    assert_eq!(b.outside.tcp_get(&format!("{BOARD}:8080")).unwrap(), "web2\n");
+    b.agent.ok(&["rm", "-f", "web2"]);
+    no_leftovers(&b, "after rm -f web2");
 }
 
 fn now_secs() -> u64 {

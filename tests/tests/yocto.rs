@@ -149,7 +149,7 @@ fn kernel_config_missing_overlayfs_fails_and_names_it() {
     assert!(stdout(&o).contains("CONFIG_VETH: missing  (optional"), "{}", stdout(&o));
     // Without it bridge networks are unavailable, and the summary says which options they lack.
     assert!(
-        stdout(&o).contains("\nBridge networks: unavailable without CONFIG_VETH (containers can still run with --network host or none).\n"),
+        stdout(&o).contains("\nBridge networks: unavailable without CONFIG_VETH (containers can still run with --network host or none; start the agent with --default-network host).\n"),
         "{}",
         stdout(&o)
     );

@@ -152,7 +152,10 @@ fn networking(findings: &[Finding], live: bool) -> String {
     let mut s = if missing.is_empty() {
         "Bridge networks: kernel options present.".to_string()
     } else {
-        format!("Bridge networks: unavailable without {} (containers can still run with --network host or none).", missing.join(" "))
+        format!(
+            "Bridge networks: unavailable without {} (containers can still run with --network host or none; start the agent with --default-network host).",
+            missing.join(" ")
+        )
     };
     if live {
         if let Ok(v) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward") {

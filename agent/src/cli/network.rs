@@ -27,6 +27,7 @@ const CREATE_OPTS: &[Opt] = &[
     opt("gateway", None, Some("strings"), "IPv4 Gateway for the master subnet"),
     opt("ip-range", None, Some("strings"), "Allocate container ip from a sub-range"),
     opt("internal", None, None, "Restrict external access to the network"),
+    opt("ipv6", None, None, "Enable IPv6 networking (not supported yet: refused)"),
     opt("label", None, Some("list"), "Set metadata on a network"),
     opt("opt", Some('o'), Some("map"), "Set driver specific options (com.docker.network.bridge.name=NAME)"),
 ];
@@ -98,6 +99,9 @@ fn store(ctx: &Ctx) -> Result<Store, CliError> {
 }
 
 pub fn create(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
+    if m.flag("ipv6") {
+        return Err(CliError::Op(Error::invalid("IPv6 networks are not supported yet (--ipv6)")));
+    }
     let r = NetworkRequest::Create {
         name: m.args()[0].to_string(),
         driver: m.value("driver").map(str::to_string),

@@ -121,16 +121,37 @@ pub fn hosts(h: &Hosts) -> Result<String> {
             out.push_str(&format!("{ip}\t{names}\n"));
         }
     }
-    // `h.dom` with `--domainname zz`: `IP\th.dom.zz h`; a host name with no dot: `IP\th`.
-    let fqdn = if h.domainname.is_empty() { h.hostname.to_string() } else { format!("{}.{}", h.hostname, h.domainname) };
-    let names = match fqdn.split_once('.') {
-        Some((short, _)) => format!("{fqdn} {short}"),
-        None => fqdn.clone(),
-    };
+    let names = own_names(h.hostname, h.domainname);
     for ip in h.ips {
         out.push_str(&format!("{ip}\t{names}\n"));
     }
     Ok(out)
+}
+
+/// The names on the container's own lines: `h.dom` with `--domainname zz` gives
+/// `h.dom.zz h`; a host name with no dot gives `h`.
+fn own_names(hostname: &str, domainname: &str) -> String {
+    let fqdn = if domainname.is_empty() { hostname.to_string() } else { format!("{hostname}.{domainname}") };
+    match fqdn.split_once('.') {
+        Some((short, _)) => format!("{fqdn} {short}"),
+        None => fqdn.clone(),
+    }
+}
+
+/// A running container's /etc/hosts after `network connect`/`disconnect`, as Docker edits it:
+/// the line of the address it left (`removed`) goes, one for its new address (`added`) comes;
+/// every other line (links, `--add-host`, the container's own edits) stays.
+pub fn edit_hosts(text: &str, hostname: &str, removed: Option<IpAddr>, added: Option<IpAddr>) -> String {
+    let names = own_names(hostname, "");
+    let mut out: String = text
+        .lines()
+        .filter(|l| removed.is_none_or(|ip| l.split_once('\t') != Some((ip.to_string().as_str(), names.as_str()))))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    if let Some(ip) = added {
+        out.push_str(&format!("{ip}\t{names}\n"));
+    }
+    out
 }
 
 /// `--dns`, `--dns-search`, `--dns-option` of one container (empty when not given).

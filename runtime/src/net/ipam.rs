@@ -19,6 +19,9 @@ pub struct Subnet {
 
 impl Subnet {
     pub fn parse(s: &str) -> Result<Subnet> {
+        if s.contains(':') {
+            return Err(Error::invalid(format!("IPv6 networks are not supported yet (subnet {s})")));
+        }
         let bad = || Error::invalid(format!("invalid subnet {s:?}: want an IPv4 CIDR such as 172.20.0.0/16"));
         let (a, p) = s.split_once('/').ok_or_else(bad)?;
         let addr: Ipv4Addr = a.parse().map_err(|_| bad())?;

@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 const RTM_NEWLINK: u16 = 16;
 const RTM_DELLINK: u16 = 17;
 const RTM_GETLINK: u16 = 18;
+const RTM_SETLINK: u16 = 19;
 const RTM_NEWADDR: u16 = 20;
 const RTM_NEWROUTE: u16 = 24;
 const RTM_GETROUTE: u16 = 26;
@@ -31,6 +32,10 @@ const IFLA_ADDRESS: u16 = 1;
 const IFLA_IFNAME: u16 = 3;
 const IFLA_MTU: u16 = 4;
 const IFLA_MASTER: u16 = 10;
+const IFLA_PROTINFO: u16 = 12;
+/// IFLA_BRPORT_MODE inside IFLA_PROTINFO: the bridge port's hairpin mode.
+const IFLA_BRPORT_MODE: u16 = 4;
+const NLA_F_NESTED: u16 = 0x8000;
 const IFLA_LINKINFO: u16 = 18;
 const IFLA_NET_NS_FD: u16 = 28;
 const IFLA_INFO_KIND: u16 = 1;
@@ -350,12 +355,18 @@ impl Netlink {
 
     /// Creates bridge `name` (down).
     pub fn create_bridge(&mut self, name: &str) -> Result<()> {
+        self.create_link(name, "bridge")
+    }
+
+    /// Creates a link of `kind` with no other attributes. A kind the kernel has no driver for
+    /// (its module missing) fails with EOPNOTSUPP, as a board without CONFIG_BRIDGE does.
+    pub fn create_link(&mut self, name: &str, kind: &str) -> Result<()> {
         let mut m = Msg::new(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, &ifinfo(0, 0, 0));
         m.str(IFLA_IFNAME, name);
         let info = m.nest(IFLA_LINKINFO);
-        m.str(IFLA_INFO_KIND, "bridge");
+        m.str(IFLA_INFO_KIND, kind);
         m.end(info);
-        self.request(m, || format!("create bridge {name}"))
+        self.request(m, || format!("create {kind} {name}"))
     }
 
     /// Creates a veth pair: `host` here, `peer` here or, with `peer_netns`, directly inside that
@@ -403,6 +414,20 @@ impl Netlink {
             m.str(IFLA_IFNAME, n);
         }
         self.request(m, || format!("configure interface {name}"))
+    }
+
+    /// Turns on hairpin mode of bridge port `name`: the bridge may send a frame back out of the
+    /// port it came in by, so a container reaches its own published port through a host
+    /// address (DNAT sends the packet back to it).
+    pub fn set_hairpin(&mut self, name: &str) -> Result<()> {
+        let index = self.must_index(name)?;
+        let mut h = ifinfo(index as i32, 0, 0);
+        h[0] = libc::AF_BRIDGE as u8;
+        let mut m = Msg::new(RTM_SETLINK, 0, &h);
+        let at = m.nest(IFLA_PROTINFO | NLA_F_NESTED);
+        m.attr(IFLA_BRPORT_MODE, &[1]);
+        m.end(at);
+        self.request(m, || format!("set hairpin mode on bridge port {name}"))
     }
 
     /// Deletes link `name`; a veth's peer goes with it. A missing link is not an error.
@@ -497,9 +522,7 @@ fn attrs(mut b: &[u8]) -> Vec<(u16, &[u8])> {
 fn netlink_error(what: String, e: io::Error) -> Error {
     match e.raw_os_error() {
         Some(libc::EEXIST) => Error::conflict(format!("{what}: already exists")),
-        Some(libc::EOPNOTSUPP) => {
-            Error::new(crate::Kind::Io, format!("{what}: not supported by this kernel (missing CONFIG_VETH or CONFIG_BRIDGE?)"))
-        }
+        Some(libc::EOPNOTSUPP) => Error::new(crate::Kind::Io, format!("{what}: not supported by this kernel")),
         _ => Error::io(what, e),
     }
 }

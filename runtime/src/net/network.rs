@@ -127,6 +127,17 @@ pub fn validate_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Fault injection (tests/tests/networks.rs): with `BERTH_NET_STEP_DELAY_MS` set, each step of
+/// a network change that is already on disk says so on stderr (`net step: NAME`) and pauses
+/// there, so a test can `kill -9` the agent inside a chosen window and check what a restart finds.
+fn fault_step(name: &str) {
+    let Some(ms) = std::env::var("BERTH_NET_STEP_DELAY_MS").ok().and_then(|v| v.parse::<u64>().ok()).filter(|v| *v > 0) else {
+        return;
+    };
+    eprintln!("net step: {name}");
+    std::thread::sleep(std::time::Duration::from_millis(ms));
+}
+
 fn random_id() -> Result<String> {
     let mut b = [0u8; 32];
     let mut f = fs::File::open("/dev/urandom").ctx(|| "open /dev/urandom".into())?;
@@ -266,7 +277,11 @@ impl Store {
             endpoints: BTreeMap::new(),
         };
         self.save(&net)?;
-        let made = ensure_bridge(&net).and_then(|()| self.sync_rules());
+        fault_step("create: record written");
+        let made = ensure_bridge(&net).and_then(|()| {
+            fault_step("create: bridge made");
+            self.sync_rules()
+        });
         if let Err(e) = made {
             let _ = Netlink::open().and_then(|mut nl| nl.delete_link(&net.bridge));
             let _ = self.delete(&net);
@@ -322,10 +337,12 @@ impl Store {
         let ep = Endpoint { name: req.name.clone(), ip, mac, aliases: req.aliases.clone(), ports, ifname: req.ifname.clone() };
         net.endpoints.insert(req.container.clone(), ep.clone());
         self.save(&net)?;
+        fault_step("connect: endpoint written");
         if let Err(e) = self.sync_rules() {
             let _ = self.disconnect(&net.id, &req.container);
             return Err(e);
         }
+        fault_step("connect: rules made");
         let a = attach_of(&net, &req.container, &ep);
         Ok((net, a))
     }
@@ -349,6 +366,7 @@ impl Store {
             if let Some(ep) = net.endpoints.remove(container) {
                 net.pool.release(container);
                 self.save(&net)?;
+                fault_step("disconnect: endpoint removed");
                 if let Ok(mut nl) = Netlink::open() {
                     let _ = nl.delete_link(&host_ifname(container, &ep.ifname));
                 }
@@ -589,6 +607,17 @@ fn missing_bridge(e: Error) -> Error {
     }
 }
 
+/// Why bridge networks cannot be used, in one line for `run` (exit 125) and the agent's log:
+/// the kernel options `berth check` finds missing (`missing`, `CONFIG_` names) when it finds
+/// some, and in every case the error met making the default bridge and the way out.
+pub fn unavailable(e: &Error, missing: &[String]) -> String {
+    let why = match missing {
+        [] => e.message().to_string(),
+        m => format!("the kernel lacks {} ({})", m.join(" "), e.message()),
+    };
+    format!("bridge networks are unavailable: {why}; run with --net host, or start the agent with --default-network host")
+}
+
 /// Makes the container's side of an endpoint: a veth pair whose host end joins the bridge and
 /// whose other end is created directly inside the container's namespace (`netns`) as `ifname`,
 /// with its MAC, address, `lo` up and the default route. `host` is a socket in the bridge's
@@ -605,6 +634,7 @@ pub fn plumb(host: &mut Netlink, inner: &mut Netlink, netns: RawFd, a: &Attach) 
     })?;
     let master = host.index(&a.bridge)?.ok_or_else(|| Error::not_found(format!("bridge {} is missing", a.bridge)))?;
     host.set_link(&a.host_if, &LinkChange { master: Some(master), up: Some(true), ..Default::default() })?;
+    host.set_hairpin(&a.host_if)?;
     inner.set_link("lo", &LinkChange { up: Some(true), ..Default::default() })?;
     inner.set_link(&a.ifname, &LinkChange { mac: Some(a.mac), ..Default::default() })?;
     inner.add_address(&a.ifname, a.ip, a.prefix)?;
@@ -658,6 +688,29 @@ mod tests {
         check_overlap(&s("172.18.0.0/16"), &nets, &routes).unwrap();
         let taken = [s("172.17.0.0/16"), s("172.18.0.0/16")];
         assert_eq!(pick_subnet(&taken, &routes, "x").unwrap(), s("172.19.0.0/16"));
+    }
+
+    /// The message a board without bridge support gets, from the kernel's own answer: a link of
+    /// a kind no driver provides fails as `bridge` does when CONFIG_BRIDGE is off (EOPNOTSUPP).
+    /// Asked in a network namespace of this thread only; nothing is made.
+    #[test]
+    fn a_kernel_without_the_bridge_driver_gets_a_clear_one_line_error() {
+        let err = std::thread::spawn(|| {
+            // SAFETY: unshare of this thread's network namespace only (a new, empty one).
+            assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0, "unshare(CLONE_NEWNET) needs root");
+            let mut nl = Netlink::open().expect("netlink");
+            nl.create_link("berthnokind0", "berth-no-such-kind").expect_err("a kind without a driver")
+        })
+        .join()
+        .expect("thread");
+        let e = missing_bridge(err);
+        assert!(e.message().contains("not supported by this kernel"), "{e}");
+        assert!(e.message().contains("CONFIG_BRIDGE"), "{e}");
+        let msg = unavailable(&e, &["CONFIG_BRIDGE".to_string(), "CONFIG_NF_TABLES".to_string()]);
+        assert!(msg.starts_with("bridge networks are unavailable: the kernel lacks CONFIG_BRIDGE CONFIG_NF_TABLES ("), "{msg}");
+        assert!(msg.ends_with("; run with --net host, or start the agent with --default-network host"), "{msg}");
+        assert_eq!(msg.lines().count(), 1, "{msg}");
+        assert!(unavailable(&e, &[]).contains("CONFIG_BRIDGE"), "without a kernel config the error still names the option");
     }
 
     #[test]

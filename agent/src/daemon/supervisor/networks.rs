@@ -13,7 +13,7 @@ use berth_runtime::net::config::{ContainerNet, NetworkRef};
 use berth_runtime::net::dns::Lookup;
 use berth_runtime::net::files::{self, AddHost, DnsFlags, Hosts, Link, Resolver};
 use berth_runtime::net::network::{self, Attach, ConnectRequest, CreateRequest, Members, Network, Store};
-use berth_runtime::{timefmt, Error, IoContext, Result};
+use berth_runtime::{kernel, timefmt, Error, IoContext, Result};
 
 use super::Supervisor;
 use crate::daemon::dns::{host_upstreams, NetworkDns};
@@ -87,15 +87,22 @@ impl Nets {
         self.refresh_members();
     }
 
-    /// Bridge networks work here, or the clear reason why not.
+    /// Bridge networks work here, or the clear reason why not (`network::unavailable`: the
+    /// missing kernel options and the way out, one line; exit 125 at `run`).
     pub fn usable(&self) -> Result<()> {
         match &self.unavailable {
-            Some(why) => Err(Error::invalid(format!(
-                "bridge networks are not available on this board: {why} (run with --net host, or set the agent's default network to host)"
-            ))),
+            Some(why) => Err(Error::invalid(why.clone())),
             None => Ok(()),
         }
     }
+}
+
+/// The bridge-networking kernel options `berth check` finds missing on this kernel (none when
+/// it cannot tell: no config and nothing probed missing).
+fn kernel_missing() -> Vec<String> {
+    let host = kernel::Host::live();
+    let cfg = host.running_config().ok().flatten();
+    kernel::bridge_networking_missing(&kernel::check(cfg.as_ref().map(|(_, c)| c), Some(&host)))
 }
 
 impl Supervisor {
@@ -113,8 +120,9 @@ impl Supervisor {
             self.nets.store.adopt(&|id| running.contains(id))
         })();
         if let Err(e) = res {
-            crate::warn!("networks: {e}");
-            self.nets.unavailable = Some(e.to_string());
+            let why = network::unavailable(&e, &kernel_missing());
+            crate::warn!("networks: {why}");
+            self.nets.unavailable = Some(why);
         }
         self.nets.refresh_members();
     }
@@ -212,23 +220,48 @@ impl Supervisor {
     /// /etc/hosts and /etc/resolv.conf as Docker writes them for a container on a network.
     fn write_net_etc(&self, r: &Record, dir: &Path, cfg: &ContainerNet, attach: &[Attach], links: &[Link]) -> Result<()> {
         let etc = dir.join("etc");
-        let ips: Vec<IpAddr> = attach.first().map(|a| IpAddr::V4(a.ip)).into_iter().collect();
+        // A line per network, as Docker's (each endpoint adds its address).
+        let ips: Vec<IpAddr> = attach.iter().map(|a| IpAddr::V4(a.ip)).collect();
         let add_hosts = cfg.add_hosts.iter().map(|h| AddHost::parse(h)).collect::<Result<Vec<_>>>()?;
         let host_gateway = self.nets.store.get(network::DEFAULT_NETWORK).ok().map(|n| IpAddr::V4(n.pool.gateway));
         let hosts =
             files::hosts(&Hosts { hostname: &r.spec.hostname, domainname: "", ips: &ips, add_hosts: &add_hosts, host_gateway, links })?;
-        let first = cfg.networks.first().and_then(|n| self.nets.store.get(&n.name).ok());
-        let resolver = match first {
-            Some(n) if !n.is_default() => Resolver::Embedded(IpAddr::V4(n.pool.gateway)),
-            _ => Resolver::Host { ipv6: false },
-        };
-        let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-        let flags = DnsFlags { servers: &cfg.dns, search: &cfg.dns_search, options: &cfg.dns_options };
-        let resolv = files::resolv_conf(&host_resolv, &flags, resolver);
+        let resolv = self.resolv_conf_of(cfg);
         for (name, content) in [("hosts", hosts), ("resolv.conf", resolv)] {
             std::fs::write(etc.join(name), content).ctx(|| format!("write {}", etc.join(name).display()))?;
         }
         Ok(())
+    }
+
+    /// resolv.conf for a container on `cfg`'s networks: the responder of the first user network
+    /// it is on (Docker's embedded DNS, there once any user network is joined), else the host's
+    /// resolvers as on the default bridge.
+    fn resolv_conf_of(&self, cfg: &ContainerNet) -> String {
+        let user = cfg.networks.iter().filter_map(|n| self.nets.store.get(&n.name).ok()).find(|n| !n.is_default());
+        let resolver = match user {
+            Some(n) => Resolver::Embedded(IpAddr::V4(n.pool.gateway)),
+            None => Resolver::Host { ipv6: false },
+        };
+        let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let flags = DnsFlags { servers: &cfg.dns, search: &cfg.dns_search, options: &cfg.dns_options };
+        files::resolv_conf(&host_resolv, &flags, resolver)
+    }
+
+    /// A running container's /etc/hosts and /etc/resolv.conf after `network connect` (`added`:
+    /// a line for its new address) or `disconnect` (`removed`: that address's line goes), as
+    /// Docker edits them: the rest of the hosts file (links, --add-host) stays. Written in place:
+    /// the files are bind-mounted into the container.
+    fn edit_net_etc(&self, r: &Record, cfg: &ContainerNet, added: Option<IpAddr>, removed: Option<IpAddr>) -> Result<()> {
+        let etc = record::dir(&self.root, &r.id).join("etc");
+        let path = etc.join("hosts");
+        let text = std::fs::read_to_string(&path).ctx(|| format!("read {}", path.display()))?;
+        let mut hosts = files::edit_hosts(&text, &r.spec.hostname, removed, added);
+        if hosts.is_empty() {
+            hosts.push('\n');
+        }
+        std::fs::write(&path, hosts).ctx(|| format!("write {}", path.display()))?;
+        let path = etc.join("resolv.conf");
+        std::fs::write(&path, self.resolv_conf_of(cfg)).ctx(|| format!("write {}", path.display()))
     }
 
     /// A container ended (or could not start): its endpoints go.
@@ -328,9 +361,17 @@ impl Supervisor {
         if let Status::Running { pid, .. } = r.status {
             let creq = ConnectRequest { container: id.into(), name: r.name.clone(), ifname: format!("eth{index}"), ..req };
             let (_, attach) = self.nets.store.connect(&net.id, &creq)?;
-            if let Err(e) = network::plumb_running(pid, &attach) {
+            let made = network::plumb_running(pid, &attach)
+                .and_then(|()| cfg.save(&dir))
+                .and_then(|()| self.edit_net_etc(&r, &cfg, Some(IpAddr::V4(attach.ip)), None));
+            if let Err(e) = made {
                 let _ = self.nets.store.disconnect(&net.id, id);
+                cfg.networks.pop();
+                let _ = cfg.save(&dir);
                 return Err(e);
+            }
+            if !cfg.dns.is_empty() {
+                self.nets.dns.set_client_dns(&net.name, IpAddr::V4(attach.ip), &cfg.dns);
             }
             self.nets.refresh_members();
         } else if let Some(ip) = req.ip {
@@ -353,8 +394,15 @@ impl Supervisor {
         }
         cfg.networks.retain(|n| n.name != net.name);
         cfg.save(&dir)?;
+        let ep = net.endpoints.get(id).cloned();
         self.nets.store.disconnect(&net.id, id)?;
         self.nets.refresh_members();
+        if let Some(ep) = ep {
+            self.nets.dns.forget_client(&net.name, IpAddr::V4(ep.ip));
+            if r.is_running() {
+                self.edit_net_etc(&r, &cfg, None, Some(IpAddr::V4(ep.ip)))?;
+            }
+        }
         self.emit_network("disconnect", &net, Some(id));
         Ok(())
     }

@@ -285,3 +285,17 @@ fn resolv_conf_readers() {
     assert_eq!(options(text), strings(&["x", "y"]));
     assert_eq!(nameservers(text), vec![ip("10.0.0.1"), ip("fe80::1")]);
 }
+
+#[test]
+fn hosts_edited_by_connect_and_disconnect_keep_the_other_lines() {
+    let start = "127.0.0.1\tlocalhost\n172.17.0.3\tdb abc123 db1\n172.17.0.2\tabc\n";
+    let a: IpAddr = "172.18.0.2".parse().unwrap();
+    let connected = edit_hosts(start, "abc", None, Some(a));
+    assert_eq!(connected, format!("{start}172.18.0.2\tabc\n"));
+    let b: IpAddr = "172.17.0.2".parse().unwrap();
+    let back = edit_hosts(&connected, "abc", Some(b), None);
+    assert_eq!(back, "127.0.0.1\tlocalhost\n172.17.0.3\tdb abc123 db1\n172.18.0.2\tabc\n");
+    // A link line that holds the same address is not the container's own line.
+    let linked = edit_hosts(start, "abc", Some("172.17.0.3".parse().unwrap()), None);
+    assert_eq!(linked, start);
+}
