@@ -2,15 +2,20 @@
 # Row 9: container networks. Start-to-exit of `run --rm true` (busybox) on the default bridge,
 # against the same on the host network and against `podman run --rm --network bridge` (its CNI
 # bridge here); then TCP throughput to a container through a published port (-p, nf_tables DNAT)
-# against the same transfer to the container's own address.
+# against the same transfer to the container's own address; memory of the agent with 3 user
+# networks and 20 containers on them; DNS lookup latency of a container name through berth's
+# responder against Docker's embedded DNS (127.0.0.11).
 # Everything runs in network namespaces this row makes (`ip netns add`): the berth agent and
 # podman in a "board" one (their bridges, rules and NAT live and die there), the client of the
-# transfers in an "outside" one joined by a veth pair. The machine's own network is not touched.
+# transfers in an "outside" one joined by a veth pair, and dockerd (Debian's docker.io, with its
+# bridge and iptables rules, on a private data and exec root) alone in a third one, so its docker0
+# (172.17.0.0/16 as berth0), its NAT rules and its br_netfilter settings live and die there. The
+# machine's own network and firewall are not touched.
 # BENCH_RUNS runs each, interleaved (one of each per round).
 set -euo pipefail
 # shellcheck source=bench/lib.sh
 . "$BENCH_LIB"
-ns=bench-net-$$ out=bench-net-out-$$ apid=''
+ns=bench-net-$$ out=bench-net-out-$$ dns=bench-net-dock-$$ apid='' dock_pid='' dock_exec=''
 board=10.239.0.1 outside=10.239.0.2
 nb() { "$BERTH" --root "$BENCH_TMP/b/root" -H "unix://$BENCH_TMP/b/agent.sock" "$@"; }
 # A contender inside the board namespace and the cgroup wrapper every start row uses.
@@ -22,6 +27,17 @@ cleanup() {
         wait "$apid" 2>/dev/null || true
     fi
     podman_teardown
+    if [ -n "$dock_pid" ]; then
+        dk ps -aq 2>/dev/null | xargs -r /usr/bin/docker -H "unix://$dock_exec/d.sock" rm -f >/dev/null 2>&1 || true
+        dk network prune -f >/dev/null 2>&1 || true
+        kill "$dock_pid" 2>/dev/null || true
+        for _ in $(seq 150); do kill -0 "$dock_pid" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$dock_pid" 2>/dev/null || true
+        wait "$dock_pid" 2>/dev/null || true
+    fi
+    [ -z "$dock_exec" ] || { unmount_under "$dock_exec"; rm -rf "$dock_exec"; }
+    unmount_under "$BENCH_TMP/docker"
+    ip netns del "$dns" 2>/dev/null || true
     ip netns del "$ns" 2>/dev/null || true
     ip netns del "$out" 2>/dev/null || true
 }
@@ -58,26 +74,60 @@ if [ -n "$podman_ok" ] && ! podman_run "$PODMAN_IMAGE" true >/dev/null 2>"$BENCH
     log "$podman_err"
 fi
 
+# Docker on its bridge: dockerd (and the containerd it starts) inside a namespace of its own, with
+# iptables on (its default): its rules are that namespace's. A `modprobe` that does nothing comes
+# first in its PATH, so it cannot load kernel modules for the whole machine.
+dk() { DOCKER_HOST="unix://$dock_exec/d.sock" /usr/bin/docker "$@"; }
+docker_ok='' docker_err=''
+if command -v dockerd >/dev/null && [ -x /usr/bin/docker ]; then
+    ip netns add "$dns"
+    ip -n "$dns" link set lo up
+    dock_exec=$(mktemp -d /tmp/bench-docker.XXXXXX)
+    mkdir -p "$BENCH_TMP/docker" "$dock_exec/bin"
+    printf '#!/bin/sh\nexit 1\n' >"$dock_exec/bin/modprobe" && chmod 755 "$dock_exec/bin/modprobe"
+    nsenter --net="/run/netns/$dns" -- env PATH="$dock_exec/bin:/usr/sbin:/usr/bin:/sbin:/bin" dockerd \
+        --storage-driver=overlay2 --data-root "$BENCH_TMP/docker/data" --exec-root "$dock_exec/x" \
+        --pidfile "$dock_exec/d.pid" -H "unix://$dock_exec/d.sock" --ip6tables=false \
+        </dev/null >"$BENCH_TMP/docker/dockerd.log" 2>&1 &
+    dock_pid=$!
+    for _ in $(seq 150); do dk version >/dev/null 2>&1 && break; kill -0 "$dock_pid" 2>/dev/null || break; sleep 0.2; done
+    if ! dk version >/dev/null 2>&1; then
+        docker_err="dockerd did not start: $(grep -iE 'error|fail' "$BENCH_TMP/docker/dockerd.log" | tail -n 2 | tr '\n' ' ' | cut -c1-300)"
+    elif ! dk load -q -i "$BENCH_WORK/busybox.tar" >/dev/null 2>"$BENCH_TMP/docker/load.err"; then
+        docker_err="docker load: $(tail -n 2 "$BENCH_TMP/docker/load.err" | tr '\n' ' ')"
+    elif ! dk run --rm bench:1 true >/dev/null 2>"$BENCH_TMP/docker/run.err"; then
+        docker_err="docker run on its bridge: $(tail -n 2 "$BENCH_TMP/docker/run.err" | tr '\n' ' ' | cut -c1-300)"
+    else
+        docker_ok=1
+    fi
+else
+    docker_err="dockerd is not installed (apt-get install docker.io)"
+fi
+[ -n "$docker_ok" ] || log "$docker_err"
+log "setup done after $SECONDS s"
+
 declare -A t err
-names=(bridge host podman)
+names=(bridge host podman docker)
 run_one() {
     case "$1" in
         bridge) in_ns "$BERTH" --root "$BENCH_TMP/b/root" -H "unix://$BENCH_TMP/b/agent.sock" run --rm bench:1 true ;;
         host) in_ns "$BERTH" --root "$BENCH_TMP/b/root" -H "unix://$BENCH_TMP/b/agent.sock" run --rm --net host bench:1 true ;;
         podman) podman_run "$PODMAN_IMAGE" true ;;
+        docker) dk run --rm --network bridge bench:1 true ;;
     esac
 }
 for i in $(seq "$BENCH_RUNS"); do
     for n in "${names[@]}"; do
         [ -z "${err[$n]:-}" ] || continue
         if [ "$n" = podman ] && [ -z "$podman_ok" ]; then err[$n]=$podman_err; continue; fi
+        if [ "$n" = docker ] && [ -z "$docker_ok" ]; then err[$n]=$docker_err; continue; fi
         if ms=$(time_ms run_one "$n"); then
             t[$n]="${t[$n]:-} $ms"
             [ "$n" != podman ] || podman_quiesce all
         else
             err[$n]="run $i failed: $(last_err)"
             log "$n: ${err[$n]}"
-            [ "$n" = podman ] || die "berth run ($n) failed: ${err[$n]}"
+            case $n in podman | docker) ;; *) die "berth run ($n) failed: ${err[$n]}" ;; esac
         fi
     done
 done
@@ -97,6 +147,15 @@ else
     emit what="start-to-exit of run --rm true on a bridge, vs podman" chart="run --rm on a bridge, vs podman" unit=ms berth="$bm" \
         peer_name="podman run --rm --network bridge ($(podman info --format '{{.Host.NetworkBackend}}' 2>/dev/null || echo '?'), runc)" \
         peer="$(median ${t[podman]})" how="$BENCH_RUNS interleaved runs each; berth $bs; podman $(spread ${t[podman]}); both in the same test-made network namespace"
+fi
+if [ -n "${err[docker]:-}" ] || [ -z "${t[docker]:-}" ]; then
+    emit what="start-to-exit of run --rm true on a bridge, vs Docker" chart="run --rm on a bridge, vs Docker" unit=ms berth="$bm" \
+        peer_name="docker run --rm --network bridge" peer= how="$BENCH_RUNS runs; berth $bs" error="docker could not run: ${err[docker]:-no runs}"
+else
+    # shellcheck disable=SC2086
+    emit what="start-to-exit of run --rm true on a bridge, vs Docker" chart="run --rm on a bridge, vs Docker" unit=ms berth="$bm" \
+        peer_name="docker run --rm --network bridge (dockerd $(dockerd --version | sed 's/^Docker version \([^,+]*\).*/\1/'), docker0 + iptables)" \
+        peer="$(median ${t[docker]})" how="$BENCH_RUNS interleaved runs each; berth $bs; docker $(spread ${t[docker]}); dockerd alone in a network namespace of its own"
 fi
 
 # Throughput: MB from the outside namespace into a container (a sink), through the published
@@ -138,3 +197,94 @@ emit what="TCP throughput into a container through a published port, vs to its o
     unit=MB/s berth="$(median ${tp[published]})" peer_name="the same transfer to the container's address (no DNAT)" \
     peer="$(median ${tp[direct]})" better=higher \
     how="$runs interleaved transfers of $mb MB each from a second namespace over a veth pair; published $(spread ${tp[published]}); direct $(spread ${tp[direct]})"
+
+nb rm -f sink >/dev/null
+log "start and throughput rows done after $SECONDS s"
+
+# Memory: 3 user networks with 20 containers (`sleep`) spread over them, as PSS: berth's agent
+# plus its per-container monitors, against dockerd + containerd + the 20 containerd shims.
+settle() { sleep 1.5; }
+spread_run() {  # spread_run CLI...: 3 networks, then 20 containers m1..m20 over them
+    local i
+    for i in 1 2 3; do "$@" network create "bn$i" >/dev/null || return 1; done
+    for i in $(seq 20); do "$@" run -d --network "bn$(( (i - 1) % 3 + 1 ))" --name "m$i" bench:1 sleep 3600 >/dev/null || return 1; done
+}
+spread_run nb || die "berth: 3 networks and 20 containers: $(tail -n 2 "$BENCH_TMP/b/agent.log")"
+settle
+# shellcheck disable=SC2046
+bmem=$(pss "$apid" $(pgrep -P "$apid" || true)); brss=$(awk '/VmRSS/ {print $2}' "/proc/$apid/status"); bagent=$(pss "$apid")
+log "berth, 3 networks + 20 containers: $bmem kB (agent alone: PSS $bagent kB, RSS $brss kB)"
+dmem='' mem_err=$docker_err
+if [ -n "$docker_ok" ]; then
+    if spread_run dk 2>"$BENCH_TMP/docker/spread.err"; then
+        settle
+        shims() { pids_matching "$dock_exec/x" | while read -r p; do [ "$(cat "/proc/$p/comm" 2>/dev/null)" = containerd-shim ] && echo "$p"; done; return 0; }
+        # shellcheck disable=SC2046
+        dmem=$(pss "$dock_pid" $(pgrep -P "$dock_pid" || true) $(shims))
+        log "docker, 3 networks + 20 containers: $dmem kB ($(shims | wc -l) shims)"
+    else
+        mem_err="docker: 3 networks and 20 containers: $(tail -n 2 "$BENCH_TMP/docker/spread.err" | tr '\n' ' ' | cut -c1-300)"
+    fi
+fi
+emit what="memory with 3 user networks and 20 running containers: engine + per-container processes" \
+    chart="memory, 3 networks + 20 containers, vs docker" unit=MiB berth="$(kb_to_mb "$bmem")" \
+    peer_name="dockerd + containerd + 20 shims" peer="$( [ -n "$dmem" ] && kb_to_mb "$dmem")" \
+    how="PSS after 1.5 s idle; berth: agent (PSS $(kb_to_mb "$bagent") MiB, VmRSS $(kb_to_mb "$brss") MiB, its 3 DNS responders included) + 20 monitors; docker: dockerd (its embedded DNS included), containerd, containerd-shim-runc-v2" \
+    ${mem_err:+error="$mem_err"}
+
+# DNS: the time for one A question about a container on the same network (m4, on bn1), asked
+# from another one's network namespace (m1's) with the same Python client: to berth's responder
+# (the gateway, as the container's resolv.conf names it) and to Docker's 127.0.0.11 (the
+# container's own NAT rule to dockerd's resolver). 20 warm-up questions, then 500, one at a time.
+lookup() {  # lookup PID SERVER NAME: "median p90 lost" (µs, µs, questions asked again after 1 s) from PID's namespace
+    nsenter --net="/proc/$1/ns/net" -- "$PY" - "$2" "$3" <<'PY'
+import socket, statistics, struct, sys, time
+server, name = sys.argv[1], sys.argv[2]
+def query(qid):
+    q = struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0)
+    q += b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\0" + struct.pack(">HH", 1, 1)
+    return q
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(1)
+s.connect((server, 53))
+times, lost = [], 0
+for i in range(520):
+    q = query(i)
+    for attempt in range(3):
+        t0 = time.perf_counter()
+        s.send(q)
+        try:
+            r = s.recv(512)
+            while struct.unpack(">H", r[:2])[0] != i:  # a late answer to an earlier try
+                r = s.recv(512)
+            break
+        except TimeoutError:
+            lost += 1
+            print(f"question {i} to {server}: no answer in 1 s, asked again", file=sys.stderr)
+    else:
+        sys.exit(f"{name} at {server}: no answer to question {i} in 3 tries")
+    dt = time.perf_counter() - t0
+    _, flags, _, an = struct.unpack(">HHHH", r[:8])
+    if flags & 0xF != 0 or an < 1:
+        sys.exit(f"{name} at {server}: rcode {flags & 0xF}, {an} answers")
+    if i >= 20:
+        times.append(dt * 1e6)
+times.sort()
+print(f"{statistics.median(times):.1f} {times[int(len(times) * 0.9)]:.1f} {lost}")
+PY
+}
+bpid=$(nb inspect -f '{{.State.Pid}}' m1)
+bserver=$(awk '/^nameserver/ {print $2; exit}' "/proc/$bpid/root/etc/resolv.conf")
+out=$(lookup "$bpid" "$bserver" m4 2>"$BENCH_TMP/dns.err") || die "berth DNS lookups from m1's namespace to $bserver: $(tail -n 1 "$BENCH_TMP/dns.err")"
+read -r bdns bdns90 blost <<<"$out"
+[ ! -s "$BENCH_TMP/dns.err" ] || log "berth: $(tr '\n' ' ' <"$BENCH_TMP/dns.err")"
+ddns='' ddns90='' dlost='' dns_err=$mem_err
+if [ -n "$dmem" ]; then
+    dpid=$(dk inspect -f '{{.State.Pid}}' m1)
+    if out=$(lookup "$dpid" 127.0.0.11 m4 2>"$BENCH_TMP/dns.err"); then read -r ddns ddns90 dlost <<<"$out"; else dns_err="docker DNS lookups: $(tail -n 1 "$BENCH_TMP/dns.err")"; fi
+fi
+log "DNS, median/p90 µs (asked again): berth $bdns/$bdns90 ($blost) at $bserver, docker ${ddns:-?}/${ddns90:-?} (${dlost:-?}) at 127.0.0.11"
+emit what="DNS lookup of a container name on a user network, from a container's namespace" chart="DNS lookup, vs Docker's 127.0.0.11" unit=µs \
+    berth="$bdns" peer_name="Docker's embedded DNS (127.0.0.11, dockerd $(dockerd --version 2>/dev/null | sed 's/^Docker version \([^,+]*\).*/\1/'))" peer="$ddns" \
+    how="500 A questions one at a time (after 20 warm-up) from a Python client in m1's network namespace for m4 (3 networks, 20 containers); median; p90 berth $bdns90, docker ${ddns90:-?}; questions retried after 1 s without an answer: berth $blost, docker ${dlost:-?}" \
+    ${dns_err:+error="$dns_err"}

@@ -16,6 +16,8 @@ export PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin
 CTL=/mnt/ctl
 PASSED=0 FAILED=0 FAILED_LIST=""
 OUT=/tmp/check.out
+# net_checks: the container-network checks (bridge, DNS, -p), run once the rest has passed.
+. $CTL/smoke-net.sh
 
 say() { echo "board: $*"; }
 pass() { PASSED=$((PASSED + 1)); echo "PASS [$A] $CHECK${1:+ ($1)}"; }
@@ -265,6 +267,8 @@ suite() {
             *) fail "no verdict from the host's UART driver in 120 s" ;;
         esac
     fi
+
+    net_checks
 
     b ps -a; say "containers left: $(grep -vc '^CONTAINER' "$OUT")"
     kill "$AGENT" 2>/dev/null; wait "$AGENT" 2>/dev/null
