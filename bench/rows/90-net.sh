@@ -22,6 +22,7 @@ nb() { "$BERTH" --root "$BENCH_TMP/b/root" -H "unix://$BENCH_TMP/b/agent.sock" "
 # A contender inside the board namespace and the cgroup wrapper every start row uses.
 in_ns() { nsenter --net="/run/netns/$ns" -- unshare -m sh -c 'umount /sys/fs/cgroup/unified 2>/dev/null; exec "$@"' wrapper "$@"; }
 cleanup() {
+    set +e   # every step runs, whatever failed before it
     if [ -n "$apid" ]; then
         nb ps -aq 2>/dev/null | xargs -r "$BERTH" --root "$BENCH_TMP/b/root" -H "unix://$BENCH_TMP/b/agent.sock" rm -f >/dev/null 2>&1 || true
         kill "$apid" 2>/dev/null || true
@@ -38,9 +39,10 @@ cleanup() {
     fi
     [ -z "$dock_exec" ] || { unmount_under "$dock_exec"; rm -rf "$dock_exec"; }
     unmount_under "$BENCH_TMP/docker"
-    ip netns del "$dns" 2>/dev/null || true
-    ip netns del "$ns" 2>/dev/null || true
-    ip netns del "$out" 2>/dev/null || true
+    local n
+    for n in "$dns" "$ns" "$out"; do
+        [ ! -e "/run/netns/$n" ] || ip netns del "$n" || log "cannot delete network namespace $n"
+    done
 }
 trap cleanup EXIT
 
@@ -278,13 +280,13 @@ PY
 }
 bpid=$(nb inspect -f '{{.State.Pid}}' m1)
 bserver=$(awk '/^nameserver/ {print $2; exit}' "/proc/$bpid/root/etc/resolv.conf")
-out=$(lookup "$bpid" "$bserver" m4 2>"$BENCH_TMP/dns.err") || die "berth DNS lookups from m1's namespace to $bserver: $(tail -n 1 "$BENCH_TMP/dns.err")"
-read -r bdns bdns90 blost <<<"$out"
+res=$(lookup "$bpid" "$bserver" m4 2>"$BENCH_TMP/dns.err") || die "berth DNS lookups from m1's namespace to $bserver: $(tail -n 1 "$BENCH_TMP/dns.err")"
+read -r bdns bdns90 blost <<<"$res"
 [ ! -s "$BENCH_TMP/dns.err" ] || log "berth: $(tr '\n' ' ' <"$BENCH_TMP/dns.err")"
 ddns='' ddns90='' dlost='' dns_err=$mem_err
 if [ -n "$dmem" ]; then
     dpid=$(dk inspect -f '{{.State.Pid}}' m1)
-    if out=$(lookup "$dpid" 127.0.0.11 m4 2>"$BENCH_TMP/dns.err"); then read -r ddns ddns90 dlost <<<"$out"; else dns_err="docker DNS lookups: $(tail -n 1 "$BENCH_TMP/dns.err")"; fi
+    if res=$(lookup "$dpid" 127.0.0.11 m4 2>"$BENCH_TMP/dns.err"); then read -r ddns ddns90 dlost <<<"$res"; else dns_err="docker DNS lookups: $(tail -n 1 "$BENCH_TMP/dns.err")"; fi
 fi
 log "DNS, median/p90 µs (asked again): berth $bdns/$bdns90 ($blost) at $bserver, docker ${ddns:-?}/${ddns90:-?} (${dlost:-?}) at 127.0.0.11"
 emit what="DNS lookup of a container name on a user network, from a container's namespace" chart="DNS lookup, vs Docker's 127.0.0.11" unit=µs \
