@@ -33,7 +33,7 @@ net_start_agent() {
 # http_get HOST PORT: the response's "page from ..." line. net_get HOST PORT: that on the board
 # itself, in $got (empty on failure).
 http_get() { printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 5 "$1" "$2" | grep '^page from '; }
-net_get() { got=$(http_get "$1" "$2" 2>/dev/null); }
+net_get() { got=$(http_get "$1" "$2" 2>>"$OUT"); }
 
 net_checks() {
     NET=smokenet-$A
@@ -82,6 +82,8 @@ net_checks() {
     fi
 
     check "-p 8080:80 reached from the board's own namespace"
+    # scripts/board/init leaves lo down (a board's own init brings it up): up for 127.0.0.1.
+    ip link set lo up
     b run -d --name "pub-$A" -p 8080:80 "$IMG" sh -c "$web"; prc=$rc
     i=0; while [ $i -lt 25 ]; do net_get 127.0.0.1 8080 && [ -n "$got" ] && break; sleep 0.2; i=$((i + 1)); done
     lo=$got
