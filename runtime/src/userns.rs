@@ -114,7 +114,8 @@ impl Pool {
                 let end = u64::from(first) + u64::from(count);
                 let mut at = u64::from(first);
                 while at + u64::from(size) <= end {
-                    let clash = used.iter().map(taken).find(|&(b, n)| at < u64::from(b) + u64::from(n) && u64::from(b) < at + u64::from(size));
+                    let clash =
+                        used.iter().map(taken).find(|&(b, n)| at < u64::from(b) + u64::from(n) && u64::from(b) < at + u64::from(size));
                     match clash {
                         // Jump past the range in the way (ranges need not be aligned).
                         Some((b, n)) => at = u64::from(b) + u64::from(n),
@@ -300,7 +301,14 @@ pub fn attach(tree: &OwnedFd, target: RawFd, shown: &str) -> Result<()> {
     let empty: &std::ffi::CStr = c"";
     // SAFETY: move_mount between two descriptors we hold, with empty paths.
     let rc = unsafe {
-        libc::syscall(SYS_MOVE_MOUNT, tree.as_raw_fd(), empty.as_ptr(), target, empty.as_ptr(), MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH)
+        libc::syscall(
+            SYS_MOVE_MOUNT,
+            tree.as_raw_fd(),
+            empty.as_ptr(),
+            target,
+            empty.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+        )
     };
     if rc != 0 {
         return Err(Error::io(format!("mount on {shown}"), io::Error::last_os_error()));
@@ -346,7 +354,8 @@ pub fn probe_idmapped_overlay(scratch: &Path) -> std::result::Result<(), String>
                 }
                 crate::container::rootfs::mount("none", Path::new("/"), "", libc::MS_REC | libc::MS_PRIVATE, "")?;
                 idmap_in_place(&sub("lower"), ns.as_raw_fd())?;
-                let opts = format!("lowerdir={},upperdir={},workdir={}", sub("lower").display(), sub("upper").display(), sub("work").display());
+                let opts =
+                    format!("lowerdir={},upperdir={},workdir={}", sub("lower").display(), sub("upper").display(), sub("work").display());
                 crate::container::rootfs::mount("overlay", &sub("merged"), "overlay", 0, &opts)
             })();
             let code = match code {

@@ -280,7 +280,8 @@ impl Supervisor {
         }
         let mut res = create::resolve(&self.root, &self.store, &self.cgroups, &o, &recs)?;
         // Chosen against every record, and recorded with the container below, before any await.
-        res.record.spec.userns = crate::daemon::userns::choose(&self.userns, &self.root, o.userns.as_deref(), o.privileged, self.copy, &recs)?;
+        res.record.spec.userns =
+            crate::daemon::userns::choose(&self.userns, &self.root, o.userns.as_deref(), o.privileged, self.copy, &recs)?;
         if !res.net.networks.is_empty() {
             self.net_check(&res.net, &recs)?;
         }

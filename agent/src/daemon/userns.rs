@@ -52,7 +52,7 @@ impl Settings {
 pub fn choose(s: &Settings, root: &Path, mode: Option<&str>, privileged: bool, copy: bool, existing: &[Record]) -> Result<Option<IdMap>> {
     let size = match mode {
         Some(m) => userns::parse_mode(m)?,
-        None if s.remap && !privileged => Some(userns::DEFAULT_SIZE),
+        None if s.remap => Some(userns::DEFAULT_SIZE),
         None => None,
     };
     let Some(size) = size else { return Ok(None) };
