@@ -172,6 +172,21 @@ suite() {
         if has "^Seccomp:[[:space:]]*0$"; then pass "filtered; unconfined on request"; else fail "seccomp=unconfined still filtered (exit $rc)"; fi
     else fail "expected Seccomp: 2, file I/O working and unshare -U refused (exit $rc)"; fi
 
+    check "--userns=auto (root mapped to a range of its own; id-mapped layers) or its documented error"
+    # `berth check` says whether this kernel can; run must agree: work, or refuse with exit 125
+    # and the reason, creating nothing.
+    b check; uline=$(grep "^User namespaces" "$OUT")
+    b run --rm --userns auto "$IMG" sh -c 'cat /proc/self/uid_map; stat -c %u /bin/busybox; touch /x && echo wrote'
+    case "$uline" in
+    *"available, with id-mapped overlay layers."*)
+        if [ "$rc" = 0 ] && grep -Eq "^ *0 +1000000000 +65536$" "$OUT" && has "^0$" && has "^wrote$"; then pass "mapped to 1000000000, layers root's inside"
+        else fail "check says available ($uline) but run: exit $rc"; fi ;;
+    *unavailable*)
+        if [ "$rc" = 125 ] && has "userns=auto: "; then pass "unavailable here, refused: $(head -n 1 "$OUT")"
+        else fail "check says unavailable ($uline) but run: exit $rc"; fi ;;
+    *) fail "no user namespace line in berth check: $uline" ;;
+    esac
+
     check "--device on cgroup v2 (eBPF device filter)"
     # /dev/kmsg (c 1:11) is not in the default list: a node made inside the container (CAP_MKNOD)
     # cannot be opened; passed read-only it reads but refuses writes; a cgroup rule or

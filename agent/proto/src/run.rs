@@ -97,7 +97,7 @@ pub const RUN_FLAGS: &[(Opt, Setter)] = &[
         opt("device-cgroup-rule", None, Some("list"), "Add a rule to the cgroup allowed devices list ('c 89:* rwm')"),
         set!(device_cgroup_rules, list),
     ),
-    (opt("userns", None, Some("string"), "User namespace to use: host (the only mode so far)"), userns),
+    (opt("userns", None, Some("string"), "User namespace to use: host, auto or auto:size=N (a range of host IDs of its own)"), userns),
     (opt("restart", None, Some("string"), "Restart policy: no, on-failure[:max-retries], always, unless-stopped"), set!(restart, string)),
     (opt("health-cmd", None, Some("string"), "Command to run to check health"), set!(health_cmd, string)),
     (
@@ -251,13 +251,10 @@ fn seccomp_profile(v: &str) -> Result<String, CliError> {
     Ok(text)
 }
 
-fn userns(_: &mut RunOptions, m: &Matches, name: &'static str) -> Result<(), CliError> {
+fn userns(o: &mut RunOptions, m: &Matches, name: &'static str) -> Result<(), CliError> {
     if let Some(u) = m.value(name) {
-        if u != "host" {
-            // Remapping needs idmapped mounts of the shared layers (the layer store is owned by
-            // host root); until then say so instead of running with a weaker isolation.
-            return Err(op_err(format!("--userns={u} is not supported: only --userns=host")));
-        }
+        berth_runtime::userns::parse_mode(u).map_err(|e| op_err(e.to_string()))?;
+        o.userns = Some(u.to_string());
     }
     Ok(())
 }

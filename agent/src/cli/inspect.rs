@@ -70,6 +70,7 @@ pub fn container_json(ctx: &Ctx, r: &Record) -> Value {
             "MemoryReservation": s.resources.memory_reservation.unwrap_or(0), "PidsLimit": s.resources.pids_limit,
             "NanoCpus": s.resources.cpus.map_or(0, |c| (c * 1e9) as i64), "CpuShares": s.resources.cpu_shares.unwrap_or(0),
             "SecurityOpt": s.no_new_privs.then(|| "no-new-privileges".to_string()).into_iter().chain(s.seccomp.security_opt()).collect::<Vec<_>>(),
+            "UsernsMode": crate::daemon::userns::mode(s.userns.as_ref()),
             "Ulimits": s.ulimits.iter().map(|u| json!({"Name": u.name, "Soft": u.soft, "Hard": u.hard})).collect::<Vec<_>>(),
             "LogConfig": {"Type": if r.log.enabled { "local" } else { "none" }, "Config": {"max-size": r.log.max_size.to_string(), "max-file": r.log.max_files.to_string()}},
         },

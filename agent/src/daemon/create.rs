@@ -370,6 +370,7 @@ pub fn resolve(root: &Path, store: &Store, cgroups: &Cgroups, o: &RunOptions, ex
             Some("unconfined") => Seccomp::Unconfined,
             Some(json) => Seccomp::parse(json)?,
         },
+        userns: None,
     };
     let _ = cgroups;
     let record = Record {

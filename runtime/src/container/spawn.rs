@@ -257,6 +257,15 @@ fn intermediate(l: &Launch, filter: &Filter, report: RawFd) -> ! {
     if l.spec.net == Net::None || !l.attach.is_empty() {
         flags |= libc::CLONE_NEWNET;
     }
+    // `--userns=auto`: the namespace is made (maps written) here, in the host's pid namespace,
+    // where the helper's pid names it in /proc; pid 1 enters it once its mounts are made.
+    let userns = match &l.spec.userns {
+        Some(m) => match crate::userns::create(m) {
+            Ok(fd) => Some(fd),
+            Err(e) => fail(report, 125, &e.to_string()),
+        },
+        None => None,
+    };
     // The bridge side of the veth pairs is made from the namespace we leave.
     let host_nl = match l.attach.is_empty() {
         true => None,
@@ -285,8 +294,9 @@ fn intermediate(l: &Launch, filter: &Filter, report: RawFd) -> ! {
         fail(report, 125, &format!("fork: {}", io::Error::last_os_error()));
     }
     if pid == 0 {
-        container_init(l, filter, stdio, report);
+        container_init(l, filter, stdio, report, userns.as_ref().map(AsRawFd::as_raw_fd));
     }
+    drop(userns);
     send(report, b'P', &pid.to_le_bytes());
     // Only the container may hold its ends of stdio: EOF on the logs (and on a foreground
     // client's terminal) must come when the container is gone.
@@ -439,7 +449,7 @@ fn hide_from_container() {
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
 }
 
-fn container_init(l: &Launch, filter: &Filter, stdio: [RawFd; 3], report: RawFd) -> ! {
+fn container_init(l: &Launch, filter: &Filter, stdio: [RawFd; 3], report: RawFd, userns: Option<RawFd>) -> ! {
     hide_from_container();
     reset_signals();
     // The container joins its cgroup itself, so the monitor stays outside it.
@@ -450,20 +460,21 @@ fn container_init(l: &Launch, filter: &Filter, stdio: [RawFd; 3], report: RawFd)
     if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
         fail(report, 125, &format!("create mount namespace: {}", io::Error::last_os_error()));
     }
-    let report = match wire_stdio(stdio, report) {
+    let report = match wire_stdio(stdio, report, userns) {
         Ok(fd) => fd,
         Err(e) => fail(report, 125, &e.to_string()),
     };
     install_panic_report(report);
-    match setup(l, filter, report) {
+    match setup(l, filter, report, userns) {
         Err(e) => fail(report, e.code, &e.msg),
         // exec does not return on success
         Ok(()) => fail(report, 125, "container setup returned without exec"),
     }
 }
 
-/// Puts the given descriptors on 0, 1, 2 and closes everything else but `keep`.
-fn wire_stdio(stdio: [RawFd; 3], keep: RawFd) -> Result<RawFd> {
+/// Puts the given descriptors on 0, 1, 2 and closes everything else but `keep` (returned under
+/// a new number) and `also` (close-on-exec descriptors the setup still needs).
+fn wire_stdio(stdio: [RawFd; 3], keep: RawFd, also: Option<RawFd>) -> Result<RawFd> {
     // SAFETY: descriptor juggling on fds this process owns. The report pipe first moves above
     // any of the stdio numbers so dup2 cannot clobber it.
     unsafe {
@@ -477,14 +488,24 @@ fn wire_stdio(stdio: [RawFd; 3], keep: RawFd) -> Result<RawFd> {
                 return Err(Error::io("set up stdio", io::Error::last_os_error()));
             }
         }
-        close_other_fds(&[0, 1, 2, keep]);
+        let mut open = vec![0, 1, 2, keep];
+        open.extend(also);
+        close_other_fds(&open);
         Ok(keep)
     }
 }
 
-fn setup(l: &Launch, filter: &Filter, report: RawFd) -> std::result::Result<(), StartError> {
+fn setup(l: &Launch, filter: &Filter, report: RawFd, userns: Option<RawFd>) -> std::result::Result<(), StartError> {
     let spec = l.spec;
-    rootfs::build(&l.layout, spec)?;
+    let mapped = userns.zip(spec.userns);
+    rootfs::build(&l.layout, spec, mapped)?;
+    if mapped.is_some() && spec.net != Net::Host && l.join_net.is_none() {
+        // Docker's defaults for a container's own network namespace; under a user namespace
+        // they are what lets its root bind ports below 1024 and ping (that namespace is the
+        // host user namespace's, where the container holds no capability).
+        let _ = std::fs::write("/proc/sys/net/ipv4/ip_unprivileged_port_start", "0");
+        let _ = std::fs::write("/proc/sys/net/ipv4/ping_group_range", "0 2147483647");
+    }
     if spec.net == Net::None {
         rootfs::loopback_up()?;
     }
@@ -499,6 +520,13 @@ fn setup(l: &Launch, filter: &Filter, report: RawFd) -> std::result::Result<(), 
         }
     }
     set_rlimits(spec)?;
+    if let Some(ns) = userns {
+        // Last, after every mount and host-privileged step: from here on this process is the
+        // root of its user namespace only.
+        crate::userns::enter(ns)?;
+        // SAFETY: closes our copy of the namespace descriptor; nothing else uses it.
+        unsafe { libc::close(ns) };
+    }
     if spec.no_new_privs {
         // SAFETY: prctl with constant arguments.
         if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
@@ -690,6 +718,15 @@ pub fn exec_in(l: &ExecLaunch) -> std::result::Result<Started, StartError> {
         let f = std::fs::File::open(&p).map_err(|e| StartError { code: 125, msg: format!("container is not running ({p}: {e})") })?;
         ns.push((f, flag));
     }
+    // Under `--userns=auto` the process enters the container's user namespace last (as its pid 1
+    // did), after joining the others while still privileged over them.
+    let userns = match l.spec.userns {
+        Some(_) => {
+            let p = format!("/proc/{}/ns/user", l.target);
+            Some(std::fs::File::open(&p).map_err(|e| StartError { code: 125, msg: format!("container is not running ({p}: {e})") })?)
+        }
+        None => None,
+    };
     // The cgroup files are opened here: inside the container's mount namespace there is no
     // /sys/fs/cgroup to open them by path.
     let mut procs = Vec::new();
@@ -704,7 +741,7 @@ pub fn exec_in(l: &ExecLaunch) -> std::result::Result<Started, StartError> {
     }
     if pid == 0 {
         drop(rd);
-        exec_waiter(l, &filter, &ns, &procs, wr.as_raw_fd())
+        exec_waiter(l, &filter, &ns, &procs, userns.as_ref().map(AsRawFd::as_raw_fd), wr.as_raw_fd())
     }
     drop(wr);
     drop(ns);
@@ -719,13 +756,21 @@ pub fn exec_in(l: &ExecLaunch) -> std::result::Result<Started, StartError> {
     Ok(Started { pid: child, monitor: pid })
 }
 
-fn exec_waiter(l: &ExecLaunch, filter: &Filter, ns: &[(std::fs::File, libc::c_int)], procs: &[std::fs::File], report: RawFd) -> ! {
+fn exec_waiter(
+    l: &ExecLaunch,
+    filter: &Filter,
+    ns: &[(std::fs::File, libc::c_int)],
+    procs: &[std::fs::File],
+    userns: Option<RawFd>,
+    report: RawFd,
+) -> ! {
     reset_signals();
     install_panic_report(report);
     let mut keep = vec![0, 1, 2, report];
     keep.extend(l.stdio);
     keep.extend(ns.iter().map(|(f, _)| f.as_raw_fd()));
     keep.extend(procs.iter().map(|f| f.as_raw_fd()));
+    keep.extend(userns);
     close_other_fds(&keep);
     for (f, flag) in ns {
         // SAFETY: setns on namespace descriptors we opened; the mount namespace comes last, as
@@ -751,7 +796,12 @@ fn exec_waiter(l: &ExecLaunch, filter: &Filter, ns: &[(std::fs::File, libc::c_in
                 fail(report, 125, &format!("join the container's cgroup: {e}"));
             }
         }
-        let report = match wire_stdio(l.stdio, report) {
+        if let Some(fd) = userns {
+            if let Err(e) = crate::userns::enter(fd) {
+                fail(report, 125, &e.to_string());
+            }
+        }
+        let report = match wire_stdio(l.stdio, report, None) {
             Ok(fd) => fd,
             Err(e) => fail(report, 125, &e.to_string()),
         };

@@ -110,6 +110,10 @@ pub struct Spec {
     /// The system call filter, compiled at every start (and for every `exec`) for the
     /// container's capabilities; `--privileged` runs unconfined whatever this says.
     pub seccomp: Seccomp,
+    /// `--userns=auto`: the host IDs the container's root and users are (the range is taken for
+    /// as long as this record exists); None runs in the host's user namespace.
+    #[serde(default)]
+    pub userns: Option<crate::userns::IdMap>,
 }
 
 /// `--security-opt seccomp=...`: the record keeps the profile's text (small), not the filter.
