@@ -227,9 +227,9 @@ fn bad_files_are_refused_before_anything_runs() {
         ("size", big, "over the 1048576 byte limit"),
         ("image", "services:\n  a: {image: 'nosuchimage:1'}\n".into(), "image nosuchimage:1 is not on this device"),
         (
-            "not yet",
-            "services:\n  a:\n    image: busybox\n    sysctls: {net.core.somaxconn: '1024'}\n".into(),
-            "line 2 column 3: services.a: sysctls are not supported yet",
+            "sysctl",
+            "services:\n  a:\n    image: busybox\n    network_mode: host\n    sysctls: {net.core.somaxconn: '1024'}\n".into(),
+            "sysctl \"net.core.somaxconn\" not allowed in host network namespace",
         ),
         (
             "external",
@@ -503,6 +503,7 @@ services:
     command: ["sleep", "1000"]
     networks: [back, lan]
     extra_hosts: ["router:10.232.0.2"]
+    sysctls: {net.core.somaxconn: "1024"}
     stop_grace_period: 1s
   alone:
     image: busybox
@@ -521,7 +522,7 @@ networks:
 /// Compose networks end to end, with the agent in a network namespace the test made (its
 /// bridges and rules live and die there): the project's default network and a declared one,
 /// service names and aliases through berth's DNS, a fixed address, a published port reached from
-/// an outside namespace, `extra_hosts`, an external network joined and left alone by `down`,
+/// an outside namespace, `extra_hosts`, `sysctls`, an external network joined and left alone by `down`,
 /// and `up` after an edit of a network re-creating it with the containers on it.
 #[test]
 fn networks_names_aliases_ports_and_down() {
@@ -568,6 +569,11 @@ fn networks_names_aliases_ports_and_down() {
     // extra_hosts.
     let (hosts, _) = compose_ok(&a, &dir, &["exec", "-T", "client", "cat", "/etc/hosts"]);
     assert!(hosts.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["10.232.0.2", "router"]), "{hosts}");
+    // sysctls, in the container's network namespace only.
+    let (somaxconn, _) = compose_ok(&a, &dir, &["exec", "-T", "client", "cat", "/proc/sys/net/core/somaxconn"]);
+    assert_eq!(somaxconn.trim(), "1024");
+    let (web_somaxconn, _) = compose_ok(&a, &dir, &["exec", "-T", "web", "cat", "/proc/sys/net/core/somaxconn"]);
+    assert_ne!(web_somaxconn.trim(), "1024");
     // The published port, from the outside namespace.
     assert_eq!(outside.tcp_get(&format!("{BOARD}:8080")).unwrap(), "web\n");
 

@@ -195,10 +195,9 @@ const SUBCOMMANDS: &[(&str, &Cmd, Sub)] = &[
     ("up", &UP, up),
 ];
 
-/// What berth's engine can do of Compose today: bridge networks with DNS and aliases, published
-/// ports, DNS options. Sysctls (`run` has no `--sysctl` yet) are refused with "not supported yet"
-/// and the line that asks for them.
-const SUPPORT: Support = Support { networks: true, publish: true, dns: true, sysctls: false };
+/// What berth's engine can do of Compose: bridge networks with DNS and aliases, published ports,
+/// DNS options, namespaced sysctls.
+const SUPPORT: Support = Support { networks: true, publish: true, dns: true, sysctls: true };
 
 /// The loaded project and what the commands need around it.
 pub struct App {

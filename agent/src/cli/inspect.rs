@@ -71,6 +71,7 @@ pub fn container_json(ctx: &Ctx, r: &Record) -> Value {
             "NanoCpus": s.resources.cpus.map_or(0, |c| (c * 1e9) as i64), "CpuShares": s.resources.cpu_shares.unwrap_or(0),
             "SecurityOpt": s.no_new_privs.then(|| "no-new-privileges".to_string()).into_iter().chain(s.seccomp.security_opt()).collect::<Vec<_>>(),
             "Ulimits": s.ulimits.iter().map(|u| json!({"Name": u.name, "Soft": u.soft, "Hard": u.hard})).collect::<Vec<_>>(),
+            "Sysctls": (if s.sysctls.is_empty() { Value::Null } else { json!(s.sysctls.iter().cloned().collect::<std::collections::BTreeMap<String, String>>()) }),
             "LogConfig": {"Type": if r.log.enabled { "local" } else { "none" }, "Config": {"max-size": r.log.max_size.to_string(), "max-file": r.log.max_files.to_string()}},
         },
         "Mounts": mounts,

@@ -484,6 +484,12 @@ fn wire_stdio(stdio: [RawFd; 3], keep: RawFd) -> Result<RawFd> {
 
 fn setup(l: &Launch, filter: &Filter, report: RawFd) -> std::result::Result<(), StartError> {
     let spec = l.spec;
+    // Through the agent's /proc, still mounted here: a /proc/sys file acts on the namespaces of
+    // the process that writes it, which are already the container's (network, IPC).
+    for (k, v) in &spec.sysctls {
+        let path = format!("/proc/sys/{}", k.replace('.', "/"));
+        std::fs::write(&path, v).map_err(|e| Error::io(format!("set sysctl {k}={v} ({path})"), e))?;
+    }
     rootfs::build(&l.layout, spec)?;
     if spec.net == Net::None {
         rootfs::loopback_up()?;
