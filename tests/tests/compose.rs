@@ -574,6 +574,12 @@ fn networks_names_aliases_ports_and_down() {
     assert_eq!(somaxconn.trim(), "1024");
     let (web_somaxconn, _) = compose_ok(&a, &dir, &["exec", "-T", "web", "cat", "/proc/sys/net/core/somaxconn"]);
     assert_ne!(web_somaxconn.trim(), "1024");
+    // ps shows the published port, as Compose.
+    let (ps, _) = compose_ok(&a, &dir, &["ps"]);
+    assert!(ps.lines().any(|l| l.starts_with("netapp-web-1 ") && l.ends_with("0.0.0.0:8080->80/tcp")), "{ps}");
+    let (ps, _) = compose_ok(&a, &dir, &["ps", "--format", "json", "web"]);
+    let v: serde_json::Value = serde_json::from_str(ps.trim()).unwrap_or_else(|e| panic!("ps json: {e}\n{ps}"));
+    assert_eq!(v["Publishers"], serde_json::json!([{"URL": "0.0.0.0", "TargetPort": 80, "PublishedPort": 8080, "Protocol": "tcp"}]));
     // The published port, from the outside namespace.
     assert_eq!(outside.tcp_get(&format!("{BOARD}:8080")).unwrap(), "web\n");
 

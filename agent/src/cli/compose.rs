@@ -744,6 +744,7 @@ fn ps(ctx: &Ctx, app: &App, m: &Matches) -> Result<i32, CliError> {
         return Ok(0);
     }
     let command = |r: &Record| format!("\"{}\"", r.spec.args.join(" "));
+    let nets = NetStore::open(&ctx.root).and_then(|s| s.list()).unwrap_or_default();
     match m.value("format") {
         None | Some("table") => {
             let rows: Vec<Vec<String>> = recs
@@ -756,7 +757,7 @@ fn ps(ctx: &Ctx, app: &App, m: &Matches) -> Result<i32, CliError> {
                         service_of(r).to_string(),
                         human_ago(r.created),
                         status_text(ctx, r),
-                        String::new(),
+                        super::network::ps_ports(&ctx.root, &nets, &r.id),
                     ]
                 })
                 .collect();
@@ -769,7 +770,7 @@ fn ps(ctx: &Ctx, app: &App, m: &Matches) -> Result<i32, CliError> {
                 let v = serde_json::json!({
                     "ID": r.id, "Name": r.name, "Image": r.image, "Command": command(r), "Project": app.name(),
                     "Service": service_of(r), "State": state_name(r), "Status": status_text(ctx, r), "Health": health,
-                    "ExitCode": exit, "Publishers": [], "Labels": r.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
+                    "ExitCode": exit, "Publishers": publishers(&nets, &r.id), "Labels": r.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
                 });
                 writeln!(out, "{v}").map_err(w)?;
             }
@@ -777,6 +778,19 @@ fn ps(ctx: &Ctx, app: &App, m: &Matches) -> Result<i32, CliError> {
         Some(f) => return Err(op_err(format!("unsupported format {f:?} (table, json)"))),
     }
     Ok(0)
+}
+
+/// `ps --format json`'s `Publishers`, as Compose v2 prints them.
+fn publishers(nets: &[berth_runtime::net::network::Network], id: &str) -> Vec<serde_json::Value> {
+    berth_runtime::net::docker::published(nets, id)
+        .iter()
+        .map(|p| {
+            serde_json::json!({
+                "URL": p.host_ip.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED).to_string(),
+                "TargetPort": p.container_port, "PublishedPort": p.host_port, "Protocol": p.proto.to_string(),
+            })
+        })
+        .collect()
 }
 
 fn each(
