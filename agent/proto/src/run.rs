@@ -79,6 +79,10 @@ pub const RUN_FLAGS: &[(Opt, Setter)] = &[
     (opt("cap-drop", None, Some("list"), "Drop Linux capabilities"), set!(cap_drop, list)),
     (opt("security-opt", None, Some("list"), "Security options (no-new-privileges, seccomp=PROFILE.json|unconfined)"), security_opt),
     (opt("ulimit", None, Some("ulimit"), "Ulimit options (name=soft[:hard])"), set!(ulimits, list)),
+    (
+        opt("sysctl", None, Some("list"), "Sysctl options (NAME=VALUE: net.*, kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*)"),
+        set!(sysctls, list),
+    ),
     (opt("label", Some('l'), Some("list"), "Set meta data on a container"), set!(labels, list)),
     (opt("stop-signal", None, Some("string"), "Signal to stop the container"), set!(stop_signal, string)),
     (opt("stop-timeout", None, Some("int"), "Timeout (in seconds) to stop a container"), set!(stop_timeout, num)),

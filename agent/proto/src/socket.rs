@@ -76,6 +76,8 @@ pub struct RunOptions {
     pub dns_options: Vec<String>,
     pub add_hosts: Vec<String>,
     pub links: Vec<String>,
+    /// `--sysctl NAME=VALUE` as given (checked by the agent: namespaced ones only).
+    pub sysctls: Vec<String>,
 }
 
 /// `berth network ...` commands that change something (done by the agent, in its namespace).

@@ -72,6 +72,7 @@ pub fn container_json(ctx: &Ctx, r: &Record) -> Value {
             "SecurityOpt": s.no_new_privs.then(|| "no-new-privileges".to_string()).into_iter().chain(s.seccomp.security_opt()).collect::<Vec<_>>(),
             "UsernsMode": crate::daemon::userns::mode(s.userns.as_ref()),
             "Ulimits": s.ulimits.iter().map(|u| json!({"Name": u.name, "Soft": u.soft, "Hard": u.hard})).collect::<Vec<_>>(),
+            "Sysctls": (if s.sysctls.is_empty() { Value::Null } else { json!(s.sysctls.iter().cloned().collect::<std::collections::BTreeMap<String, String>>()) }),
             "LogConfig": {"Type": if r.log.enabled { "local" } else { "none" }, "Config": {"max-size": r.log.max_size.to_string(), "max-file": r.log.max_files.to_string()}},
         },
         "Mounts": mounts,

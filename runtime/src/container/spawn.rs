@@ -498,14 +498,21 @@ fn wire_stdio(stdio: [RawFd; 3], keep: RawFd, also: Option<RawFd>) -> Result<Raw
 fn setup(l: &Launch, filter: &Filter, report: RawFd, userns: Option<RawFd>) -> std::result::Result<(), StartError> {
     let spec = l.spec;
     let mapped = userns.zip(spec.userns);
-    rootfs::build(&l.layout, spec, mapped)?;
     if mapped.is_some() && spec.net != Net::Host && l.join_net.is_none() {
         // Docker's defaults for a container's own network namespace; under a user namespace
         // they are what lets its root bind ports below 1024 and ping (that namespace is the
-        // host user namespace's, where the container holds no capability).
+        // host user namespace's, where the container holds no capability). Before `--sysctl`,
+        // which may override them.
         let _ = std::fs::write("/proc/sys/net/ipv4/ip_unprivileged_port_start", "0");
         let _ = std::fs::write("/proc/sys/net/ipv4/ping_group_range", "0 2147483647");
     }
+    // Through the agent's /proc, still mounted here: a /proc/sys file acts on the namespaces of
+    // the process that writes it, which are already the container's (network, IPC).
+    for (k, v) in &spec.sysctls {
+        let path = format!("/proc/sys/{}", k.replace('.', "/"));
+        std::fs::write(&path, v).map_err(|e| Error::io(format!("set sysctl {k}={v} ({path})"), e))?;
+    }
+    rootfs::build(&l.layout, spec, mapped)?;
     if spec.net == Net::None {
         rootfs::loopback_up()?;
     }
