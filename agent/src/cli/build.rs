@@ -27,6 +27,7 @@ use super::{op_err, CliError, Ctx};
 const BUILD_OPTS: &[Opt] = &[
     opt("build-arg", None, Some("list"), "Set build-time variables"),
     opt("file", Some('f'), Some("string"), "Name of the Dockerfile (default: \"PATH/Dockerfile\")"),
+    opt("iidfile", None, Some("string"), "Write the image ID to the file"),
     opt("label", None, Some("list"), "Set metadata for an image"),
     opt("network", None, Some("string"), "Set the networking mode for the RUN instructions during build (bridge, host, none)"),
     opt("no-cache", None, None, "Do not use cache when building the image"),
@@ -243,6 +244,10 @@ pub fn build(ctx: &Ctx, m: &Matches) -> std::result::Result<i32, CliError> {
     let mut err = io::stderr().lock();
     let out: &mut dyn Write = if quiet { &mut sink } else { &mut err };
     let id = exec::build(&store, &req, &mut runner, out)?;
+    if let Some(f) = m.value("iidfile") {
+        // As Docker's: the ID alone, no newline.
+        berth_runtime::fsutil::atomic_write(Path::new(f), id.to_string().as_bytes())?;
+    }
     if quiet {
         println!("{id}");
     }

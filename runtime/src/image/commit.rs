@@ -257,7 +257,8 @@ impl Store {
         let db = self.db()?;
         let mut size: u64 = unpacked.iter().map(|(_, n, _)| *n).sum();
         // The new layer may already be in the store (the same changes committed twice): counted once.
-        size += layers.iter().filter(|d| !unpacked.iter().any(|(u, _, _)| u == *d)).filter_map(|d| db.layer(d)).map(|l| l.size).sum::<u64>();
+        size +=
+            layers.iter().filter(|d| !unpacked.iter().any(|(u, _, _)| u == *d)).filter_map(|d| db.layer(d)).map(|l| l.size).sum::<u64>();
         let rec = ImageRecord {
             id: id.clone(),
             tags: Vec::new(),
