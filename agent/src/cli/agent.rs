@@ -92,7 +92,14 @@ fn update_settings(
         return Err(op_err(format!("invalid topic root {topic:?}")));
     }
     let max_size = cfg.update.max_size.as_deref().map(berth_runtime::cgroup::parse_size).transpose()?.map(|s| s as u64);
-    let settings = crate::daemon::update::manager::Settings { device, groups, keys, topic, max_size };
+    let settings = crate::daemon::update::manager::Settings {
+        device,
+        groups,
+        keys,
+        topic,
+        max_size,
+        config: m.value("config").map(std::path::PathBuf::from),
+    };
     if brokers.is_empty() {
         return Ok((settings, None));
     }

@@ -102,6 +102,22 @@ async fn load<L: Ledger, C: Containers>(upd: &RefCell<L>, sup: &C, a: &Active) -
     let dir = super::journal::dir(&root).join(&a.id);
     let data = super::transfer::data_path(&dir);
     let o = berth_proto::run::parse_run_words(&a.run).map_err(Error::invalid)?;
+    let pull = super::journal::pull_path(&dir);
+    if let Ok(reference) = std::fs::read_to_string(&pull) {
+        // `fleet push --pull`: the store checks every blob against the signed digest, and a
+        // pull interrupted by a crash resumes where its bytes stopped.
+        let errlog = dir.join("pull.err");
+        let config = upd.borrow().config_path();
+        let code = sup.pull(&root, reference.trim(), config.as_deref(), &errlog).await?;
+        if code != 0 {
+            let msg = std::fs::read_to_string(&errlog).unwrap_or_default();
+            let line = msg.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no message").trim().to_string();
+            return Ok(Next::Fail(format!("the image does not pull: {line}")));
+        }
+        let id = sup.image_id(&o.image).map_err(|e| Error::invalid(format!("pulled {}, but {e}", reference.trim())))?;
+        let _ = std::fs::remove_file(&pull);
+        return Ok(Next::Step(Step::Loaded, Box::new(move |a| a.image_id = Some(id))));
+    }
     if !data.exists() {
         // Loaded before an interruption (the tarball goes once the image is in the store).
         let id = sup.image_id(&o.image).map_err(|e| Error::invalid(format!("the update's tarball is gone and {e}")))?;

@@ -208,6 +208,17 @@ impl Containers for Fake {
         w.images.insert(image, id);
         Ok(0)
     }
+    async fn pull(&self, _root: &Path, reference: &str, _config: Option<&Path>, errlog: &Path) -> Result<i32> {
+        let mut w = self.0.borrow_mut();
+        w.tick()?;
+        if w.unloadable.contains(&reference.to_string()) {
+            std::fs::write(errlog, "Error: manifest unknown\n").map_err(|e| Error::io("write errlog", e))?;
+            return Ok(1);
+        }
+        let id = format!("sha256:{}", reference.rsplit_once(':').map_or("", |(_, h)| h));
+        w.images.insert(reference.to_string(), id);
+        Ok(0)
+    }
 }
 
 /// The journal's owner: writes go to `root` unless the world has crashed.
@@ -378,6 +389,40 @@ fn an_image_that_does_not_load_fails_and_changes_nothing() {
     let o = l.borrow().outcomes.clone();
     assert_eq!((o.len(), o[0].result.as_str()), (1, "failed"));
     assert!(o[0].reason.contains("not an image archive"), "{}", o[0].reason);
+    assert_eq!(format!("{:?}", w.borrow().ctrs), format!("{before:?}"), "the old container was not touched");
+}
+
+/// `fleet push --pull`: the update dir holds the reference instead of a tarball.
+fn pull_world(root: &Path, reference: &str) -> Rc<RefCell<World>> {
+    let w = deploy_world(root, reference);
+    let dir = journal::dir(root).join("u1");
+    std::fs::remove_file(super::transfer::data_path(&dir)).unwrap();
+    std::fs::write(journal::pull_path(&dir), reference).unwrap();
+    w
+}
+
+#[test]
+fn a_deploy_by_pull_commits_and_a_failed_pull_changes_nothing() {
+    let reference = format!("reg.lan/app@sha256:{}", "d".repeat(64));
+    let root = Root::new("pull");
+    let w = pull_world(&root.0, &reference);
+    let l = ledger(&root.0, &w);
+    run_drive(&l, &w);
+    let o = l.borrow().outcomes.clone();
+    assert_eq!((o.len(), o[0].result.as_str()), (1, "committed"), "{o:?}");
+    assert_eq!(o[0].image, format!("sha256:{}", "d".repeat(64)));
+    assert_settled(&root.0, &w.borrow(), &reference, &o[0]);
+    assert!(!journal::pull_path(&journal::dir(&root.0).join("u1")).exists(), "the update dir goes");
+
+    let root = Root::new("nopull");
+    let w = pull_world(&root.0, &reference);
+    w.borrow_mut().unloadable.push(reference.clone());
+    let before = w.borrow().ctrs.clone();
+    let l = ledger(&root.0, &w);
+    run_drive(&l, &w);
+    let o = l.borrow().outcomes.clone();
+    assert_eq!((o.len(), o[0].result.as_str()), (1, "failed"));
+    assert!(o[0].reason.contains("does not pull: Error: manifest unknown"), "{}", o[0].reason);
     assert_eq!(format!("{:?}", w.borrow().ctrs), format!("{before:?}"), "the old container was not touched");
 }
 

@@ -265,6 +265,7 @@ mod tests {
             groups: vec![],
             name: "app".into(),
             image: Some(ImageRef { size: data.len() as u64, sha256: hex(&wire::sha256(data)), chunk_size: chunk, topic: "t".into() }),
+            pull: None,
             run: vec!["x".into()],
             health_window: 1,
             keep: 1,
