@@ -76,7 +76,7 @@ for _ in $(seq 50); do mosquitto_pub -p "$port" -t bench/ping -m x 2>/dev/null &
 "$BERTH" fleet --mqtt "$url" keygen --out "$BENCH_TMP/key" >/dev/null
 start_agent() {
     "$BERTH" --root "$BENCH_TMP/dev" -H "unix://$BENCH_TMP/dev.sock" agent --mqtt "$url" --device-id bench-1 \
-        --trust "$BENCH_TMP/key.pub" 2>>"$BENCH_TMP/agent.log" &
+        --default-network host --trust "$BENCH_TMP/key.pub" 2>>"$BENCH_TMP/agent.log" &
     AGENT=$!
     for _ in $(seq 100); do
         [ "$(mosquitto_sub -p "$port" -t berth/v1/bench-1/status -C 1 -W 1 2>/dev/null)" = online ] && return 0
