@@ -376,6 +376,7 @@ impl Supervisor {
                 rootfs: &rootfs,
                 etc_dir: &etc,
                 copy: self.copy,
+                volatile: r.auto_remove,
             },
             cgroup: &cg,
             output,

@@ -126,6 +126,11 @@ pub struct Layout<'a> {
     pub etc_dir: &'a Path,
     /// `rootfs` already holds a merged copy of the layers (no overlayfs on this kernel).
     pub copy: bool,
+    /// The upper directory is thrown away with the container (`--rm`): overlayfs may skip
+    /// syncing it (`volatile`). Without that, the kernel syncs the whole file system holding the
+    /// upper directory when the container's mount namespace goes away, and the container's pid 1
+    /// is not reaped until that sync ends: most of a short `run --rm`'s time on a busy disk.
+    pub volatile: bool,
 }
 
 /// The user namespace the container will enter (`--userns=auto`) and its map.
@@ -195,7 +200,11 @@ pub fn build(l: &Layout, spec: &Spec, mapped: Mapped) -> Result<()> {
         if opts.len() >= 4000 {
             return Err(Error::invalid(format!("image has too many layers for one overlay mount ({})", l.layers.len())));
         }
-        mount("overlay", l.rootfs, "overlay", 0, &opts)?;
+        // Kernels before 5.10 do not know `volatile` (EINVAL): they get the plain mount.
+        let volatile = l.volatile && mount("overlay", l.rootfs, "overlay", 0, &format!("{opts},volatile")).is_ok();
+        if !volatile {
+            mount("overlay", l.rootfs, "overlay", 0, &opts)?;
+        }
     }
     let r = l.rootfs;
     let at = |p: &str| scoped_join(r, p);

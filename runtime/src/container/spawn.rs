@@ -11,6 +11,9 @@
 //! OOM kill never takes it. It reaps the container, copies its output into the size-capped log
 //! ring, writes the exit status to `<container dir>/exit` and exits with it. Should the agent
 //! die, containers keep running and logging; a new agent re-adopts them by the monitor's pid.
+//! Once the container runs, the monitor re-executes the berth binary as a monitor alone
+//! ([`MONITOR_ARG`]): a fork would keep a private copy of every page of the agent's heap that the
+//! agent writes later (copy-on-write), most of a monitor's memory.
 //! Namespaces come from unshare()+fork(), never clone() with CLONE_NEW* flags, which qemu-user
 //! rejects. Every failure in the children travels back over a close-on-exec pipe: end-of-file
 //! means the command was exec'd.
@@ -309,11 +312,67 @@ fn intermediate(l: &Launch, filter: &Filter, report: RawFd) -> ! {
     }
     // SAFETY: closing our end of the report pipe: the agent sees EOF once the container execs.
     unsafe { libc::close(report) };
-    let log = match &l.output {
-        Output::Log(cfg) => Some(Ring::new(l.dir, cfg.clone())),
+    let cfg = match &l.output {
+        Output::Log(cfg) => Some(cfg.clone()),
         Output::Passed(_) => None,
     };
-    monitor(pid, sfd, readers, log, Some(l.dir))
+    exec_monitor(pid, &sfd, readers.as_ref(), cfg.as_ref(), l.dir);
+    // The exec failed: this copy of the agent monitors (more memory, the same work).
+    monitor(pid, sfd, readers, cfg.map(|c| Ring::new(l.dir, c)), Some(l.dir))
+}
+
+/// The first argument of the berth binary run as a container's monitor, by the monitor itself.
+pub const MONITOR_ARG: &str = "__berth-monitor";
+
+/// Replaces this process (the container's parent: exec keeps the child, the signal mask and the
+/// signalfd) with a fresh berth that only monitors. Returns if the exec fails.
+fn exec_monitor(child: i32, sfd: &OwnedFd, readers: Option<&(OwnedFd, OwnedFd)>, log: Option<&LogConfig>, dir: &Path) {
+    let inherit = |fd: RawFd| {
+        // SAFETY: clears close-on-exec on a descriptor this process owns.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+        fd.to_string()
+    };
+    let (out, err) = match readers {
+        Some((o, e)) => (inherit(o.as_raw_fd()), inherit(e.as_raw_fd())),
+        None => ("-".to_string(), "-".to_string()),
+    };
+    let log = log.map_or("-".to_string(), |c| format!("{}:{}:{}", u8::from(c.enabled), c.max_size, c.max_files));
+    let args = ["berth-monitor".to_string(), MONITOR_ARG.to_string(), child.to_string(), inherit(sfd.as_raw_fd()), out, err, log];
+    let mut cargs: Vec<CString> = args.iter().filter_map(|a| CString::new(a.as_str()).ok()).collect();
+    let Ok(d) = CString::new(std::os::unix::ffi::OsStrExt::as_bytes(dir.as_os_str())) else { return };
+    cargs.push(d);
+    let mut argv: Vec<*const libc::c_char> = cargs.iter().map(|c| c.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    let envp: [*const libc::c_char; 1] = [std::ptr::null()];
+    // SAFETY: argv and envp are NULL-terminated arrays of NUL-terminated strings that outlive
+    // the call; execve returns only on failure.
+    unsafe { libc::execve(c"/proc/self/exe".as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+}
+
+/// The monitor run by [`exec_monitor`]: `args` are what follows [`MONITOR_ARG`].
+pub fn monitor_main(args: &[std::ffi::OsString]) -> ! {
+    // As the helpers before their exec: no core dumps or ptrace from the containers' side.
+    // SAFETY: PR_SET_DUMPABLE takes a plain integer.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0) };
+    let arg = |i: usize| args.get(i).and_then(|a| a.to_str());
+    let fd = |i: usize| -> Option<OwnedFd> {
+        let n: RawFd = arg(i)?.parse().ok()?;
+        // SAFETY: the descriptor was handed over by number across our own exec; nothing else in
+        // this fresh process owns it.
+        Some(unsafe { OwnedFd::from_raw_fd(n) })
+    };
+    let (Some(child), Some(sfd), Some(dir)) = (arg(0).and_then(|c| c.parse::<i32>().ok()), fd(1), args.get(5)) else {
+        // SAFETY: leaves at once; the agent then reports the missing exit status.
+        unsafe { libc::_exit(255) }
+    };
+    let readers = fd(2).zip(fd(3));
+    let log = arg(4).and_then(|c| {
+        let mut f = c.split(':');
+        let (e, size, files) = (f.next()?, f.next()?.parse().ok()?, f.next()?.parse().ok()?);
+        Some(LogConfig { enabled: e == "1", max_size: size, max_files: files })
+    });
+    let dir = PathBuf::from(dir);
+    monitor(child, sfd, readers, log.map(|c| Ring::new(&dir, c)), Some(&dir))
 }
 
 /// Makes the container's network interfaces in the namespace this process has just entered:
@@ -369,7 +428,9 @@ fn monitor(child: i32, sfd: OwnedFd, readers: Option<(OwnedFd, OwnedFd)>, mut lo
         Some((o, e)) => vec![Some(o), Some(e)],
         None => Vec::new(),
     };
-    let mut buf = vec![0u8; 64 * 1024];
+    // 16 KiB (conmon reads 8 KiB at a time): a 64 KiB buffer, zeroed, was a fifth of a monitor's
+    // own memory.
+    let mut buf = vec![0u8; 16 * 1024];
     let mut code = None;
     loop {
         let mut pfds = vec![libc::pollfd { fd: sfd.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
