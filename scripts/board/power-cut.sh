@@ -100,6 +100,33 @@ cut)
     esac
     while :; do sleep 1; done
     ;;
+wear)
+    # Flash wear (issue 18 item 5): bytes written to the disk, from the kernel's block statistics
+    # (/sys/block/vda/stat, field 7: 512-byte sectors written), for each kind of work. Each figure
+    # is measured between two settled points (sync, then 6 s for ext4's 5 s journal commit).
+    sw() { awk '{print $7}' /sys/block/vda/stat; }
+    settle() { sync; sleep 6; sync; }
+    per() { awk "BEGIN{printf \"%.0f\", ($2 - $1) * 512 / $3}"; }
+    i=0; while [ $i -lt 300 ]; do b inspect -f '{{.State.Running}}' app 2>/dev/null | grep -q true && break; sleep 0.1; i=$((i + 1)); done
+    settle; w0=$(sw); sleep 60; settle; w1=$(sw)
+    echo "POWERCUT-WEAR idle-agent-1-container bytes/hour $(per "$w0" "$w1" 1)x60"
+    w0=$(sw)
+    for i in 1 2 3 4 5; do b run -d --name "w$i" app:1 sleep 600 >/dev/null; b stop -t 1 "w$i" >/dev/null; b rm "w$i" >/dev/null; done
+    settle; w1=$(sw)
+    echo "POWERCUT-WEAR start+stop+rm bytes/container $(per "$w0" "$w1" 5)"
+    b run -d --name hc --health-cmd true --health-interval 1s app:1 sleep 600 >/dev/null
+    settle; w0=$(sw); sleep 60; settle; w1=$(sw)
+    echo "POWERCUT-WEAR health-check(1s,60s,idle-included) bytes/check $(per "$w0" "$w1" 60)"
+    b rm -f hc >/dev/null
+    for i in 1 2 3 4 5 6 7 8 9 10; do
+        b run -d --name "log$i" app:1 sh -c 'i=0; while :; do echo "line $i"; i=$((i+1)); sleep 1; done' >/dev/null
+    done
+    settle; w0=$(sw); sleep 120; settle; w1=$(sw)
+    echo "POWERCUT-WEAR idle-agent-10-containers-logging-1-line/s bytes/hour $(per "$w0" "$w1" 1)x30"
+    kill $AGENT; wait $AGENT
+    sync
+    exit 0
+    ;;
 check)
     # The app must come back by itself (restart policy); an interrupted update is finished by the
     # agent from its journal. Then the host says when its push ended.
