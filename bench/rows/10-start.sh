@@ -29,7 +29,7 @@ berth_agent_start "$BENCH_TMP/berth"
 mkdir -p "$tfs"
 mount -t tmpfs -o size=512m,mode=0700 bench-tmpfs "$tfs"
 tb load -q -i "$BENCH_WORK/busybox.tar" >/dev/null
-"$BERTH" --root "$tfs/root" -H "unix://$tfs/agent.sock" agent </dev/null >>"$BENCH_TMP/agent-tmpfs.log" 2>&1 &
+"$BERTH" --root "$tfs/root" -H "unix://$tfs/agent.sock" agent --default-network host </dev/null >>"$BENCH_TMP/agent-tmpfs.log" 2>&1 &
 tpid=$!
 for _ in $(seq 100); do tb ps -q >/dev/null 2>&1 && break; sleep 0.1; done
 tb ps -q >/dev/null || die "berth agent on tmpfs did not start: $(tail -n 2 "$BENCH_TMP/agent-tmpfs.log")"

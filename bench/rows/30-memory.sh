@@ -41,7 +41,7 @@ log "berth: 0: $b0 kB, 10: $b10 kB, 50: $b50 kB ($mon50 monitors)"
 # serves again with the 50 containers re-adopted
 kill -9 "$AGENT_PID"; wait "$AGENT_PID" 2>/dev/null || true
 s=$EPOCHREALTIME
-"$BERTH" --root "$BERTH_DIR/root" -H "unix://$BERTH_DIR/agent.sock" agent </dev/null >>"$BERTH_DIR/agent.log" 2>&1 &
+"$BERTH" --root "$BERTH_DIR/root" -H "unix://$BERTH_DIR/agent.sock" agent --default-network host </dev/null >>"$BERTH_DIR/agent.log" 2>&1 &
 AGENT_PID=$!
 for _ in $(seq 2000); do b events --until 0s >/dev/null 2>&1 && break; sleep 0.005; done
 readopt=$(awk -v s="$s" -v e="$EPOCHREALTIME" 'BEGIN { printf "%.0f", (e - s) * 1000 }')

@@ -3,7 +3,8 @@
 # (dist/berth-ARCH; bench/run rebuilds those older than the sources), one file holding the CLI, the
 # agent and the runtime. Peers: Debian's x86_64 binaries as installed (dynamically linked: the
 # shared libraries they need beyond glibc are counted in `how`, not in the figure). ARM peers are not
-# installed here, so the ARM builds are held against the budget in DESIGN.md (2 MB) instead.
+# installed here, so the ARM builds are held against the budget in DESIGN.md (2 MB) instead, and
+# their rows carry `top`: the ten largest contributors by crate (scripts/size-report).
 set -euo pipefail
 # shellcheck source=bench/lib.sh
 . "$BENCH_LIB"
@@ -46,11 +47,22 @@ peer "runc $(runc --version | awk 'NR==1 {print $3}')" /usr/sbin/runc
 peer "crun $(crun --version | awk 'NR==1 {print $3}')" /usr/bin/crun
 peer "podman $(podman --version | awk '{print $3}') + conmon" /usr/bin/podman /usr/bin/conmon
 peer "dockerd + containerd + shim" /usr/sbin/dockerd /usr/bin/containerd /usr/bin/containerd-shim-runc-v2
+# top FILE: the ten largest contributors by crate (scripts/size-report on the unstripped copy
+# dist/berth-ARCH.syms that scripts/xbuild keeps), one text: "1. ring 301.2 KiB (14.9%); 2. ...".
+# Each is also logged, so the run's output shows what each later feature costs.
+top() {
+    local syms=$1.syms
+    [ -f "$syms" ] || { echo "no $syms (scripts/xbuild keeps it): contributors unknown"; return; }
+    scripts/size-report "$syms" 10 | awk -F'\t' '$1 == "crate" { printf "%s%d. %s %.1f KiB (%s%%)", (n++ ? "; " : ""), $2, $3, $4 / 1024, $5 }'
+}
 for arch in aarch64 armhf; do
     f=dist/berth-$arch
     if [ -f "$f" ]; then
+        contributors=$(top "$f")
+        log "$arch: $(size "$f") bytes; largest by crate: $contributors"
         emit what="binary size, $arch" chart="binary size $arch, vs 2 MB budget" unit=MiB berth="$(mib "$(size "$f")")" peer_name="budget (DESIGN.md)" peer="$(mib 2000000)" \
-            how="$(state "$f"), static; not a peer: the 2 MB budget (aim 1.5 MB) for the ARM builds"
+            how="$(state "$f"), static, $(size "$f") bytes; not a peer: the 2 MB budget (aim 1.5 MiB) for the ARM builds" \
+            top="$contributors"
     else
         emit what="binary size, $arch" chart="binary size $arch, vs 2 MB budget" unit=MiB berth= peer_name="budget (DESIGN.md)" peer="$(mib 2000000)" how="" error="$f missing: scripts/xbuild $arch failed or was not run"
     fi

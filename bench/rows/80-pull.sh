@@ -115,7 +115,8 @@ def serve(c):
     head = b""
     while b"\r\n\r\n" not in head:
         d = c.recv(4096)
-        if not d:
+        if not d or (not head and d.startswith(b"\x16")):
+            # EOF, or a TLS ClientHello (berth tries HTTPS first on loopback): plain HTTP only.
             return c.close()
         head += d
     cut = 8_000_000 if b"/blobs/sha256:" in head.split(b"\r\n")[0] else 1 << 62

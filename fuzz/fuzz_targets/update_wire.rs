@@ -31,6 +31,7 @@ fn fixed() -> &'static (Manifest, Vec<PublicKey>) {
             groups: vec![],
             name: "app".into(),
             image: Some(ImageRef { size: 53, sha256: "0".repeat(64), chunk_size: 16, topic: "berth/v1/updates/x".into() }),
+            pull: None,
             run: vec!["--name".into(), "app".into(), "app:1".into()],
             health_window: 2,
             keep: 1,

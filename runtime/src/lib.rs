@@ -17,6 +17,7 @@ pub mod seccomp;
 pub mod selfexe;
 pub mod tarstream;
 pub mod timefmt;
+pub mod userns;
 pub mod volume;
 
 pub use error::{Error, IoContext, Kind, Result};

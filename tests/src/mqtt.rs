@@ -808,6 +808,7 @@ impl Crafted {
                 chunk_size: if chunk_size == 0 { DEFAULT_CHUNK } else { chunk_size },
                 topic: format!("berth/v1/updates/{id}"),
             }),
+            pull: None,
             run: run_args.iter().map(|a| a.to_string()).collect(),
             health_window: window,
             keep: 1,

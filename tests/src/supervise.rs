@@ -92,10 +92,12 @@ pub fn ppid(pid: u32) -> u32 {
     st.rsplit_once(") ").and_then(|(_, r)| r.split(' ').nth(1)).and_then(|p| p.parse().ok()).unwrap_or(0)
 }
 
-/// Live `berth-monitor` processes of this agent's root (a monitor is a fork of the agent: its
-/// command line names the root).
+/// Live `berth-monitor` processes of this agent's root (a monitor re-executes berth with its
+/// container's directory, `<root>/containers/<id>`, on its command line; one that could not is
+/// a fork of the agent, whose command line names the root).
 pub fn monitors(a: &Agent) -> BTreeSet<u32> {
     let root = s(a.root().path()).as_bytes().to_vec();
+    let containers = [root.as_slice(), b"/containers/"].concat();
     let mut out = BTreeSet::new();
     for e in fs::read_dir("/proc").expect("read /proc").flatten() {
         let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
@@ -103,7 +105,7 @@ pub fn monitors(a: &Agent) -> BTreeSet<u32> {
             continue;
         }
         let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        if cmdline.split(|b| *b == 0).any(|arg| arg == root.as_slice()) {
+        if cmdline.split(|b| *b == 0).any(|arg| arg == root.as_slice() || arg.starts_with(&containers)) {
             out.insert(pid);
         }
     }

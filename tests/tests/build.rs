@@ -415,7 +415,11 @@ fn build_targets_stdin_and_onbuild() {
     );
     a.ok(&["build", "-q", "--target", "one", "-t", "t:one", s(&ctx)]);
     assert_eq!(a.ok(&["run", "--rm", "t:one", "sh", "-c", "cat /one; ls /two 2>&1 || true"]), "one\nls: /two: No such file or directory\n");
-    a.ok(&["build", "-q", "-t", "t:two", s(&ctx)]);
+    let iid = ctx.join("iid");
+    let printed = a.ok(&["build", "-q", "--iidfile", s(&iid), "-t", "t:two", s(&ctx)]);
+    let written = std::fs::read_to_string(&iid).expect("--iidfile wrote the ID");
+    assert_eq!(written, printed.trim(), "--iidfile holds the ID -q prints, without a newline");
+    assert!(written.starts_with("sha256:") && written.len() == 71, "{written:?}");
     // The trigger runs in the image built FROM it, then is gone from its config.
     let out = a.cmd_in(&["build", "-q", "-t", "t:child", "-"], Stdin::Bytes(b"FROM t:two\nRUN cat /trig\n".to_vec()));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -30,7 +30,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use berth_tests::agent::{host_shared, Agent};
-use berth_tests::{make_temp_dir, require_root, s};
+use berth_tests::netns::{link, Netns};
+use berth_tests::{fixtures, make_temp_dir, require_root, s, Root};
 
 /// Runs `berth compose ARGS` in `dir`; (exit code, stdout, stderr).
 fn compose(a: &Agent, dir: &Path, args: &[&str]) -> (i32, String, String) {
@@ -226,9 +227,19 @@ fn bad_files_are_refused_before_anything_runs() {
         ("size", big, "over the 1048576 byte limit"),
         ("image", "services:\n  a: {image: 'nosuchimage:1'}\n".into(), "image nosuchimage:1 is not on this device"),
         (
-            "not yet",
-            "services:\n  a:\n    image: busybox\n    ports: ['8080:80']\n".into(),
-            "line 4 column 13: services.a.ports: publishing ports is not supported yet",
+            "sysctl",
+            "services:\n  a:\n    image: busybox\n    network_mode: host\n    sysctls: {net.core.somaxconn: '1024'}\n".into(),
+            "sysctl \"net.core.somaxconn\" not allowed in host network namespace",
+        ),
+        (
+            "external",
+            "services:\n  a: {image: busybox, networks: [x]}\nnetworks:\n  x: {external: true, name: nosuchnet}\n".into(),
+            "network nosuchnet declared as external, but could not be found",
+        ),
+        (
+            "driver",
+            "services:\n  a: {image: busybox}\nnetworks:\n  default: {driver: macvlan}\n".into(),
+            "line 4 column 3: networks.default: drivers other than bridge are not supported yet",
         ),
     ];
     for (what, text, want) in cases {
@@ -467,5 +478,213 @@ fn wait_restart_images_top_rm_and_foreground_up() {
     assert_eq!(a.inspect_f("fg-one-1", "{{.State.Status}}"), "exited");
     assert_eq!(a.inspect_f("fg-two-1", "{{.State.Status}}"), "exited");
     compose_ok(&a, &dir, &["down"]);
+    fs::remove_dir_all(dir.parent().unwrap_or(&dir)).ok();
+}
+
+/// The board's address on the link to the outside namespace, and the outside's.
+const BOARD: &str = "10.232.0.1";
+const OUTSIDE: &str = "10.232.0.2";
+
+const NET_APP: &str = r#"
+services:
+  web:
+    image: busybox
+    command: ["busybox", "nc", "-ll", "-p", "80", "-e", "echo", "web"]
+    networks:
+      default:
+      back:
+        aliases: [www]
+        ipv4_address: 10.96.0.10
+    ports: ["8080:80"]
+    expose: ["80"]
+    stop_grace_period: 1s
+  client:
+    image: busybox
+    command: ["sleep", "1000"]
+    networks: [back, lan]
+    extra_hosts: ["router:10.232.0.2"]
+    sysctls: {net.core.somaxconn: "1024"}
+    stop_grace_period: 1s
+  alone:
+    image: busybox
+    command: ["sleep", "1000"]
+    network_mode: none
+    stop_grace_period: 1s
+networks:
+  back:
+    ipam:
+      config: [{subnet: 10.96.0.0/24}]
+  lan:
+    external: true
+    name: shared-lan
+"#;
+
+/// Compose networks end to end, with the agent in a network namespace the test made (its
+/// bridges and rules live and die there): the project's default network and a declared one,
+/// service names and aliases through berth's DNS, a fixed address, a published port reached from
+/// an outside namespace, `extra_hosts`, `sysctls`, an external network joined and left alone by `down`,
+/// and `up` after an edit of a network re-creating it with the containers on it.
+#[test]
+fn networks_names_aliases_ports_and_down() {
+    let _g = host_shared();
+    require_root();
+    let board = Netns::new("cboard");
+    let outside = Netns::new("cout");
+    link(&board, &format!("{BOARD}/24"), &outside, &format!("{OUTSIDE}/24"));
+    let root = Root::new();
+    root.ok(&["load", "-q", "-i", s(&fixtures().busybox.path)]);
+    let a = Agent::start_in_netns(root, &board.path(), &[]);
+    a.ok(&["network", "create", "--subnet", "10.97.0.0/24", "shared-lan"]);
+    let dir = project_dir("netapp");
+    write(&dir, "compose.yaml", NET_APP);
+
+    let (_, err) = compose_ok(&a, &dir, &["up", "-d"]);
+    for want in ["Network netapp_back  Created", "Network netapp_default  Created", "Container netapp-client-1  Started"] {
+        assert!(err.contains(want), "{want:?} not in:\n{err}");
+    }
+    assert!(!err.contains("shared-lan  Created"), "{err}");
+    let labels = a.ok(&["network", "inspect", "-f", "{{json .Labels}}", "netapp_back"]);
+    assert!(
+        labels.contains("\"com.docker.compose.project\":\"netapp\"") && labels.contains("\"com.docker.compose.network\":\"back\""),
+        "{labels}"
+    );
+
+    // By service name, by alias, by container name; the fixed address.
+    let nc = |target: &str| compose(&a, &dir, &["exec", "-T", "client", "busybox", "nc", "-w", "3", target, "80"]);
+    for name in ["web", "www", "netapp-web-1", "10.96.0.10"] {
+        let (code, out, err) = nc(name);
+        assert_eq!((code, out.as_str()), (0, "web\n"), "client -> {name}: {err}");
+    }
+    let web = a.inspect("netapp-web-1");
+    assert_eq!(web["NetworkSettings"]["Networks"]["netapp_back"]["IPAddress"], "10.96.0.10", "{web}");
+    assert!(web["NetworkSettings"]["Networks"]["netapp_default"]["IPAddress"].as_str().is_some_and(|ip| !ip.is_empty()), "{web}");
+    let client = a.inspect("netapp-client-1");
+    assert!(
+        client["NetworkSettings"]["Networks"]["shared-lan"]["IPAddress"].as_str().is_some_and(|ip| ip.starts_with("10.97.0.")),
+        "{client}"
+    );
+    // A service on no shared network does not see the others.
+    let (code, _, _) = compose(&a, &dir, &["exec", "-T", "alone", "busybox", "nc", "-w", "2", "10.96.0.10", "80"]);
+    assert_ne!(code, 0, "network_mode: none reached web");
+    // extra_hosts.
+    let (hosts, _) = compose_ok(&a, &dir, &["exec", "-T", "client", "cat", "/etc/hosts"]);
+    assert!(hosts.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["10.232.0.2", "router"]), "{hosts}");
+    // sysctls, in the container's network namespace only.
+    let (somaxconn, _) = compose_ok(&a, &dir, &["exec", "-T", "client", "cat", "/proc/sys/net/core/somaxconn"]);
+    assert_eq!(somaxconn.trim(), "1024");
+    let (web_somaxconn, _) = compose_ok(&a, &dir, &["exec", "-T", "web", "cat", "/proc/sys/net/core/somaxconn"]);
+    assert_ne!(web_somaxconn.trim(), "1024");
+    // ps shows the published port, as Compose.
+    let (ps, _) = compose_ok(&a, &dir, &["ps"]);
+    assert!(ps.lines().any(|l| l.starts_with("netapp-web-1 ") && l.ends_with("0.0.0.0:8080->80/tcp")), "{ps}");
+    let (ps, _) = compose_ok(&a, &dir, &["ps", "--format", "json", "web"]);
+    let v: serde_json::Value = serde_json::from_str(ps.trim()).unwrap_or_else(|e| panic!("ps json: {e}\n{ps}"));
+    assert_eq!(v["Publishers"], serde_json::json!([{"URL": "0.0.0.0", "TargetPort": 80, "PublishedPort": 8080, "Protocol": "tcp"}]));
+    // The published port, from the outside namespace.
+    assert_eq!(outside.tcp_get(&format!("{BOARD}:8080")).unwrap(), "web\n");
+
+    // Nothing changed: nothing re-created.
+    let client_id = id_of(&a, &dir, "client");
+    let (_, err) = compose_ok(&a, &dir, &["up", "-d"]);
+    assert!(!err.contains("Network netapp_back"), "{err}");
+    assert_eq!(id_of(&a, &dir, "client"), client_id);
+
+    // An edit of the network: it is re-created, with the containers on it.
+    write(&dir, "compose.yaml", &NET_APP.replace("  back:\n    ipam:", "  back:\n    labels: {tier: back}\n    ipam:"));
+    let (_, err) = compose_ok(&a, &dir, &["up", "-d"]);
+    assert!(err.contains("Network netapp_back  Recreate"), "{err}");
+    assert_ne!(id_of(&a, &dir, "client"), client_id);
+    let (code, out, err) = nc("www");
+    assert_eq!((code, out.as_str()), (0, "web\n"), "after the re-creation: {err}");
+    let labels = a.ok(&["network", "inspect", "-f", "{{json .Labels}}", "netapp_back"]);
+    assert!(labels.contains("\"tier\":\"back\""), "{labels}");
+
+    // down: the project's networks go, the external one stays.
+    let (_, err) = compose_ok(&a, &dir, &["down"]);
+    assert!(err.contains("Network netapp_back  Removed") && err.contains("Network netapp_default  Removed"), "{err}");
+    let ls = a.ok(&["network", "ls", "--format", "{{.Name}}"]);
+    assert!(!ls.contains("netapp_"), "{ls}");
+    assert!(ls.lines().any(|l| l == "shared-lan"), "{ls}");
+    assert!(outside.tcp_get(&format!("{BOARD}:8080")).is_err());
+    a.ok(&["network", "rm", "shared-lan"]);
+    fs::remove_dir_all(dir.parent().unwrap_or(&dir)).ok();
+}
+
+/// `docker-compose config` and `berth compose config` agree on networks: top-level `name`,
+/// `external`, ipam, `internal`, `driver_opts`, labels; a service's networks as a list and as a
+/// map with `aliases` and `ipv4_address`; `network_mode`.
+#[test]
+fn config_networks_match_docker_compose() {
+    let root = Root::new();
+    let dir = project_dir("netref");
+    write(
+        &dir,
+        "compose.yaml",
+        r#"
+services:
+  web:
+    image: busybox
+    networks:
+      front:
+        aliases: [www, site]
+        ipv4_address: 10.5.0.9
+      back:
+  db:
+    image: busybox
+    networks: [back, lan]
+    ports: ["5432:5432"]
+  side:
+    image: busybox
+    network_mode: "service:web"
+  hostly:
+    image: busybox
+    network_mode: host
+networks:
+  front:
+    driver: bridge
+    driver_opts: {com.docker.network.bridge.name: brfront}
+    labels: {tier: front}
+    ipam:
+      config: [{subnet: 10.5.0.0/24, gateway: 10.5.0.1}]
+  back:
+    internal: true
+  lan:
+    external: true
+    name: shared-lan
+"#,
+    );
+    let files = ["-f", "compose.yaml", "-p", "netref"];
+    let v1 = Command::new("docker-compose")
+        .args(files)
+        .arg("config")
+        .current_dir(&dir)
+        .env_remove("COMPOSE_PROJECT_NAME")
+        .env_remove("COMPOSE_FILE")
+        .output()
+        .expect("run docker-compose config (scripts/test installs Debian's docker-compose)");
+    assert!(v1.status.success(), "docker-compose config: {}", String::from_utf8_lossy(&v1.stderr));
+    write(&dir, "v1.yaml", &String::from_utf8_lossy(&v1.stdout));
+    let berth = |args: &[&str]| {
+        let mut full = vec!["compose"];
+        full.extend_from_slice(args);
+        full.extend_from_slice(&["config", "--format", "json"]);
+        let out = root.command(&full).current_dir(&dir).env_remove("COMPOSE_PROJECT_NAME").output().expect("run berth");
+        assert!(out.status.success(), "berth {full:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        serde_json::from_str::<serde_json::Value>(&text).unwrap_or_else(|e| panic!("config json: {e}\n{text}"))
+    };
+    let direct = berth(&files);
+    assert_eq!(direct, berth(&["-f", "v1.yaml", "-p", "netref"]), "berth's model differs from docker-compose's for the same file");
+    let n = &direct["networks"];
+    assert_eq!(n["front"]["name"], "netref_front");
+    assert_eq!(n["front"]["ipam"]["config"][0]["subnet"], "10.5.0.0/24");
+    assert_eq!(n["back"]["internal"], true);
+    assert_eq!(n["lan"]["name"], "shared-lan");
+    assert_eq!(n["lan"]["external"], true);
+    let web = &direct["services"]["web"]["networks"];
+    assert_eq!(web["front"]["aliases"], serde_json::json!(["www", "site"]));
+    assert_eq!(web["front"]["ipv4_address"], "10.5.0.9");
+    assert_eq!(direct["services"]["side"]["network_mode"], "service:web");
+    assert_eq!(direct["services"]["db"]["networks"], serde_json::json!({"back": null, "lan": null}));
     fs::remove_dir_all(dir.parent().unwrap_or(&dir)).ok();
 }

@@ -771,3 +771,24 @@ fn agent_kill9_inside_network_create_run_p_and_rm_leaves_nothing_half_made() {
 fn now_secs() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
+
+#[test]
+fn build_with_network_bridge_runs_its_steps_on_the_default_bridge() {
+    let b = AgentBoard::new();
+    b.outside.tcp_server("0.0.0.0:9000", "outside");
+    let ctx = b.agent.root().scratch().join("netctx");
+    std::fs::create_dir_all(&ctx).expect("mkdir context");
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM busybox\nRUN busybox ip -4 -o addr show eth0 > /addr && busybox nc -w 3 {OUTSIDE} 9000 > /got\n"),
+    )
+    .expect("write Dockerfile");
+    b.agent.ok(&["build", "-q", "--network", "bridge", "-t", "netbuild:1", s(&ctx)]);
+    let addr = b.agent.ok(&["run", "--rm", "--network", "none", "netbuild:1", "cat", "/addr"]);
+    assert!(addr.contains("inet 172.17."), "the RUN step had an address on the default bridge: {addr}");
+    let got = b.agent.ok(&["run", "--rm", "--network", "none", "netbuild:1", "cat", "/got"]);
+    assert_eq!(got.trim(), format!("outside {BOARD}"), "the RUN step reached the outside through the bridge's masquerade");
+    let (code, _, err) = b.agent.code(&["build", "--network", "container:x", s(&ctx)]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("not supported for build"), "{err}");
+}

@@ -715,8 +715,19 @@ fn push_then_skopeo_inspect_and_podman_pull() {
     let out = run(std::process::Command::new("skopeo").args(["inspect", "--tls-verify=false", &format!("docker://{target}")]), Stdin::Null);
     assert!(out.status.success(), "skopeo inspect: {}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("skopeo inspect JSON");
+    let m: serde_json::Value = serde_json::from_slice(&raw).expect("manifest JSON");
+    let types: Vec<&str> = m["layers"].as_array().expect("layers").iter().filter_map(|l| l["mediaType"].as_str()).collect();
+    assert_eq!(types, vec!["application/vnd.oci.image.layer.v1.tar+gzip"; 3], "layers go up gzip-compressed");
     let layers: Vec<&str> = v["Layers"].as_array().expect("Layers").iter().filter_map(|l| l.as_str()).collect();
-    assert_eq!(layers, f.layered.image().diff_ids.iter().map(String::as_str).collect::<Vec<_>>(), "uncompressed layers: digest = diff_id");
+    for (blob, diff) in layers.iter().zip(&f.layered.image().diff_ids) {
+        assert_ne!(blob, diff, "a compressed blob's digest is not its diff_id");
+    }
+    // The config keeps the diff_ids: skopeo's view of it is the image's own.
+    let out = run(
+        std::process::Command::new("skopeo").args(["inspect", "--config", "--raw", "--tls-verify=false", &format!("docker://{target}")]),
+        Stdin::Null,
+    );
+    assert_eq!(sha256_digest(&out.stdout), f.layered.image().id, "the pushed config is the image's");
     // The pushed digest is recorded, as docker push does.
     let db = store.db().expect("db");
     assert!(db.images.iter().any(|i| i.digests.contains(&format!("{}/pushed/layered@{digest}", reg.host))));
@@ -740,6 +751,69 @@ fn push_then_skopeo_inspect_and_podman_pull() {
         m.iter().filter(|e| matches!(e, PushEvent::Blob { state: BlobState::Mounted(from), .. } if from == "pushed/layered")).count() == 3,
         "layers mounted from pushed/layered: {m:?}"
     );
+}
+
+#[test]
+fn push_in_chunks_resumes_cut_uploads_and_pulls_back_the_same_image() {
+    require_root();
+    let f = fixtures();
+    let reg = Registry::start(false, Auth::None);
+    let patches = Arc::new(AtomicUsize::new(0));
+    let p2 = patches.clone();
+    // The answers to the 2nd and 5th PATCH are cut: the registry took the bytes, berth does not
+    // know it, asks where the upload stands and goes on.
+    let front = Front::start(
+        "127.0.0.1",
+        reg.port,
+        Arc::new(move |r| {
+            if r.method == "PATCH" {
+                let n = p2.fetch_add(1, Ordering::SeqCst) + 1;
+                if n == 2 || n == 5 {
+                    return Action::Cut(0);
+                }
+            }
+            Action::Forward
+        }),
+    );
+    let root = Root::new();
+    let store = Store::open(root.path()).expect("store");
+    store.load(fs::File::open(&f.big.path).expect("open big"), None).expect("load big");
+    let target = format!("{}/chunked/big:1", front.host());
+    store.tag(&f.big.image().tags[0], &target).expect("tag");
+    let o = Options { chunk_size: Some(256 * 1024), ..opts() };
+    let pushed = push::push(&store, &o, &target, &|_| {}).expect("push in chunks through a cutting relay");
+    assert!(patches.load(Ordering::SeqCst) > 5, "the layers went up in several PATCHes");
+    let log = front.requests();
+    assert!(
+        log.iter().any(|h| h.starts_with("GET ") && h.contains("/blobs/uploads/")),
+        "a cut upload was resumed from the registry's Range: {log:?}"
+    );
+    let (_, digest) = reg.raw_manifest("chunked/big:1");
+    assert_eq!(pushed.digest.to_string(), digest);
+
+    // skopeo copies it out and checks every blob against the manifest.
+    let dir = root.scratch().join("copied");
+    let out = run(
+        std::process::Command::new("skopeo").args([
+            "copy",
+            "--quiet",
+            "--src-tls-verify=false",
+            &format!("docker://{}/chunked/big:1", reg.host),
+            &format!("oci:{}:big", dir.display()),
+        ]),
+        Stdin::Null,
+    );
+    assert!(out.status.success(), "skopeo copy of the pushed image: {}", String::from_utf8_lossy(&out.stderr));
+    // berth pulls it back into an empty store: the same image ID, every layer checked.
+    let back = Root::new();
+    let name = format!("{}/chunked/big:1", reg.host);
+    pull_ref(&back, &opts(), &name, None).expect("pull back");
+    assert_pulled(&back, f.big.image(), &name);
+    // A second push finds every blob there (the compressed digests were remembered).
+    let again = Mutex::new(Vec::new());
+    push::push(&store, &o, &target, &|e| again.lock().expect("again").push(e.clone())).expect("push again");
+    let again = again.into_inner().expect("again");
+    assert!(!again.iter().any(|e| matches!(e, PushEvent::Blob { state: BlobState::Pushed, .. })), "{again:?}");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -203,3 +203,55 @@ fn bad_run_flags_of_supervision() {
     assert!(alive(pid) && a.pid_of("bystander") == pid, "the running container was disturbed");
     assert!(wrong.is_empty(), "{} of {} refusals wrong:\n{}", wrong.len(), cases.len(), wrong.join("\n"));
 }
+
+/// The monitor re-executes berth as a monitor alone (a fork would keep a copy of the agent's
+/// heap): its command line is its own, naming the container's directory, and it still keeps the
+/// container's output and exit code.
+#[test]
+fn the_monitor_is_berth_re_executed_and_keeps_logs_and_the_exit_code() {
+    let _h = host_shared();
+    let a = agent();
+    a.run_detached(&[
+        "--name",
+        "mon",
+        "busybox",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; while [ ! -e /tmp/go ]; do sleep 0.05; done; exit 5",
+    ]);
+    let pid = a.pid_of("mon");
+    let mon = ppid(pid);
+    assert_eq!(comm(mon), "berth-monitor", "parent of the container's pid 1 ({pid}) is {mon} ({:?})", comm(mon));
+    let cmdline = std::fs::read(format!("/proc/{mon}/cmdline")).expect("read the monitor's cmdline");
+    let args: Vec<String> = cmdline.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+    let dir = a.root().path().join("containers").join(id_of(&a, "mon"));
+    assert_eq!(args.get(1).map(String::as_str), Some("__berth-monitor"), "the monitor did not re-execute berth: {args:?}");
+    assert!(args.iter().any(|x| *x == s(&dir)), "the monitor's command line does not name {}: {args:?}", dir.display());
+    std::fs::write(format!("/proc/{pid}/root/tmp/go"), "").expect("touch /tmp/go in the container");
+    wait_inspect(&a, "mon", "{{.State.Status}}", "exited");
+    assert_eq!(a.inspect_f("mon", "{{.State.ExitCode}}"), "5");
+    let out = a.command(&["logs", "mon"]).output().expect("berth logs");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "err\n");
+    a.ok(&["rm", "mon"]);
+}
+
+/// A `--rm` container's overlay is volatile (its upper directory is thrown away: no sync of the
+/// whole disk when it ends); a kept container's is not (its changes must survive a power cut).
+/// Needs Linux 5.10 or later.
+#[test]
+fn a_rm_containers_overlay_is_volatile_a_kept_ones_is_not() {
+    let _h = host_shared();
+    let a = agent();
+    let opts = |args: &[&str]| -> String {
+        let out = a.ok(args);
+        out.lines().find(|l| l.starts_with("overlay / ")).unwrap_or_else(|| panic!("no overlay root in /proc/mounts:\n{out}")).to_string()
+    };
+    // Linux 6.x shows it as `fsync=volatile`, 5.10-5.19 as `volatile`.
+    let volatile = |line: &str| line.split([',', ' ']).any(|o| o == "volatile" || o == "fsync=volatile");
+    let rm = opts(&["run", "--rm", "busybox", "cat", "/proc/mounts"]);
+    assert!(volatile(&rm), "a --rm container's overlay is not volatile: {rm}");
+    let kept = opts(&["run", "--name", "kept", "busybox", "cat", "/proc/mounts"]);
+    assert!(!volatile(&kept), "a kept container's overlay is volatile: {kept}");
+    a.ok(&["rm", "kept"]);
+}

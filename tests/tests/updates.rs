@@ -914,6 +914,7 @@ fn cmd_topic_answers_read_only_commands_and_takes_changes_only_signed() {
         groups: vec![],
         name: "app".into(),
         image: None,
+        pull: None,
         run: vec![],
         health_window: WINDOW,
         keep: 1,
@@ -1486,4 +1487,76 @@ fn canary_that_fails_stops_the_rollout_and_max_parallel_batches_the_rest() {
         wait_running(a, "app", &v2_id);
     }
     assert_eq!(updates.len(), 3, "--max-parallel 1 sends one update per device: {updates:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fleets that pull by digest (issue 19): the update carries only the signed reference.
+
+#[test]
+fn push_by_digest_makes_two_devices_pull_from_the_registry_and_an_unknown_digest_changes_nothing() {
+    use berth_tests::registry::{Auth, Registry};
+    let _h = host_shared();
+    let lab = lab(false);
+    let reg = Registry::start(false, Auth::None);
+    let ids = ["p-dev1", "p-dev2"];
+    let agents: Vec<Agent> = ids.iter().map(|id| lab.device(id, &[])).collect();
+    let v1 = app_image("1", 0);
+    let v1_id = image_id(&v1);
+    reg.put(&format!("docker-archive:{}", s(&v1)), "fleet/app:1");
+    let (_, digest) = reg.raw_manifest("fleet/app:1");
+    let pinned = format!("{}/fleet/app@{digest}", reg.host);
+    let run = format!("--name app --restart always {pinned} sh -c 'echo started-pulled; exec sleep 100000'");
+
+    // A tag is refused before anything is sent: a tag can move under a signed update.
+    let tagged = format!("{}/fleet/app:1", reg.host);
+    let (code, _, err) = lab.fleet.run(&["push", "--key", s(&lab.fleet.key), "--to", ids[0], "--pull", &tagged, "--run", &run]);
+    assert_eq!(code, 125, "--pull of a tag: {err}");
+    assert!(err.contains("by digest"), "{err}");
+
+    let mark = lab.sub.mark();
+    let mut args = vec!["push", "--key", s(&lab.fleet.key), "--health-window", "2", "--pull", &pinned, "--run", &run];
+    for id in &ids {
+        args.extend(["--to", id]);
+    }
+    let (code, out, err) = lab.fleet.run(&args);
+    assert_eq!(code, 0, "fleet push --pull: exit {code}\nstdout: {out}\nstderr: {err}");
+    assert!(out.contains("pulled by the devices"), "{out}");
+    let mut first = Vec::new();
+    for (id, a) in ids.iter().zip(&agents) {
+        let r = wait_result(&lab.sub, mark, id, None, PATIENCE);
+        assert_eq!(r["result"], "committed", "{id}: result {r}\nagent log:\n{}", a.log());
+        assert_eq!(r["image"], v1_id.as_str(), "{id}: the image pulled is the one pushed: {r}");
+        first.push(wait_running(a, "app", &v1_id));
+        assert!(a.ok(&["logs", "app"]).contains("started-pulled"), "{id}: logs");
+        let progress = format!("{}progress", root_of(id));
+        assert!(
+            lab.sub.since(mark).iter().any(|m| m.topic == progress && m.json_or_null()["phase"] == "pulling"),
+            "{id}: no 'pulling' progress:\n{}",
+            lab.sub.dump(mark)
+        );
+        assert!(update_data(a).is_empty(), "{id}: no chunk was stored: {:?}", update_data(a));
+        assert_store_whole(a, "a pull by digest");
+    }
+
+    // A digest the registry does not hold (another image's, or one substituted under the tag):
+    // the pull fails, nothing changes on the devices.
+    let v2 = app_image("2", 0);
+    reg.put(&format!("docker-archive:{}", s(&v2)), "fleet/app:1");
+    let wrong = format!("{}/fleet/app@sha256:{}", reg.host, "0".repeat(64));
+    let run2 = format!("--name app --restart always {wrong} sh -c 'exec sleep 100000'");
+    let mark = lab.sub.mark();
+    let mut args = vec!["push", "--key", s(&lab.fleet.key), "--health-window", "2", "--pull", &wrong, "--run", &run2];
+    for id in &ids {
+        args.extend(["--to", id]);
+    }
+    let (code, out, err) = lab.fleet.run(&args);
+    assert_eq!(code, 1, "a pull of an unknown digest must fail:\nstdout: {out}\nstderr: {err}");
+    for ((id, a), before) in ids.iter().zip(&agents).zip(&first) {
+        let r = wait_result(&lab.sub, mark, id, None, PATIENCE);
+        assert_eq!(r["result"], "failed", "{id}: {r}");
+        assert!(r["reason"].as_str().unwrap_or_default().contains("does not pull"), "{id}: {r}");
+        assert_untouched(a, "app", before, "a failed pull");
+        assert!(update_data(a).is_empty(), "{id}: the failed update left {:?}", update_data(a));
+        assert_store_whole(a, "a failed pull");
+    }
 }

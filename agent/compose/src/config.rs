@@ -440,6 +440,14 @@ pub fn config_hash(s: &Service) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The hash `up` labels a project's network with: sha256 of its normalised JSON.
+pub fn network_hash(n: &Network) -> String {
+    use sha2::{Digest, Sha256};
+    let json = network_value(n).to_json().to_string();
+    let d = Sha256::digest(json.as_bytes());
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The service's `depends_on` with a condition, for the `up` logic.
 pub fn waits_for(s: &Service) -> Vec<(String, Condition)> {
     s.depends_on.iter().map(|(k, d)| (k.clone(), d.condition)).collect()

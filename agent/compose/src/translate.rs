@@ -84,6 +84,84 @@ fn sh_quote(w: &str) -> String {
     }
 }
 
+/// A service's place on one network: the network's engine name, its aliases (the service name
+/// first, as Compose makes every container reachable by it), and a fixed address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    pub network: String,
+    pub aliases: Vec<String>,
+    pub ip: Option<String>,
+}
+
+/// The networks a service joins, in Compose's order (by key), none for a `network_mode`.
+pub fn attachments(p: &Project, service: &str) -> Result<Vec<Attachment>> {
+    let project = p.name.as_deref().unwrap_or_default();
+    let s = p.services.get(service).ok_or_else(|| Error::plain(format!("no such service: {service}")))?;
+    let mark = p.marks.get(service).copied().unwrap_or_default();
+    if s.network_mode.is_some() {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for (key, sn) in &s.networks {
+        let net = p.networks.get(key).ok_or_else(|| Error::at(mark, format!("undefined network {key:?}")))?;
+        let mut aliases = vec![service.to_string()];
+        let mut ip = None;
+        if let Some(sn) = sn {
+            aliases.extend(sn.aliases.iter().filter(|a| *a != service).cloned());
+            ip = sn.ipv4_address.clone();
+        }
+        out.push(Attachment { network: net.name.clone().unwrap_or_else(|| format!("{project}_{key}")), aliases, ip });
+    }
+    Ok(out)
+}
+
+/// What `up` asks the engine for to make a project's network (`berth network create`'s fields),
+/// with Compose's labels and a hash of the declaration, so that `up` after an edit re-creates
+/// the network that changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkPlan {
+    pub name: String,
+    pub subnet: Option<String>,
+    pub gateway: Option<String>,
+    pub internal: bool,
+    pub labels: Vec<(String, String)>,
+    pub options: Vec<(String, String)>,
+    pub hash: String,
+}
+
+/// The plan for network `key` (`None` for an external one, which must exist already).
+pub fn network_plan(p: &Project, key: &str) -> Result<Option<NetworkPlan>> {
+    let project = p.name.as_deref().unwrap_or_default();
+    let n = p.networks.get(key).ok_or_else(|| Error::plain(format!("undefined network {key:?}")))?;
+    if n.external {
+        return Ok(None);
+    }
+    let not_yet = |what: &str| Error::at(n.mark, format!("networks.{key}: {what} not supported yet by berth"));
+    if n.driver.as_deref().is_some_and(|d| d != "bridge") {
+        return Err(not_yet("drivers other than bridge are"));
+    }
+    if n.subnets.len() > 1 {
+        return Err(not_yet("more than one ipam subnet is"));
+    }
+    let (subnet, gateway) = n.subnets.first().map(|s| (s.subnet.clone(), s.gateway.clone())).unwrap_or_default();
+    let hash = crate::config::network_hash(n);
+    let mut labels: Vec<(String, String)> = n.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    labels.extend([
+        (LABEL_PROJECT.to_string(), project.to_string()),
+        (LABEL_NETWORK.to_string(), key.to_string()),
+        (LABEL_HASH.to_string(), hash.clone()),
+    ]);
+    Ok(Some(NetworkPlan {
+        name: n.name.clone().unwrap_or_else(|| format!("{project}_{key}")),
+        subnet,
+        gateway,
+        internal: n.internal,
+        labels,
+        options: n.driver_opts.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        hash,
+    }))
+}
+
 /// The words after `berth run` (without `-d`) that create the service's container number
 /// `number`: options, the image, then the command.
 pub fn run_words(p: &Project, service: &str, number: u32, origin: &Origin, support: Support) -> Result<Vec<String>> {
@@ -167,24 +245,14 @@ pub fn run_words(p: &Project, service: &str, number: u32, origin: &Origin, suppo
         }
         Some(m) => add(&mut w, "network", m),
         None if support.networks => {
-            let mut first = true;
-            for (key, sn) in &s.networks {
-                let net = p.networks.get(key).ok_or_else(|| Error::at(mark, format!("undefined network {key:?}")))?;
-                let name = net.name.clone().unwrap_or_else(|| format!("{project}_{key}"));
-                if !first {
-                    return Err(not_yet("more than one network per service is"));
+            // The first network at create; `up` connects the others before the start.
+            if let Some(a) = attachments(p, service)?.into_iter().next() {
+                add(&mut w, "network", &a.network);
+                for alias in &a.aliases {
+                    add(&mut w, "network-alias", alias);
                 }
-                first = false;
-                add(&mut w, "network", &name);
-                // Compose makes every container reachable by its service name.
-                add(&mut w, "network-alias", service);
-                if let Some(sn) = sn {
-                    for a in &sn.aliases {
-                        add(&mut w, "network-alias", a);
-                    }
-                    if let Some(ip) = &sn.ipv4_address {
-                        add(&mut w, "ip", ip);
-                    }
+                if let Some(ip) = &a.ip {
+                    add(&mut w, "ip", ip);
                 }
             }
         }
@@ -417,5 +485,51 @@ volumes:
         assert!(run_words(&p, "web", 1, &origin(), Support::default()).is_ok());
         let w = run_words(&p, "side", 1, &origin(), Support::default()).unwrap();
         assert!(w.join(" ").contains("--network container:demo-web-1"));
+    }
+
+    #[test]
+    fn networks_aliases_and_plans() {
+        let p = load(
+            "services:
+  web:
+    image: busybox
+    networks:
+      front: {aliases: [www], ipv4_address: 10.5.0.9}
+      back:
+  db: {image: busybox, networks: [back]}
+networks:
+  front:
+    ipam: {config: [{subnet: 10.5.0.0/24, gateway: 10.5.0.1}]}
+    internal: true
+  back: {}
+  outer: {external: true, name: lan}
+",
+        );
+        let net = |n: &str, aliases: &[&str], ip: Option<&str>| Attachment {
+            network: n.into(),
+            aliases: aliases.iter().map(|a| a.to_string()).collect(),
+            ip: ip.map(str::to_string),
+        };
+        assert_eq!(
+            attachments(&p, "web").unwrap(),
+            vec![net("demo_back", &["web"], None), net("demo_front", &["web", "www"], Some("10.5.0.9"))]
+        );
+        let all = Support { networks: true, publish: true, dns: true, sysctls: false };
+        let w = run_words(&p, "web", 1, &origin(), all).unwrap().join(" ");
+        assert!(w.ends_with("--network demo_back --network-alias web busybox"), "{w}");
+        let front = network_plan(&p, "front").unwrap().unwrap();
+        assert_eq!(
+            (front.name.as_str(), front.subnet.as_deref(), front.gateway.as_deref(), front.internal),
+            ("demo_front", Some("10.5.0.0/24"), Some("10.5.0.1"), true)
+        );
+        assert!(front.labels.contains(&(LABEL_PROJECT.into(), "demo".into())));
+        assert!(front.labels.contains(&(LABEL_NETWORK.into(), "front".into())));
+        assert!(front.labels.contains(&(LABEL_HASH.into(), front.hash.clone())));
+        assert_ne!(front.hash, network_plan(&p, "back").unwrap().unwrap().hash);
+        assert_eq!(network_plan(&p, "outer").unwrap(), None);
+        let p = load("services:\n  web: {image: busybox}\nnetworks:\n  default: {driver: overlay}\n");
+        let e = network_plan(&p, "default").unwrap_err();
+        assert!(e.msg.contains("drivers other than bridge are not supported yet"), "{e}");
+        assert_eq!(e.mark.unwrap().line, 4);
     }
 }

@@ -79,6 +79,10 @@ pub const RUN_FLAGS: &[(Opt, Setter)] = &[
     (opt("cap-drop", None, Some("list"), "Drop Linux capabilities"), set!(cap_drop, list)),
     (opt("security-opt", None, Some("list"), "Security options (no-new-privileges, seccomp=PROFILE.json|unconfined)"), security_opt),
     (opt("ulimit", None, Some("ulimit"), "Ulimit options (name=soft[:hard])"), set!(ulimits, list)),
+    (
+        opt("sysctl", None, Some("list"), "Sysctl options (NAME=VALUE: net.*, kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*)"),
+        set!(sysctls, list),
+    ),
     (opt("label", Some('l'), Some("list"), "Set meta data on a container"), set!(labels, list)),
     (opt("stop-signal", None, Some("string"), "Signal to stop the container"), set!(stop_signal, string)),
     (opt("stop-timeout", None, Some("int"), "Timeout (in seconds) to stop a container"), set!(stop_timeout, num)),
@@ -97,7 +101,7 @@ pub const RUN_FLAGS: &[(Opt, Setter)] = &[
         opt("device-cgroup-rule", None, Some("list"), "Add a rule to the cgroup allowed devices list ('c 89:* rwm')"),
         set!(device_cgroup_rules, list),
     ),
-    (opt("userns", None, Some("string"), "User namespace to use: host (the only mode so far)"), userns),
+    (opt("userns", None, Some("string"), "User namespace to use: host, auto or auto:size=N (a range of host IDs of its own)"), userns),
     (opt("restart", None, Some("string"), "Restart policy: no, on-failure[:max-retries], always, unless-stopped"), set!(restart, string)),
     (opt("health-cmd", None, Some("string"), "Command to run to check health"), set!(health_cmd, string)),
     (
@@ -251,13 +255,10 @@ fn seccomp_profile(v: &str) -> Result<String, CliError> {
     Ok(text)
 }
 
-fn userns(_: &mut RunOptions, m: &Matches, name: &'static str) -> Result<(), CliError> {
+fn userns(o: &mut RunOptions, m: &Matches, name: &'static str) -> Result<(), CliError> {
     if let Some(u) = m.value(name) {
-        if u != "host" {
-            // Remapping needs idmapped mounts of the shared layers (the layer store is owned by
-            // host root); until then say so instead of running with a weaker isolation.
-            return Err(op_err(format!("--userns={u} is not supported: only --userns=host")));
-        }
+        berth_runtime::userns::parse_mode(u).map_err(|e| op_err(e.to_string()))?;
+        o.userns = Some(u.to_string());
     }
     Ok(())
 }

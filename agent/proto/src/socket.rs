@@ -39,6 +39,9 @@ pub struct RunOptions {
     /// `--security-opt seccomp=`: `unconfined`, or the profile's text (read where the words are
     /// parsed, as Docker's CLI reads the file), checked.
     pub seccomp: Option<String>,
+    /// `--userns`: `host`, `auto` or `auto:size=N` (checked); None takes the agent's default.
+    #[serde(default)]
+    pub userns: Option<String>,
     pub ulimits: Vec<String>,
     pub labels: Vec<String>,
     pub stop_signal: Option<String>,
@@ -73,6 +76,8 @@ pub struct RunOptions {
     pub dns_options: Vec<String>,
     pub add_hosts: Vec<String>,
     pub links: Vec<String>,
+    /// `--sysctl NAME=VALUE` as given (checked by the agent: namespaced ones only).
+    pub sysctls: Vec<String>,
 }
 
 /// `berth network ...` commands that change something (done by the agent, in its namespace).

@@ -79,6 +79,11 @@ pub struct Manifest {
     pub name: String,
     #[serde(default)]
     pub image: Option<ImageRef>,
+    /// Instead of `image`: a digest-pinned reference (`REG/REPO@sha256:HEX`) the device pulls
+    /// from its registry or mirror and checks against that digest (`fleet push --pull`). Agents
+    /// older than this field refuse such a manifest (unknown field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull: Option<String>,
     /// `berth run` arguments (after `run`): the new container.
     #[serde(default)]
     pub run: Vec<String>,
@@ -105,6 +110,16 @@ pub struct Envelope {
     pub manifest: String,
     /// base64 of the 64-byte ed25519 signature over `manifest`'s bytes.
     pub sig: String,
+}
+
+/// A reference pinned by digest, as `fleet push --pull` sends it: a name, `@sha256:`, 64 lowercase
+/// hex digits; bounded, printable, no spaces (the name itself is parsed by the device's pull).
+pub fn valid_pull(r: &str) -> bool {
+    let Some((name, digest)) = r.rsplit_once('@') else { return false };
+    !name.is_empty()
+        && r.len() <= 512
+        && name.bytes().all(|b| b.is_ascii_graphic() && b != b'@')
+        && digest.strip_prefix("sha256:").is_some_and(|h| is_hex(h, 64))
 }
 
 pub fn is_hex(s: &str, len: usize) -> bool {
@@ -148,7 +163,19 @@ impl Manifest {
         if !crate::names::valid_name(&self.name) {
             return bad(format!("invalid container name {:?}", self.name));
         }
+        if let Some(p) = &self.pull {
+            if self.kind != Kind::Deploy || self.image.is_some() {
+                return bad("only a deploy without an image names one to pull".into());
+            }
+            if !valid_pull(p) {
+                return bad(format!("pull reference {p:?} is not NAME@sha256:DIGEST"));
+            }
+            if self.run.is_empty() {
+                return bad("a deploy names the container to run (run arguments)".into());
+            }
+        }
         match (self.kind, &self.image) {
+            (Kind::Deploy, None) if self.pull.is_some() => {}
             (Kind::Deploy, None) => return bad("a deploy carries an image".into()),
             (Kind::Deploy, Some(i)) => {
                 if !is_hex(&i.sha256, 64) {
@@ -245,6 +272,17 @@ impl<'a> Chunk<'a> {
 
     /// Checks the chunk against the manifest it belongs to and its own digest.
     pub fn verify(&self, m: &Manifest) -> Result<()> {
+        self.fits(m)?;
+        if sha256(self.data) != self.sha256 {
+            return Err(Error::invalid(format!("chunk {} does not match its sha256", self.index)));
+        }
+        Ok(())
+    }
+
+    /// Checks the chunk's update, count and length against the manifest, but not its bytes
+    /// against its digest: a receiver that hashes the whole tarball as it arrives checks the
+    /// chunks' own digests only when that whole digest does not match (one hash pass, not two).
+    pub fn fits(&self, m: &Manifest) -> Result<()> {
         if self.update != m.id_bytes() {
             return Err(Error::invalid("chunk belongs to another update"));
         }
@@ -254,9 +292,6 @@ impl<'a> Chunk<'a> {
         let want = m.chunk_len(self.index);
         if self.data.len() != want {
             return Err(Error::invalid(format!("chunk {} has {} bytes, expected {want}", self.index, self.data.len())));
-        }
-        if sha256(self.data) != self.sha256 {
-            return Err(Error::invalid(format!("chunk {} does not match its sha256", self.index)));
         }
         Ok(())
     }
@@ -356,10 +391,36 @@ mod tests {
             groups: vec![],
             name: "app".into(),
             image: Some(ImageRef { size: 250, sha256: "a".repeat(64), chunk_size: 100, topic: "berth/v1/updates/x".into() }),
+            pull: None,
             run: vec!["--name".into(), "app".into(), "img:1".into()],
             health_window: 5,
             keep: 1,
         }
+    }
+
+    #[test]
+    fn pull_manifests_carry_a_digest_pinned_reference_and_no_image() {
+        let digest = format!("sha256:{}", "b".repeat(64));
+        let mut m = manifest();
+        m.image = None;
+        m.pull = Some(format!("reg.lan:5000/app@{digest}"));
+        let text = serde_json::to_string(&m).unwrap();
+        assert_eq!(Manifest::parse(&text).unwrap(), m);
+        assert_eq!(m.chunks(), 0);
+        let plain = serde_json::to_string(&manifest()).unwrap();
+        assert!(!plain.contains("pull"), "a transfer's manifest is as before: {plain}");
+        for bad in ["reg/app:1", "reg/app@sha256:abc", "@sha256:x", "reg app@sha256:", "reg/app@md5:00"] {
+            let mut b = m.clone();
+            b.pull = Some(if bad.ends_with(':') { format!("{bad}{}", "b".repeat(64)) } else { bad.into() });
+            assert!(Manifest::parse(&serde_json::to_string(&b).unwrap()).is_err(), "{bad} accepted");
+        }
+        let mut both = m.clone();
+        both.image = manifest().image;
+        assert!(Manifest::parse(&serde_json::to_string(&both).unwrap()).is_err(), "image and pull");
+        let mut rb = m.clone();
+        rb.kind = Kind::Rollback;
+        assert!(Manifest::parse(&serde_json::to_string(&rb).unwrap()).is_err(), "rollback with a pull");
+        assert!(valid_pull(&format!("busybox@{digest}")));
     }
 
     #[test]

@@ -36,6 +36,8 @@ pub struct Options {
     /// The credentials file (`<root>/config.json`).
     pub auth_file: Option<PathBuf>,
     pub proxy: Option<Proxy>,
+    /// Bytes per `PATCH` of a pushed layer (default `push::CHUNK`).
+    pub chunk_size: Option<usize>,
 }
 
 impl Default for Options {
@@ -51,6 +53,7 @@ impl Default for Options {
             io_timeout: Duration::from_secs(60),
             auth_file: None,
             proxy: None,
+            chunk_size: None,
         }
     }
 }

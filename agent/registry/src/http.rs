@@ -296,7 +296,10 @@ impl Transport {
                 let tls = e.get_ref().and_then(|x| x.downcast_ref::<rustls::Error>());
                 let msg = Error::new(berth_runtime::error::Kind::Invalid, format!("TLS handshake with {}: {e}", url.authority()));
                 let not_tls = matches!(tls, Some(rustls::Error::InvalidMessage(_)))
-                    || matches!(e.kind(), io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted);
+                    || matches!(e.kind(), io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted)
+                    // A plain HTTP server waiting for the rest of a "request" that never comes
+                    // (only asked of hosts that may speak plain HTTP: loopback, insecure).
+                    || matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut);
                 return Err(if not_tls { ConnectError::NotTls(msg) } else { ConnectError::Other(msg) });
             }
         }

@@ -29,6 +29,12 @@ const AGENT_OPTS: &[Opt] = &[
     ),
     opt("default-network", None, Some("string"), "Network of containers run without --net: bridge (default) or host (boards without bridge support)"),
     opt("bridge-subnet", None, Some("string"), "Subnet of the default bridge network berth0 (default 172.17.0.0/16)"),
+    opt(
+        "userns-remap",
+        None,
+        Some("string"),
+        "Run containers in user namespaces by default: default (user berth's /etc/subuid ranges, else berth's own) or a user name",
+    ),
     opt("config", None, Some("file"), "Agent configuration: MQTT and updates (default /etc/berth/berth.toml, if present)"),
     opt("mqtt", None, Some("url"), "Broker to take updates from (mqtt://HOST[:PORT] or mqtts://...; repeat for failover)"),
     opt("device-id", None, Some("string"), "Device id on the broker (default: /etc/machine-id)"),
@@ -86,7 +92,14 @@ fn update_settings(
         return Err(op_err(format!("invalid topic root {topic:?}")));
     }
     let max_size = cfg.update.max_size.as_deref().map(berth_runtime::cgroup::parse_size).transpose()?.map(|s| s as u64);
-    let settings = crate::daemon::update::manager::Settings { device, groups, keys, topic, max_size };
+    let settings = crate::daemon::update::manager::Settings {
+        device,
+        groups,
+        keys,
+        topic,
+        max_size,
+        config: m.value("config").map(std::path::PathBuf::from),
+    };
     if brokers.is_empty() {
         return Ok((settings, None));
     }
@@ -128,6 +141,30 @@ fn net_settings(m: &Matches) -> Result<crate::daemon::supervisor::networks::NetS
     Ok(s)
 }
 
+/// `userns-remap` and the subordinate-ID files: berth.toml's `[security]`, then the flag.
+fn userns_settings(m: &Matches) -> Result<crate::daemon::userns::Settings, CliError> {
+    use crate::daemon::config::{self, Config};
+    let cfg = match m.value("config") {
+        Some(p) => Config::load(std::path::Path::new(p), true)?,
+        None => Config::load(std::path::Path::new(config::DEFAULT_PATH), false)?,
+    };
+    let mut s = crate::daemon::userns::Settings::default();
+    if let Some(p) = cfg.security.subuid_file {
+        s.subuid = p;
+    }
+    if let Some(p) = cfg.security.subgid_file {
+        s.subgid = p;
+    }
+    if let Some(v) = m.value("userns-remap").map(str::to_string).or(cfg.security.userns_remap) {
+        s.remap(&v)?;
+        if s.required {
+            // An operator's user without ranges is found now, not at the first container.
+            berth_runtime::userns::Pool::load(&s.user, &s.subuid, &s.subgid, true)?;
+        }
+    }
+    Ok(s)
+}
+
 pub fn agent(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
     let socket = std::path::PathBuf::from(ctx.host.strip_prefix("unix://").unwrap_or(&ctx.host));
     let (updates, link) = update_settings(ctx, m)?;
@@ -137,8 +174,10 @@ pub fn agent(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
         crate::info!("board profile {name} ({})", board.as_deref().map(|p| p.display().to_string()).unwrap_or_default());
     }
     let net = net_settings(m)?;
+    let userns = userns_settings(m)?;
     crate::daemon::run(&crate::daemon::Options {
         net,
+        userns,
         updates,
         link,
         root: ctx.root.clone(),

@@ -27,8 +27,9 @@ use super::{op_err, CliError, Ctx};
 const BUILD_OPTS: &[Opt] = &[
     opt("build-arg", None, Some("list"), "Set build-time variables"),
     opt("file", Some('f'), Some("string"), "Name of the Dockerfile (default: \"PATH/Dockerfile\")"),
+    opt("iidfile", None, Some("string"), "Write the image ID to the file"),
     opt("label", None, Some("list"), "Set metadata for an image"),
-    opt("network", None, Some("string"), "Set the networking mode for the RUN instructions during build (host, none)"),
+    opt("network", None, Some("string"), "Set the networking mode for the RUN instructions during build (bridge, host, none)"),
     opt("no-cache", None, None, "Do not use cache when building the image"),
     opt("platform", None, Some("string"), "Set platform if server is multi-platform capable (only this board's)"),
     opt("progress", None, Some("string"), "Set type of progress output (\"plain\")"),
@@ -213,8 +214,9 @@ pub fn build(ctx: &Ctx, m: &Matches) -> std::result::Result<i32, CliError> {
     }
     let network = match m.value("network") {
         None | Some("default") => None,
-        Some(n @ ("host" | "none")) => Some(n.to_string()),
-        Some(n) => return Err(op_err(format!("network mode {n:?} not supported for build (host, none or default)"))),
+        // RUN steps are ordinary containers: the agent's networks serve them as `run`'s.
+        Some(n @ ("host" | "none" | "bridge")) => Some(n.to_string()),
+        Some(n) => return Err(op_err(format!("network mode {n:?} not supported for build (bridge, host, none or default)"))),
     };
     if let Some(p) = m.value("progress") {
         if !matches!(p, "plain" | "auto" | "tty" | "quiet") {
@@ -242,6 +244,10 @@ pub fn build(ctx: &Ctx, m: &Matches) -> std::result::Result<i32, CliError> {
     let mut err = io::stderr().lock();
     let out: &mut dyn Write = if quiet { &mut sink } else { &mut err };
     let id = exec::build(&store, &req, &mut runner, out)?;
+    if let Some(f) = m.value("iidfile") {
+        // As Docker's: the ID alone, no newline.
+        berth_runtime::fsutil::atomic_write(Path::new(f), id.to_string().as_bytes())?;
+    }
     if quiet {
         println!("{id}");
     }

@@ -36,7 +36,7 @@ fn write_err(e: std::io::Error) -> CliError {
     CliError::Op(Error::io("write output", e))
 }
 
-pub fn check(_: &Ctx, m: &Matches) -> Result<i32, CliError> {
+pub fn check(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
     let mut out = std::io::stdout().lock();
     if m.flag("list") {
         for r in kernel::REQUIREMENTS {
@@ -98,6 +98,9 @@ pub fn check(_: &Ctx, m: &Matches) -> Result<i32, CliError> {
         writeln!(out).map_err(write_err)?;
         writeln!(out, "{}", summary(&findings)).map_err(write_err)?;
         writeln!(out, "{}", networking(&findings, m.value("kernel-config").is_none())).map_err(write_err)?;
+        if m.value("kernel-config").is_none() {
+            writeln!(out, "{}", user_namespaces(&ctx.root)).map_err(write_err)?;
+        }
     }
     let missing = findings.iter().any(|f| f.req.need == Need::Required && f.status == Status::Missing);
     Ok(if missing { 1 } else { 0 })
@@ -164,6 +167,23 @@ fn networking(findings: &[Finding], live: bool) -> String {
         }
     }
     s
+}
+
+/// Whether `--userns=auto` can work here: user namespaces, and an overlay over id-mapped lower
+/// layers tried for real on the store's file system (root only).
+fn user_namespaces(root: &Path) -> String {
+    if let Err(e) = berth_runtime::userns::kernel_support() {
+        return format!("User namespaces (--userns=auto): unavailable: {e}.");
+    }
+    // SAFETY: geteuid has no arguments and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return "User namespaces (--userns=auto): available; id-mapped overlay layers not probed (run as root).".into();
+    }
+    let scratch = if root.is_dir() { root.to_path_buf() } else { std::env::temp_dir() };
+    match berth_runtime::userns::probe_idmapped_overlay(&scratch) {
+        Ok(()) => "User namespaces (--userns=auto): available, with id-mapped overlay layers.".into(),
+        Err(e) => format!("User namespaces (--userns=auto): unavailable: {e}."),
+    }
 }
 
 fn summary(findings: &[Finding]) -> String {

@@ -11,13 +11,14 @@ use std::time::Duration;
 
 use berth_compose::model::{Condition, Project};
 use berth_compose::project::{load, Loaded, Options};
-use berth_compose::translate::{self, Origin, Support};
+use berth_compose::translate::{self, NetworkPlan, Origin, Support};
 use berth_compose::validate::{start_order, with_dependencies};
 use berth_runtime::container::record::{self, Record, Status};
 use berth_runtime::Error;
 
 use berth_proto::args::{self, cmd, opt, Cmd, Matches, Opt, Parsed};
-use berth_proto::socket::{Request, Response};
+use berth_proto::socket::{NetworkRequest, Request, Response};
+use berth_runtime::net::network::Store as NetStore;
 
 use super::client::Client;
 use super::{op_err, CliError, Ctx};
@@ -194,9 +195,9 @@ const SUBCOMMANDS: &[(&str, &Cmd, Sub)] = &[
     ("up", &UP, up),
 ];
 
-/// What berth's engine can do of Compose today. Bridge networks, published ports, DNS options
-/// and sysctls are refused with "not supported yet" and the line that asks for them.
-const SUPPORT: Support = Support { networks: false, publish: false, dns: false, sysctls: false };
+/// What berth's engine can do of Compose: bridge networks with DNS and aliases, published ports,
+/// DNS options, namespaced sysctls.
+const SUPPORT: Support = Support { networks: true, publish: true, dns: true, sysctls: true };
 
 /// The loaded project and what the commands need around it.
 pub struct App {
@@ -387,6 +388,88 @@ fn wait_for(ctx: &Ctx, app: &App, c: &mut Client, service: &str, cond: Condition
     }
 }
 
+/// The networks `targets` join, checked before anything changes: an external one must exist,
+/// the others must be what berth can make. By key: `None` for an external network.
+fn network_plans(ctx: &Ctx, app: &App, targets: &[String]) -> Result<Vec<(String, Option<NetworkPlan>)>, CliError> {
+    let p = app.project();
+    let mut keys: Vec<&String> = targets.iter().flat_map(|s| p.services[s].networks.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let mut out = Vec::new();
+    for key in keys {
+        let plan = translate::network_plan(p, key).map_err(|e| compose_err(e.in_file(&app.origin.config_files.join(","))))?;
+        if plan.is_none() {
+            let name = p.networks[key].name.clone().unwrap_or_else(|| key.clone());
+            if NetStore::open(&ctx.root)?.get(&name).is_err() {
+                return Err(op_err(format!("network {name} declared as external, but could not be found")));
+            }
+        }
+        out.push((key.clone(), plan));
+    }
+    Ok(out)
+}
+
+/// Makes the project's networks that are missing; re-creates one whose declaration changed
+/// (its config-hash label differs), removing the project's containers on it first. Returns the
+/// services whose containers were removed so (they must be re-created).
+fn ensure_networks(
+    ctx: &Ctx,
+    app: &App,
+    c: &mut Client,
+    plans: &[(String, Option<NetworkPlan>)],
+    m: &Matches,
+) -> Result<Vec<String>, CliError> {
+    let p = app.project();
+    let store = NetStore::open(&ctx.root)?;
+    let mut forced: Vec<String> = Vec::new();
+    for (key, plan) in plans {
+        let Some(plan) = plan else { continue };
+        if let Ok(have) = store.get(&plan.name) {
+            let ours = have.labels.get(translate::LABEL_PROJECT).is_some_and(|v| v == app.name());
+            if !ours || have.labels.get(translate::LABEL_HASH) == Some(&plan.hash) {
+                // Same declaration, or a network of that name made by hand: used as it is.
+                continue;
+            }
+            progress("Network", &plan.name, "Recreate");
+            let users: Vec<String> = p.services.iter().filter(|(_, s)| s.networks.contains_key(key)).map(|(k, _)| k.clone()).collect();
+            let recs: Vec<Record> = app.containers(ctx).into_iter().filter(|r| users.iter().any(|u| u == service_of(r))).collect();
+            remove_containers(c, &reverse_order(app, &recs), app, m, false)?;
+            for u in users {
+                if !forced.contains(&u) {
+                    forced.push(u);
+                }
+            }
+            call(c, &Request::Network(NetworkRequest::Remove { name: plan.name.clone(), force: false }))?;
+        }
+        progress("Network", &plan.name, "Creating");
+        let req = NetworkRequest::Create {
+            name: plan.name.clone(),
+            driver: Some("bridge".into()),
+            subnet: plan.subnet.clone(),
+            gateway: plan.gateway.clone(),
+            ip_range: None,
+            internal: plan.internal,
+            labels: plan.labels.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            options: plan.options.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        };
+        call(c, &Request::Network(req))?;
+        progress("Network", &plan.name, "Created");
+    }
+    Ok(forced)
+}
+
+/// The networks labelled with the project, by name (what `down` removes).
+fn project_networks(ctx: &Ctx, app: &App) -> Result<Vec<String>, CliError> {
+    let mut out: Vec<String> = NetStore::open(&ctx.root)?
+        .list()?
+        .into_iter()
+        .filter(|n| n.labels.get(translate::LABEL_PROJECT).is_some_and(|v| v == app.name()))
+        .map(|n| n.name)
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
 fn create_and_start(c: &mut Client, app: &App, service: &str) -> Result<String, CliError> {
     let words = translate::run_words(app.project(), service, 1, &app.origin, SUPPORT)
         .map_err(|e| compose_err(e.in_file(&app.origin.config_files.join(","))))?;
@@ -402,6 +485,13 @@ fn create_and_start(c: &mut Client, app: &App, service: &str) -> Result<String, 
         other => return Err(op_err(format!("unexpected answer from the agent: {other:?}"))),
     };
     progress("Container", &name, "Created");
+    // The service's other networks, joined before it first starts (as `docker network connect`
+    // on a created container: taken at the start).
+    let more = translate::attachments(app.project(), service).map_err(compose_err)?;
+    for a in more.into_iter().skip(1) {
+        let req = NetworkRequest::Connect { network: a.network, container: id.clone(), aliases: a.aliases, ip: a.ip };
+        call(c, &Request::Network(req))?;
+    }
     call(c, &Request::Start { id: id.clone(), attach: false, wait: false })?;
     progress("Container", &name, "Started");
     Ok(id)
@@ -421,6 +511,7 @@ fn up(ctx: &Ctx, app: &App, m: &Matches) -> Result<i32, CliError> {
         // The translation's "not supported yet" errors, before anything changes.
         translate::run_words(p, s, 1, &app.origin, SUPPORT).map_err(|e| compose_err(e.in_file(&app.origin.config_files.join(","))))?;
     }
+    let plans = network_plans(ctx, app, &targets)?;
     let existing = app.containers(ctx);
     let orphans: Vec<&Record> = existing.iter().filter(|r| !p.services.contains_key(service_of(r))).collect();
     let mut c = Client::connect(ctx)?;
@@ -438,6 +529,16 @@ fn up(ctx: &Ctx, app: &App, m: &Matches) -> Result<i32, CliError> {
             );
         }
     }
+    // Networks before the containers on them; a changed network takes its containers with it.
+    let forced = ensure_networks(ctx, app, &mut c, &plans, m)?;
+    let existing = if forced.is_empty() { existing } else { app.containers(ctx) };
+    let targets = if forced.is_empty() {
+        targets
+    } else {
+        let mut want = targets;
+        want.extend(forced.iter().cloned());
+        with_dependencies(p, &want)
+    };
     let mut recreated: Vec<String> = Vec::new();
     for s in &targets {
         let svc = &p.services[s];
@@ -449,7 +550,7 @@ fn up(ctx: &Ctx, app: &App, m: &Matches) -> Result<i32, CliError> {
         let hash = berth_compose::config::config_hash(svc);
         let mine: Vec<&Record> = existing.iter().filter(|r| service_of(r) == s).collect();
         let same = mine.iter().all(|r| r.labels.get(translate::LABEL_HASH) == Some(&hash));
-        if !mine.is_empty() && (m.flag("no-recreate") || (same && !m.flag("force-recreate"))) {
+        if !mine.is_empty() && (m.flag("no-recreate") || (same && !m.flag("force-recreate"))) && !forced.contains(s) {
             let dep_recreated = svc.depends_on.iter().any(|(dep, d)| d.restart && recreated.contains(dep));
             for r in mine {
                 if dep_recreated {
@@ -557,6 +658,12 @@ fn down(ctx: &Ctx, app: &App, m: &Matches) -> Result<i32, CliError> {
     let mut c = Client::connect(ctx)?;
     let volumes = m.flag("volumes");
     remove_containers(&mut c, &reverse_order(app, &recs), app, m, volumes)?;
+    // The networks `up` made for the project (labelled with it; never an external one).
+    for n in project_networks(ctx, app)? {
+        progress("Network", &n, "Removing");
+        call(&mut c, &Request::Network(NetworkRequest::Remove { name: n.clone(), force: false }))?;
+        progress("Network", &n, "Removed");
+    }
     if volumes {
         for v in p.volumes.values().filter(|v| !v.external) {
             let Some(name) = &v.name else { continue };
@@ -637,6 +744,7 @@ fn ps(ctx: &Ctx, app: &App, m: &Matches) -> Result<i32, CliError> {
         return Ok(0);
     }
     let command = |r: &Record| format!("\"{}\"", r.spec.args.join(" "));
+    let nets = NetStore::open(&ctx.root).and_then(|s| s.list()).unwrap_or_default();
     match m.value("format") {
         None | Some("table") => {
             let rows: Vec<Vec<String>> = recs
@@ -649,7 +757,7 @@ fn ps(ctx: &Ctx, app: &App, m: &Matches) -> Result<i32, CliError> {
                         service_of(r).to_string(),
                         human_ago(r.created),
                         status_text(ctx, r),
-                        String::new(),
+                        super::network::ps_ports(&ctx.root, &nets, &r.id),
                     ]
                 })
                 .collect();
@@ -662,7 +770,7 @@ fn ps(ctx: &Ctx, app: &App, m: &Matches) -> Result<i32, CliError> {
                 let v = serde_json::json!({
                     "ID": r.id, "Name": r.name, "Image": r.image, "Command": command(r), "Project": app.name(),
                     "Service": service_of(r), "State": state_name(r), "Status": status_text(ctx, r), "Health": health,
-                    "ExitCode": exit, "Publishers": [], "Labels": r.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
+                    "ExitCode": exit, "Publishers": publishers(&nets, &r.id), "Labels": r.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
                 });
                 writeln!(out, "{v}").map_err(w)?;
             }
@@ -670,6 +778,19 @@ fn ps(ctx: &Ctx, app: &App, m: &Matches) -> Result<i32, CliError> {
         Some(f) => return Err(op_err(format!("unsupported format {f:?} (table, json)"))),
     }
     Ok(0)
+}
+
+/// `ps --format json`'s `Publishers`, as Compose v2 prints them.
+fn publishers(nets: &[berth_runtime::net::network::Network], id: &str) -> Vec<serde_json::Value> {
+    berth_runtime::net::docker::published(nets, id)
+        .iter()
+        .map(|p| {
+            serde_json::json!({
+                "URL": p.host_ip.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED).to_string(),
+                "TargetPort": p.container_port, "PublishedPort": p.host_port, "Protocol": p.proto.to_string(),
+            })
+        })
+        .collect()
 }
 
 fn each(

@@ -20,6 +20,20 @@ pub struct Config {
     pub registry: RegistryConf,
     #[serde(default)]
     pub network: NetworkSection,
+    #[serde(default)]
+    pub security: Security,
+}
+
+/// `[security]`: user namespaces.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Security {
+    /// `default` (ranges of user `berth`, else berth's own) or a user name (its ranges, which
+    /// must exist): containers then run with `--userns=auto` unless they ask for `host`.
+    pub userns_remap: Option<String>,
+    /// Subordinate-ID files (default /etc/subuid and /etc/subgid).
+    pub subuid_file: Option<PathBuf>,
+    pub subgid_file: Option<PathBuf>,
 }
 
 /// `[network]`: containers' default network and the default bridge.

@@ -11,7 +11,7 @@ use berth_runtime::cgroup::{Cgroups, Resources};
 use berth_runtime::container::caps;
 use berth_runtime::container::mounts;
 use berth_runtime::container::record::{Record, Status};
-use berth_runtime::container::spec::{parse_ulimit, tmpfs_options, Mount, Net, Seccomp, Spec};
+use berth_runtime::container::spec::{check_sysctl, parse_ulimit, tmpfs_options, Mount, Net, Seccomp, Spec};
 use berth_runtime::image::platform::Platform;
 use berth_runtime::image::store::Store;
 use berth_runtime::net::config::{ContainerNet, NetworkRef};
@@ -345,6 +345,8 @@ pub fn resolve(root: &Path, store: &Store, cgroups: &Cgroups, o: &RunOptions, ex
         Some(s) => signal::parse(s)?,
         None => libc::SIGTERM,
     };
+    let own_net = matches!(net, Net::Bridge(_) | Net::None);
+    let sysctls = o.sysctls.iter().map(|kv| check_sysctl(kv, own_net).map_err(Error::invalid)).collect::<Result<Vec<_>>>()?;
     let spec = Spec {
         args,
         env,
@@ -370,6 +372,8 @@ pub fn resolve(root: &Path, store: &Store, cgroups: &Cgroups, o: &RunOptions, ex
             Some("unconfined") => Seccomp::Unconfined,
             Some(json) => Seccomp::parse(json)?,
         },
+        userns: None,
+        sysctls,
     };
     let _ = cgroups;
     let record = Record {

@@ -15,6 +15,7 @@ mod server;
 mod socket;
 pub mod supervisor;
 pub mod update;
+pub mod userns;
 
 use std::cell::RefCell;
 use std::fs;
@@ -50,6 +51,8 @@ pub struct Options {
     pub link: Option<crate::daemon::update::session::Link>,
     /// The default network and the default bridge's subnet.
     pub net: supervisor::networks::NetSettings,
+    /// `userns-remap` and the subordinate-ID files.
+    pub userns: userns::Settings,
 }
 
 /// Creates and starts each preload container that does not exist yet (by its --name).
@@ -117,6 +120,7 @@ pub fn run(o: &Options) -> Result<()> {
     // The choice is recorded for `berth info`, which runs without talking to the agent.
     atomic_write(&o.root.join("storage-driver"), if copy { &b"copy\n"[..] } else { &b"overlay\n"[..] })?;
     let sup = Rc::new(RefCell::new(Supervisor::new(&o.root, copy, o.net.clone())?));
+    sup.borrow_mut().userns = o.userns.clone();
     atomic_write(&o.root.join("agent.pid"), format!("{}\n", std::process::id()).as_bytes())?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| Error::io("start runtime", e))?;
     let local = tokio::task::LocalSet::new();

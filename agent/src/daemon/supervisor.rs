@@ -54,6 +54,8 @@ pub struct Supervisor {
     hotplugged: HashMap<String, Vec<hotplug::Added>>,
     /// Bridge networks: records, settings, and the embedded DNS of user networks.
     pub(crate) nets: networks::Nets,
+    /// `--userns=auto` and the agent's `userns-remap`.
+    pub userns: crate::daemon::userns::Settings,
 }
 
 use berth_runtime::paths::cgroup_parent;
@@ -82,6 +84,7 @@ impl Supervisor {
             waiters: HashMap::new(),
             hotplugged: HashMap::new(),
             nets: networks::Nets::open(root, net)?,
+            userns: Default::default(),
         };
         let (recs, bad) = record::list(root);
         for b in bad {
@@ -275,7 +278,10 @@ impl Supervisor {
         if o.net.is_none() {
             o.net = Some(self.nets.settings.default.clone());
         }
-        let res = create::resolve(&self.root, &self.store, &self.cgroups, &o, &recs)?;
+        let mut res = create::resolve(&self.root, &self.store, &self.cgroups, &o, &recs)?;
+        // Chosen against every record, and recorded with the container below, before any await.
+        res.record.spec.userns =
+            crate::daemon::userns::choose(&self.userns, &self.root, o.userns.as_deref(), o.privileged, self.copy, &recs)?;
         if !res.net.networks.is_empty() {
             self.net_check(&res.net, &recs)?;
         }
@@ -370,6 +376,7 @@ impl Supervisor {
                 rootfs: &rootfs,
                 etc_dir: &etc,
                 copy: self.copy,
+                volatile: r.auto_remove,
             },
             cgroup: &cg,
             output,

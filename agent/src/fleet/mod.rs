@@ -86,13 +86,19 @@ const PUSH_OPTS: &[Opt] = &[
     ),
     opt("canary", None, Some("int"), "Update this many devices first; stop, updating no other, if any of them does not commit"),
     opt("max-parallel", None, Some("int"), "At most this many devices receive at once (the targets go in batches)"),
+    opt(
+        "pull",
+        None,
+        Some("ref"),
+        "Instead of a tarball: the devices pull NAME@sha256:DIGEST from their registry or mirror and check that digest",
+    ),
 ];
 const PUSH: Cmd = cmd(
     "berth fleet push",
-    "--key KEY (--to ID... | --group G) [OPTIONS] FILE.tar --run 'RUN ARGS'",
-    "Send a 'docker save' tarball to devices and run it; exit 0 when every target committed",
+    "--key KEY (--to ID... | --group G) [OPTIONS] (FILE.tar | --pull NAME@sha256:DIGEST) --run 'RUN ARGS'",
+    "Send a 'docker save' tarball to devices, or have them pull an image by digest, and run it; exit 0 when every target committed",
     PUSH_OPTS,
-    1,
+    0,
     Some(1),
 );
 
@@ -556,6 +562,7 @@ fn request(o: &Opts, m: &Matches, kind: Kind, spec: &Cmd) -> Result<i32, CliErro
                 groups: vec![],
                 name,
                 image: None,
+                pull: None,
                 run: vec![],
                 health_window: 30,
                 keep: 1,

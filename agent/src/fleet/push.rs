@@ -107,7 +107,9 @@ pub struct Deploy {
     pub seq: u64,
     pub targets: Vec<String>,
     pub name: String,
-    pub image: ImageRef,
+    pub image: Option<ImageRef>,
+    /// `--pull REF@sha256:...`: the devices pull this instead of receiving chunks.
+    pub pull: Option<String>,
     pub run: Vec<String>,
     pub health_window: u32,
     pub keep: u32,
@@ -124,7 +126,8 @@ pub fn deploy_manifest(d: Deploy) -> Manifest {
         targets: d.targets,
         groups: vec![],
         name: d.name,
-        image: Some(d.image),
+        image: d.image,
+        pull: d.pull,
         run: d.run,
         health_window: d.health_window,
         keep: d.keep,
@@ -133,9 +136,18 @@ pub fn deploy_manifest(d: Deploy) -> Manifest {
 
 pub fn push(o: &Opts, m: &Matches) -> Result<i32, CliError> {
     let path = PUSH.path;
-    let file = Path::new(&m.args()[0]);
     let line = m.value("run").ok_or_else(|| usage(path, "--run 'RUN ARGS' is required (e.g. --run '--name app app:2')"))?;
     let (run, name) = check_run(line).map_err(|e| usage(path, e))?;
+    let pull = m.value("pull").map(str::to_string);
+    let file = match (&pull, m.args().first()) {
+        (Some(_), Some(_)) => return Err(usage(path, "give a tarball or --pull REF@sha256:DIGEST, not both")),
+        (None, None) => return Err(usage(path, "give the image: a 'docker save' tarball, or --pull REF@sha256:DIGEST")),
+        (None, Some(f)) => Some(Path::new(f)),
+        (Some(r), None) => {
+            check_pull(r, &run).map_err(|e| usage(path, e))?;
+            None
+        }
+    };
     let mut to = targets(m, path)?;
     let group = m.value("group").map(str::to_string);
     if to.is_empty() && group.is_none() {
@@ -155,12 +167,21 @@ pub fn push(o: &Opts, m: &Matches) -> Result<i32, CliError> {
     }
     let timeout = secs(m, "timeout", path, 600.0)?;
     let key = load_key(m, path)?;
-    let (f, size) = open_tarball(file)?;
-    if size.div_ceil(u64::from(chunk)) > u64::from(MAX_CHUNKS) {
-        return Err(usage(path, format!("{} needs more than {MAX_CHUNKS} chunks: use a larger --chunk-size", file.display())));
-    }
-    let sha256 = sha256_file(&f, size)?;
+    let full = match file {
+        Some(file) => {
+            let (f, size) = open_tarball(file)?;
+            if size.div_ceil(u64::from(chunk)) > u64::from(MAX_CHUNKS) {
+                return Err(usage(path, format!("{} needs more than {MAX_CHUNKS} chunks: use a larger --chunk-size", file.display())));
+            }
+            let sha256 = sha256_file(&f, size)?;
+            Payload { file: file.to_path_buf(), f: Some(f), size, sha256, temp: false, pull: None }
+        }
+        None => Payload { file: Default::default(), f: None, size: 0, sha256: String::new(), temp: false, pull: pull.clone() },
+    };
     let delta = m.flag("delta");
+    if delta && pull.is_some() {
+        return Err(usage(path, "--delta is for tarballs: with --pull the devices fetch only the layers they lack"));
+    }
     let canary: Option<usize> = number(m, "canary", path)?;
     let max_parallel: Option<usize> = number(m, "max-parallel", path)?;
     if canary == Some(0) || max_parallel == Some(0) {
@@ -192,7 +213,6 @@ pub fn push(o: &Opts, m: &Matches) -> Result<i32, CliError> {
         wait_ready(&mut conn, o, &mut devices, &targets, tokio::time::Instant::now() + timeout).await?;
         let mut seq = 1 + targets.iter().filter_map(|t| devices.get(t)).map(Device::seq).max().unwrap_or(0);
         let batches = plan(&targets, canary, max_parallel);
-        let full = Payload { file: file.to_path_buf(), f, size, sha256, temp: false };
         let common = Common { name: &name, run: &run, chunk, health_window, keep, timeout, key: &key };
         let (mut results, mut why) = (BTreeMap::new(), BTreeMap::new());
         let (mut sent, mut resent) = (0, 0);
@@ -252,14 +272,28 @@ pub fn plan(targets: &[String], canary: Option<usize>, max_parallel: Option<usiz
     out
 }
 
-/// The tarball one batch receives.
+/// What one batch receives: a tarball in chunks, or a reference to pull.
 struct Payload {
     file: std::path::PathBuf,
-    f: File,
+    f: Option<File>,
     size: u64,
     sha256: String,
     /// A delta made for this batch (removed after).
     temp: bool,
+    pull: Option<String>,
+}
+
+/// `--pull`: a reference pinned by digest (a tag could be moved on the registry under the signed
+/// update), and the one `--run` runs, so the container is exactly the image that was verified.
+pub fn check_pull(r: &str, run: &[String]) -> Result<(), String> {
+    if !berth_proto::wire::valid_pull(r) {
+        return Err(format!("--pull {r:?}: pin the image by digest (NAME@sha256:DIGEST; 'berth push' prints it)"));
+    }
+    let o = berth_proto::run::parse_run_words(run).map_err(|e| format!("--run: {e}"))?;
+    if o.image != r {
+        return Err(format!("--run must run the pulled image {r} (it names {})", o.image));
+    }
+    Ok(())
 }
 
 struct Common<'a> {
@@ -305,7 +339,7 @@ fn make_delta(full: &Payload, batch: &[String], devices: &BTreeMap<String, Devic
         human_size(full.size),
         100.0 * (1.0 - size as f64 / full.size as f64)
     );
-    Ok(Some(Payload { file: tmp, f, size, sha256, temp: true }))
+    Ok(Some(Payload { file: tmp, f: Some(f), size, sha256, temp: true, pull: None }))
 }
 
 /// What one batch's transfer ended with.
@@ -345,7 +379,8 @@ async fn deliver(
         seq,
         targets: targets.to_vec(),
         name: c.name.to_string(),
-        image: ImageRef { size: p.size, sha256: p.sha256.clone(), chunk_size: c.chunk, topic: topic.clone() },
+        image: p.pull.is_none().then(|| ImageRef { size: p.size, sha256: p.sha256.clone(), chunk_size: c.chunk, topic: topic.clone() }),
+        pull: p.pull.clone(),
         run: c.run.to_vec(),
         health_window: c.health_window,
         keep: c.keep,
@@ -361,17 +396,20 @@ async fn deliver(
     }
     let total = manifest.chunks();
     let what = if p.temp { "a delta" } else { "the tarball" };
-    println!(
-        "update {id}: {} from {} ({what}, {}, {total} chunks) to {} as seq {seq}",
-        c.name,
-        p.file.display(),
-        human_size(p.size),
-        targets.join(", ")
-    );
+    match &p.pull {
+        Some(r) => println!("update {id}: {} pulled by the devices from {r} to {} as seq {seq}", c.name, targets.join(", ")),
+        None => println!(
+            "update {id}: {} from {} ({what}, {}, {total} chunks) to {} as seq {seq}",
+            c.name,
+            p.file.display(),
+            human_size(p.size),
+            targets.join(", ")
+        ),
+    }
     let mut s = Stream {
         conn,
         o,
-        f: &p.f,
+        f: p.f.as_ref(),
         manifest: &manifest,
         targets,
         devices: std::mem::take(devices),
@@ -392,7 +430,8 @@ async fn deliver(
 struct Stream<'a> {
     conn: &'a mut Conn,
     o: &'a Opts,
-    f: &'a File,
+    /// None for a pull: there are no chunks.
+    f: Option<&'a File>,
     manifest: &'a Manifest,
     targets: &'a [String],
     devices: BTreeMap<String, Device>,
@@ -430,8 +469,8 @@ impl Stream<'_> {
             while sent < 32 {
                 let Some(i) = self.win.next_chunk(now) else { break };
                 let len = self.manifest.chunk_len(i);
-                self.f
-                    .read_exact_at(&mut buf[..len], u64::from(i) * chunk as u64)
+                let Some(f) = self.f else { break };
+                f.read_exact_at(&mut buf[..len], u64::from(i) * chunk as u64)
                     .map_err(|e| fail(format!("read chunk {i} of the tarball: {e}")))?;
                 self.conn.publish(&topic, Chunk::encode(&self.manifest.id, i, total, &buf[..len])).await.map_err(fail)?;
                 sent += 1;
@@ -555,6 +594,16 @@ mod tests {
     }
 
     #[test]
+    fn pulls_are_pinned_by_digest_and_run_what_they_pull() {
+        let r = format!("reg.lan:5000/app@sha256:{}", "c".repeat(64));
+        let (run, _) = check_run(&format!("--name app {r} sleep 1")).unwrap();
+        check_pull(&r, &run).unwrap();
+        let (tagged, _) = check_run("--name app reg.lan:5000/app:2").unwrap();
+        assert!(check_pull(&r, &tagged).unwrap_err().contains("must run the pulled image"));
+        assert!(check_pull("reg.lan:5000/app:2", &tagged).unwrap_err().contains("by digest"));
+    }
+
+    #[test]
     fn tarballs_are_recognised_by_their_start() {
         let mut h = vec![0u8; 512];
         h[..5].copy_from_slice(b"file1");
@@ -584,7 +633,8 @@ mod tests {
             seq: 8,
             targets: vec!["dev1".into(), "dev2".into()],
             name,
-            image: ImageRef { size: 300_000, sha256: "ab".repeat(32), chunk_size: DEFAULT_CHUNK, topic: "berth/v1/updates/x".into() },
+            image: Some(ImageRef { size: 300_000, sha256: "ab".repeat(32), chunk_size: DEFAULT_CHUNK, topic: "berth/v1/updates/x".into() }),
+            pull: None,
             run,
             health_window: 5,
             keep: 2,

@@ -13,6 +13,8 @@ use crate::container::inroot::{fd_path, Root};
 use crate::container::spec::{tmpfs_options, Mount, Spec};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::cstring;
+use crate::userns::IdMap;
+use std::os::fd::{AsRawFd, RawFd};
 
 /// Paths Docker hides from containers (unless privileged).
 const MASKED: &[&str] = &[
@@ -124,11 +126,58 @@ pub struct Layout<'a> {
     pub etc_dir: &'a Path,
     /// `rootfs` already holds a merged copy of the layers (no overlayfs on this kernel).
     pub copy: bool,
+    /// The upper directory is thrown away with the container (`--rm`): overlayfs may skip
+    /// syncing it (`volatile`). Without that, the kernel syncs the whole file system holding the
+    /// upper directory when the container's mount namespace goes away, and the container's pid 1
+    /// is not reaped until that sync ends: most of a short `run --rm`'s time on a busy disk.
+    pub volatile: bool,
 }
 
-pub fn build(l: &Layout, spec: &Spec) -> Result<()> {
+/// The user namespace the container will enter (`--userns=auto`) and its map.
+pub type Mapped = Option<(RawFd, IdMap)>;
+
+/// chown to the container's `uid`/`gid` as the host sees them (no-op without a user namespace).
+fn chown_mapped(p: &Path, m: &Mapped, uid: u32, gid: u32) -> Result<()> {
+    let Some((_, map)) = m else { return Ok(()) };
+    let (Some(u), Some(g)) = (map.host_uid(uid), map.host_gid(gid)) else { return Ok(()) };
+    std::os::unix::fs::lchown(p, Some(u), Some(g)).ctx(|| format!("chown {}", p.display()))
+}
+
+/// tmpfs data with its owner moved into the container's range (tmpfs is made by host root).
+fn tmpfs_data(data: &str, m: &Mapped) -> String {
+    let Some((_, map)) = m else { return data.to_string() };
+    let mut out: Vec<String> = Vec::new();
+    let (mut uid, mut gid) = (false, false);
+    for o in data.split(',').filter(|o| !o.is_empty()) {
+        let shifted = |v: &str, f: &dyn Fn(u32) -> Option<u32>| v.parse::<u32>().ok().and_then(f).map(|h| h.to_string());
+        match o.split_once('=') {
+            Some(("uid", v)) => {
+                uid = true;
+                out.push(format!("uid={}", shifted(v, &|i| map.host_uid(i)).unwrap_or_else(|| v.to_string())));
+            }
+            Some(("gid", v)) => {
+                gid = true;
+                out.push(format!("gid={}", shifted(v, &|i| map.host_gid(i)).unwrap_or_else(|| v.to_string())));
+            }
+            _ => out.push(o.to_string()),
+        }
+    }
+    if !uid {
+        out.push(format!("uid={}", map.uid));
+    }
+    if !gid {
+        out.push(format!("gid={}", map.gid));
+    }
+    out.join(",")
+}
+
+pub fn build(l: &Layout, spec: &Spec, mapped: Mapped) -> Result<()> {
     // Nothing mounted here may propagate back to the host; host unmounts still reach us.
     mount("none", Path::new("/"), "", libc::MS_REC | libc::MS_SLAVE, "")?;
+    let m = &mapped;
+    if l.copy && m.is_some() {
+        return Err(Error::invalid("--userns=auto needs overlayfs (this agent copies image layers)"));
+    }
     if l.copy {
         // pivot_root needs a mount point.
         mount(&l.rootfs.to_string_lossy(), l.rootfs, "", libc::MS_BIND | libc::MS_REC, "")?;
@@ -136,14 +185,33 @@ pub fn build(l: &Layout, spec: &Spec) -> Result<()> {
         // Relative lower dirs keep the option string short: it is limited to one page.
         std::env::set_current_dir(l.layers_dir).ctx(|| format!("chdir {}", l.layers_dir.display()))?;
         let lower: Vec<&str> = l.layers.iter().rev().map(String::as_str).collect();
+        if let Some((ns, map)) = m {
+            // The shared layers stay host root's on disk; an id-mapped copy of each, stacked on
+            // it in this mount namespace only, shows them as the container's root's. The upper
+            // layer is not mapped: what the container writes is its range's on the host.
+            for d in &lower {
+                crate::userns::idmap_in_place(&l.layers_dir.join(d), *ns)?;
+            }
+            for d in [l.upper, l.work] {
+                std::os::unix::fs::chown(d, Some(map.uid), Some(map.gid)).ctx(|| format!("chown {}", d.display()))?;
+            }
+        }
         let opts = format!("lowerdir={},upperdir={},workdir={}", lower.join(":"), l.upper.display(), l.work.display());
         if opts.len() >= 4000 {
             return Err(Error::invalid(format!("image has too many layers for one overlay mount ({})", l.layers.len())));
         }
-        mount("overlay", l.rootfs, "overlay", 0, &opts)?;
+        // Kernels before 5.10 do not know `volatile` (EINVAL): they get the plain mount.
+        let volatile = l.volatile && mount("overlay", l.rootfs, "overlay", 0, &format!("{opts},volatile")).is_ok();
+        if !volatile {
+            mount("overlay", l.rootfs, "overlay", 0, &opts)?;
+        }
     }
     let r = l.rootfs;
     let at = |p: &str| scoped_join(r, p);
+    let _owner = match m {
+        Some((_, map)) => Some(crate::userns::as_mapped_root(map)?),
+        None => None,
+    };
 
     let proc_ = at("/proc")?;
     mkdir_p(&proc_)?;
@@ -155,9 +223,10 @@ pub fn build(l: &Layout, spec: &Spec) -> Result<()> {
         // All host devices, including ones plugged in later.
         mount("/dev", &dev, "", libc::MS_BIND | libc::MS_REC, "")?;
     } else {
-        mount("tmpfs", &dev, "tmpfs", libc::MS_NOSUID | libc::MS_STRICTATIME, "mode=755,size=65536k")?;
+        mount("tmpfs", &dev, "tmpfs", libc::MS_NOSUID | libc::MS_STRICTATIME, &tmpfs_data("mode=755,size=65536k", m))?;
         for (name, major, minor) in DEVICES {
             mknod_char(&dev.join(name), *major, *minor, 0o666)?;
+            chown_mapped(&dev.join(name), m, 0, 0)?;
         }
         for (link, target) in [
             ("fd", "/proc/self/fd"),
@@ -171,10 +240,11 @@ pub fn build(l: &Layout, spec: &Spec) -> Result<()> {
         }
         let pts = dev.join("pts");
         mkdir_p(&pts)?;
-        mount("devpts", &pts, "devpts", libc::MS_NOSUID | libc::MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5")?;
+        let tty_gid = m.as_ref().and_then(|(_, map)| map.host_gid(5)).unwrap_or(5);
+        mount("devpts", &pts, "devpts", libc::MS_NOSUID | libc::MS_NOEXEC, &format!("newinstance,ptmxmode=0666,mode=0620,gid={tty_gid}"))?;
         let shm = dev.join("shm");
         mkdir_p(&shm)?;
-        mount("shm", &shm, "tmpfs", libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, "mode=1777,size=65536k")?;
+        mount("shm", &shm, "tmpfs", libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, &tmpfs_data("mode=1777,size=65536k", m))?;
         let mq = dev.join("mqueue");
         mkdir_p(&mq)?;
         // POSIX message queues are an optional kernel feature; containers that need them fail
@@ -185,7 +255,13 @@ pub fn build(l: &Layout, spec: &Spec) -> Result<()> {
     // would make it on the host.
     if !spec.privileged {
         for n in &spec.devices {
-            berth_device::node::make(&at(&n.path)?, n)?;
+            let p = at(&n.path)?;
+            berth_device::node::make(&p, n)?;
+            // A copy made here (not a bind of the host's node) takes the container's view of
+            // its owner, so the container's root opens it as host root opens the original.
+            if !n.bind {
+                chown_mapped(&p, m, n.uid, n.gid)?;
+            }
         }
     }
 
@@ -200,16 +276,16 @@ pub fn build(l: &Layout, spec: &Spec) -> Result<()> {
     for name in ["hosts", "hostname", "resolv.conf"] {
         let src = l.etc_dir.join(name);
         let t = format!("/etc/{name}");
-        mount_on(&src.to_string_lossy(), &root.create_file(&t)?, &t, "", libc::MS_BIND, "")?;
+        bind_file(&root, &src, &t, m)?;
     }
 
-    for m in &spec.mounts {
-        match m {
-            Mount::Bind { source, target, readonly } => bind(&root, source, target, *readonly, None)?,
-            Mount::BindWith { source, target, readonly, propagation } => bind(&root, source, target, *readonly, Some(propagation))?,
+    for mnt in &spec.mounts {
+        match mnt {
+            Mount::Bind { source, target, readonly } => bind(&root, source, target, *readonly, None, m)?,
+            Mount::BindWith { source, target, readonly, propagation } => bind(&root, source, target, *readonly, Some(propagation), m)?,
             Mount::Tmpfs { target, options } => {
                 let (flags, data) = tmpfs_options(options)?;
-                mount_on("tmpfs", &root.mkdir_all(target)?, target, "tmpfs", flags, &data)?;
+                mount_on("tmpfs", &root.mkdir_all(target)?, target, "tmpfs", flags, &tmpfs_data(&data, m))?;
             }
         }
     }
@@ -238,10 +314,15 @@ pub fn build(l: &Layout, spec: &Spec) -> Result<()> {
 
 /// A bind mount of a file, directory, socket or device node: the mount point is made as an
 /// empty file for anything but a directory (mounting a file on a directory fails).
-fn bind(root: &Root, source: &Path, target: &str, readonly: bool, propagation: Option<&str>) -> Result<()> {
+fn bind(root: &Root, source: &Path, target: &str, readonly: bool, propagation: Option<&str>, mapped: &Mapped) -> Result<()> {
     let m = fs::metadata(source).ctx(|| format!("bind source {}", source.display()))?;
     let fd = if m.is_dir() { root.mkdir_all(target)? } else { root.create_file(target)? };
-    mount_on(&source.to_string_lossy(), &fd, target, "", libc::MS_BIND | libc::MS_REC, "")?;
+    match mapped {
+        // Under a user namespace the host's files are seen id-mapped: host root's are the
+        // container root's, and what the container writes there is host root's, as without one.
+        Some((ns, _)) => crate::userns::attach(&crate::userns::idmapped_tree(source, *ns, true)?, fd.as_raw_fd(), target)?,
+        None => mount_on(&source.to_string_lossy(), &fd, target, "", libc::MS_BIND | libc::MS_REC, "")?,
+    }
     if readonly {
         // The mount just made, not the directory underneath.
         mount_on("none", &root.open_path(target)?, target, "", libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY, "")?;
@@ -250,6 +331,16 @@ fn bind(root: &Root, source: &Path, target: &str, readonly: bool, propagation: O
         mount_on("none", &root.open_path(target)?, target, "", crate::container::mounts::propagation_flags(p), "")?;
     }
     Ok(())
+}
+
+/// The /etc files the agent writes, bound onto the container's (id-mapped under a user namespace,
+/// so that its root may edit them as Docker lets it).
+fn bind_file(root: &Root, src: &Path, target: &str, mapped: &Mapped) -> Result<()> {
+    let fd = root.create_file(target)?;
+    match mapped {
+        Some((ns, _)) => crate::userns::attach(&crate::userns::idmapped_tree(src, *ns, false)?, fd.as_raw_fd(), target),
+        None => mount_on(&src.to_string_lossy(), &fd, target, "", libc::MS_BIND, ""),
+    }
 }
 
 /// pivot_root into `rootfs` without a spare directory (runc's trick: pivot onto itself, then

@@ -11,6 +11,9 @@
 //! OOM kill never takes it. It reaps the container, copies its output into the size-capped log
 //! ring, writes the exit status to `<container dir>/exit` and exits with it. Should the agent
 //! die, containers keep running and logging; a new agent re-adopts them by the monitor's pid.
+//! Once the container runs, the monitor re-executes the berth binary as a monitor alone
+//! ([`MONITOR_ARG`]): a fork would keep a private copy of every page of the agent's heap that the
+//! agent writes later (copy-on-write), most of a monitor's memory.
 //! Namespaces come from unshare()+fork(), never clone() with CLONE_NEW* flags, which qemu-user
 //! rejects. Every failure in the children travels back over a close-on-exec pipe: end-of-file
 //! means the command was exec'd.
@@ -257,6 +260,15 @@ fn intermediate(l: &Launch, filter: &Filter, report: RawFd) -> ! {
     if l.spec.net == Net::None || !l.attach.is_empty() {
         flags |= libc::CLONE_NEWNET;
     }
+    // `--userns=auto`: the namespace is made (maps written) here, in the host's pid namespace,
+    // where the helper's pid names it in /proc; pid 1 enters it once its mounts are made.
+    let userns = match &l.spec.userns {
+        Some(m) => match crate::userns::create(m) {
+            Ok(fd) => Some(fd),
+            Err(e) => fail(report, 125, &e.to_string()),
+        },
+        None => None,
+    };
     // The bridge side of the veth pairs is made from the namespace we leave.
     let host_nl = match l.attach.is_empty() {
         true => None,
@@ -285,8 +297,9 @@ fn intermediate(l: &Launch, filter: &Filter, report: RawFd) -> ! {
         fail(report, 125, &format!("fork: {}", io::Error::last_os_error()));
     }
     if pid == 0 {
-        container_init(l, filter, stdio, report);
+        container_init(l, filter, stdio, report, userns.as_ref().map(AsRawFd::as_raw_fd));
     }
+    drop(userns);
     send(report, b'P', &pid.to_le_bytes());
     // Only the container may hold its ends of stdio: EOF on the logs (and on a foreground
     // client's terminal) must come when the container is gone.
@@ -299,11 +312,67 @@ fn intermediate(l: &Launch, filter: &Filter, report: RawFd) -> ! {
     }
     // SAFETY: closing our end of the report pipe: the agent sees EOF once the container execs.
     unsafe { libc::close(report) };
-    let log = match &l.output {
-        Output::Log(cfg) => Some(Ring::new(l.dir, cfg.clone())),
+    let cfg = match &l.output {
+        Output::Log(cfg) => Some(cfg.clone()),
         Output::Passed(_) => None,
     };
-    monitor(pid, sfd, readers, log, Some(l.dir))
+    exec_monitor(pid, &sfd, readers.as_ref(), cfg.as_ref(), l.dir);
+    // The exec failed: this copy of the agent monitors (more memory, the same work).
+    monitor(pid, sfd, readers, cfg.map(|c| Ring::new(l.dir, c)), Some(l.dir))
+}
+
+/// The first argument of the berth binary run as a container's monitor, by the monitor itself.
+pub const MONITOR_ARG: &str = "__berth-monitor";
+
+/// Replaces this process (the container's parent: exec keeps the child, the signal mask and the
+/// signalfd) with a fresh berth that only monitors. Returns if the exec fails.
+fn exec_monitor(child: i32, sfd: &OwnedFd, readers: Option<&(OwnedFd, OwnedFd)>, log: Option<&LogConfig>, dir: &Path) {
+    let inherit = |fd: RawFd| {
+        // SAFETY: clears close-on-exec on a descriptor this process owns.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+        fd.to_string()
+    };
+    let (out, err) = match readers {
+        Some((o, e)) => (inherit(o.as_raw_fd()), inherit(e.as_raw_fd())),
+        None => ("-".to_string(), "-".to_string()),
+    };
+    let log = log.map_or("-".to_string(), |c| format!("{}:{}:{}", u8::from(c.enabled), c.max_size, c.max_files));
+    let args = ["berth-monitor".to_string(), MONITOR_ARG.to_string(), child.to_string(), inherit(sfd.as_raw_fd()), out, err, log];
+    let mut cargs: Vec<CString> = args.iter().filter_map(|a| CString::new(a.as_str()).ok()).collect();
+    let Ok(d) = CString::new(std::os::unix::ffi::OsStrExt::as_bytes(dir.as_os_str())) else { return };
+    cargs.push(d);
+    let mut argv: Vec<*const libc::c_char> = cargs.iter().map(|c| c.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    let envp: [*const libc::c_char; 1] = [std::ptr::null()];
+    // SAFETY: argv and envp are NULL-terminated arrays of NUL-terminated strings that outlive
+    // the call; execve returns only on failure.
+    unsafe { libc::execve(c"/proc/self/exe".as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+}
+
+/// The monitor run by [`exec_monitor`]: `args` are what follows [`MONITOR_ARG`].
+pub fn monitor_main(args: &[std::ffi::OsString]) -> ! {
+    // As the helpers before their exec: no core dumps or ptrace from the containers' side.
+    // SAFETY: PR_SET_DUMPABLE takes a plain integer.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0) };
+    let arg = |i: usize| args.get(i).and_then(|a| a.to_str());
+    let fd = |i: usize| -> Option<OwnedFd> {
+        let n: RawFd = arg(i)?.parse().ok()?;
+        // SAFETY: the descriptor was handed over by number across our own exec; nothing else in
+        // this fresh process owns it.
+        Some(unsafe { OwnedFd::from_raw_fd(n) })
+    };
+    let (Some(child), Some(sfd), Some(dir)) = (arg(0).and_then(|c| c.parse::<i32>().ok()), fd(1), args.get(5)) else {
+        // SAFETY: leaves at once; the agent then reports the missing exit status.
+        unsafe { libc::_exit(255) }
+    };
+    let readers = fd(2).zip(fd(3));
+    let log = arg(4).and_then(|c| {
+        let mut f = c.split(':');
+        let (e, size, files) = (f.next()?, f.next()?.parse().ok()?, f.next()?.parse().ok()?);
+        Some(LogConfig { enabled: e == "1", max_size: size, max_files: files })
+    });
+    let dir = PathBuf::from(dir);
+    monitor(child, sfd, readers, log.map(|c| Ring::new(&dir, c)), Some(&dir))
 }
 
 /// Makes the container's network interfaces in the namespace this process has just entered:
@@ -359,7 +428,9 @@ fn monitor(child: i32, sfd: OwnedFd, readers: Option<(OwnedFd, OwnedFd)>, mut lo
         Some((o, e)) => vec![Some(o), Some(e)],
         None => Vec::new(),
     };
-    let mut buf = vec![0u8; 64 * 1024];
+    // 16 KiB (conmon reads 8 KiB at a time): a 64 KiB buffer, zeroed, was a fifth of a monitor's
+    // own memory.
+    let mut buf = vec![0u8; 16 * 1024];
     let mut code = None;
     loop {
         let mut pfds = vec![libc::pollfd { fd: sfd.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
@@ -439,7 +510,7 @@ fn hide_from_container() {
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
 }
 
-fn container_init(l: &Launch, filter: &Filter, stdio: [RawFd; 3], report: RawFd) -> ! {
+fn container_init(l: &Launch, filter: &Filter, stdio: [RawFd; 3], report: RawFd, userns: Option<RawFd>) -> ! {
     hide_from_container();
     reset_signals();
     // The container joins its cgroup itself, so the monitor stays outside it.
@@ -450,20 +521,21 @@ fn container_init(l: &Launch, filter: &Filter, stdio: [RawFd; 3], report: RawFd)
     if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
         fail(report, 125, &format!("create mount namespace: {}", io::Error::last_os_error()));
     }
-    let report = match wire_stdio(stdio, report) {
+    let report = match wire_stdio(stdio, report, userns) {
         Ok(fd) => fd,
         Err(e) => fail(report, 125, &e.to_string()),
     };
     install_panic_report(report);
-    match setup(l, filter, report) {
+    match setup(l, filter, report, userns) {
         Err(e) => fail(report, e.code, &e.msg),
         // exec does not return on success
         Ok(()) => fail(report, 125, "container setup returned without exec"),
     }
 }
 
-/// Puts the given descriptors on 0, 1, 2 and closes everything else but `keep`.
-fn wire_stdio(stdio: [RawFd; 3], keep: RawFd) -> Result<RawFd> {
+/// Puts the given descriptors on 0, 1, 2 and closes everything else but `keep` (returned under
+/// a new number) and `also` (close-on-exec descriptors the setup still needs).
+fn wire_stdio(stdio: [RawFd; 3], keep: RawFd, also: Option<RawFd>) -> Result<RawFd> {
     // SAFETY: descriptor juggling on fds this process owns. The report pipe first moves above
     // any of the stdio numbers so dup2 cannot clobber it.
     unsafe {
@@ -477,14 +549,31 @@ fn wire_stdio(stdio: [RawFd; 3], keep: RawFd) -> Result<RawFd> {
                 return Err(Error::io("set up stdio", io::Error::last_os_error()));
             }
         }
-        close_other_fds(&[0, 1, 2, keep]);
+        let mut open = vec![0, 1, 2, keep];
+        open.extend(also);
+        close_other_fds(&open);
         Ok(keep)
     }
 }
 
-fn setup(l: &Launch, filter: &Filter, report: RawFd) -> std::result::Result<(), StartError> {
+fn setup(l: &Launch, filter: &Filter, report: RawFd, userns: Option<RawFd>) -> std::result::Result<(), StartError> {
     let spec = l.spec;
-    rootfs::build(&l.layout, spec)?;
+    let mapped = userns.zip(spec.userns);
+    if mapped.is_some() && spec.net != Net::Host && l.join_net.is_none() {
+        // Docker's defaults for a container's own network namespace; under a user namespace
+        // they are what lets its root bind ports below 1024 and ping (that namespace is the
+        // host user namespace's, where the container holds no capability). Before `--sysctl`,
+        // which may override them.
+        let _ = std::fs::write("/proc/sys/net/ipv4/ip_unprivileged_port_start", "0");
+        let _ = std::fs::write("/proc/sys/net/ipv4/ping_group_range", "0 2147483647");
+    }
+    // Through the agent's /proc, still mounted here: a /proc/sys file acts on the namespaces of
+    // the process that writes it, which are already the container's (network, IPC).
+    for (k, v) in &spec.sysctls {
+        let path = format!("/proc/sys/{}", k.replace('.', "/"));
+        std::fs::write(&path, v).map_err(|e| Error::io(format!("set sysctl {k}={v} ({path})"), e))?;
+    }
+    rootfs::build(&l.layout, spec, mapped)?;
     if spec.net == Net::None {
         rootfs::loopback_up()?;
     }
@@ -499,6 +588,13 @@ fn setup(l: &Launch, filter: &Filter, report: RawFd) -> std::result::Result<(), 
         }
     }
     set_rlimits(spec)?;
+    if let Some(ns) = userns {
+        // Last, after every mount and host-privileged step: from here on this process is the
+        // root of its user namespace only.
+        crate::userns::enter(ns)?;
+        // SAFETY: closes our copy of the namespace descriptor; nothing else uses it.
+        unsafe { libc::close(ns) };
+    }
     if spec.no_new_privs {
         // SAFETY: prctl with constant arguments.
         if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
@@ -690,6 +786,15 @@ pub fn exec_in(l: &ExecLaunch) -> std::result::Result<Started, StartError> {
         let f = std::fs::File::open(&p).map_err(|e| StartError { code: 125, msg: format!("container is not running ({p}: {e})") })?;
         ns.push((f, flag));
     }
+    // Under `--userns=auto` the process enters the container's user namespace last (as its pid 1
+    // did), after joining the others while still privileged over them.
+    let userns = match l.spec.userns {
+        Some(_) => {
+            let p = format!("/proc/{}/ns/user", l.target);
+            Some(std::fs::File::open(&p).map_err(|e| StartError { code: 125, msg: format!("container is not running ({p}: {e})") })?)
+        }
+        None => None,
+    };
     // The cgroup files are opened here: inside the container's mount namespace there is no
     // /sys/fs/cgroup to open them by path.
     let mut procs = Vec::new();
@@ -704,7 +809,7 @@ pub fn exec_in(l: &ExecLaunch) -> std::result::Result<Started, StartError> {
     }
     if pid == 0 {
         drop(rd);
-        exec_waiter(l, &filter, &ns, &procs, wr.as_raw_fd())
+        exec_waiter(l, &filter, &ns, &procs, userns.as_ref().map(AsRawFd::as_raw_fd), wr.as_raw_fd())
     }
     drop(wr);
     drop(ns);
@@ -719,13 +824,21 @@ pub fn exec_in(l: &ExecLaunch) -> std::result::Result<Started, StartError> {
     Ok(Started { pid: child, monitor: pid })
 }
 
-fn exec_waiter(l: &ExecLaunch, filter: &Filter, ns: &[(std::fs::File, libc::c_int)], procs: &[std::fs::File], report: RawFd) -> ! {
+fn exec_waiter(
+    l: &ExecLaunch,
+    filter: &Filter,
+    ns: &[(std::fs::File, libc::c_int)],
+    procs: &[std::fs::File],
+    userns: Option<RawFd>,
+    report: RawFd,
+) -> ! {
     reset_signals();
     install_panic_report(report);
     let mut keep = vec![0, 1, 2, report];
     keep.extend(l.stdio);
     keep.extend(ns.iter().map(|(f, _)| f.as_raw_fd()));
     keep.extend(procs.iter().map(|f| f.as_raw_fd()));
+    keep.extend(userns);
     close_other_fds(&keep);
     for (f, flag) in ns {
         // SAFETY: setns on namespace descriptors we opened; the mount namespace comes last, as
@@ -751,7 +864,12 @@ fn exec_waiter(l: &ExecLaunch, filter: &Filter, ns: &[(std::fs::File, libc::c_in
                 fail(report, 125, &format!("join the container's cgroup: {e}"));
             }
         }
-        let report = match wire_stdio(l.stdio, report) {
+        if let Some(fd) = userns {
+            if let Err(e) = crate::userns::enter(fd) {
+                fail(report, 125, &e.to_string());
+            }
+        }
+        let report = match wire_stdio(l.stdio, report, None) {
             Ok(fd) => fd,
             Err(e) => fail(report, 125, &e.to_string()),
         };

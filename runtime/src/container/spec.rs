@@ -110,6 +110,45 @@ pub struct Spec {
     /// The system call filter, compiled at every start (and for every `exec`) for the
     /// container's capabilities; `--privileged` runs unconfined whatever this says.
     pub seccomp: Seccomp,
+    /// `--userns=auto`: the host IDs the container's root and users are (the range is taken for
+    /// as long as this record exists); None runs in the host's user namespace.
+    #[serde(default)]
+    pub userns: Option<crate::userns::IdMap>,
+    /// `--sysctl`: namespaced kernel settings written in the container's namespaces before
+    /// its root is built (checked at create: see [`check_sysctl`]).
+    #[serde(default)]
+    pub sysctls: Vec<(String, String)>,
+}
+
+/// Docker's rule for `--sysctl`: only settings that live in the container's own namespaces
+/// (IPC: `kernel.msg*`, `kernel.sem`, `kernel.shm*`, `fs.mqueue.*`; network: `net.*`, and not
+/// when the container shares another network namespace). Returns (name, value).
+pub fn check_sysctl(kv: &str, own_net: bool) -> std::result::Result<(String, String), String> {
+    let (k, v) = kv.split_once('=').ok_or_else(|| format!("sysctl {kv:?}: not NAME=VALUE"))?;
+    let k = k.trim().to_string();
+    if k.is_empty() || k.contains("..") || k.contains('/') {
+        return Err(format!("sysctl {kv:?}: bad name"));
+    }
+    const IPC: &[&str] = &[
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
+    if IPC.contains(&k.as_str()) || k.starts_with("fs.mqueue.") {
+        return Ok((k, v.to_string()));
+    }
+    if k.starts_with("net.") {
+        if !own_net {
+            return Err(format!("sysctl {k:?} not allowed in host network namespace"));
+        }
+        return Ok((k, v.to_string()));
+    }
+    Err(format!("sysctl {k:?} is not whitelisted"))
 }
 
 /// `--security-opt seccomp=...`: the record keeps the profile's text (small), not the filter.
@@ -254,5 +293,16 @@ mod tests {
         assert_eq!(Net::parse("apps").unwrap(), Net::Bridge("apps".into()));
         assert!(Net::parse("container:").is_err());
         assert!(Net::parse("a b").is_err());
+    }
+
+    #[test]
+    fn sysctls_only_namespaced_ones() {
+        assert_eq!(check_sysctl("net.core.somaxconn=1024", true), Ok(("net.core.somaxconn".into(), "1024".into())));
+        assert_eq!(check_sysctl("kernel.shmmax=65536", false), Ok(("kernel.shmmax".into(), "65536".into())));
+        assert_eq!(check_sysctl("fs.mqueue.msg_max=20", false), Ok(("fs.mqueue.msg_max".into(), "20".into())));
+        assert!(check_sysctl("net.core.somaxconn=1024", false).unwrap_err().contains("not allowed in host network namespace"));
+        assert!(check_sysctl("kernel.panic=1", true).unwrap_err().contains("not whitelisted"));
+        assert!(check_sysctl("net.core.somaxconn", true).unwrap_err().contains("not NAME=VALUE"));
+        assert!(check_sysctl("net/../../x=1", true).unwrap_err().contains("bad name"));
     }
 }

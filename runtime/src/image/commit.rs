@@ -256,7 +256,9 @@ impl Store {
         let s = |k: &str| full.get(k).and_then(Value::as_str).map(String::from);
         let db = self.db()?;
         let mut size: u64 = unpacked.iter().map(|(_, n, _)| *n).sum();
-        size += layers.iter().filter_map(|d| db.layer(d)).map(|l| l.size).sum::<u64>();
+        // The new layer may already be in the store (the same changes committed twice): counted once.
+        size +=
+            layers.iter().filter(|d| !unpacked.iter().any(|(u, _, _)| u == *d)).filter_map(|d| db.layer(d)).map(|l| l.size).sum::<u64>();
         let rec = ImageRecord {
             id: id.clone(),
             tags: Vec::new(),

@@ -24,6 +24,10 @@ pub trait Ledger {
     /// The update ended with `o`: journal, result, state.
     fn finish(&mut self, o: Outcome);
     fn state_changed(&mut self);
+    /// The berth.toml the agent was started with (`--config`): its `[registry]` is the pull's.
+    fn config_path(&self) -> Option<PathBuf> {
+        None
+    }
 }
 
 /// What an update needs to know about one container.
@@ -68,6 +72,9 @@ pub trait Containers {
     async fn stop(&self, id: &str);
     /// `berth load -q -i data` into `root`'s store, stderr into `errlog`; its exit code.
     async fn load(&self, root: &Path, data: &Path, errlog: &Path) -> Result<i32>;
+    /// `berth pull -q reference` into `root`'s store (the registry settings of `config`),
+    /// stderr into `errlog`; its exit code.
+    async fn pull(&self, root: &Path, reference: &str, config: Option<&Path>, errlog: &Path) -> Result<i32>;
 }
 
 impl Ledger for Manager {
@@ -88,6 +95,9 @@ impl Ledger for Manager {
     }
     fn state_changed(&mut self) {
         Manager::state_changed(self);
+    }
+    fn config_path(&self) -> Option<PathBuf> {
+        self.settings.config.clone()
     }
 }
 
@@ -152,6 +162,25 @@ impl Containers for Shared {
             .spawn()
             .map_err(|e| Error::io("start berth load", e))?;
         // Registered before the next await: the SIGCHLD reaper cannot have seen it yet.
+        let rx = self.borrow_mut().watch_child(child.id() as i32);
+        drop(child);
+        Ok(rx.await.unwrap_or(-1))
+    }
+    async fn pull(&self, root: &Path, reference: &str, config: Option<&Path>, errlog: &Path) -> Result<i32> {
+        let err_file = std::fs::File::create(errlog).map_err(|e| Error::io(format!("create {}", errlog.display()), e))?;
+        // A child process, as `load`: the pull's worker threads must not live in the agent,
+        // which forks containers.
+        let mut c = std::process::Command::new("/proc/self/exe");
+        c.arg("--root").arg(root).args(["pull", "-q", reference]);
+        if let Some(p) = config {
+            c.env("BERTH_CONFIG", p);
+        }
+        let child = c
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(err_file)
+            .spawn()
+            .map_err(|e| Error::io("start berth pull", e))?;
         let rx = self.borrow_mut().watch_child(child.id() as i32);
         drop(child);
         Ok(rx.await.unwrap_or(-1))

@@ -94,6 +94,12 @@ pub fn dir(root: &Path) -> PathBuf {
     root.join("updates")
 }
 
+/// `<update dir>/pull`: the digest-pinned reference a `fleet push --pull` deploy fetches (kept
+/// beside the journal, whose format stays as it is, until the image is in the store).
+pub fn pull_path(update_dir: &Path) -> PathBuf {
+    update_dir.join("pull")
+}
+
 impl Journal {
     pub fn path(root: &Path) -> PathBuf {
         dir(root).join("journal")

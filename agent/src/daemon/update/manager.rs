@@ -30,6 +30,8 @@ pub struct Settings {
     /// Topic root, ending in `/`.
     pub topic: String,
     pub max_size: Option<u64>,
+    /// The berth.toml given with `--config` (its `[registry]` serves `fleet push --pull`).
+    pub config: Option<PathBuf>,
 }
 
 pub struct Manager {
@@ -195,6 +197,7 @@ impl Manager {
             return self.refuse(Some(&m), format!("busy: applying update {} to {}", a.id, a.name));
         }
         match m.kind {
+            Kind::Deploy if m.pull.is_some() => self.begin_pull(m),
             Kind::Deploy => self.begin_transfer(m, env),
             Kind::Rollback => match super::apply::rollback_active(&self.journal, &m.id, m.seq, &m.name, &self.root) {
                 Ok(a) => self.begin(a),
@@ -223,16 +226,69 @@ impl Manager {
         }
     }
 
-    fn begin_transfer(&mut self, m: Manifest, env: Envelope) -> Then {
-        let o = match berth_proto::run::parse_run_words(&m.run) {
-            Ok(o) => o,
-            Err(e) => return self.refuse(Some(&m), format!("run arguments: {e}")),
-        };
+    /// The run arguments of a deploy, as the agent will take them.
+    fn deploy_run(m: &Manifest) -> std::result::Result<berth_proto::socket::RunOptions, String> {
+        let o = berth_proto::run::parse_run_words(&m.run).map_err(|e| format!("run arguments: {e}"))?;
         if o.name.as_deref() != Some(m.name.as_str()) {
-            return self.refuse(Some(&m), format!("run arguments must name the container --name {}", m.name));
+            return Err(format!("run arguments must name the container --name {}", m.name));
         }
         if o.auto_remove || o.interactive || o.tty {
-            return self.refuse(Some(&m), "run arguments must not use --rm, -i or -t for an update".into());
+            return Err("run arguments must not use --rm, -i or -t for an update".into());
+        }
+        Ok(o)
+    }
+
+    /// `fleet push --pull`: no chunks; the image comes from the device's registry (or mirror),
+    /// checked against the signed digest, then the update goes on as a loaded one.
+    fn begin_pull(&mut self, m: Manifest) -> Then {
+        let Some(reference) = m.pull.clone() else { return Then::Nothing };
+        if !cfg!(feature = "registry") {
+            return self.refuse(
+                Some(&m),
+                format!("this firmware was built without registry support: it cannot pull {reference} (send the image as a tarball: berth fleet push FILE.tar)"),
+            );
+        }
+        let o = match Self::deploy_run(&m) {
+            Ok(o) => o,
+            Err(e) => return self.refuse(Some(&m), e),
+        };
+        if o.image != reference {
+            return self.refuse(Some(&m), format!("run arguments must run the pulled image {reference} (they name {})", o.image));
+        }
+        let dir = journal::dir(&self.root).join(&m.id);
+        let written = std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::io(format!("create {}", dir.display()), e))
+            .and_then(|_| berth_runtime::fsutil::atomic_write(&journal::pull_path(&dir), reference.as_bytes()));
+        if let Err(e) = written {
+            let _ = remove_all(&dir);
+            return self.refuse(Some(&m), format!("cannot store the update: {e}"));
+        }
+        if let Some(t) = self.transfer.take() {
+            crate::info!("update {} replaces the unfinished {}", m.id, t.manifest.id);
+            let _ = remove_all(&t.dir);
+        }
+        crate::info!("update {}: pulling {reference}", m.id);
+        self.publish_progress(&Progress { id: m.id.clone(), phase: "pulling".into(), ..Default::default() }, true);
+        let a = Active {
+            id: m.id.clone(),
+            seq: m.seq,
+            kind: Kind::Deploy,
+            name: m.name.clone(),
+            run: m.run.clone(),
+            window: m.health_window,
+            keep: m.keep,
+            step: Step::Verified,
+            image_id: None,
+            old: None,
+            new: None,
+            reason: String::new(),
+        };
+        self.begin(a)
+    }
+
+    fn begin_transfer(&mut self, m: Manifest, env: Envelope) -> Then {
+        if let Err(e) = Self::deploy_run(&m) {
+            return self.refuse(Some(&m), e);
         }
         let size = m.image.as_ref().map_or(0, |i| i.size);
         if let Some(max) = self.settings.max_size {
