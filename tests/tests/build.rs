@@ -497,3 +497,115 @@ fn build_on_a_full_disk_fails_cleanly() {
     fs::write(ctx.join("Dockerfile"), "FROM busybox\nRUN echo after > /after\n").unwrap();
     a.ok(&["build", "-q", "-t", "ok:1", s(&ctx)]);
 }
+
+/// A small HTTP/1.1 server on 127.0.0.1 for `ADD URL`: `/files/NAME` from the map (changed by
+/// the test), `/redirect` to `/files/hello.txt`, anything else 404. Counts the GETs served.
+struct Http {
+    port: u16,
+    files: std::sync::Arc<std::sync::Mutex<BTreeMap<String, Vec<u8>>>>,
+    gets: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Http {
+    fn start(files: &[(&str, Vec<u8>)]) -> Http {
+        use std::io::{BufRead, BufReader, Write};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = l.local_addr().unwrap().port();
+        let files = std::sync::Arc::new(std::sync::Mutex::new(
+            files.iter().map(|(k, v)| (k.to_string(), v.clone())).collect::<BTreeMap<String, Vec<u8>>>(),
+        ));
+        let gets = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (f, g) = (files.clone(), gets.clone());
+        std::thread::spawn(move || {
+            for conn in l.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let mut r = BufReader::new(conn.try_clone().unwrap());
+                let mut first = String::new();
+                let _ = r.read_line(&mut first);
+                loop {
+                    let mut h = String::new();
+                    if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                        break;
+                    }
+                }
+                g.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let path = first.split_whitespace().nth(1).unwrap_or("").to_string();
+                let body = path.strip_prefix("/files/").and_then(|n| f.lock().unwrap().get(n).cloned());
+                let _ = match (path.as_str(), body) {
+                    ("/redirect", _) => conn.write_all(b"HTTP/1.1 302 Found\r\nLocation: /files/hello.txt\r\nContent-Length: 0\r\n\r\n"),
+                    (_, Some(b)) => conn
+                        .write_all(format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", b.len()).as_bytes())
+                        .and_then(|()| conn.write_all(&b)),
+                    _ => conn.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+                };
+            }
+        });
+        Http { port, files, gets }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+#[test]
+fn build_add_url_downloads_verifies_caches_and_never_unpacks() {
+    let _g = host_shared();
+    let a = Agent::with_busybox();
+    let ctx = Tmp::new("berth-build-url");
+    write(&ctx, &[("x", "x")]);
+    // A real tar archive: ADD unpacks a local one, never a download.
+    let tar = Command::new("tar").args(["-cf", "-", "-C", s(&ctx), "x"]).output().expect("run tar");
+    assert!(tar.status.success());
+    let http = Http::start(&[("hello.txt", b"hello\n".to_vec()), ("a.tar", tar.stdout)]);
+    let sum = sha256_hex(b"hello\n");
+    let df = format!(
+        "FROM busybox\nADD {} /dl/\nADD {} /named.txt\nADD --checksum=sha256:{sum} {} /sum.txt\nADD {} /t/\n",
+        http.url("/files/hello.txt"),
+        http.url("/redirect"),
+        http.url("/files/hello.txt"),
+        http.url("/files/a.tar"),
+    );
+    fs::write(ctx.join("Dockerfile"), &df).unwrap();
+    let first = a.ok(&["build", "-q", "-t", "url:1", s(&ctx)]);
+    assert_eq!(
+        a.ok(&["run", "--rm", "url:1", "sh", "-c", "cat /dl/hello.txt /named.txt /sum.txt; stat -c %a /dl/hello.txt /named.txt; ls /t"]),
+        "hello\nhello\nhello\n600\n600\na.tar\n"
+    );
+    // A rebuild downloads again (as Docker does) and, the bytes being the same, hits the cache.
+    let gets = http.gets.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(a.ok(&["build", "-q", "-t", "url:2", s(&ctx)]), first);
+    assert!(http.gets.load(std::sync::atomic::Ordering::SeqCst) > gets, "the rebuild fetched the URLs again");
+    // New bytes at the URL: a new image, and --checksum now refuses it.
+    http.files.lock().unwrap().insert("hello.txt".into(), b"changed\n".to_vec());
+    let (code, _, err) = a.code(&["build", "-q", "-t", "url:3", s(&ctx)]);
+    assert_eq!(code, 1, "{err}");
+    let last = err.lines().last().unwrap_or("");
+    assert!(
+        last.starts_with(&format!(
+            "Error: Dockerfile:4: ADD {}: checksum mismatch: expected sha256:{sum}, got sha256:",
+            http.url("/files/hello.txt")
+        )),
+        "{err}"
+    );
+    let cases = [
+        (
+            format!("FROM busybox\nADD {} /x\n", http.url("/files/missing")),
+            format!("Error: Dockerfile:2: ADD GET {}: HTTP 404", http.url("/files/missing")),
+        ),
+        (
+            format!("FROM busybox\nADD {} x /d/\n", http.url("/files/hello.txt")),
+            "Error: Dockerfile:2: ADD x: URL and local sources in one instruction are not supported by berth yet".to_string(),
+        ),
+        (
+            format!("FROM busybox\nADD {} /d/\n", http.url("/")),
+            format!("Error: Dockerfile:2: ADD {}: cannot determine a file name from the URL; name the destination file", http.url("/")),
+        ),
+    ];
+    for (df, want) in cases {
+        fs::write(ctx.join("Dockerfile"), &df).unwrap();
+        let (code, _, err) = a.code(&["build", "-t", "url:bad", s(&ctx)]);
+        assert_eq!((code, err.lines().last().unwrap_or("")), (1, want.as_str()), "{df}");
+        assert_eq!(a.cmd(&["image", "inspect", "url:bad"]).status.code(), Some(1), "{df}: url:bad was tagged");
+    }
+}

@@ -59,7 +59,7 @@ impl Default for Options {
 }
 
 impl Options {
-    fn is_insecure(&self, host: &str, port: u16) -> bool {
+    pub fn is_insecure(&self, host: &str, port: u16) -> bool {
         let hp = format!("{host}:{port}");
         self.insecure.iter().any(|i| i == &hp || i == host || cidr_contains(i, host))
     }

@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod fetch;
 pub mod http;
 pub mod manifest;
 pub mod pull;

@@ -129,6 +129,13 @@ impl Runner for AgentRunner<'_> {
         let _ = c.call(&Request::Remove { id, force: true, volumes: true });
         res
     }
+
+    /// `ADD URL`: the registry client's transport (proxy, `certs.d`, insecure hosts from berth.toml).
+    #[cfg(feature = "registry")]
+    fn fetch(&mut self, url: &str, out: &mut dyn Write) -> Result<u64> {
+        let opts = crate::cli::registry::options(self.ctx).map_err(cli)?;
+        berth_registry::fetch::download(url, &opts, out)
+    }
 }
 
 fn kv(list: Vec<&str>, what: &str) -> std::result::Result<Vec<(String, String)>, CliError> {

@@ -56,7 +56,7 @@ fn out_err(e: io::Error) -> CliError {
 }
 
 /// berth.toml (`BERTH_CONFIG`, else /etc/berth/berth.toml if present): `[registry]`.
-fn options(ctx: &Ctx) -> Result<Options, CliError> {
+pub(crate) fn options(ctx: &Ctx) -> Result<Options, CliError> {
     let path = std::env::var("BERTH_CONFIG").ok().filter(|p| !p.is_empty()).map(PathBuf::from);
     let cfg = match &path {
         Some(p) => Config::load(p, true)?,

@@ -47,6 +47,53 @@ pub trait Runner {
         out: &mut dyn Write,
         layer: &Path,
     ) -> Result<(i32, bool)>;
+
+    /// `ADD URL`: writes what `url` serves into `out`. The default is a berth without an HTTP
+    /// client (the firmware build: the client comes with the `registry` feature).
+    fn fetch(&mut self, url: &str, out: &mut dyn Write) -> Result<u64> {
+        let _ = out;
+        Err(Error::invalid(format!("{url}: this berth was built without an HTTP client (cargo feature `registry`)")))
+    }
+}
+
+/// The copy an `ADD URL` makes of its downloads: not unpacked, and `ADD URL /path/file` writes
+/// `file` (the download's name in the scratch directory) into `/path/`.
+fn url_copy(c: &eval::Copy) -> eval::Copy {
+    let dest = if c.dest.ends_with('/') || c.sources.len() > 1 {
+        c.dest.clone()
+    } else {
+        format!("{}/", c.dest.rsplit_once('/').map_or("", |(d, _)| d))
+    };
+    eval::Copy { add: false, dest, ..c.clone() }
+}
+
+/// Hashes what passes through (the `--checksum` of `ADD URL`).
+struct HashingWriter<'a> {
+    inner: &'a mut dyn Write,
+    hasher: Hasher,
+}
+
+impl Write for HashingWriter<'_> {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(b)?;
+        self.hasher.update(&b[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+fn is_url(s: &str) -> bool {
+    s.starts_with("http://") || s.starts_with("https://")
+}
+
+/// The file name `ADD URL dest/` gives a download: the URL path's last segment, as Docker.
+fn url_file_name(url: &str) -> Option<&str> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let path = rest.split(['?', '#']).next().unwrap_or("");
+    let path = path.find('/').map_or("", |i| &path[i..]);
+    path.rsplit('/').next().filter(|n| !n.is_empty() && *n != "." && *n != "..")
 }
 
 pub struct Request {
@@ -377,7 +424,7 @@ impl Builder<'_> {
             };
             let t = Instant::now();
             let parent = cur.as_ref().map_or_else(|| format!("scratch {}", state_platform()), |c| c.id.to_string());
-            let (extra, sources) = self.step_inputs(&step, &cur, ins)?;
+            let (extra, sources) = self.step_inputs(&step, &cur, ins, runner)?;
             let k = key(&[&parent, &step.created_by, &format!("{:?}", step.action), &extra]);
             if !self.req.no_cache {
                 if let Some(hit) = self.cache.get(self.store, &k)? {
@@ -399,6 +446,14 @@ impl Builder<'_> {
                     let tmp = self.scratch.join("copy");
                     remove_all(&tmp)?;
                     fs::create_dir_all(&tmp).ctx(|| format!("create {}", tmp.display()))?;
+                    // A download is copied as it is, never unpacked (Docker unpacks only local archives).
+                    let plain;
+                    let c = if c.add && c.sources.iter().any(|s| is_url(s)) {
+                        plain = url_copy(c);
+                        &plain
+                    } else {
+                        c
+                    };
                     crate::build::copy::write_layer(c, &src, &resolved, &image, &tmp, timefmt::now(), &layer)
                         .map_err(|e| parse::err_at(file, ins.line, format!("{}: {e}", ins.cmd)))?;
                     remove_all(&tmp)?;
@@ -478,12 +533,21 @@ impl Builder<'_> {
         step: &Step,
         cur: &Option<ImageRecord>,
         ins: &parse::Instruction,
+        runner: &mut dyn Runner,
     ) -> Result<(String, Option<(Source, Vec<Vec<String>>)>)> {
         let Action::Copy(c) = &step.action else {
             return Ok((String::new(), None));
         };
         let file = &self.plan.file;
         let at = |e: Error| parse::err_at(file, ins.line, format!("{} {}", ins.cmd, e.message()));
+        if c.add && c.sources.iter().any(|s| is_url(s)) {
+            let src = self.download(c, ins, runner)?;
+            let resolved: Vec<Vec<String>> = src.tree.keys().map(|k| vec![k.clone()]).collect();
+            let flat: Vec<String> = resolved.iter().flatten().cloned().collect();
+            // Keyed by what was downloaded, as Docker's cache does: a changed file is a miss.
+            let hash = src.hash(&flat)?;
+            return Ok((format!("url {hash}"), Some((src, resolved))));
+        }
         let (src, extra) = match &c.from {
             None => {
                 let ctx = self.context.as_ref().ok_or_else(|| {
@@ -504,7 +568,7 @@ impl Builder<'_> {
         };
         let _ = cur;
         for s in &c.sources {
-            if s.starts_with("http://") || s.starts_with("https://") || s.starts_with("git@") {
+            if is_url(s) || s.starts_with("git@") {
                 return Err(parse::err_at(file, ins.line, format!("{} {s}: sources from URLs are not supported by berth yet", ins.cmd)));
             }
         }
@@ -512,6 +576,58 @@ impl Builder<'_> {
         let flat: Vec<String> = resolved.iter().flatten().cloned().collect();
         let hash = src.hash(&flat)?;
         Ok((format!("{extra} {hash}"), Some((src, resolved))))
+    }
+
+    /// `ADD URL...`: each URL downloaded (every build, as Docker) into a scratch directory that
+    /// then stands for the context: the file named as the destination says (`dest/` keeps the
+    /// URL's file name), mode 0600 as Docker gives downloads, `--checksum=sha256:` checked.
+    fn download(&self, c: &eval::Copy, ins: &parse::Instruction, runner: &mut dyn Runner) -> Result<Source> {
+        let file = &self.plan.file;
+        let fail = |m: String| parse::err_at(file, ins.line, format!("{} {m}", ins.cmd));
+        if let Some(local) = c.sources.iter().find(|s| !is_url(s)) {
+            return Err(fail(format!("{local}: URL and local sources in one instruction are not supported by berth yet")));
+        }
+        let into_dir = c.dest.ends_with('/') || c.sources.len() > 1;
+        let want = match ins.flag("checksum") {
+            Some(v) => {
+                if c.sources.len() > 1 {
+                    return Err(fail("--checksum takes a single URL source".into()));
+                }
+                Some(Digest::parse(v).map_err(|e| fail(format!("--checksum={v}: {}", e.message())))?)
+            }
+            None => None,
+        };
+        let dir = self.scratch.join("url");
+        remove_all(&dir)?;
+        fs::create_dir_all(&dir).ctx(|| format!("create {}", dir.display()))?;
+        for url in &c.sources {
+            let name = if into_dir {
+                url_file_name(url)
+                    .ok_or_else(|| fail(format!("{url}: cannot determine a file name from the URL; name the destination file")))?
+            } else {
+                // `ADD URL /path/file`: the download becomes that file; the copy's destination
+                // is its directory.
+                c.dest.rsplit('/').next().unwrap_or("download")
+            };
+            let path = dir.join(name);
+            if path.exists() {
+                return Err(fail(format!("{url}: two sources named {name:?}")));
+            }
+            let mut f = fs::File::create(&path).ctx(|| format!("create {}", path.display()))?;
+            let mut h = HashingWriter { inner: &mut f, hasher: Hasher::new() };
+            runner.fetch(url, &mut h).map_err(|e| fail(e.message().to_string()))?;
+            let got = h.hasher.finish();
+            if let Some(w) = &want {
+                if *w != got {
+                    return Err(fail(format!("{url}: checksum mismatch: expected {w}, got {got}")));
+                }
+            }
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).ctx(|| format!("chmod {}", path.display()))?;
+        }
+        let mut src = context::context(&dir, &Ignore::default(), u64::MAX)?;
+        src.what = "the downloaded files".into();
+        Ok(src)
     }
 
     /// WORKDIR makes its directory when the image lacks it, as BuildKit does.
