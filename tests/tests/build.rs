@@ -609,3 +609,28 @@ fn build_add_url_downloads_verifies_caches_and_never_unpacks() {
         assert_eq!(a.cmd(&["image", "inspect", "url:bad"]).status.code(), Some(1), "{df}: url:bad was tagged");
     }
 }
+
+#[test]
+fn build_pulls_a_from_image_the_store_lacks() {
+    use berth_tests::registry::{Auth, Registry};
+    let _g = host_shared();
+    let reg = Registry::start(false, Auth::None);
+    let a = Agent::with_busybox();
+    let remote = format!("{}/lib/bb:1", reg.host);
+    a.ok(&["tag", "busybox", &remote]);
+    a.ok(&["push", "-q", &remote]);
+    a.ok(&["rmi", &remote]);
+    let ctx = Tmp::new("berth-build-from-pull");
+    write(&ctx, &[("Dockerfile", &format!("FROM {remote}\nRUN echo built > /b\n"))]);
+    a.ok(&["build", "-q", "-t", "from-pull:1", s(&ctx)]);
+    assert_eq!(a.ok(&["run", "--rm", "from-pull:1", "cat", "/b"]), "built\n");
+    assert!(a.cmd(&["image", "inspect", &remote]).status.success(), "the FROM image was pulled into the store");
+    // A registry that does not have it: the pull's error, at the FROM line, nothing tagged.
+    let missing = format!("{}/lib/none:1", reg.host);
+    fs::write(ctx.join("Dockerfile"), format!("FROM {missing}\nRUN true\n")).unwrap();
+    let (code, _, err) = a.code(&["build", "-t", "from-pull:bad", s(&ctx)]);
+    let last = err.lines().last().unwrap_or("");
+    assert_eq!(code, 1, "{err}");
+    assert!(last.starts_with(&format!("Error: Dockerfile:1: FROM {missing}: ")), "{err}");
+    assert_eq!(a.cmd(&["image", "inspect", "from-pull:bad"]).status.code(), Some(1));
+}

@@ -136,6 +136,16 @@ impl Runner for AgentRunner<'_> {
         let opts = crate::cli::registry::options(self.ctx).map_err(cli)?;
         berth_registry::fetch::download(url, &opts, out)
     }
+
+    /// `FROM` an image the store lacks: pulled as `berth pull` would (quietly: the steps follow).
+    #[cfg(feature = "registry")]
+    fn pull(&mut self, store: &Store, name: &str, platform: Option<&str>) -> Result<bool> {
+        let opts = crate::cli::registry::options(self.ctx).map_err(cli)?;
+        let r = berth_runtime::image::reference::Reference::parse(name)?;
+        let plat = platform.map(berth_runtime::image::platform::Platform::parse).transpose()?;
+        berth_registry::pull::pull(store, &opts, &r, plat.as_ref(), &|_| {})?;
+        Ok(true)
+    }
 }
 
 fn kv(list: Vec<&str>, what: &str) -> std::result::Result<Vec<(String, String)>, CliError> {

@@ -54,6 +54,13 @@ pub trait Runner {
         let _ = out;
         Err(Error::invalid(format!("{url}: this berth was built without an HTTP client (cargo feature `registry`)")))
     }
+
+    /// `FROM NAME` not in the store: pulls it into `store` when this berth has a registry client;
+    /// `Ok(false)` when it has none (the error then says to pull or load it).
+    fn pull(&mut self, store: &Store, name: &str, platform: Option<&str>) -> Result<bool> {
+        let _ = (store, name, platform);
+        Ok(false)
+    }
 }
 
 /// The copy an `ADD URL` makes of its downloads: not unpacked, and `ADD URL /path/file` writes
@@ -386,8 +393,16 @@ impl Builder<'_> {
             Base::Scratch => None,
             Base::Stage(b) => self.results.get(b).cloned().flatten(),
             Base::Image(name) => {
-                let img = find_image(self.store, name)?
-                    .ok_or_else(|| parse::err_at(file, st.line, format!("FROM {name}: No such image: {name} (pull or load it first)")))?;
+                let mut img = find_image(self.store, name)?;
+                if img.is_none()
+                    && runner
+                        .pull(self.store, name, st.platform.as_deref())
+                        .map_err(|e| parse::err_at(file, st.line, format!("FROM {name}: {}", e.message())))?
+                {
+                    img = find_image(self.store, name)?;
+                }
+                let img =
+                    img.ok_or_else(|| parse::err_at(file, st.line, format!("FROM {name}: No such image: {name} (pull or load it first)")))?;
                 if let Some(p) = &st.platform {
                     let want = crate::image::platform::Platform::parse(p).map_err(|e| parse::err_at(file, st.line, e))?;
                     if want.arch != img.arch {
