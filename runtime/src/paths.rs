@@ -27,6 +27,12 @@ pub fn health_file(root: &Path, id: &str) -> PathBuf {
     Path::new(RUN_DIR).join(cgroup_parent(root)).join(format!("{id}.health"))
 }
 
+/// A fleet update's pull progress (`HAVE TOTAL` bytes), written by the `berth pull` child and read
+/// by the agent to report it: on tmpfs, since it changes every half second (flash wear).
+pub fn pull_progress_file(root: &Path) -> PathBuf {
+    Path::new(RUN_DIR).join(cgroup_parent(root)).join("pull.progress")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1536,6 +1536,11 @@ fn push_by_digest_makes_two_devices_pull_from_the_registry_and_an_unknown_digest
         );
         assert!(update_data(a).is_empty(), "{id}: no chunk was stored: {:?}", update_data(a));
         assert_store_whole(a, "a pull by digest");
+        // What the agent reads every second to report the pull's bytes: whole at the end.
+        let file = std::path::Path::new("/run/berth").join(a.cgroup_parent()).join("pull.progress");
+        let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{id}: {}: {e}", file.display()));
+        let n: Vec<u64> = text.split_whitespace().map(|w| w.parse().expect("a byte count")).collect();
+        assert!(n.len() == 2 && n[0] == n[1] && n[0] > 0, "{id}: pull progress {text:?}");
     }
 
     // A digest the registry does not hold (another image's, or one substituted under the tag):

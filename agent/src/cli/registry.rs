@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::io::{self, BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use berth_proto::args::{cmd, opt, Cmd, Matches, Opt};
 use berth_registry::auth::{normalize_server, AuthFile, Creds};
@@ -77,6 +77,38 @@ pub(crate) fn options(ctx: &Ctx) -> Result<Options, CliError> {
 
 fn short(d: &Digest) -> &str {
     &d.hex()[..12]
+}
+
+/// Bytes of every layer so far, for the agent that runs this pull for a fleet update
+/// (`BERTH_PULL_PROGRESS=FILE`): `HAVE TOTAL` rewritten at most twice a second.
+#[derive(Default)]
+struct Tally {
+    layers: HashMap<Digest, (u64, u64)>,
+    last: Option<Instant>,
+}
+
+impl Tally {
+    fn event(&mut self, e: &Event, file: &Path) {
+        let Event::Layer { digest, state } = e else { return };
+        let entry = self.layers.entry(digest.clone()).or_insert((0, 0));
+        match state {
+            LayerState::Downloading { done, total, .. } => *entry = (*done, *total),
+            LayerState::Complete | LayerState::Exists => entry.0 = entry.1,
+            LayerState::Waiting | LayerState::Extracting => {}
+        }
+        let now = Instant::now();
+        let done = matches!(state, LayerState::Complete);
+        if !done && self.last.is_some_and(|t| now.duration_since(t) < Duration::from_millis(500)) {
+            return;
+        }
+        self.last = Some(now);
+        let (have, total) = self.layers.values().fold((0, 0), |(h, t), (a, b)| (h + a, t + b));
+        // Not synced: the file is on tmpfs and only feeds a progress report.
+        let tmp = file.with_extension("tmp");
+        if std::fs::write(&tmp, format!("{have} {total}\n")).is_ok() {
+            let _ = std::fs::rename(&tmp, file);
+        }
+    }
 }
 
 /// Pull progress: on a terminal one redrawn line per layer; otherwise one line per layer when
@@ -161,7 +193,16 @@ pub fn pull(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
     let quiet = m.flag("quiet");
     let view =
         PullView { tty: is_tty(1), quiet, state: Mutex::new(ViewState { order: Vec::new(), lines: HashMap::new(), drawn: 0, last: None }) };
-    let p = pull::pull(&store, &opts, &r, plat.as_ref(), &|e| view.event(e))?;
+    let file = std::env::var_os("BERTH_PULL_PROGRESS").map(PathBuf::from);
+    let tally = Mutex::new(Tally::default());
+    let p = pull::pull(&store, &opts, &r, plat.as_ref(), &|e| {
+        view.event(e);
+        if let Some(f) = &file {
+            if let Ok(mut t) = tally.lock() {
+                t.event(e, f);
+            }
+        }
+    })?;
     let mut out = io::stdout().lock();
     if !quiet {
         writeln!(out, "Digest: {}", p.digest).map_err(out_err)?;

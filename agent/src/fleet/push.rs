@@ -519,7 +519,11 @@ impl Stream<'_> {
                 if p.phase != "receiving" {
                     self.receiving.remove(&dev);
                 }
-                self.board.progress(&dev, p.have, &p.phase, now, out);
+                if p.phase == "pulling" {
+                    self.board.pulling(&dev, p.have, p.total, out);
+                } else {
+                    self.board.progress(&dev, p.have, &p.phase, now, out);
+                }
             }
             "result" => {
                 let Ok(r) = serde_json::from_slice::<Outcome>(payload) else { return };

@@ -80,6 +80,8 @@ struct Row {
     /// When it stopped receiving: the rate shown stays the transfer's.
     until: Option<Instant>,
     decile: u32,
+    /// A pull from a registry (`push --pull`): KiB so far and in all, as the device reports.
+    pull: (u32, u32),
 }
 
 /// Push's progress for all targets of one update.
@@ -98,7 +100,7 @@ impl Board {
     pub fn new(targets: &[String], total: u32, chunk: u32, size: u64, tty: bool) -> Board {
         let rows = targets
             .iter()
-            .map(|t| Row { device: t.clone(), phase: "waiting".into(), have: 0, first: None, until: None, decile: 0 })
+            .map(|t| Row { device: t.clone(), phase: "waiting".into(), have: 0, first: None, until: None, decile: 0, pull: (0, 0) })
             .collect();
         let width = targets.iter().map(|t| t.chars().count()).max().unwrap_or(0);
         Board { tty, rows, total, chunk: u64::from(chunk), size, drawn: 0, last_draw: None, width }
@@ -132,6 +134,20 @@ impl Board {
         }
     }
 
+    /// A device pulling from its registry has `have` of `total` KiB; a line at each 10 %.
+    pub fn pulling(&mut self, device: &str, have: u32, total: u32, out: &mut impl Write) {
+        let Some(r) = self.rows.iter_mut().find(|r| r.device == device) else { return };
+        let before = (r.phase.clone(), r.decile);
+        r.pull = (have.min(total), total);
+        r.phase = "pulling".into();
+        let decile = if total == 0 { 0 } else { (u64::from(r.pull.0) * 10 / u64::from(total)) as u32 };
+        r.decile = decile;
+        if !self.tty && (before.0 != "pulling" || decile > before.1) {
+            let (h, t) = (u64::from(r.pull.0) << 10, u64::from(total) << 10);
+            let _ = writeln!(out, "{}: pulling {}% ({} of {})", r.device, u64::from(decile) * 10, human_size(h), human_size(t));
+        }
+    }
+
     /// A phase with no count: a result, offline, ...
     pub fn phase(&mut self, device: &str, phase: &str, now: Instant, out: &mut impl Write) {
         let have = self.rows.iter().find(|r| r.device == device).map_or(0, |r| r.have);
@@ -158,6 +174,12 @@ impl Board {
 
     /// The terminal line of one device: name, bar, percentage, rate, phase.
     fn line(&self, r: &Row, now: Instant) -> String {
+        if r.phase == "pulling" {
+            let (h, t) = (u64::from(r.pull.0), u64::from(r.pull.1.max(1)));
+            let filled = (h * 30 / t) as usize;
+            let bar = if filled >= 30 { "=".repeat(30) } else { format!("{}>{}", "=".repeat(filled), " ".repeat(29 - filled)) };
+            return format!("{:w$}  [{bar}] {:>3}%  {:>9}  pulling", r.device, h * 100 / t, "", w = self.width);
+        }
         let total = u64::from(self.total.max(1));
         let filled = (u64::from(r.have) * 30 / total) as usize;
         let bar = if filled >= 30 { "=".repeat(30) } else { format!("{}>{}", "=".repeat(filled), " ".repeat(29 - filled)) };
@@ -192,6 +214,22 @@ mod tests {
 
     fn board(tty: bool) -> Board {
         Board::new(&["dev-1".into(), "d2".into()], 100, 1000, 99_500, tty)
+    }
+
+    #[test]
+    fn a_pull_is_shown_by_its_own_bytes_a_line_at_each_tenth() {
+        let mut b = board(false);
+        let mut out = Vec::new();
+        b.pulling("d2", 0, 2048, &mut out);
+        b.pulling("d2", 100, 2048, &mut out);
+        b.pulling("d2", 1100, 2048, &mut out);
+        b.pulling("d2", 2048, 2048, &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text, "d2: pulling 0% (0B of 2.1MB)\nd2: pulling 50% (1.13MB of 2.1MB)\nd2: pulling 100% (2.1MB of 2.1MB)\n");
+        let tty = board(true);
+        let mut t = tty;
+        t.pulling("d2", 1024, 2048, &mut Vec::new());
+        assert!(t.line(&t.rows[1].clone(), Instant::now()).contains(" 50%"), "{}", t.line(&t.rows[1].clone(), Instant::now()));
     }
 
     #[test]

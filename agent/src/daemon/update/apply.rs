@@ -108,7 +108,27 @@ async fn load<L: Ledger, C: Containers>(upd: &RefCell<L>, sup: &C, a: &Active) -
         // pull interrupted by a crash resumes where its bytes stopped.
         let errlog = dir.join("pull.err");
         let config = upd.borrow().config_path();
-        let code = sup.pull(&root, reference.trim(), config.as_deref(), &errlog).await?;
+        let code = {
+            // The pull's bytes, reported every second while it runs, as a transfer's chunks are.
+            let pulling = sup.pull(&root, reference.trim(), config.as_deref(), &errlog);
+            tokio::pin!(pulling);
+            let progress = berth_runtime::paths::pull_progress_file(&root);
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    code = &mut pulling => break code?,
+                    _ = tick.tick() => {
+                        let text = std::fs::read_to_string(&progress).unwrap_or_default();
+                        let mut n = text.split_whitespace().map(|w| w.parse::<u64>().ok());
+                        if let (Some(Some(have)), Some(Some(total))) = (n.next(), n.next()) {
+                            if let Ok(u) = upd.try_borrow() {
+                                u.pull_progress(&a.id, have, total);
+                            }
+                        }
+                    }
+                }
+            }
+        };
         if code != 0 {
             let msg = std::fs::read_to_string(&errlog).unwrap_or_default();
             let line = msg.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no message").trim().to_string();

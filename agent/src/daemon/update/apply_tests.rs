@@ -7,6 +7,7 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::time::Duration;
 
 use berth_proto::socket::RunOptions;
 use berth_proto::wire::{Kind, Outcome};
@@ -66,6 +67,8 @@ struct World {
     unhealthy: Vec<String>,
     /// `load` fails for these (exit 1).
     unloadable: Vec<String>,
+    /// A pull that takes this long, writing `512 1024` as the `berth pull` child's progress.
+    slow_pull: Option<Duration>,
     next_id: u32,
     ops: usize,
     crash_after: Option<usize>,
@@ -208,7 +211,15 @@ impl Containers for Fake {
         w.images.insert(image, id);
         Ok(0)
     }
-    async fn pull(&self, _root: &Path, reference: &str, _config: Option<&Path>, errlog: &Path) -> Result<i32> {
+    async fn pull(&self, root: &Path, reference: &str, _config: Option<&Path>, errlog: &Path) -> Result<i32> {
+        let slow = self.0.borrow().slow_pull;
+        if let Some(d) = slow {
+            let f = berth_runtime::paths::pull_progress_file(root);
+            std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+            std::fs::write(&f, "512 1024\n").unwrap();
+            tokio::time::sleep(d).await;
+            std::fs::remove_dir_all(f.parent().unwrap()).unwrap();
+        }
         let mut w = self.0.borrow_mut();
         w.tick()?;
         if w.unloadable.contains(&reference.to_string()) {
@@ -227,6 +238,8 @@ struct FakeLedger {
     journal: Journal,
     world: Rc<RefCell<World>>,
     outcomes: Vec<Outcome>,
+    /// What `pull_progress` reported: (id, have, total).
+    pulled: RefCell<Vec<(String, u64, u64)>>,
 }
 
 impl Ledger for FakeLedger {
@@ -256,6 +269,9 @@ impl Ledger for FakeLedger {
         self.outcomes.push(o);
     }
     fn state_changed(&mut self) {}
+    fn pull_progress(&self, id: &str, have: u64, total: u64) {
+        self.pulled.borrow_mut().push((id.to_string(), have, total));
+    }
 }
 
 fn run_drive(ledger: &Rc<RefCell<FakeLedger>>, world: &Rc<RefCell<World>>) {
@@ -302,7 +318,13 @@ fn deploy_world(root: &Path, new_image: &str) -> Rc<RefCell<World>> {
 /// An agent (re)starting on `root`: the journal as the disk has it.
 fn ledger(root: &Path, world: &Rc<RefCell<World>>) -> Rc<RefCell<FakeLedger>> {
     let journal = Journal::load(root).unwrap();
-    Rc::new(RefCell::new(FakeLedger { root: root.to_path_buf(), journal, world: world.clone(), outcomes: Vec::new() }))
+    Rc::new(RefCell::new(FakeLedger {
+        root: root.to_path_buf(),
+        journal,
+        world: world.clone(),
+        outcomes: Vec::new(),
+        pulled: RefCell::new(Vec::new()),
+    }))
 }
 
 /// After an update ended: exactly one running `web`, from `image`, with its policy back, the
@@ -413,6 +435,17 @@ fn a_deploy_by_pull_commits_and_a_failed_pull_changes_nothing() {
     assert_eq!(o[0].image, format!("sha256:{}", "d".repeat(64)));
     assert_settled(&root.0, &w.borrow(), &reference, &o[0]);
     assert!(!journal::pull_path(&journal::dir(&root.0).join("u1")).exists(), "the update dir goes");
+    assert!(l.borrow().pulled.borrow().is_empty(), "a pull that wrote no progress reports none");
+
+    // A pull that runs for a while is reported every second, from the child's progress file.
+    let root = Root::new("slowpull");
+    let w = pull_world(&root.0, &reference);
+    w.borrow_mut().slow_pull = Some(Duration::from_millis(2300));
+    let l = ledger(&root.0, &w);
+    run_drive(&l, &w);
+    assert_eq!(l.borrow().outcomes[0].result, "committed");
+    let p = l.borrow().pulled.borrow().clone();
+    assert!(p.len() >= 2 && p.iter().all(|e| *e == ("u1".to_string(), 512, 1024)), "{p:?}");
 
     let root = Root::new("nopull");
     let w = pull_world(&root.0, &reference);

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use berth_proto::socket::RunOptions;
-use berth_proto::wire::Outcome;
+use berth_proto::wire::{Outcome, Progress};
 use berth_runtime::container::record::Status;
 use berth_runtime::{Error, Result};
 
@@ -27,6 +27,10 @@ pub trait Ledger {
     /// The berth.toml the agent was started with (`--config`): its `[registry]` is the pull's.
     fn config_path(&self) -> Option<PathBuf> {
         None
+    }
+    /// A fleet pull has `have` of `total` bytes (reported as the MQTT transfer's progress is).
+    fn pull_progress(&self, id: &str, have: u64, total: u64) {
+        let _ = (id, have, total);
     }
 }
 
@@ -92,6 +96,12 @@ impl Ledger for Manager {
     }
     fn finish(&mut self, o: Outcome) {
         Manager::finish(self, o);
+    }
+    fn pull_progress(&self, id: &str, have: u64, total: u64) {
+        // KiB, so an image of up to 4 TiB fits the wire format's u32 counts.
+        let kib = |b: u64| u32::try_from(b.div_ceil(1024)).unwrap_or(u32::MAX);
+        let p = Progress { id: id.to_string(), have: kib(have), total: kib(total), next: 0, missing: Vec::new(), phase: "pulling".into() };
+        self.publish_progress(&p, false);
     }
     fn state_changed(&mut self) {
         Manager::state_changed(self);
@@ -172,6 +182,12 @@ impl Containers for Shared {
         // which forks containers.
         let mut c = std::process::Command::new("/proc/self/exe");
         c.arg("--root").arg(root).args(["pull", "-q", reference]);
+        let progress = berth_runtime::paths::pull_progress_file(root);
+        if let Some(dir) = progress.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let _ = std::fs::remove_file(&progress);
+        c.env("BERTH_PULL_PROGRESS", &progress);
         if let Some(p) = config {
             c.env("BERTH_CONFIG", p);
         }
