@@ -22,6 +22,21 @@ pub fn atomic_write(path: &Path, data: &[u8]) -> Result<()> {
 /// [`atomic_write`] with the file's permission bits (0o600 for secrets: the temp file is never
 /// readable by others either).
 pub fn atomic_write_mode(path: &Path, data: &[u8], mode: u32) -> Result<()> {
+    let dir = synced_rename(path, data, mode, File::sync_all)?;
+    fsync_dir(dir)
+}
+
+/// Replaces `path` so that a power cut leaves the old or the new content, never a torn one, like
+/// [`atomic_write`] but without the directory's fsync: for a file whose older content stays
+/// correct (a checkpoint that lists less than was received), where losing the rename in a power
+/// cut only costs redoing a little work.
+pub fn replace_synced(path: &Path, data: &[u8]) -> Result<()> {
+    synced_rename(path, data, 0o644, File::sync_data).map(|_| ())
+}
+
+/// Writes `data` to a temp file beside `path` with `mode`, `sync`s it, renames it over `path`;
+/// returns the directory (for the caller's fsync). The temp file never outlives a failure.
+fn synced_rename<'a>(path: &'a Path, data: &[u8], mode: u32, sync: fn(&File) -> std::io::Result<()>) -> Result<&'a Path> {
     let dir = path.parent().ok_or_else(|| Error::invalid(format!("{} has no parent", path.display())))?;
     // A bare file name lives in the current directory.
     let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
@@ -32,37 +47,13 @@ pub fn atomic_write_mode(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     let res = (|| {
         let mut f = OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp).ctx(|| format!("create {}", tmp.display()))?;
         f.write_all(data).ctx(|| format!("write {}", tmp.display()))?;
-        f.sync_all().ctx(|| format!("fsync {}", tmp.display()))?;
+        sync(&f).ctx(|| format!("fsync {}", tmp.display()))?;
         fs::rename(&tmp, path).ctx(|| format!("rename {} to {}", tmp.display(), path.display()))
     })();
     if res.is_err() {
         let _ = fs::remove_file(&tmp);
     }
-    res?;
-    fsync_dir(dir)
-}
-
-/// Replaces `path` so that a power cut leaves the old or the new content, never a torn one, like
-/// [`atomic_write`] but without the directory's fsync: for a file whose older content stays
-/// correct (a checkpoint that lists less than was received), where losing the rename in a power
-/// cut only costs redoing a little work.
-pub fn replace_synced(path: &Path, data: &[u8]) -> Result<()> {
-    let dir = path.parent().ok_or_else(|| Error::invalid(format!("{} has no parent", path.display())))?;
-    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".{}.tmp", std::process::id()));
-    let tmp = dir.join(name);
-    let _ = fs::remove_file(&tmp);
-    let res = (|| {
-        let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp).ctx(|| format!("create {}", tmp.display()))?;
-        f.write_all(data).ctx(|| format!("write {}", tmp.display()))?;
-        f.sync_data().ctx(|| format!("fsync {}", tmp.display()))?;
-        fs::rename(&tmp, path).ctx(|| format!("rename {} to {}", tmp.display(), path.display()))
-    })();
-    if res.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    res
+    res.map(|()| dir)
 }
 
 /// Starts writing `f`'s dirty pages to the disk without waiting for them: a later fsync then

@@ -194,8 +194,9 @@ fn ip(args: &[&str]) {
     assert!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
 }
 
-/// The stand-in resolver's answer to query `q` (questions are not compressed).
-fn stub_answer(q: &[u8], name: &str, answer: [u8; 4]) -> Option<Vec<u8>> {
+/// The stand-in resolver's answer to query `q` (questions are not compressed): `name` has the A
+/// record `answer`, every other name is NXDOMAIN, other types of `name` have no records.
+pub fn stub_answer(q: &[u8], name: &str, answer: [u8; 4]) -> Option<Vec<u8>> {
     if q.len() < 17 {
         return None;
     }

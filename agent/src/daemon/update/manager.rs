@@ -269,20 +269,7 @@ impl Manager {
         }
         crate::info!("update {}: pulling {reference}", m.id);
         self.publish_progress(&Progress { id: m.id.clone(), phase: "pulling".into(), ..Default::default() }, true);
-        let a = Active {
-            id: m.id.clone(),
-            seq: m.seq,
-            kind: Kind::Deploy,
-            name: m.name.clone(),
-            run: m.run.clone(),
-            window: m.health_window,
-            keep: m.keep,
-            step: Step::Verified,
-            image_id: None,
-            old: None,
-            new: None,
-            reason: String::new(),
-        };
+        let a = deploy_active(&m);
         self.begin(a)
     }
 
@@ -416,20 +403,7 @@ impl Manager {
         let topic = t.manifest.image.as_ref().map(|i| i.topic.clone());
         self.publish_progress(&t.progress("applying", false), true);
         let m = t.manifest;
-        let a = Active {
-            id: m.id.clone(),
-            seq: m.seq,
-            kind: Kind::Deploy,
-            name: m.name.clone(),
-            run: m.run.clone(),
-            window: m.health_window,
-            keep: m.keep,
-            step: Step::Verified,
-            image_id: None,
-            old: None,
-            new: None,
-            reason: String::new(),
-        };
+        let a = deploy_active(&m);
         match self.begin(a) {
             Then::Apply(_) => Then::Apply(topic),
             other => other,
@@ -628,6 +602,24 @@ fn mem_available() -> u64 {
         .find_map(|l| l.strip_prefix("MemAvailable:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map_or(0, |k| k * 1024)
+}
+
+/// The journal entry of a deploy whose image is verified (received or to be pulled).
+fn deploy_active(m: &Manifest) -> Active {
+    Active {
+        id: m.id.clone(),
+        seq: m.seq,
+        kind: Kind::Deploy,
+        name: m.name.clone(),
+        run: m.run.clone(),
+        window: m.health_window,
+        keep: m.keep,
+        step: Step::Verified,
+        image_id: None,
+        old: None,
+        new: None,
+        reason: String::new(),
+    }
 }
 
 #[cfg(test)]
