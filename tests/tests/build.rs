@@ -446,7 +446,12 @@ fn build_bad_input_names_the_line_and_leaves_nothing() {
         ("FROM busybox\nCOPY missing.txt /\n", "Error: Dockerfile:2: COPY missing.txt: not found in the build context"),
         ("FROM busybox\nCOPY ../x /\n", "Error: Dockerfile:2: COPY ../x: outside the build context"),
         ("FROM busybox\nCOPY escape /\n", "Error: Dockerfile:2: COPY escape: the symlink escape points outside the build context ("),
-        ("FROM nothere:1\n", "Error: Dockerfile:1: FROM nothere:1: No such image: nothere:1 (pull or load it first)"),
+        // Not in the store: pulled, from a registry on this machine that is not there (never a
+        // name that would reach out to Docker Hub); the firmware's "No such image" is a unit test.
+        (
+            "FROM 127.0.0.1:9/nothere:1\n",
+            "Error: Dockerfile:1: FROM 127.0.0.1:9/nothere:1: registry 127.0.0.1:9: connect to 127.0.0.1:9: Connection refused (",
+        ),
         ("FROM busybox\nARG NEED\nRUN true\nCOPY ${NEED:?must be set} /\n", "Error: Dockerfile:4: NEED: must be set"),
         (
             "FROM busybox\nCOPY ok.txt /\nRUN echo first; echo last words; exit 7\n",
