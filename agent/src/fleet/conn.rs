@@ -20,6 +20,8 @@ pub enum Msg {
         topic: String,
         payload: Vec<u8>,
     },
+    /// The connection dropped; the event loop is trying again.
+    Lost,
     /// Connected again after a loss: subscriptions must be made again.
     Reconnected,
 }
@@ -29,6 +31,10 @@ pub struct Conn {
     rx: mpsc::UnboundedReceiver<Result<Msg, String>>,
     subs: Vec<String>,
     pub url: String,
+    /// False between a loss and the reconnection.
+    pub online: bool,
+    /// How many times the connection came back (a sender restarts its clocks then).
+    pub reconnects: u64,
 }
 
 fn random_hex(n: usize) -> String {
@@ -93,6 +99,9 @@ impl Conn {
                     Ok(_) => {}
                     Err(rumqttc::ConnectionError::RequestsDone) => return,
                     Err(e) => {
+                        if lost.is_none() && connected && tx.send(Ok(Msg::Lost)).is_err() {
+                            return;
+                        }
                         let since = *lost.get_or_insert_with(Instant::now);
                         if !connected || since.elapsed() >= RECONNECT_FOR {
                             let what = if connected { "lost the broker at" } else { "cannot connect to the broker at" };
@@ -105,7 +114,7 @@ impl Conn {
                 }
             }
         });
-        let mut conn = Conn { client, rx, subs: Vec::new(), url: url.to_string() };
+        let mut conn = Conn { client, rx, subs: Vec::new(), url: url.to_string(), online: true, reconnects: 0 };
         // The first message is the ConnAck marker (an empty topic) or the error.
         match tokio::time::timeout(connect_timeout + Duration::from_secs(1), conn.rx.recv()).await {
             Ok(Some(Ok(_))) => Ok(conn),
@@ -144,7 +153,10 @@ impl Conn {
                 Err(_) => return Ok(None),
                 Ok(None) => return Err(format!("lost the broker at {}", self.url)),
                 Ok(Some(Err(e))) => return Err(e),
+                Ok(Some(Ok(Msg::Lost))) => self.online = false,
                 Ok(Some(Ok(Msg::Reconnected))) => {
+                    self.online = true;
+                    self.reconnects += 1;
                     for t in self.subs.clone() {
                         let r = self.client.subscribe(t, QoS::AtLeastOnce).await;
                         r.map_err(|_| self.gone())?;

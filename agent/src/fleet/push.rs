@@ -458,13 +458,21 @@ impl Stream<'_> {
         let topic = self.manifest.image.as_ref().map(|i| i.topic.clone()).unwrap_or_default();
         let total = self.manifest.chunks();
         let mut stdout = std::io::stdout();
+        let mut reconnects = self.conn.reconnects;
         while !self.done() {
             let now = Instant::now();
             self.give_up_on_silent(now);
             if now.duration_since(started) >= START_WAIT {
                 self.win.start();
             }
-            self.win.tick(now);
+            if self.conn.reconnects != reconnects {
+                reconnects = self.conn.reconnects;
+                self.win.reconnected(now);
+            }
+            // While the broker is away nothing can arrive: no target has stalled.
+            if self.conn.online {
+                self.win.tick(now);
+            }
             let mut sent = 0;
             while sent < 32 {
                 let Some(i) = self.win.next_chunk(now) else { break };

@@ -8,6 +8,10 @@
 //! - a target whose count has not moved for `STALL` gets its `next` onward again: it may have
 //!   restarted and lost the subscription's queue, or lost the last chunks (a gap at the end is
 //!   not in `missing`, which covers only what lies below the highest index it has);
+//! - a resend is skipped once every target receiving reports a `next` beyond it (chunks the
+//!   client queued before a broker restart arrive after it, while the gap they fill is still
+//!   queued for resending);
+//! - while the broker is away no target can move: the stall clocks restart when it is back;
 //! - nothing goes out before every target has said it is receiving (its first progress message
 //!   comes once it has subscribed to the chunk topic; what is published before is lost for it),
 //!   unless the caller stops waiting (`start`).
@@ -32,6 +36,17 @@ pub fn window_for(chunk_size: u32) -> u32 {
     ((16u32 << 20) / chunk_size.max(1)).clamp(8, 500)
 }
 
+/// One past the highest chunk a report says the target holds. A device lists its gaps below
+/// that index (`missing`), so it holds `have` plus their sizes below it; when the list was cut
+/// at `MAX_RANGES` nothing is known beyond the first gap, and `next` is the answer.
+fn held_below(p: &Progress, total: u32) -> u32 {
+    if p.missing.len() >= berth_proto::wire::MAX_RANGES {
+        return p.next;
+    }
+    let gaps: u64 = p.missing.iter().map(|&(a, b)| u64::from(b.saturating_sub(a)) + 1).sum();
+    (u64::from(p.have) + gaps).min(u64::from(total)) as u32
+}
+
 #[derive(Debug, Clone)]
 struct Target {
     next: u32,
@@ -39,6 +54,10 @@ struct Target {
     /// Has reported progress at least once.
     ready: bool,
     have: u32,
+    /// One past the highest chunk it holds, when its report says (see `held_below`); else `next`.
+    seen: u32,
+    /// The gaps below `seen` it reported last.
+    missing: Vec<(u32, u32)>,
     /// When `have` last changed (or the target was last asked again).
     moved: Instant,
 }
@@ -60,7 +79,10 @@ pub struct Window {
 
 impl Window {
     pub fn new(total: u32, window: u32, targets: &[String], now: Instant) -> Window {
-        let targets = targets.iter().map(|t| (t.clone(), Target { next: 0, receiving: true, ready: false, have: 0, moved: now })).collect();
+        let targets = targets
+            .iter()
+            .map(|t| (t.clone(), Target { next: 0, receiving: true, ready: false, have: 0, seen: 0, missing: Vec::new(), moved: now }))
+            .collect();
         Window {
             total,
             window: window.max(1),
@@ -106,6 +128,8 @@ impl Window {
         }
         t.ready = true;
         t.next = p.next.min(total);
+        t.seen = held_below(p, total).max(t.next);
+        t.missing.clone_from(&p.missing);
         if p.phase != "receiving" || p.next >= total {
             t.receiving = false;
             return;
@@ -124,15 +148,32 @@ impl Window {
         }
     }
 
-    /// Targets whose count has not moved for `STALL` while receiving get their `next` onward (up
-    /// to what was sent) again; each is asked again only after another `STALL`.
+    /// The broker connection came back: nothing could arrive while it was away, so each target
+    /// gets a whole `STALL` to report again before its tail is resent.
+    pub fn reconnected(&mut self, now: Instant) {
+        for t in self.targets.values_mut() {
+            t.moved = now;
+        }
+    }
+
+    /// Whether every target still receiving is known to hold chunk `i`.
+    fn all_have(&self, i: u32) -> bool {
+        self.targets
+            .values()
+            .filter(|t| t.receiving)
+            .all(|t| t.ready && (i < t.next || (i < t.seen && !t.missing.iter().any(|&(a, b)| a <= i && i <= b))))
+    }
+
+    /// Targets whose count has not moved for `STALL` while receiving get what lies beyond the
+    /// highest chunk they hold (up to what was sent) again: the gaps below it are in `missing`,
+    /// which each report queues anyway. Each is asked again only after another `STALL`.
     pub fn tick(&mut self, now: Instant) {
         let cursor = self.cursor;
         for t in self.targets.values_mut() {
             if t.receiving && now.duration_since(t.moved) >= STALL {
                 t.moved = now;
-                if t.next < cursor {
-                    self.resend.push_back((t.next, cursor - 1));
+                if t.seen < cursor {
+                    self.resend.push_back((t.seen, cursor - 1));
                 }
             }
         }
@@ -155,7 +196,7 @@ impl Window {
             } else {
                 *a += 1;
             }
-            if self.last_sent.get(&i).is_some_and(|at| now.duration_since(*at) < DEDUPE) {
+            if self.last_sent.get(&i).is_some_and(|at| now.duration_since(*at) < DEDUPE) || self.all_have(i) {
                 continue;
             }
             self.last_sent.insert(i, now);
@@ -258,6 +299,69 @@ mod tests {
         // Not again before another STALL.
         w.tick(t2 + Duration::from_secs(1));
         assert!(drain(&mut w, t2 + Duration::from_secs(1)).is_empty());
+    }
+
+    #[test]
+    fn a_resend_is_dropped_once_the_targets_got_the_chunk_another_way() {
+        let t0 = Instant::now();
+        let mut w = started(100, 20, &["a", "b"], t0);
+        drain(&mut w, t0);
+        // Both stall at 5 (the broker restarted); 5..19 is queued again for both.
+        w.progress("a", &prog(5, &[], "receiving"), t0);
+        w.progress("b", &prog(5, &[], "receiving"), t0);
+        let t1 = t0 + STALL + Duration::from_millis(1);
+        w.tick(t1);
+        // The client's own queue delivered 5..11 after the reconnection, to both.
+        w.progress("a", &prog(12, &[], "receiving"), t1);
+        w.progress("b", &prog(9, &[], "receiving"), t1);
+        assert_eq!(&drain(&mut w, t1)[..11], (9..20).collect::<Vec<_>>(), "b still lacks 9..11, nobody 5..8");
+        assert_eq!(w.resent, 11);
+    }
+
+    #[test]
+    fn a_stalled_target_gets_only_what_lies_beyond_its_highest_chunk() {
+        let t0 = Instant::now();
+        let mut w = started(100, 40, &["a"], t0);
+        drain(&mut w, t0);
+        // It holds 0..9 and 20..29 (have 20): 10..19 is a gap, 30..39 never came.
+        let mut p = prog(10, &[(10, 19)], "receiving");
+        p.have = 20;
+        w.progress("a", &p, t0);
+        assert_eq!(drain(&mut w, t0), (40..50).collect::<Vec<_>>(), "the gap went out just now: not again");
+        let t1 = t0 + STALL + Duration::from_millis(1);
+        w.progress("a", &p, t1 - Duration::from_secs(1));
+        w.tick(t1);
+        let got = drain(&mut w, t1);
+        assert!(got.iter().all(|i| !(20..30).contains(i)), "20..29 is held: {got:?}");
+        assert_eq!(got, (10..20).chain(30..50).collect::<Vec<_>>(), "the gap (reported again) and the tail");
+    }
+
+    #[test]
+    fn a_cut_gap_list_says_nothing_beyond_next() {
+        let ranges: Vec<(u32, u32)> = (0..64).map(|k| (10 + 2 * k, 10 + 2 * k)).collect();
+        let mut p = prog(10, &ranges, "receiving");
+        p.have = 500;
+        assert_eq!(held_below(&p, 1000), 10);
+        p.missing.truncate(2);
+        assert_eq!(held_below(&p, 1000), 502);
+        assert_eq!(held_below(&p, 300), 300, "never past the update");
+    }
+
+    #[test]
+    fn a_reconnection_restarts_the_stall_clock() {
+        let t0 = Instant::now();
+        let mut w = started(100, 10, &["a"], t0);
+        drain(&mut w, t0);
+        w.progress("a", &prog(6, &[], "receiving"), t0);
+        drain(&mut w, t0);
+        // The broker was away 5 s; back at t1. No resend until a STALL after t1.
+        let t1 = t0 + Duration::from_secs(5);
+        w.reconnected(t1);
+        w.tick(t1 + Duration::from_secs(2));
+        assert!(drain(&mut w, t1 + Duration::from_secs(2)).is_empty());
+        let t2 = t1 + STALL + Duration::from_millis(1);
+        w.tick(t2);
+        assert_eq!(drain(&mut w, t2), (6..16).collect::<Vec<_>>());
     }
 
     #[test]
