@@ -35,6 +35,7 @@ fn fixed() -> &'static (Manifest, Vec<PublicKey>) {
             run: vec!["--name".into(), "app".into(), "app:1".into()],
             health_window: 2,
             keep: 1,
+            app: None,
         };
         let (key, _) = SecretKey::generate().expect("generate a key");
         (m, vec![key.public()])

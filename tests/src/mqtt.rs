@@ -812,6 +812,7 @@ impl Crafted {
             run: run_args.iter().map(|a| a.to_string()).collect(),
             health_window: window,
             keep: 1,
+            app: None,
         };
         Crafted::signed(key, manifest, tar.to_vec())
     }

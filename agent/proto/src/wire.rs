@@ -93,6 +93,113 @@ pub struct Manifest {
     /// Previous versions kept as rollback targets.
     #[serde(default = "default_keep")]
     pub keep: u32,
+    /// A whole application (`fleet push --app`): its services replace the old revision's as one
+    /// update; `name` is the application's, `run` is empty. Agents older than this field refuse
+    /// such a manifest ("unknown field `app`") without touching anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<App>,
+}
+
+/// Largest number of services in one application.
+pub const MAX_SERVICES: usize = 32;
+
+/// An application as the device applies it: the compose file normalised by the operator (the
+/// device reads no YAML), services in start (`depends_on`) order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct App {
+    pub services: Vec<AppService>,
+    #[serde(default)]
+    pub networks: Vec<AppNetwork>,
+    #[serde(default)]
+    pub volumes: Vec<AppVolume>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppService {
+    /// The compose service's name (reported when it fails).
+    pub service: String,
+    /// `berth run` words (with `--name`, the container name as compose names it).
+    pub run: Vec<String>,
+    /// What a later service waits for before it starts: `started`, `healthy` or `completed`
+    /// (compose's `service_started`, `service_healthy`, `service_completed_successfully`).
+    #[serde(default)]
+    pub ready: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppNetwork {
+    pub name: String,
+    #[serde(default)]
+    pub subnet: Option<String>,
+    #[serde(default)]
+    pub gateway: Option<String>,
+    #[serde(default)]
+    pub internal: bool,
+    /// `KEY=VALUE`.
+    #[serde(default)]
+    pub labels: Vec<String>,
+    #[serde(default)]
+    pub options: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppVolume {
+    pub name: String,
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// `x-berth: {revision_bound: true}`: snapshotted when a revision starts, restored on
+    /// rollback.
+    #[serde(default)]
+    pub revision_bound: bool,
+}
+
+impl AppService {
+    /// The container name (`--name` of its run words).
+    pub fn name(&self) -> Option<String> {
+        crate::run::parse_run_words(&self.run).ok().and_then(|o| o.name)
+    }
+}
+
+impl App {
+    fn check(&self) -> std::result::Result<(), String> {
+        if self.services.is_empty() || self.services.len() > MAX_SERVICES {
+            return Err(format!("an application has 1 to {MAX_SERVICES} services, not {}", self.services.len()));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for s in &self.services {
+            let o = crate::run::parse_run_words(&s.run).map_err(|e| format!("service {}: run arguments: {e}", s.service))?;
+            let Some(name) = o.name.filter(|n| crate::names::valid_name(n)) else {
+                return Err(format!("service {}: run arguments need a valid --name", s.service));
+            };
+            if o.auto_remove || o.interactive || o.tty {
+                return Err(format!("service {}: run arguments must not use --rm, -i or -t for an update", s.service));
+            }
+            if !names.insert(name.clone()) {
+                return Err(format!("two services are named {name}"));
+            }
+            if !["", "started", "healthy", "completed"].contains(&s.ready.as_str()) {
+                return Err(format!("service {}: ready {:?} is not started, healthy or completed", s.service, s.ready));
+            }
+            if s.run.len() > 256 || s.run.iter().any(|a| a.len() > 4096) || s.service.len() > 128 {
+                return Err(format!("service {}: run arguments are too long", s.service));
+            }
+        }
+        for n in &self.networks {
+            if !crate::names::valid_name(&n.name) {
+                return Err(format!("invalid network name {:?}", n.name));
+            }
+        }
+        for v in &self.volumes {
+            if !crate::names::valid_name(&v.name) {
+                return Err(format!("invalid volume name {:?}", v.name));
+            }
+        }
+        Ok(())
+    }
 }
 
 fn default_window() -> u32 {
@@ -163,6 +270,12 @@ impl Manifest {
         if !crate::names::valid_name(&self.name) {
             return bad(format!("invalid container name {:?}", self.name));
         }
+        if let Some(app) = &self.app {
+            if self.kind != Kind::Deploy || self.pull.is_some() || !self.run.is_empty() {
+                return bad("an application is a deploy without --pull and without run arguments of its own".into());
+            }
+            app.check().map_err(|e| Error::invalid(format!("update manifest: application {}: {e}", self.name)))?;
+        }
         if let Some(p) = &self.pull {
             if self.kind != Kind::Deploy || self.image.is_some() {
                 return bad("only a deploy without an image names one to pull".into());
@@ -175,7 +288,7 @@ impl Manifest {
             }
         }
         match (self.kind, &self.image) {
-            (Kind::Deploy, None) if self.pull.is_some() => {}
+            (Kind::Deploy, None) if self.pull.is_some() || self.app.is_some() => {}
             (Kind::Deploy, None) => return bad("a deploy carries an image".into()),
             (Kind::Deploy, Some(i)) => {
                 if !is_hex(&i.sha256, 64) {
@@ -193,7 +306,7 @@ impl Manifest {
                 if !valid_topic(&i.topic) {
                     return bad(format!("chunk topic {:?} is not a plain topic", i.topic));
                 }
-                if self.run.is_empty() {
+                if self.run.is_empty() && self.app.is_none() {
                     return bad("a deploy names the container to run (run arguments)".into());
                 }
             }
@@ -395,7 +508,44 @@ mod tests {
             run: vec!["--name".into(), "app".into(), "img:1".into()],
             health_window: 5,
             keep: 1,
+            app: None,
         }
+    }
+
+    #[test]
+    fn application_manifests_parse_and_are_checked() {
+        let mut m = manifest();
+        m.run.clear();
+        m.app = Some(App {
+            services: vec![
+                AppService { service: "db".into(), run: vec!["--name".into(), "p-db-1".into(), "db:1".into()], ready: "healthy".into() },
+                AppService { service: "web".into(), run: vec!["--name".into(), "p-web-1".into(), "web:1".into()], ready: String::new() },
+            ],
+            networks: vec![AppNetwork { name: "p_default".into(), subnet: None, gateway: None, internal: false, labels: vec![], options: vec![] }],
+            volumes: vec![],
+        });
+        let text = serde_json::to_string(&m).unwrap();
+        assert_eq!(Manifest::parse(&text).unwrap(), m);
+        let mut no_image = m.clone();
+        no_image.image = None;
+        Manifest::parse(&serde_json::to_string(&no_image).unwrap()).unwrap();
+        let plain = serde_json::to_string(&manifest()).unwrap();
+        assert!(!plain.contains("\"app\""), "a single container's manifest is as before: {plain}");
+        let mut bad = m.clone();
+        bad.app.as_mut().unwrap().services[1].run[1] = "p-db-1".into();
+        assert!(Manifest::parse(&serde_json::to_string(&bad).unwrap()).unwrap_err().to_string().contains("two services"));
+        bad = m.clone();
+        bad.app.as_mut().unwrap().services[0].run = vec!["db:1".into()];
+        assert!(Manifest::parse(&serde_json::to_string(&bad).unwrap()).is_err(), "no --name");
+        bad = m.clone();
+        bad.app.as_mut().unwrap().services[0].ready = "soon".into();
+        assert!(Manifest::parse(&serde_json::to_string(&bad).unwrap()).is_err());
+        bad = m.clone();
+        bad.run = vec!["--name".into(), "x".into(), "x:1".into()];
+        assert!(Manifest::parse(&serde_json::to_string(&bad).unwrap()).is_err(), "run beside an app");
+        bad = m.clone();
+        bad.app.as_mut().unwrap().services.clear();
+        assert!(Manifest::parse(&serde_json::to_string(&bad).unwrap()).is_err(), "no services");
     }
 
     #[test]

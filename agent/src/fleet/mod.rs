@@ -5,6 +5,8 @@
 //! Errors are one line, `berth fleet: ...`; 125 for bad usage, 1 for a failure. Every wait on
 //! the broker or a device is bounded.
 
+#[cfg(feature = "compose")]
+mod app;
 mod conn;
 mod push;
 mod show;
@@ -74,6 +76,12 @@ const PUSH_OPTS: &[Opt] = &[
         Some("string"),
         "What 'berth run' takes after 'run', as one string; needs --name (e.g. '--name app --restart always app:2')",
     ),
+    opt(
+        "app",
+        None,
+        Some("file"),
+        "Instead of --run: a compose file whose services are updated as one application (FILE.tar holds the images the devices lack)",
+    ),
     opt("health-window", None, Some("seconds"), "How long the new container must stay up (and healthy) before it commits (default 30)"),
     opt("keep", None, Some("int"), "Previous versions kept on the device as rollback targets (default 1)"),
     opt("chunk-size", None, Some("bytes"), "Chunk size (default 98304: fits brokers with 128 KB message limits)"),
@@ -95,7 +103,7 @@ const PUSH_OPTS: &[Opt] = &[
 ];
 const PUSH: Cmd = cmd(
     "berth fleet push",
-    "--key KEY (--to ID... | --group G) [OPTIONS] (FILE.tar | --pull NAME@sha256:DIGEST) --run 'RUN ARGS'",
+    "--key KEY (--to ID... | --group G) [OPTIONS] (FILE.tar | --pull NAME@sha256:DIGEST) --run 'RUN ARGS' | --app compose.yaml [FILE.tar]",
     "Send a 'docker save' tarball to devices, or have them pull an image by digest, and run it; exit 0 when every target committed",
     PUSH_OPTS,
     0,
@@ -566,6 +574,7 @@ fn request(o: &Opts, m: &Matches, kind: Kind, spec: &Cmd) -> Result<i32, CliErro
                 run: vec![],
                 health_window: 30,
                 keep: 1,
+                app: None,
             };
             ids.insert(t.clone(), m.id.clone());
             envelopes.push((t.clone(), signed(&key, &m)?));

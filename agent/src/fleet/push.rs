@@ -19,7 +19,7 @@ use super::{
 use crate::term::output::{human_size, is_tty};
 use berth_proto::args::Matches;
 use berth_proto::error::CliError;
-use berth_proto::wire::{Chunk, ImageRef, Kind, Manifest, Outcome, Progress, DEFAULT_CHUNK, MAX_CHUNK, MAX_CHUNKS, VERSION};
+use berth_proto::wire::{App, Chunk, ImageRef, Kind, Manifest, Outcome, Progress, DEFAULT_CHUNK, MAX_CHUNK, MAX_CHUNKS, VERSION};
 
 /// How long retained `state` messages are collected to find a group's devices.
 const GROUP_WAIT: Duration = Duration::from_secs(2);
@@ -114,6 +114,7 @@ pub struct Deploy {
     pub health_window: u32,
     pub keep: u32,
     pub created: i64,
+    pub app: Option<App>,
 }
 
 pub fn deploy_manifest(d: Deploy) -> Manifest {
@@ -131,15 +132,43 @@ pub fn deploy_manifest(d: Deploy) -> Manifest {
         run: d.run,
         health_window: d.health_window,
         keep: d.keep,
+        app: d.app,
     }
+}
+
+/// `--app FILE`: the application's name and spec (the compose reader is the operator's).
+#[cfg(feature = "compose")]
+fn app_spec(file: &str) -> Result<(String, App), String> {
+    super::app::spec(Path::new(file))
+}
+
+#[cfg(not(feature = "compose"))]
+fn app_spec(_file: &str) -> Result<(String, App), String> {
+    Err("this berth was built without compose support: --app is not available".into())
 }
 
 pub fn push(o: &Opts, m: &Matches) -> Result<i32, CliError> {
     let path = PUSH.path;
-    let line = m.value("run").ok_or_else(|| usage(path, "--run 'RUN ARGS' is required (e.g. --run '--name app app:2')"))?;
-    let (run, name) = check_run(line).map_err(|e| usage(path, e))?;
+    let (run, name, app) = match (m.value("run"), m.value("app")) {
+        (Some(_), Some(_)) => return Err(usage(path, "give --run (one container) or --app (an application), not both")),
+        (None, None) => {
+            return Err(usage(path, "--run 'RUN ARGS' is required (e.g. --run '--name app app:2'), or --app compose.yaml"));
+        }
+        (Some(line), None) => {
+            let (run, name) = check_run(line).map_err(|e| usage(path, e))?;
+            (run, name, None)
+        }
+        (None, Some(f)) => {
+            let (name, app) = app_spec(f).map_err(|e| fail(format!("--app {f}: {e}")))?;
+            (Vec::new(), name, Some(app))
+        }
+    };
     let pull = m.value("pull").map(str::to_string);
+    if app.is_some() && pull.is_some() {
+        return Err(usage(path, "--pull is for one container: an application's images come in FILE.tar or are on the devices"));
+    }
     let file = match (&pull, m.args().first()) {
+        (None, None) if app.is_some() => None,
         (Some(_), Some(_)) => return Err(usage(path, "give a tarball or --pull REF@sha256:DIGEST, not both")),
         (None, None) => return Err(usage(path, "give the image: a 'docker save' tarball, or --pull REF@sha256:DIGEST")),
         (None, Some(f)) => Some(Path::new(f)),
@@ -179,6 +208,9 @@ pub fn push(o: &Opts, m: &Matches) -> Result<i32, CliError> {
         None => Payload { file: Default::default(), f: None, size: 0, sha256: String::new(), temp: false, pull: pull.clone() },
     };
     let delta = m.flag("delta");
+    if delta && full.f.is_none() && pull.is_none() {
+        return Err(usage(path, "--delta needs a tarball"));
+    }
     if delta && pull.is_some() {
         return Err(usage(path, "--delta is for tarballs: with --pull the devices fetch only the layers they lack"));
     }
@@ -213,7 +245,7 @@ pub fn push(o: &Opts, m: &Matches) -> Result<i32, CliError> {
         wait_ready(&mut conn, o, &mut devices, &targets, tokio::time::Instant::now() + timeout).await?;
         let mut seq = 1 + targets.iter().filter_map(|t| devices.get(t)).map(Device::seq).max().unwrap_or(0);
         let batches = plan(&targets, canary, max_parallel);
-        let common = Common { name: &name, run: &run, chunk, health_window, keep, timeout, key: &key };
+        let common = Common { name: &name, run: &run, app: app.as_ref(), chunk, health_window, keep, timeout, key: &key };
         let (mut results, mut why) = (BTreeMap::new(), BTreeMap::new());
         let (mut sent, mut resent) = (0, 0);
         for (n, batch) in batches.iter().enumerate() {
@@ -299,6 +331,7 @@ pub fn check_pull(r: &str, run: &[String]) -> Result<(), String> {
 struct Common<'a> {
     name: &'a str,
     run: &'a [String],
+    app: Option<&'a App>,
     chunk: u32,
     health_window: u32,
     keep: u32,
@@ -379,12 +412,14 @@ async fn deliver(
         seq,
         targets: targets.to_vec(),
         name: c.name.to_string(),
-        image: p.pull.is_none().then(|| ImageRef { size: p.size, sha256: p.sha256.clone(), chunk_size: c.chunk, topic: topic.clone() }),
+        image: (p.pull.is_none() && p.f.is_some())
+            .then(|| ImageRef { size: p.size, sha256: p.sha256.clone(), chunk_size: c.chunk, topic: topic.clone() }),
         pull: p.pull.clone(),
         run: c.run.to_vec(),
         health_window: c.health_window,
         keep: c.keep,
         created: super::now_unix(),
+        app: c.app.cloned(),
     });
     let envelope = signed(c.key, &manifest)?;
     for t in targets {
@@ -396,7 +431,14 @@ async fn deliver(
     }
     let total = manifest.chunks();
     let what = if p.temp { "a delta" } else { "the tarball" };
+    let services = c.app.map(|a| a.services.iter().map(|s| s.service.as_str()).collect::<Vec<_>>().join(", "));
     match &p.pull {
+        None if p.f.is_none() => println!(
+            "update {id}: application {} ({}) with the images on the devices to {} as seq {seq}",
+            c.name,
+            services.unwrap_or_default(),
+            targets.join(", ")
+        ),
         Some(r) => println!("update {id}: {} pulled by the devices from {r} to {} as seq {seq}", c.name, targets.join(", ")),
         None => println!(
             "update {id}: {} from {} ({what}, {}, {total} chunks) to {} as seq {seq}",
@@ -651,6 +693,7 @@ mod tests {
             health_window: 5,
             keep: 2,
             created: 1_700_000_000,
+            app: None,
         });
         assert_eq!(m.chunks(), 4);
         let env = Envelope::decode(&signed(&key, &m).unwrap()).unwrap();

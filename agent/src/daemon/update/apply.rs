@@ -28,6 +28,8 @@ pub async fn drive<L: Ledger, C: Containers>(upd: Rc<RefCell<L>>, sup: C) {
         }
         let next = match step(&upd, &sup, &a).await {
             Ok(next) => next,
+            // An application's old services may be stopped by now: back to them all.
+            Err(e) if a.app.is_some() && matches!(a.step, Step::Loaded | Step::OldStopped | Step::Started) => Next::RollBack(e.to_string()),
             Err(e) => Next::Fail(e.to_string()),
         };
         let mut m = upd.borrow_mut();
@@ -64,14 +66,14 @@ pub async fn drive<L: Ledger, C: Containers>(upd: Rc<RefCell<L>>, sup: C) {
     }
 }
 
-enum Next {
+pub(super) enum Next {
     Step(Step, Box<dyn FnOnce(&mut Active)>),
     RollBack(String),
     Fail(String),
     Done(Outcome),
 }
 
-fn outcome(a: &Active, result: &str, reason: &str, image: &str) -> Outcome {
+pub(super) fn outcome(a: &Active, result: &str, reason: &str, image: &str) -> Outcome {
     Outcome {
         id: a.id.clone(),
         seq: a.seq,
@@ -84,6 +86,9 @@ fn outcome(a: &Active, result: &str, reason: &str, image: &str) -> Outcome {
 }
 
 async fn step<L: Ledger, C: Containers>(upd: &RefCell<L>, sup: &C, a: &Active) -> Result<Next> {
+    if a.app.is_some() && a.kind != Kind::Restart {
+        return super::apply_app::step(upd, sup, a).await;
+    }
     match (a.kind, a.step) {
         (Kind::Deploy, Step::Verified) => load(upd, sup, a).await,
         (Kind::Deploy, Step::Loaded) => retire_old(upd, sup, a).await,
@@ -156,7 +161,7 @@ async fn load<L: Ledger, C: Containers>(upd: &RefCell<L>, sup: &C, a: &Active) -
     Ok(Next::Step(Step::Loaded, Box::new(move |a| a.image_id = Some(id))))
 }
 
-fn retired_name(name: &str, seq: u64) -> String {
+pub(super) fn retired_name(name: &str, seq: u64) -> String {
     format!("{name}.prev-{seq}")
 }
 
@@ -202,7 +207,7 @@ async fn retire_old<L: Ledger, C: Containers>(upd: &RefCell<L>, sup: &C, a: &Act
 }
 
 /// Stops (as `berth stop` does: its stop signal, then SIGKILL after its timeout) and removes.
-async fn remove<C: Containers>(sup: &C, id: &str) {
+pub(super) async fn remove<C: Containers>(sup: &C, id: &str) {
     if sup.seen(id).is_some_and(|r| r.is_running()) {
         sup.stop(id).await;
     }
@@ -239,7 +244,7 @@ async fn start_new<C: Containers>(sup: &C, a: &Active) -> Result<Next> {
 }
 
 /// Why the new container is not good, if it is not.
-fn trouble<C: Containers>(sup: &C, id: &str, restarts: u32) -> Option<String> {
+pub(super) fn trouble<C: Containers>(sup: &C, id: &str, restarts: u32) -> Option<String> {
     let Some(r) = sup.seen(id) else { return Some("the new container disappeared".into()) };
     match &r.status {
         Status::Exited { code, oom_killed: true, .. } => return Some(format!("OOM-killed (exit code {code})")),
@@ -263,7 +268,7 @@ fn trouble<C: Containers>(sup: &C, id: &str, restarts: u32) -> Option<String> {
 }
 
 /// The kernel's id of this boot: it changes when the board restarts.
-fn boot_id() -> Option<String> {
+pub(super) fn boot_id() -> Option<String> {
     std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
 }
 
@@ -273,7 +278,7 @@ fn boot_id() -> Option<String> {
 /// (found by scripts/power-cut, seed 5004: a good update rolled back as "exited with code 255").
 /// An agent restarted in the same boot finds the container still running under its monitor, and
 /// a container that really died stays a reason to roll back.
-fn watch_boot_path(root: &Path, id: &str) -> std::path::PathBuf {
+pub(super) fn watch_boot_path(root: &Path, id: &str) -> std::path::PathBuf {
     super::journal::dir(root).join(id).join("watch-boot")
 }
 
@@ -341,7 +346,7 @@ async fn commit<L: Ledger, C: Containers>(upd: &RefCell<L>, sup: &C, a: &Active)
     }
     let gone: Vec<String> = dropped.iter().map(|d| d.image_id.clone()).collect();
     sup.remove_unused_images(&gone);
-    let dep = Deployment { seq: a.seq, update: a.id.clone(), container: new, image_id: image_id.clone(), previous };
+    let dep = Deployment { seq: a.seq, update: a.id.clone(), container: new, image_id: image_id.clone(), previous, app: None };
     let mut m = upd.borrow_mut();
     m.journal_mut().deployments.insert(a.name.clone(), dep);
     let o = outcome(a, "committed", &a.reason, &image_id);
@@ -392,6 +397,7 @@ async fn roll_back<L: Ledger, C: Containers>(upd: &RefCell<L>, sup: &C, a: &Acti
                     container: old.container.clone(),
                     image_id: old.image_id.clone(),
                     previous: d.previous,
+                    app: None,
                 },
             );
         }
@@ -425,6 +431,9 @@ async fn restart<C: Containers>(sup: &C, a: &Active) -> Result<Next> {
 pub fn rollback_active(j: &super::journal::Journal, id: &str, seq: u64, name: &str, root: &Path) -> Result<Active> {
     let _ = root;
     let d = j.deployments.get(name).ok_or_else(|| Error::not_found(format!("no deployment of {name} to roll back")))?;
+    if d.app.is_some() {
+        return super::apply_app::rollback_active(d, id, seq, name);
+    }
     let prev = d.previous.first().cloned().ok_or_else(|| Error::not_found(format!("{name} has no previous version to roll back to")))?;
     Ok(Active {
         id: id.into(),
@@ -439,5 +448,6 @@ pub fn rollback_active(j: &super::journal::Journal, id: &str, seq: u64, name: &s
         old: Some(prev),
         new: Some(d.container.clone()),
         reason: String::new(),
+        app: None,
     })
 }

@@ -65,11 +65,17 @@ struct World {
     uncreatable: Vec<String>,
     /// Images whose containers report unhealthy.
     unhealthy: Vec<String>,
+    /// Images whose containers have a health check that passes.
+    healthy: Vec<String>,
+    /// Container operations in order (`create NAME`, `start NAME`, `stop NAME`, `remove NAME`).
+    log: Vec<String>,
     /// `load` fails for these (exit 1).
     unloadable: Vec<String>,
     /// A pull that takes this long, writing `512 1024` as the `berth pull` child's progress.
     slow_pull: Option<Duration>,
     next_id: u32,
+    networks: std::collections::BTreeSet<String>,
+    volumes: std::collections::BTreeSet<String>,
     ops: usize,
     crash_after: Option<usize>,
     crashed: bool,
@@ -136,7 +142,9 @@ impl Containers for Fake {
         w.tick()?;
         match w.ctrs.get(id) {
             Some(c) if c.seen.is_running() => Err(Error::conflict(format!("{id} is running"))),
-            Some(_) => {
+            Some(c) => {
+                let entry = format!("remove {}", c.name);
+                w.log.push(entry);
                 w.ctrs.remove(id);
                 Ok(())
             }
@@ -164,6 +172,7 @@ impl Containers for Fake {
             restart_count: 0,
             last_exit: None,
         };
+        w.log.push(format!("create {name}"));
         w.ctrs.insert(id.clone(), Ctr { name, image: o.image.clone(), seen, health: None });
         Ok(id)
     }
@@ -174,12 +183,27 @@ impl Containers for Fake {
             let c = w.ctrs.get(id).ok_or("no such container")?;
             (w.exits.contains(&c.image), w.unhealthy.contains(&c.image))
         };
+        let healthy = w.ctrs.get(id).is_some_and(|c| w.healthy.contains(&c.image));
         let c = w.ctrs.get_mut(id).ok_or("no such container")?;
         c.seen.status = if exits { exited(1) } else { RUNNING };
-        c.health = unhealthy.then(|| ("unhealthy".to_string(), "probe failed".to_string()));
+        c.health = if unhealthy {
+            Some(("unhealthy".to_string(), "probe failed".to_string()))
+        } else {
+            healthy.then(|| ("healthy".to_string(), String::new()))
+        };
+        let entry = format!("start {}", c.name);
+        w.log.push(entry);
         Ok(())
     }
     fn emit(&self, _id: &str, _action: &str) {}
+    fn ensure_network(&self, n: &berth_proto::wire::AppNetwork) -> Result<()> {
+        self.0.borrow_mut().networks.insert(n.name.clone());
+        Ok(())
+    }
+    fn ensure_volume(&self, v: &berth_proto::wire::AppVolume) -> Result<()> {
+        self.0.borrow_mut().volumes.insert(v.name.clone());
+        Ok(())
+    }
     fn remove_unused_images(&self, ids: &[String]) {
         let mut w = self.0.borrow_mut();
         if w.tick().is_err() {
@@ -196,6 +220,8 @@ impl Containers for Fake {
         if let Some(c) = w.ctrs.get_mut(id) {
             if c.seen.is_running() {
                 c.seen.status = exited(137);
+                let entry = format!("stop {}", c.name);
+                w.log.push(entry);
             }
         }
     }
@@ -307,6 +333,7 @@ fn deploy_world(root: &Path, new_image: &str) -> Rc<RefCell<World>> {
         old: None,
         new: None,
         reason: String::new(),
+        app: None,
     };
     let dir = journal::dir(root).join("u1");
     std::fs::create_dir_all(&dir).unwrap();
@@ -608,6 +635,7 @@ fn cut_while_watching(root: &Path, boot: &str) -> Rc<RefCell<World>> {
         old: Some(journal::Retired { container: "old".into(), image_id: "sha256:app:1".into(), restart: "always".into(), seq: 0 }),
         new: Some("c101".into()),
         reason: String::new(),
+        app: None,
     };
     let dir = journal::dir(root).join("u1");
     std::fs::create_dir_all(&dir).unwrap();
@@ -644,4 +672,257 @@ fn a_new_version_that_died_in_this_boot_is_still_rolled_back() {
     assert_eq!(o[0].result, "rolled_back", "{o:?}");
     assert!(o[0].reason.contains("exited with code 255"), "{o:?}");
     assert_settled(&root.0, &w.borrow(), "app:1", &o[0]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Applications: several services as one revision.
+
+const APP_SERVICES: [(&str, &str, &str); 2] = [("db", "p-db-1", "healthy"), ("web", "p-web-1", "")];
+
+/// A board running application `p` (db:1 healthy, then web:1, both `--restart always`) at seq 1,
+/// and revision 2 arriving at `Verified`: db:2 in the tarball, web:`web_tag` on the board.
+fn app_world(root: &Path, web_tag: &str) -> Rc<RefCell<World>> {
+    use super::journal::{AppDeployment, Deployment, Member, Retired};
+    let mut w = World::default();
+    let mut services = Vec::new();
+    for (i, (svc, name, ready)) in APP_SERVICES.iter().enumerate() {
+        let image = format!("{svc}:1");
+        w.images.insert(image.clone(), format!("sha256:{image}"));
+        w.healthy.push(format!("{svc}:1"));
+        w.healthy.push(format!("{svc}:2"));
+        let seen = Seen {
+            name: name.to_string(),
+            image_id: format!("sha256:{image}"),
+            restart: "always".into(),
+            status: RUNNING,
+            restart_count: 0,
+            last_exit: None,
+        };
+        let id = format!("old{i}");
+        w.ctrs.insert(id.clone(), Ctr { name: name.to_string(), image: image.clone(), seen, health: Some(("healthy".into(), String::new())) });
+        services.push(Member {
+            service: svc.to_string(),
+            name: name.to_string(),
+            ready: ready.to_string(),
+            container: Retired { container: id, image_id: format!("sha256:{image}"), restart: "always".into(), seq: 1 },
+        });
+    }
+    w.images.insert(format!("web:{web_tag}"), format!("sha256:web:{web_tag}"));
+    w.next_id = 100;
+    let mut j = Journal { seq: 1, ..Journal::default() };
+    j.deployments.insert(
+        "p".into(),
+        Deployment {
+            seq: 1,
+            update: "u0".into(),
+            container: String::new(),
+            image_id: String::new(),
+            previous: vec![],
+            app: Some(AppDeployment { services, previous: vec![] }),
+        },
+    );
+    let spec = berth_proto::wire::App {
+        services: APP_SERVICES
+            .iter()
+            .map(|(svc, name, ready)| {
+                let tag = if *svc == "web" { web_tag } else { "2" };
+                berth_proto::wire::AppService {
+                    service: svc.to_string(),
+                    run: ["--name", name, "--restart", "always", &format!("{svc}:{tag}")].iter().map(|s| s.to_string()).collect(),
+                    ready: ready.to_string(),
+                }
+            })
+            .collect(),
+        networks: vec![berth_proto::wire::AppNetwork {
+            name: "p_default".into(),
+            subnet: None,
+            gateway: None,
+            internal: false,
+            labels: vec![],
+            options: vec![],
+        }],
+        volumes: vec![],
+    };
+    let m = berth_proto::wire::Manifest {
+        version: 1,
+        id: "u1".into(),
+        seq: 2,
+        kind: Kind::Deploy,
+        created: 0,
+        targets: vec![],
+        groups: vec![],
+        name: "p".into(),
+        image: None,
+        pull: None,
+        run: vec![],
+        health_window: 0,
+        keep: 1,
+        app: Some(spec),
+    };
+    j.active = super::apply_app::deploy_active(&m, &j);
+    let dir = journal::dir(root).join("u1");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(super::transfer::data_path(&dir), "db:2").unwrap();
+    j.save(root).unwrap();
+    Rc::new(RefCell::new(w))
+}
+
+/// After an application update ended: each service runs once under its name, all from revision
+/// `rev`, with its policy; the journal idle and agreeing.
+fn assert_app_settled(root: &Path, w: &World, rev: &str, o: &Outcome) {
+    for (svc, name, _) in APP_SERVICES {
+        let c = w.named(name);
+        assert_eq!(c.len(), 1, "one container named {name}: {:?}", w.ctrs);
+        let c = c[0].1;
+        assert!(c.image.starts_with(&format!("{svc}:")), "{name} runs {}", c.image);
+        let want_old = rev == "1";
+        assert_eq!(c.image.ends_with(":1"), want_old, "{name} runs {} (revision {rev} wanted): {:?}", c.image, w.ctrs);
+        assert!(c.seen.is_running(), "{name} runs: {:?}", c.seen);
+        assert_eq!(c.seen.restart, "always", "{name} has its restart policy");
+    }
+    let j = Journal::load(root).unwrap();
+    assert!(j.active.is_none(), "the journal is idle: {:?}", j.active);
+    assert_eq!(j.last.as_ref(), Some(o));
+    let d = j.deployments["p"].app.clone().unwrap();
+    if o.result == "committed" {
+        assert_eq!(d.services.len(), 2);
+        assert_eq!(d.previous.len(), 1, "the old revision is the rollback target: {d:?}");
+        for m in &d.previous[0] {
+            let old = &w.ctrs[&m.container.container];
+            assert_eq!((old.name.clone(), old.seen.is_running(), old.seen.restart.as_str()), (format!("{}.prev-1", m.name), false, "no"));
+        }
+        assert_eq!(w.ctrs.len(), 4, "nothing else is left: {:?}", w.ctrs);
+    } else {
+        assert_eq!(d.services.iter().map(|m| m.container.container.as_str()).collect::<Vec<_>>(), ["old0", "old1"]);
+        assert_eq!(w.ctrs.len(), 2, "the new containers are gone: {:?}", w.ctrs);
+    }
+}
+
+#[test]
+fn an_application_stops_in_reverse_order_starts_in_order_and_commits() {
+    let root = Root::new("app-commit");
+    let w = app_world(&root.0, "2");
+    let l = ledger(&root.0, &w);
+    run_drive(&l, &w);
+    let o = l.borrow().outcomes.clone();
+    assert_eq!((o.len(), o[0].result.as_str(), o[0].name.as_str()), (1, "committed", "p"), "{o:?}");
+    assert_app_settled(&root.0, &w.borrow(), "2", &o[0]);
+    let log = w.borrow().log.clone();
+    assert_eq!(
+        log,
+        ["stop p-web-1", "stop p-db-1", "create p-db-1", "start p-db-1", "create p-web-1", "start p-web-1"],
+        "the old revision stops last-started first, the new starts in depends_on order"
+    );
+    assert!(w.borrow().networks.contains("p_default"), "the application's network is made");
+}
+
+#[test]
+fn one_failing_service_rolls_the_whole_application_back() {
+    let root = Root::new("app-fail");
+    let w = app_world(&root.0, "bad");
+    w.borrow_mut().exits.push("web:bad".into());
+    let l = ledger(&root.0, &w);
+    run_drive(&l, &w);
+    let o = l.borrow().outcomes.clone();
+    assert_eq!((o.len(), o[0].result.as_str()), (1, "rolled_back"), "{o:?}");
+    assert!(o[0].reason.contains("service web") && o[0].reason.contains("exited with code 1"), "{}", o[0].reason);
+    assert_app_settled(&root.0, &w.borrow(), "1", &o[0]);
+    let log = w.borrow().log.clone();
+    let tail: Vec<&str> = log.iter().skip(6).map(String::as_str).collect();
+    assert_eq!(tail, ["remove p-web-1", "stop p-db-1", "remove p-db-1", "start p-db-1", "start p-web-1"], "new ones go last-started first: {log:?}");
+    let w = w.borrow();
+    assert!(!w.images.contains_key("db:2") && !w.images.contains_key("web:bad"), "the new images go: {:?}", w.images);
+}
+
+#[test]
+fn a_service_that_never_gets_healthy_is_waited_for_then_rolls_back() {
+    let root = Root::new("app-nohealth");
+    let w = app_world(&root.0, "2");
+    w.borrow_mut().unhealthy.push("db:2".into());
+    let l = ledger(&root.0, &w);
+    run_drive(&l, &w);
+    let o = l.borrow().outcomes.clone();
+    assert_eq!(o[0].result, "rolled_back", "{o:?}");
+    assert!(o[0].reason.starts_with("service db: health check failed"), "{}", o[0].reason);
+    assert!(!w.borrow().log.iter().any(|l| l == "create p-web-1"), "web waits for db to be healthy: {:?}", w.borrow().log);
+    assert_app_settled(&root.0, &w.borrow(), "1", &o[0]);
+}
+
+#[test]
+fn an_image_neither_on_the_board_nor_in_the_update_changes_nothing() {
+    let root = Root::new("app-noimage");
+    let w = app_world(&root.0, "2");
+    w.borrow_mut().images.remove("web:2");
+    let before = format!("{:?}", w.borrow().ctrs);
+    let l = ledger(&root.0, &w);
+    run_drive(&l, &w);
+    let o = l.borrow().outcomes.clone();
+    assert_eq!(o[0].result, "failed", "{o:?}");
+    assert!(o[0].reason.contains("service web: image web:2 is neither on the device nor in the update"), "{}", o[0].reason);
+    assert_eq!(format!("{:?}", w.borrow().ctrs), before);
+}
+
+#[test]
+fn a_rollback_request_brings_the_whole_previous_revision_back() {
+    let root = Root::new("app-rollback");
+    let w = app_world(&root.0, "2");
+    let l = ledger(&root.0, &w);
+    run_drive(&l, &w);
+    assert_eq!(l.borrow().outcomes[0].result, "committed");
+    let a = rollback_active(&l.borrow().journal, "u2", 3, "p", &root.0).unwrap();
+    l.borrow_mut().journal.active = Some(a);
+    run_drive(&l, &w);
+    let o = l.borrow().outcomes[1].clone();
+    assert_eq!(o.result, "committed", "{o:?}");
+    assert!(o.reason.contains("rolled back to seq 1"), "{}", o.reason);
+    let w = w.borrow();
+    for (i, (_, name, _)) in APP_SERVICES.iter().enumerate() {
+        let c = w.named(name);
+        assert_eq!((c.len(), c[0].0.clone(), c[0].1.seen.is_running()), (1, format!("old{i}"), true), "{:?}", w.ctrs);
+        assert_eq!(c[0].1.seen.restart, "always");
+    }
+    assert_eq!(w.ctrs.len(), 2, "{:?}", w.ctrs);
+    let j = Journal::load(&root.0).unwrap();
+    assert!(j.deployments["p"].app.as_ref().unwrap().previous.is_empty());
+}
+
+/// The agent killed after `k` operations of an application update, for every `k`: the next
+/// agent ends with the whole old revision or the whole new one.
+fn app_crash_everywhere(tag: &str, web_tag: &str, setup: impl Fn(&mut World), want: &str) {
+    let mut crashes = 0;
+    for k in 0.. {
+        let root = Root::new(tag);
+        let w = app_world(&root.0, web_tag);
+        setup(&mut w.borrow_mut());
+        w.borrow_mut().crash_after = Some(k);
+        let l = ledger(&root.0, &w);
+        run_drive(&l, &w);
+        if !w.borrow().crashed {
+            assert!(k > 8, "{tag}: an application update takes more than {k} operations");
+            break;
+        }
+        crashes += 1;
+        {
+            let mut w = w.borrow_mut();
+            w.crashed = false;
+            w.crash_after = None;
+        }
+        let l = ledger(&root.0, &w);
+        let resumed = l.borrow().journal.active.is_some();
+        run_drive(&l, &w);
+        let o = match (resumed, l.borrow().outcomes.first()) {
+            (true, Some(o)) => o.clone(),
+            (true, None) => panic!("{tag}, crash after {k}: no outcome after the resume"),
+            (false, _) => Journal::load(&root.0).unwrap().last.expect("the outcome was journaled"),
+        };
+        assert_eq!(o.result, want, "{tag}, crash after {k}: {o:?}");
+        assert_app_settled(&root.0, &w.borrow(), if want == "committed" { "2" } else { "1" }, &o);
+    }
+    assert!(crashes > 8, "{tag}: crashed at {crashes} points only");
+}
+
+#[test]
+fn a_crash_at_any_point_of_an_application_update_resumes_to_one_revision() {
+    app_crash_everywhere("app-crash-ok", "2", |_| {}, "committed");
+    app_crash_everywhere("app-crash-bad", "bad", |w| w.exits.push("web:bad".into()), "rolled_back");
 }

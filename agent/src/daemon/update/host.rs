@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use berth_proto::socket::RunOptions;
-use berth_proto::wire::{Outcome, Progress};
+use berth_proto::wire::{AppNetwork, AppVolume, Outcome, Progress};
 use berth_runtime::container::record::Status;
 use berth_runtime::{Error, Result};
 
@@ -71,6 +71,10 @@ pub trait Containers {
     /// Starts a container; the error is the runtime's message.
     fn start(&self, id: &str) -> std::result::Result<(), String>;
     fn emit(&self, id: &str, action: &str);
+    /// An application's network: made unless one of that name exists.
+    fn ensure_network(&self, n: &AppNetwork) -> Result<()>;
+    /// An application's named volume: made unless it exists.
+    fn ensure_volume(&self, v: &AppVolume) -> Result<()>;
     fn remove_unused_images(&self, ids: &[String]);
     /// Docker's stop: its stop signal, then SIGKILL after its timeout; policy restarts off.
     async fn stop(&self, id: &str);
@@ -153,6 +157,31 @@ impl Containers for Shared {
     }
     fn remove_unused_images(&self, ids: &[String]) {
         self.borrow().remove_unused_images(ids);
+    }
+    fn ensure_network(&self, n: &AppNetwork) -> Result<()> {
+        let root = self.borrow().root.clone();
+        if berth_runtime::net::network::Store::open(&root)?.get(&n.name).is_ok() {
+            return Ok(());
+        }
+        let pairs = |items: &[String]| -> std::collections::BTreeMap<String, String> {
+            items.iter().map(|i| i.split_once('=').unwrap_or((i.as_str(), ""))).map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
+        let req = berth_runtime::net::network::CreateRequest {
+            name: n.name.clone(),
+            driver: Some("bridge".into()),
+            subnet: n.subnet.clone(),
+            gateway: n.gateway.clone(),
+            ip_range: None,
+            internal: n.internal,
+            labels: pairs(&n.labels),
+            options: pairs(&n.options),
+        };
+        self.borrow_mut().network_create(&req).map(|_| ())
+    }
+    fn ensure_volume(&self, v: &AppVolume) -> Result<()> {
+        let root = self.borrow().root.clone();
+        let labels = v.labels.iter().map(|i| i.split_once('=').unwrap_or((i.as_str(), ""))).map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        berth_runtime::volume::Volumes::open(&root).create(Some(&v.name), labels, Default::default(), false).map(|_| ())
     }
     async fn stop(&self, id: &str) {
         crate::daemon::stop(self, id, None).await;

@@ -197,6 +197,7 @@ impl Manager {
             return self.refuse(Some(&m), format!("busy: applying update {} to {}", a.id, a.name));
         }
         match m.kind {
+            Kind::Deploy if m.app.is_some() => self.begin_app(m, env),
             Kind::Deploy if m.pull.is_some() => self.begin_pull(m),
             Kind::Deploy => self.begin_transfer(m, env),
             Kind::Rollback => match super::apply::rollback_active(&self.journal, &m.id, m.seq, &m.name, &self.root) {
@@ -220,6 +221,7 @@ impl Manager {
                     old: None,
                     new: None,
                     reason: String::new(),
+                    app: None,
                 };
                 self.begin(a)
             }
@@ -273,9 +275,32 @@ impl Manager {
         self.begin(a)
     }
 
+    /// `fleet push --app`: an application's services as one update. Without a tarball every
+    /// image must be on the device already: one that is not is refused here, nothing changed.
+    fn begin_app(&mut self, m: Manifest, env: Envelope) -> Then {
+        if self.journal.deployments.get(&m.name).is_some_and(|d| d.app.is_none()) {
+            return self.refuse(Some(&m), format!("{} is a single container's deployment, not an application", m.name));
+        }
+        if m.image.is_some() {
+            return self.begin_transfer(m, env);
+        }
+        for s in m.app.iter().flat_map(|a| &a.services) {
+            let image = berth_proto::run::parse_run_words(&s.run).map(|o| o.image).unwrap_or_default();
+            if self.sup.borrow().image_id(&image).is_err() {
+                return self.refuse(Some(&m), format!("service {}: image {image} is neither on the device nor in the update", s.service));
+            }
+        }
+        match super::apply_app::deploy_active(&m, &self.journal) {
+            Some(a) => self.begin(a),
+            None => Then::Nothing,
+        }
+    }
+
     fn begin_transfer(&mut self, m: Manifest, env: Envelope) -> Then {
-        if let Err(e) = Self::deploy_run(&m) {
-            return self.refuse(Some(&m), e);
+        if m.app.is_none() {
+            if let Err(e) = Self::deploy_run(&m) {
+                return self.refuse(Some(&m), e);
+            }
         }
         let size = m.image.as_ref().map_or(0, |i| i.size);
         if let Some(max) = self.settings.max_size {
@@ -403,7 +428,7 @@ impl Manager {
         let topic = t.manifest.image.as_ref().map(|i| i.topic.clone());
         self.publish_progress(&t.progress("applying", false), true);
         let m = t.manifest;
-        let a = deploy_active(&m);
+        let a = super::apply_app::deploy_active(&m, &self.journal).unwrap_or_else(|| deploy_active(&m));
         match self.begin(a) {
             Then::Apply(_) => Then::Apply(topic),
             other => other,
@@ -471,9 +496,27 @@ impl Manager {
             .journal
             .deployments
             .iter()
-            .map(|(name, d)| {
-                json!({"name": name, "seq": d.seq, "update": d.update, "container": d.container, "image_id": d.image_id,
-                       "previous": d.previous.iter().map(|p| p.image_id.clone()).collect::<Vec<_>>()})
+            .map(|(name, d)| match &d.app {
+                Some(app) => {
+                    let services: Vec<Value> = app
+                        .services
+                        .iter()
+                        .map(|m| {
+                            let status = sup.get(&m.container.container).map_or("gone".to_string(), |r| match &r.status {
+                                record::Status::Created => "created".to_string(),
+                                record::Status::Running { .. } => "running".to_string(),
+                                record::Status::Exited { code, .. } => format!("exited ({code})"),
+                            });
+                            let health = sup.health_of(&m.container.container).map(|(h, _)| h.to_string());
+                            json!({"service": m.service, "name": m.name, "container": m.container.container,
+                                   "image_id": m.container.image_id, "status": status, "health": health})
+                        })
+                        .collect();
+                    json!({"name": name, "app": true, "seq": d.seq, "update": d.update, "services": services,
+                           "previous": app.previous.iter().map(|r| r.first().map_or(0, |m| m.container.seq)).collect::<Vec<_>>()})
+                }
+                None => json!({"name": name, "seq": d.seq, "update": d.update, "container": d.container, "image_id": d.image_id,
+                       "previous": d.previous.iter().map(|p| p.image_id.clone()).collect::<Vec<_>>()}),
             })
             .collect();
         let update = match (&self.transfer, &self.journal.active) {
@@ -619,6 +662,7 @@ fn deploy_active(m: &Manifest) -> Active {
         old: None,
         new: None,
         reason: String::new(),
+        app: None,
     }
 }
 

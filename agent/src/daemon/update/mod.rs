@@ -2,6 +2,7 @@
 //! format and signatures, shared with `berth fleet`, are in `berth_proto::{wire, sign}`.
 
 pub mod apply;
+pub mod apply_app;
 pub mod clock;
 pub mod host;
 pub mod journal;

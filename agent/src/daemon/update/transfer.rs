@@ -337,6 +337,7 @@ mod tests {
             run: vec!["x".into()],
             health_window: 1,
             keep: 1,
+            app: None,
         };
         (dir, m, Envelope { manifest: String::new(), sig: String::new() })
     }
