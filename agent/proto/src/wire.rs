@@ -530,7 +530,7 @@ mod tests {
         no_image.image = None;
         Manifest::parse(&serde_json::to_string(&no_image).unwrap()).unwrap();
         let plain = serde_json::to_string(&manifest()).unwrap();
-        assert!(!plain.contains("\"app\""), "a single container's manifest is as before: {plain}");
+        assert!(!plain.contains("\"app\":"), "a single container's manifest is as before: {plain}");
         let mut bad = m.clone();
         bad.app.as_mut().unwrap().services[1].run[1] = "p-db-1".into();
         assert!(Manifest::parse(&serde_json::to_string(&bad).unwrap()).unwrap_err().to_string().contains("two services"));

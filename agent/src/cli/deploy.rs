@@ -15,7 +15,7 @@ pub const GROUP: Cmd = super::group("berth deployment", "Show what updates deplo
 const STATUS_OPTS: &[Opt] = &[opt("format", Some('f'), Some("string"), "Format the output: json")];
 pub const STATUS: Cmd =
     cmd("berth deployment status", "[OPTIONS]", "Show deployments, the update in progress and the last result", STATUS_OPTS, 0, Some(0));
-pub const ROLLBACK: Cmd = cmd("berth rollback", "NAME", "Go back to the previous deployed version of a container", &[], 1, Some(1));
+pub const ROLLBACK: Cmd = cmd("berth rollback", "NAME", "Go back to the previous deployed version of a container or application", &[], 1, Some(1));
 
 pub const SUBCOMMANDS: &[super::Command] = &[super::command("status", &STATUS, status)];
 
@@ -54,14 +54,28 @@ pub fn status(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
         .as_array()
         .map(|a| {
             a.iter()
-                .map(|d| {
+                .flat_map(|d| {
                     let prev: Vec<String> = d["previous"].as_array().map(|p| p.iter().map(|x| short(&s(x))).collect()).unwrap_or_default();
-                    vec![s(&d["name"]), s(&d["seq"]), short(&s(&d["image_id"])), if prev.is_empty() { "-".into() } else { prev.join(",") }]
+                    let prev = if prev.is_empty() { "-".into() } else { prev.join(",") };
+                    if d["app"] != true {
+                        return vec![vec![s(&d["name"]), s(&d["seq"]), short(&s(&d["image_id"])), prev, "-".into()]];
+                    }
+                    // An application: its line (rollback targets are revisions, by seq), then
+                    // one line per service in start order.
+                    let mut rows = vec![vec![format!("{} (app)", s(&d["name"])), s(&d["seq"]), "-".into(), prev, "-".into()]];
+                    for svc in d["services"].as_array().into_iter().flatten() {
+                        let state = match svc["health"].as_str() {
+                            Some(h) => format!("{} ({h})", s(&svc["status"])),
+                            None => s(&svc["status"]),
+                        };
+                        rows.push(vec![format!("  {}", s(&svc["name"])), String::new(), short(&s(&svc["image_id"])), String::new(), state]);
+                    }
+                    rows
                 })
                 .collect()
         })
         .unwrap_or_default();
-    crate::term::output::table(&mut out, &["NAME", "SEQ", "IMAGE ID", "ROLLBACK TO"], &rows).map_err(out_err)?;
+    crate::term::output::table(&mut out, &["NAME", "SEQ", "IMAGE ID", "ROLLBACK TO", "STATE"], &rows).map_err(out_err)?;
     if !v["update"].is_null() {
         let u = &v["update"];
         writeln!(out, "Update in progress: {} ({}) {}", s(&u["id"]), s(&u["name"]), s(&u["phase"])).map_err(out_err)?;
