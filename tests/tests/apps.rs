@@ -64,6 +64,17 @@ services:
     )
 }
 
+/// Like [`compose`], with the server appending its revision to `/data/log` on a revision-bound
+/// volume at each start.
+fn compose_with_volume(tag: &str, client_fails: bool) -> String {
+    compose(tag, client_fails).replace(
+        "command: [sh, -c, 'cat /app/version; exec sleep 100000']\n    restart: always\n    network_mode: none\n    healthcheck:",
+        &format!(
+            "command: [sh, -c, 'echo rev-{tag} >> /data/log; exec sleep 100000']\n    volumes: [data:/data]\n    restart: always\n    network_mode: none\n    healthcheck:"
+        ),
+    ) + "volumes:\n  data:\n    x-berth:\n      revision-bound: true\n"
+}
+
 struct Lab {
     sub: Subscriber,
     fleet: Fleet,
@@ -97,6 +108,14 @@ impl Lab {
     fn file(&self, tag: &str, client_fails: bool) -> PathBuf {
         let p = self.dir.join(format!("compose-{tag}-{client_fails}.yaml"));
         fs::write(&p, compose(tag, client_fails)).expect("write compose file");
+        p
+    }
+
+    fn file_with_volume(&self, tag: &str, client_fails: bool) -> PathBuf {
+        let p = self.dir.join(format!("compose-vol-{tag}-{client_fails}.yaml"));
+        let text = compose_with_volume(tag, client_fails);
+        assert!(text.contains("/data/log"), "the server writes the volume:\n{text}");
+        fs::write(&p, text).expect("write compose file");
         p
     }
 
@@ -296,4 +315,36 @@ fn kill_9_at_each_step_of_an_application_update_ends_all_old_or_all_new() {
         cur = ended;
     }
     eprintln!("application kill -9 trials:\n{}", table.join("\n"));
+}
+
+#[test]
+fn a_revision_bound_volume_returns_to_the_old_data_after_a_rollback() {
+    let _h = host_shared();
+    let lab = Lab::new();
+    let a = lab.device("app-dev4", &[]);
+    let (v1, v2) = (app_image("1", 0), app_image("2", 0));
+    let (id1, id2) = (image_id(&v1), image_id(&v2));
+    let log = a.root().path().join("volumes/shop_data/_data/log");
+    let read = || fs::read_to_string(&log).unwrap_or_default();
+    let (code, out, err) = lab.push("app-dev4", &lab.file_with_volume("1", false), Some(&v1));
+    assert_eq!(code, 0, "first revision: exit {code}\nstdout: {out}\nstderr: {err}\nagent log:\n{}", a.log());
+    wait_app(&a, &id1);
+    let (code, out, err) = lab.push("app-dev4", &lab.file_with_volume("2", false), Some(&v2));
+    assert_eq!(code, 0, "second revision: exit {code}\nstdout: {out}\nstderr: {err}\nagent log:\n{}", a.log());
+    wait_app(&a, &id2);
+    assert_eq!(read(), "rev-1\nrev-2\n", "revision 2 wrote the volume after revision 1");
+    let snaps: Vec<String> = fs::read_dir(a.root().path().join("volumes/shop_data"))
+        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    assert!(snaps.iter().any(|n| n.starts_with("snap-")), "revision 1's data is kept for a rollback: {snaps:?}");
+
+    // Revision 3 (image app:1 again, on the board) writes its mark, then its client fails.
+    let (code, _, _) = lab.push("app-dev4", &lab.file_with_volume("1", true), None);
+    assert_ne!(code, 0);
+    wait_app(&a, &id2);
+    let text = poll("the old server wrote its restart mark", PATIENCE, || {
+        let t = read();
+        (t.lines().count() >= 3).then_some(t)
+    });
+    assert_eq!(text, "rev-1\nrev-2\nrev-2\n", "the volume is as revision 2 left it, then revision 2 started again");
 }

@@ -141,6 +141,26 @@ async fn start<L: Ledger, C: Containers>(upd: &RefCell<L>, sup: &C, a: &Active) 
             return Ok(Next::RollBack(format!("volume {}: {e}", v.name)));
         }
     }
+    // Revision-bound volumes as the old revision left them (its services are stopped now).
+    let (root, old_seq) = {
+        let m = upd.borrow();
+        (m.root(), m.journal().deployments.get(&a.name).map_or(0, |d| d.seq))
+    };
+    if old_seq > 0 {
+        for v in app.volumes.iter().filter(|v| v.revision_bound) {
+            match super::snapshot::take(&root, &v.name, old_seq) {
+                Ok(Some(n)) => crate::info!(
+                    "update {}: volume {} kept as seq {old_seq} left it ({} files cloned, {} copied)",
+                    a.id,
+                    v.name,
+                    n.cloned,
+                    n.copied
+                ),
+                Ok(None) => {}
+                Err(e) => return Ok(Next::RollBack(format!("volume {}: snapshot: {e}", v.name))),
+            }
+        }
+    }
     for (i, u) in app.units.iter().enumerate() {
         if u.run.is_empty() {
             continue;
@@ -285,6 +305,12 @@ async fn commit<L: Ledger, C: Containers>(upd: &RefCell<L>, sup: &C, a: &Active)
         previous.insert(0, old);
     }
     let dropped = if previous.len() > a.keep as usize { previous.split_off(a.keep as usize) } else { Vec::new() };
+    let bound: Vec<String> = app.volumes.iter().filter(|v| v.revision_bound).map(|v| v.name.clone()).collect();
+    let kept: Vec<u64> = previous.iter().filter_map(|r| r.first().map(|m| m.container.seq)).collect();
+    let root = upd.borrow().root();
+    for v in &bound {
+        super::snapshot::prune(&root, v, &kept);
+    }
     let mut gone = Vec::new();
     for m in dropped.iter().flatten() {
         remove(sup, &m.container.container).await;
@@ -302,7 +328,7 @@ async fn commit<L: Ledger, C: Containers>(upd: &RefCell<L>, sup: &C, a: &Active)
         container: String::new(),
         image_id: String::new(),
         previous: Vec::new(),
-        app: Some(AppDeployment { services, previous }),
+        app: Some(AppDeployment { services, previous, volumes: bound }),
     };
     upd.borrow_mut().journal_mut().deployments.insert(a.name.clone(), dep);
     Ok(Next::Done(outcome(a, "committed", &a.reason, "")))
@@ -319,6 +345,17 @@ async fn roll_back<L: Ledger, C: Containers>(upd: &RefCell<L>, sup: &C, a: &Acti
         }
     }
     let mut trouble = Vec::new();
+    // Revision-bound volumes back to what the old revision last saw, before it starts again.
+    if let Some(seq) = app.units.iter().find_map(|u| u.old.as_ref().map(|o| o.seq)) {
+        let root = upd.borrow().root();
+        for v in app.volumes.iter().filter(|v| v.revision_bound) {
+            match super::snapshot::restore(&root, &v.name, seq) {
+                Ok(true) => crate::info!("update {}: volume {} is back as seq {seq} left it", a.id, v.name),
+                Ok(false) => {}
+                Err(e) => trouble.push(format!("volume {}: {e}", v.name)),
+            }
+        }
+    }
     for u in &app.units {
         let Some(old) = &u.old else { continue };
         if sup.seen(&old.container).is_none() {
@@ -347,6 +384,7 @@ async fn roll_back<L: Ledger, C: Containers>(upd: &RefCell<L>, sup: &C, a: &Acti
         let seq = back.first().map_or(0, |m| m.container.seq);
         let mut m = upd.borrow_mut();
         if let Some(d) = m.journal().deployments.get(&a.name).cloned() {
+            let d_volumes = d.app.as_ref().map(|x| x.volumes.clone()).unwrap_or_default();
             let mut prev = d.app.map(|x| x.previous).unwrap_or_default();
             prev.retain(|r| *r != back);
             let dep = Deployment {
@@ -355,7 +393,7 @@ async fn roll_back<L: Ledger, C: Containers>(upd: &RefCell<L>, sup: &C, a: &Acti
                 container: String::new(),
                 image_id: String::new(),
                 previous: Vec::new(),
-                app: Some(AppDeployment { services: back, previous: prev }),
+                app: Some(AppDeployment { services: back, previous: prev, volumes: d_volumes }),
             };
             m.journal_mut().deployments.insert(a.name.clone(), dep);
         }
@@ -461,6 +499,14 @@ pub fn rollback_active(d: &Deployment, id: &str, seq: u64, name: &str) -> Result
         old: None,
         new: None,
         reason: String::new(),
-        app: Some(AppRun { units, networks: Vec::new(), volumes: Vec::new() }),
+        app: Some(AppRun {
+            units,
+            networks: Vec::new(),
+            volumes: cur
+                .volumes
+                .iter()
+                .map(|v| berth_proto::wire::AppVolume { name: v.clone(), labels: Vec::new(), revision_bound: true })
+                .collect(),
+        }),
     })
 }

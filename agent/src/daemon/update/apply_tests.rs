@@ -718,7 +718,7 @@ fn app_world(root: &Path, web_tag: &str) -> Rc<RefCell<World>> {
             container: String::new(),
             image_id: String::new(),
             previous: vec![],
-            app: Some(AppDeployment { services, previous: vec![] }),
+            app: Some(AppDeployment { services, previous: vec![], volumes: vec![] }),
         },
     );
     let spec = berth_proto::wire::App {

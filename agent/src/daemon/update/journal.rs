@@ -55,6 +55,8 @@ pub struct AppDeployment {
     pub services: Vec<Member>,
     /// Earlier revisions kept as rollback targets, newest first, at most `keep`.
     pub previous: Vec<Vec<Member>>,
+    /// Its revision-bound volumes (snapshots `snap-SEQ` kept for the revisions in `previous`).
+    pub volumes: Vec<String>,
 }
 
 /// One service of an application update: what it replaces and what replaced it, each written

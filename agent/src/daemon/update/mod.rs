@@ -8,6 +8,7 @@ pub mod host;
 pub mod journal;
 pub mod manager;
 pub mod session;
+pub mod snapshot;
 pub mod transfer;
 
 #[cfg(test)]
