@@ -212,6 +212,23 @@ fn an_application_is_pushed_upgraded_and_a_failing_service_rolls_both_back() {
     // The device's own view: deployment status shows the application and its services.
     let st = a.ok(&["deployment", "status", "--format", "json"]);
     assert!(st.contains("shop") && st.contains(SERVER) && st.contains(CLIENT), "deployment status: {st}");
+    let table = a.ok(&["deployment", "status"]);
+    assert!(table.contains("shop (app)") && table.contains(&format!("  {CLIENT}")), "deployment status:\n{table}");
+
+    // The operator's view: the application's revision and each service's state.
+    let line = poll("fleet status shows the application", PATIENCE, || {
+        let (code, out, _) = lab.fleet.run(&["status", "--format", "json", "app-dev1"]);
+        let v: Value = serde_json::from_str(out.lines().next().unwrap_or("null")).unwrap_or(Value::Null);
+        let c = v["Containers"].as_str().unwrap_or_default().to_string();
+        (code == 0 && c.contains("server=app:2 running (healthy)") && c.contains("client=app:2 running")).then_some(c)
+    });
+    assert!(line.starts_with("shop@"), "{line}");
+
+    // On the device: `berth rollback shop` brings the whole first revision back.
+    let out = a.ok(&["rollback", "shop"]);
+    assert!(out.contains("rolled back"), "{out}");
+    wait_app(&a, &id1);
+    assert!(ctr(&a, &format!("{SERVER}.prev-1")).is_none(), "the first revision runs under its names again: {:?}", names(&a));
 }
 
 #[test]

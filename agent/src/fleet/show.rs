@@ -47,6 +47,9 @@ pub fn containers(d: &Device) -> String {
             .iter()
             .filter_map(|dep| {
                 let name = dep.get("name")?.as_str()?;
+                if dep.get("app").and_then(Value::as_bool) == Some(true) {
+                    return Some(app_summary(name, dep, &image_of));
+                }
                 let container = dep.get("container").and_then(Value::as_str).unwrap_or(name);
                 let image = image_of(container)
                     .or_else(|| image_of(name))
@@ -58,6 +61,22 @@ pub fn containers(d: &Device) -> String {
             .collect()
     };
     pairs.join(", ")
+}
+
+/// An application: `NAME@SEQ[SERVICE=IMAGE STATE (HEALTH), ...]`, services in start order.
+fn app_summary<'a>(name: &str, dep: &Value, image_of: &dyn Fn(&str) -> Option<&'a str>) -> String {
+    let services = dep.get("services").and_then(Value::as_array).cloned().unwrap_or_default();
+    let parts: Vec<String> = services
+        .iter()
+        .map(|svc| {
+            let get = |k: &str| svc.get(k).and_then(Value::as_str).unwrap_or("?");
+            let image = image_of(get("name")).map(str::to_string).unwrap_or_else(|| short_image(get("image_id")));
+            let health = svc.get("health").and_then(Value::as_str).map(|h| format!(" ({h})")).unwrap_or_default();
+            format!("{}={image} {}{health}", get("service"), get("status"))
+        })
+        .collect();
+    let seq = dep.get("seq").and_then(Value::as_u64).unwrap_or(0);
+    format!("{name}@{seq}[{}]", parts.join(", "))
 }
 
 /// `committed`, `rolled_back: REASON` (cut to `max` characters), or `-`.
