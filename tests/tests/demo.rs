@@ -79,6 +79,7 @@ fn the_demo_runs_and_leaves_nothing_behind() {
     }
     assert!(out.status.success(), "scripts/demo failed ({}):\n{stdout}\n{stderr}", out.status);
     assert!(stdout.contains("rolled back, as it should"), "the demo's story:\n{stdout}");
+    assert!(stdout.contains("the whole application rolled back, as it should"), "the demo's application story:\n{stdout}");
     assert!(procs.is_empty(), "processes of the demo still running after it ended: {procs:?}");
     assert!(mounts.is_empty(), "mounts under {work} after the demo: {mounts:?}");
     assert!(cgroups.is_empty(), "cgroups of the demo's agent after the demo: {cgroups:?}");
