@@ -120,10 +120,11 @@ impl Lab {
     }
 
     fn push_args(&self, dev: &str, file: &Path, tar: Option<&Path>) -> Vec<String> {
-        let mut a: Vec<String> = ["push", "--key", s(&self.fleet.key), "--to", dev, "--health-window", &WINDOW.to_string(), "--app", s(file)]
-            .iter()
-            .map(|x| x.to_string())
-            .collect();
+        let mut a: Vec<String> =
+            ["push", "--key", s(&self.fleet.key), "--to", dev, "--health-window", &WINDOW.to_string(), "--app", s(file)]
+                .iter()
+                .map(|x| x.to_string())
+                .collect();
         if let Some(t) = tar {
             a.push(s(t).to_string());
         }
@@ -150,11 +151,9 @@ fn ctr(a: &Agent, name: &str) -> Option<(String, String, bool)> {
 
 /// Waits until both services run image `image`; returns their container ids.
 fn wait_app(a: &Agent, image: &str) -> (String, String) {
-    let got = try_poll(&format!("both services run {image}"), Duration::from_secs(90), || {
-        match (ctr(a, SERVER), ctr(a, CLIENT)) {
-            (Some((s, si, true)), Some((c, ci, true))) if si == image && ci == image => Some((s, c)),
-            _ => None,
-        }
+    let got = try_poll(&format!("both services run {image}"), Duration::from_secs(90), || match (ctr(a, SERVER), ctr(a, CLIENT)) {
+        (Some((s, si, true)), Some((c, ci, true))) if si == image && ci == image => Some((s, c)),
+        _ => None,
     });
     got.unwrap_or_else(|e| {
         panic!("{e}: server {:?} client {:?}\nps -a: {:?}\nagent log:\n{}", ctr(a, SERVER), ctr(a, CLIENT), names(a), a.log())
@@ -254,11 +253,8 @@ fn bad_applications_change_nothing() {
 
     // A depends_on cycle: the operator refuses it, nothing is sent.
     let cyc = lab.dir.join("cycle.yaml");
-    fs::write(
-        &cyc,
-        "services:\n  a:\n    image: app:1\n    depends_on: [b]\n  b:\n    image: app:1\n    depends_on: [a]\n",
-    )
-    .expect("write");
+    fs::write(&cyc, "services:\n  a:\n    image: app:1\n    depends_on: [b]\n  b:\n    image: app:1\n    depends_on: [a]\n")
+        .expect("write");
     let mark = lab.sub.mark();
     let (code, _, err) = lab.push("app-dev2", &cyc, None);
     assert_eq!(code, 1, "{err}");

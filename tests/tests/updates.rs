@@ -918,6 +918,7 @@ fn cmd_topic_answers_read_only_commands_and_takes_changes_only_signed() {
         run: vec![],
         health_window: WINDOW,
         keep: 1,
+        app: None,
     };
     let c = Crafted::signed(&b.key, m, Vec::new());
     let mark = b.sub.mark();

@@ -521,7 +521,14 @@ mod tests {
                 AppService { service: "db".into(), run: vec!["--name".into(), "p-db-1".into(), "db:1".into()], ready: "healthy".into() },
                 AppService { service: "web".into(), run: vec!["--name".into(), "p-web-1".into(), "web:1".into()], ready: String::new() },
             ],
-            networks: vec![AppNetwork { name: "p_default".into(), subnet: None, gateway: None, internal: false, labels: vec![], options: vec![] }],
+            networks: vec![AppNetwork {
+                name: "p_default".into(),
+                subnet: None,
+                gateway: None,
+                internal: false,
+                labels: vec![],
+                options: vec![],
+            }],
             volumes: vec![],
         });
         let text = serde_json::to_string(&m).unwrap();

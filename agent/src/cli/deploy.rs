@@ -15,7 +15,8 @@ pub const GROUP: Cmd = super::group("berth deployment", "Show what updates deplo
 const STATUS_OPTS: &[Opt] = &[opt("format", Some('f'), Some("string"), "Format the output: json")];
 pub const STATUS: Cmd =
     cmd("berth deployment status", "[OPTIONS]", "Show deployments, the update in progress and the last result", STATUS_OPTS, 0, Some(0));
-pub const ROLLBACK: Cmd = cmd("berth rollback", "NAME", "Go back to the previous deployed version of a container or application", &[], 1, Some(1));
+pub const ROLLBACK: Cmd =
+    cmd("berth rollback", "NAME", "Go back to the previous deployed version of a container or application", &[], 1, Some(1));
 
 pub const SUBCOMMANDS: &[super::Command] = &[super::command("status", &STATUS, status)];
 

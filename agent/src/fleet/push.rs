@@ -412,8 +412,12 @@ async fn deliver(
         seq,
         targets: targets.to_vec(),
         name: c.name.to_string(),
-        image: (p.pull.is_none() && p.f.is_some())
-            .then(|| ImageRef { size: p.size, sha256: p.sha256.clone(), chunk_size: c.chunk, topic: topic.clone() }),
+        image: (p.pull.is_none() && p.f.is_some()).then(|| ImageRef {
+            size: p.size,
+            sha256: p.sha256.clone(),
+            chunk_size: c.chunk,
+            topic: topic.clone(),
+        }),
         pull: p.pull.clone(),
         run: c.run.to_vec(),
         health_window: c.health_window,

@@ -224,7 +224,11 @@ async fn wait_ready<C: Containers>(sup: &C, u: &Unit, id: &str, window: u32) -> 
         }
         if tokio::time::Instant::now() >= end {
             let status = sup.health(id).map(|(s, _)| s).unwrap_or_else(|| "running".into());
-            return Some(format!("not {} within {} s (status {status})", u.ready, (Duration::from_secs(u64::from(window)) + READY_SLACK).as_secs()));
+            return Some(format!(
+                "not {} within {} s (status {status})",
+                u.ready,
+                (Duration::from_secs(u64::from(window)) + READY_SLACK).as_secs()
+            ));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -235,7 +239,8 @@ async fn wait_ready<C: Containers>(sup: &C, u: &Unit, id: &str, window: u32) -> 
 async fn watch<L: Ledger, C: Containers>(upd: &RefCell<L>, sup: &C, a: &Active) -> Result<Next> {
     let app = app_of(a)?;
     let units: Vec<(&Unit, String)> = app.units.iter().filter_map(|u| u.new.clone().map(|id| (u, id))).collect();
-    let done = |u: &Unit, id: &str| u.ready == "completed" && sup.seen(id).is_some_and(|r| matches!(r.status, Status::Exited { code: 0, .. }));
+    let done =
+        |u: &Unit, id: &str| u.ready == "completed" && sup.seen(id).is_some_and(|r| matches!(r.status, Status::Exited { code: 0, .. }));
     // The board restarting during the window stops everything with it (see apply::watch).
     let mark = watch_boot_path(&upd.borrow().root(), &a.id);
     let now = boot_id();

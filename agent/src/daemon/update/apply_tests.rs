@@ -699,7 +699,10 @@ fn app_world(root: &Path, web_tag: &str) -> Rc<RefCell<World>> {
             last_exit: None,
         };
         let id = format!("old{i}");
-        w.ctrs.insert(id.clone(), Ctr { name: name.to_string(), image: image.clone(), seen, health: Some(("healthy".into(), String::new())) });
+        w.ctrs.insert(
+            id.clone(),
+            Ctr { name: name.to_string(), image: image.clone(), seen, health: Some(("healthy".into(), String::new())) },
+        );
         services.push(Member {
             service: svc.to_string(),
             name: name.to_string(),
@@ -829,7 +832,11 @@ fn one_failing_service_rolls_the_whole_application_back() {
     assert_app_settled(&root.0, &w.borrow(), "1", &o[0]);
     let log = w.borrow().log.clone();
     let tail: Vec<&str> = log.iter().skip(6).map(String::as_str).collect();
-    assert_eq!(tail, ["remove p-web-1", "stop p-db-1", "remove p-db-1", "start p-db-1", "start p-web-1"], "new ones go last-started first: {log:?}");
+    assert_eq!(
+        tail,
+        ["remove p-web-1", "stop p-db-1", "remove p-db-1", "start p-db-1", "start p-web-1"],
+        "new ones go last-started first: {log:?}"
+    );
     let w = w.borrow();
     assert!(!w.images.contains_key("db:2") && !w.images.contains_key("web:bad"), "the new images go: {:?}", w.images);
 }

@@ -180,7 +180,8 @@ impl Containers for Shared {
     }
     fn ensure_volume(&self, v: &AppVolume) -> Result<()> {
         let root = self.borrow().root.clone();
-        let labels = v.labels.iter().map(|i| i.split_once('=').unwrap_or((i.as_str(), ""))).map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let labels =
+            v.labels.iter().map(|i| i.split_once('=').unwrap_or((i.as_str(), ""))).map(|(k, v)| (k.to_string(), v.to_string())).collect();
         berth_runtime::volume::Volumes::open(&root).create(Some(&v.name), labels, Default::default(), false).map(|_| ())
     }
     async fn stop(&self, id: &str) {

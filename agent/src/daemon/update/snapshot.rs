@@ -62,7 +62,8 @@ pub fn copy_tree(src: &Path, dst: &Path, n: &mut Copied) -> Result<()> {
             continue;
         }
         if ft.is_symlink() {
-            symlink(fs::read_link(&from).ctx(|| format!("read link {}", from.display()))?, &to).ctx(|| format!("symlink {}", to.display()))?;
+            symlink(fs::read_link(&from).ctx(|| format!("read link {}", from.display()))?, &to)
+                .ctx(|| format!("symlink {}", to.display()))?;
         } else if ft.is_file() {
             copy_file(&from, &to, n)?;
             fs::set_permissions(&to, fs::Permissions::from_mode(em.mode() & 0o7777)).ctx(|| format!("chmod {}", to.display()))?;
@@ -121,7 +122,8 @@ pub fn prune(root: &Path, name: &str, keep: &[u64]) {
     let Ok(rd) = fs::read_dir(volume_dir(root, name)) else { return };
     for e in rd.flatten() {
         let file = e.file_name();
-        let Some(seq) = file.to_str().and_then(|f| f.strip_prefix("snap-")).and_then(|s| s.trim_end_matches(".tmp").parse::<u64>().ok()) else {
+        let Some(seq) = file.to_str().and_then(|f| f.strip_prefix("snap-")).and_then(|s| s.trim_end_matches(".tmp").parse::<u64>().ok())
+        else {
             continue;
         };
         if !keep.contains(&seq) || file.to_str().is_some_and(|f| f.ends_with(".tmp")) {
