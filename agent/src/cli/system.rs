@@ -125,12 +125,20 @@ pub fn info(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
         .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
         .unwrap_or(0);
     let agent = ctx.root.join("agent.pid");
+    let free = berth_runtime::fsutil::free_bytes(&ctx.root).unwrap_or(0);
+    let (held, reserve) = berth_runtime::reserve::status(&ctx.root).unwrap_or((0, 0));
+    let reserve_line = match (held, reserve) {
+        (_, 0) => format!("none (free {})", human_size(free)),
+        (h, r) if h == r => format!("{} (free {})", human_size(r), human_size(free)),
+        (h, r) => format!("{} of {} held, the rest given to berth's records on a full disk (free {})", human_size(h), human_size(r), human_size(free)),
+    };
     let v = json!({
         "Containers": recs.len(), "ContainersRunning": running, "ContainersStopped": recs.len() - running, "Images": images,
         "ServerVersion": VERSION, "Driver": storage, "DriverStatus": if storage == "copy" { "copy fallback: each container gets a full copy of its image (no overlayfs)" } else { "overlayfs over the shared layer store" },
         "CgroupDriver": "cgroupfs", "CgroupVersion": cgroup, "KernelVersion": read("/proc/sys/kernel/osrelease"),
         "Architecture": std::env::consts::ARCH, "NCPU": std::thread::available_parallelism().map_or(1, |n| n.get()), "MemTotal": mem_kb * 1024,
         "BerthRootDir": ctx.root, "AgentRunning": std::fs::read_to_string(&agent).is_ok(), "Host": ctx.host,
+        "StorageReserve": reserve_line, "StorageReserveBytes": reserve, "StorageReserveHeld": held, "StorageFree": free,
     });
     let mut out = std::io::stdout().lock();
     let w = |e: std::io::Error| berth_runtime::Error::io("write output", e);
@@ -146,6 +154,7 @@ pub fn info(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
                 ("Server Version", "ServerVersion"),
                 ("Storage Driver", "Driver"),
                 (" Status", "DriverStatus"),
+                ("Storage Reserve", "StorageReserve"),
                 ("Cgroup Driver", "CgroupDriver"),
                 ("Cgroup Version", "CgroupVersion"),
                 ("Kernel Version", "KernelVersion"),

@@ -487,6 +487,9 @@ fn monitor(child: i32, sfd: OwnedFd, readers: Option<(OwnedFd, OwnedFd)>, mut lo
             l.flush(i);
         }
     }
+    if let Some(l) = &mut log {
+        l.report_dropped();
+    }
     let code = code.unwrap_or(255);
     if let Some(dir) = dir {
         let _ = crate::fsutil::replace(&dir.join("exit"), format!("{code}\n").as_bytes());

@@ -7,6 +7,7 @@ pub mod host;
 pub mod journal;
 pub mod manager;
 pub mod session;
+pub mod targets;
 pub mod transfer;
 
 #[cfg(test)]
