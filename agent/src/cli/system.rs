@@ -66,7 +66,12 @@ pub const INFO: Cmd = Cmd {
 const SYSTEM_INFO: Cmd = Cmd { path: "berth system info", ..INFO };
 
 pub const GROUP: Cmd = group("berth system", "Manage berth");
-pub const SUBCOMMANDS: &[Command] = &[command("df", &DF, df), command("info", &SYSTEM_INFO, info), command("verify", &VERIFY, verify)];
+pub const SUBCOMMANDS: &[Command] = &[
+    command("df", &DF, df),
+    command("info", &SYSTEM_INFO, info),
+    command("prune", &super::prune::SYSTEM_PRUNE, super::prune::system_prune),
+    command("verify", &VERIFY, verify),
+];
 
 const VERIFY: Cmd = Cmd {
     path: "berth system verify",
@@ -130,7 +135,12 @@ pub fn info(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
     let reserve_line = match (held, reserve) {
         (_, 0) => format!("none (free {})", human_size(free)),
         (h, r) if h == r => format!("{} (free {})", human_size(r), human_size(free)),
-        (h, r) => format!("{} of {} held, the rest given to berth's records on a full disk (free {})", human_size(h), human_size(r), human_size(free)),
+        (h, r) => format!(
+            "{} of {} held, the rest given to berth's records on a full disk (free {})",
+            human_size(h),
+            human_size(r),
+            human_size(free)
+        ),
     };
     let v = json!({
         "Containers": recs.len(), "ContainersRunning": running, "ContainersStopped": recs.len() - running, "Images": images,

@@ -30,7 +30,8 @@ const FS_XFLAG_PROJINHERIT: u32 = 0x200;
 const PRJQUOTA: i32 = 2;
 const QIF_BLIMITS: u32 = 1;
 
-pub const UNSUPPORTED: &str = "--storage-opt is supported only for overlay over xfs with 'pquota' mount option or ext4 with project quotas ('prjquota')";
+pub const UNSUPPORTED: &str =
+    "--storage-opt is supported only for overlay over xfs with 'pquota' mount option or ext4 with project quotas ('prjquota')";
 
 /// The writable layer's limit in bytes from `--storage-opt` values (None without one).
 pub fn parse(opts: &[String]) -> Result<Option<u64>> {
@@ -38,7 +39,10 @@ pub fn parse(opts: &[String]) -> Result<Option<u64>> {
     for o in opts {
         match o.split_once('=') {
             Some(("size", v)) => {
-                let n = crate::cgroup::parse_size(v).ok().filter(|n| *n > 0).ok_or_else(|| Error::invalid(format!("invalid storage option size {v:?}")))?;
+                let n = crate::cgroup::parse_size(v)
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| Error::invalid(format!("invalid storage option size {v:?}")))?;
                 size = Some(n as u64);
             }
             _ => return Err(Error::invalid(format!("--storage-opt {o}: unknown option (size=SIZE)"))),
