@@ -4,9 +4,10 @@
 //! container records, the image database. When such a write fails with ENOSPC, a slice of the
 //! reserve is punched out and the write retried; the reserve is regrown once space is back.
 //!
-//! Why a file and not the file system's root-reserved blocks: containers run as root (fsuid 0),
-//! so ext4's `resuid` blocks are theirs too. The file's length is the configured size; its
-//! allocated part (up to the first hole) is what is held, so `berth info` reads both from it.
+//! Why a file and not the file system's root-reserved blocks: ext4 keeps those from containers
+//! without CAP_SYS_RESOURCE, but not from privileged ones, and tmpfs, xfs and images made with
+//! `mkfs.ext4 -m 0` have none; the agent's own image loads would eat them too. The file's length
+//! is the configured size; its allocated blocks are what is held, so `berth info` reads both.
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;

@@ -133,14 +133,9 @@ pub fn info(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
     let free = berth_runtime::fsutil::free_bytes(&ctx.root).unwrap_or(0);
     let (held, reserve) = berth_runtime::reserve::status(&ctx.root).unwrap_or((0, 0));
     let reserve_line = match (held, reserve) {
-        (_, 0) => format!("none (free {})", human_size(free)),
-        (h, r) if h == r => format!("{} (free {})", human_size(r), human_size(free)),
-        (h, r) => format!(
-            "{} of {} held, the rest given to berth's records on a full disk (free {})",
-            human_size(h),
-            human_size(r),
-            human_size(free)
-        ),
+        (_, 0) => format!("none (free {})", binary_size(free)),
+        (h, r) if h == r => format!("{} (free {})", binary_size(r), binary_size(free)),
+        (h, r) => format!("{} of {} held: the rest went to berth's records on a full disk (free {})", binary_size(h), binary_size(r), binary_size(free)),
     };
     let v = json!({
         "Containers": recs.len(), "ContainersRunning": running, "ContainersStopped": recs.len() - running, "Images": images,
@@ -185,6 +180,22 @@ pub fn info(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
         }
     }
     Ok(0)
+}
+
+/// `16 MiB`, `1.2 GiB`: as Docker's info shows sizes (binary units).
+fn binary_size(n: u64) -> String {
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < 4 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    let name = ["B", "KiB", "MiB", "GiB", "TiB"][unit];
+    if v.fract() == 0.0 || v >= 100.0 {
+        format!("{v:.0} {name}")
+    } else {
+        format!("{v:.1} {name}")
+    }
 }
 
 pub fn df(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {

@@ -114,6 +114,11 @@ impl Ring {
                 .into_bytes();
         line.extend_from_slice(text);
         line.push(b'\n');
+        // Once lines are being lost, wait for real room: the slices the agent's reserve gives
+        // back for its own records are not for the logs.
+        if self.dropped > 0 && crate::fsutil::free_bytes(&self.dir).unwrap_or(0) < 2 * crate::reserve::SLICE {
+            return self.drop_line();
+        }
         if self.file.is_some() && self.size + line.len() as u64 > self.cfg.max_size {
             self.rotate();
         }
