@@ -45,6 +45,12 @@ pub fn install(root: &Path, size: u64) -> Result<()> {
     Ok(())
 }
 
+/// Lets this process's writes draw on the reserve an agent made under `root` (the CLI's own
+/// writes: `rmi` rewriting the image database on a full disk); the agent regrows it.
+pub fn attach(root: &Path) {
+    *RESERVE.lock().unwrap_or_else(|e| e.into_inner()) = Some(path(root));
+}
+
 /// (held, size) of the reserve under `root`, if there is one.
 pub fn status(root: &Path) -> Option<(u64, u64)> {
     let f = File::open(path(root)).ok()?;

@@ -47,7 +47,10 @@ fn total_bytes(p: &Path) -> u64 {
 /// The `Storage Reserve:` line of `berth info`.
 fn reserve_line(a: &Agent) -> String {
     let info = a.ok(&["info"]);
-    info.lines().find_map(|l| l.strip_prefix("Storage Reserve: ")).map(str::to_string).unwrap_or_else(|| panic!("no Storage Reserve line in berth info:\n{info}"))
+    info.lines()
+        .find_map(|l| l.strip_prefix("Storage Reserve: "))
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("no Storage Reserve line in berth info:\n{info}"))
 }
 
 /// (held, size) of the reserve, from `berth info --format json`.
@@ -148,7 +151,16 @@ fn a_container_filling_the_disk_leaves_berth_commands_and_updates_working_and_th
     let v1 = image_id(&app_image("1", 0));
 
     // An application writes until the disk is full, then keeps printing lines.
-    a.ok(&["run", "-d", "--name", "filler", "app:1", "sh", "-c", "dd if=/dev/zero of=/fill bs=1M; dd if=/dev/zero of=/fill2 bs=1k; while true; do yes still-here | head -c 65536; sleep 0.1; done"]);
+    a.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "filler",
+        "app:1",
+        "sh",
+        "-c",
+        "dd if=/dev/zero of=/fill bs=1M; dd if=/dev/zero of=/fill2 bs=1k; while true; do yes still-here | head -c 65536; sleep 0.1; done",
+    ]);
     poll("the disk full", PATIENCE, || (free_bytes(&root) < (64 << 10)).then_some(()));
     std::thread::sleep(Duration::from_secs(1));
 

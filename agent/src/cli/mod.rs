@@ -307,6 +307,8 @@ fn dispatch(args: &[String]) -> Result<i32, CliError> {
             cmd: "berth",
         }));
     }
+    // Writes of the CLI's own (an `rmi` on a full disk) may draw on the agent's reserve too.
+    berth_runtime::reserve::attach(&ctx.root);
     let rest = m.args();
     let Some(name) = rest.first() else {
         print!("{}", group_help(&GLOBAL, TOP));

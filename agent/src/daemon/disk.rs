@@ -100,3 +100,76 @@ pub fn gc(root: &Path, in_use: &[Digest], enough: &dyn Fn() -> bool) -> Result<V
     }
     Ok(gone)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::daemon::update::journal::{Active, Deployment, Journal, Retired, Step};
+
+    fn image(name: &str, created: Option<&str>) -> ImageRecord {
+        ImageRecord {
+            id: Digest::of(name.as_bytes()),
+            tags: vec![format!("{name}:latest")],
+            digests: vec![],
+            layers: vec![],
+            os: "linux".into(),
+            arch: "arm64".into(),
+            variant: None,
+            created: created.map(str::to_string),
+            size: 0,
+        }
+    }
+
+    #[test]
+    fn gc_keeps_deployments_rollback_targets_and_the_active_update_and_goes_oldest_first() {
+        let root = std::env::temp_dir().join(format!("berth-gc-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let (cur, prev, loading, old) = (image("cur", None), image("prev", None), image("loading", None), image("old", None));
+        let retired = |i: &ImageRecord, c: &str| Retired { container: c.into(), image_id: i.id.to_string(), restart: "no".into(), seq: 1 };
+        let mut j = Journal { seq: 3, ..Default::default() };
+        j.deployments.insert(
+            "app".into(),
+            Deployment {
+                seq: 2,
+                update: "u2".into(),
+                container: "c2".into(),
+                image_id: cur.id.to_string(),
+                previous: vec![retired(&prev, "c1")],
+            },
+        );
+        j.active = Some(Active {
+            id: "u3".into(),
+            seq: 3,
+            kind: berth_proto::wire::Kind::Deploy,
+            name: "other".into(),
+            run: vec![],
+            window: 2,
+            keep: 1,
+            step: Step::Started,
+            image_id: Some(loading.id.to_string()),
+            old: Some(retired(&old, "c0")),
+            new: None,
+            reason: String::new(),
+        });
+        j.save(&root).unwrap();
+        let t = Targets::load(&root).unwrap();
+        assert_eq!(t.containers, ["c0", "c1", "c2"].iter().map(|s| s.to_string()).collect());
+        let a = image("a", Some("2024-01-02T00:00:00Z"));
+        let b = image("b", Some("2023-05-01T00:00:00Z"));
+        let all = [cur, a.clone(), prev, b.clone(), loading, old];
+        assert_eq!(candidates(&all, &t.images), vec![b.id, a.id], "only unkept images, oldest first");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn settings_from_berth_toml() {
+        let root = std::env::temp_dir();
+        let s = Settings::from_config(&config::Storage::default(), &root).unwrap();
+        assert_eq!((s.reserve, s.gc_below), (DEFAULT_RESERVE, None));
+        let c = config::Storage { reserve: Some("0".into()), gc_threshold: Some("10%".into()) };
+        let s = Settings::from_config(&c, &root).unwrap();
+        assert_eq!((s.reserve, s.gc_below), (0, Some(10.0)));
+        let bad = config::Storage { reserve: None, gc_threshold: Some("10".into()) };
+        assert!(Settings::from_config(&bad, &root).unwrap_err().to_string().contains("gc_threshold"));
+    }
+}
