@@ -214,7 +214,7 @@ fn storage_opt_where_the_file_system_has_no_project_quotas_is_a_clear_error() {
 /// Needs a kernel with project quotas (ext4's quota format, CONFIG_QFMT_V2, or CONFIG_XFS_QUOTA):
 /// the mount fails loudly without them.
 #[test]
-#[ignore = "needs a kernel with project quota support (CONFIG_QFMT_V2); the CI machine's kernel has none: run with --ignored where it has"]
+#[ignore = "needs a kernel with project quotas (CONFIG_QFMT_V2); the CI machine's has none: scripts/quota-vm runs this case in a VM, or run with --ignored where the kernel has them"]
 fn storage_opt_size_caps_the_writable_layer_on_ext4_with_project_quotas() {
     let _h = host_shared();
     require_root();

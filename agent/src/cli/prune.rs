@@ -63,9 +63,9 @@ impl Filters {
 }
 
 fn confirm(what: &[&str]) -> Result<bool, CliError> {
-    eprint!("WARNING! This will remove:\n");
+    eprintln!("WARNING! This will remove:");
     for w in what {
-        eprint!("  - {w}\n");
+        eprintln!("  - {w}");
     }
     eprint!("\nAre you sure you want to continue? [y/N] ");
     let mut answer = String::new();
