@@ -135,12 +135,8 @@ pub fn info(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
     let reserve_line = match (held, reserve) {
         (_, 0) => format!("none (free {})", binary_size(free)),
         (h, r) if h == r => format!("{} (free {})", binary_size(r), binary_size(free)),
-        (h, r) => format!(
-            "{} of {} held: the rest went to berth's records on a full disk (free {})",
-            binary_size(h),
-            binary_size(r),
-            binary_size(free)
-        ),
+        // Drawn on by berth's records on a full disk, or not regrown yet (no room for it).
+        (h, r) => format!("{} of {} held (free {})", binary_size(h), binary_size(r), binary_size(free)),
     };
     let v = json!({
         "Containers": recs.len(), "ContainersRunning": running, "ContainersStopped": recs.len() - running, "Images": images,
