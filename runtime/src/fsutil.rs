@@ -1,4 +1,5 @@
 //! File-system helpers for crash-safe writes: temp file, fsync, rename, fsync the directory.
+//! A write that finds the disk full draws on the agent's reserve and is retried (`reserve.rs`).
 
 use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
@@ -22,14 +23,15 @@ pub fn atomic_write(path: &Path, data: &[u8]) -> Result<()> {
 /// [`atomic_write`] with the file's permission bits (0o600 for secrets: the temp file is never
 /// readable by others either).
 pub fn atomic_write_mode(path: &Path, data: &[u8], mode: u32) -> Result<()> {
-    let dir = synced_rename(path, data, mode, File::sync_all)?;
+    let dir = crate::reserve::retry(|| synced_rename(path, data, mode, File::sync_all))?;
     fsync_dir(dir)
 }
 
 /// Replaces `path` so that a power cut leaves the old or the new content, never a torn one, like
 /// [`atomic_write`] but without the directory's fsync: for a file whose older content stays
 /// correct (a checkpoint that lists less than was received), where losing the rename in a power
-/// cut only costs redoing a little work.
+/// cut only costs redoing a little work. It does not draw on the reserve: such a checkpoint
+/// (a transfer's progress) is data arriving, which a full disk should stop.
 pub fn replace_synced(path: &Path, data: &[u8]) -> Result<()> {
     synced_rename(path, data, 0o644, File::sync_data).map(|_| ())
 }
@@ -69,6 +71,10 @@ pub fn start_writeback(f: &File) {
 /// loss in a power cut is harmless (a running container's pid is meaningless after a reboot),
 /// while a crashed process still finds the old or the new content, never a torn one.
 pub fn replace(path: &Path, data: &[u8]) -> Result<()> {
+    crate::reserve::retry(|| replace_once(path, data))
+}
+
+fn replace_once(path: &Path, data: &[u8]) -> Result<()> {
     let dir = path.parent().ok_or_else(|| Error::invalid(format!("{} has no parent", path.display())))?;
     // A bare file name lives in the current directory.
     let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };

@@ -13,6 +13,7 @@ pub mod kernel;
 pub mod lock;
 pub mod net;
 pub mod paths;
+pub mod reserve;
 pub mod seccomp;
 pub mod selfexe;
 pub mod tarstream;

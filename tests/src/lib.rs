@@ -245,6 +245,29 @@ impl Root {
         r
     }
 
+    /// A new root on its own ext4 file system of `size_mib` MiB: an image file in the scratch
+    /// directory, made with `mkfs.ext4 <mkfs_args>` and mounted with `mount -o loop,<options>`
+    /// (the loop device is freed by the unmount on drop). Needs root, e2fsprogs and a loop device.
+    pub fn on_ext4(size_mib: u64, mkfs_args: &[&str], options: &str) -> Root {
+        let mut r = Root::new();
+        let img = r.case.join("disk.img");
+        let f = fs::File::create(&img).unwrap_or_else(|e| panic!("create {}: {e}", img.display()));
+        f.set_len(size_mib << 20).unwrap_or_else(|e| panic!("size {}: {e}", img.display()));
+        let mut args = vec!["-q", "-F"];
+        args.extend_from_slice(mkfs_args);
+        args.push(s(&img));
+        tool("mkfs.ext4", &args);
+        let opts = if options.is_empty() { "loop".to_string() } else { format!("loop,{options}") };
+        let out = run(Command::new("mount").args(["-t", "ext4", "-o", &opts, s(&img), s(&r.root)]), Stdin::Null);
+        assert!(
+            out.status.success(),
+            "mount -o {opts} of an ext4 image made with mkfs.ext4 {mkfs_args:?} failed (does this kernel support it?): {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        r.mounted = true;
+        r
+    }
+
     /// The `--root` directory.
     pub fn path(&self) -> &Path {
         &self.root
@@ -349,9 +372,10 @@ impl Root {
 impl Drop for Root {
     fn drop(&mut self) {
         if self.mounted {
-            let st = Command::new("umount").arg(&self.root).status();
+            // An agent's scrub may have detached it already: then umount has nothing to say.
+            let st = Command::new("umount").arg(&self.root).stderr(Stdio::null()).status();
             if !matches!(st, Ok(s) if s.success()) {
-                let _ = Command::new("umount").arg("-l").arg(&self.root).status();
+                let _ = Command::new("umount").arg("-l").arg(&self.root).stderr(Stdio::null()).status();
             }
         }
         let _ = fs::remove_dir_all(&self.case);

@@ -57,6 +57,10 @@ pub const RUN_FLAGS: &[(Opt, Setter)] = &[
         mount,
     ),
     (opt("read-only", None, None, "Mount the container's root filesystem as read only"), set!(read_only, flag)),
+    (
+        opt("storage-opt", None, Some("list"), "Storage driver options for the container (size=SIZE: limit of its writable layer)"),
+        set!(storage_opt, list),
+    ),
     (opt("net", None, Some("string"), "Connect a container to a network: bridge (default), NAME, host, none, container:NAME"), net),
     (opt("network", None, Some("string"), "Same as --net"), none),
     (opt("publish", Some('p'), Some("list"), "Publish a container's port(s) to the host ([IP:][HOST:]CONTAINER[/PROTO])"), publish),

@@ -78,6 +78,9 @@ pub struct RunOptions {
     pub links: Vec<String>,
     /// `--sysctl NAME=VALUE` as given (checked by the agent: namespaced ones only).
     pub sysctls: Vec<String>,
+    /// `--storage-opt size=SIZE` as given (a project quota on the writable layer).
+    #[serde(default)]
+    pub storage_opt: Vec<String>,
 }
 
 /// `berth network ...` commands that change something (done by the agent, in its namespace).

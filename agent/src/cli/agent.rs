@@ -175,7 +175,17 @@ pub fn agent(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
     }
     let net = net_settings(m)?;
     let userns = userns_settings(m)?;
+    let disk = {
+        use crate::daemon::config::{self, Config};
+        let cfg = match m.value("config") {
+            Some(p) => Config::load(std::path::Path::new(p), true)?,
+            None => Config::load(std::path::Path::new(config::DEFAULT_PATH), false)?,
+        };
+        std::fs::create_dir_all(&ctx.root).map_err(|e| Error::io(format!("create {}", ctx.root.display()), e))?;
+        crate::daemon::disk::Settings::from_config(&cfg.storage, &ctx.root)?
+    };
     crate::daemon::run(&crate::daemon::Options {
+        disk,
         net,
         userns,
         updates,

@@ -73,6 +73,7 @@ pub fn container_json(ctx: &Ctx, r: &Record) -> Value {
             "UsernsMode": crate::daemon::userns::mode(s.userns.as_ref()),
             "Ulimits": s.ulimits.iter().map(|u| json!({"Name": u.name, "Soft": u.soft, "Hard": u.hard})).collect::<Vec<_>>(),
             "Sysctls": (if s.sysctls.is_empty() { Value::Null } else { json!(s.sysctls.iter().cloned().collect::<std::collections::BTreeMap<String, String>>()) }),
+            "StorageOpt": storage_opt(ctx, r),
             "LogConfig": {"Type": if r.log.enabled { "local" } else { "none" }, "Config": {"max-size": r.log.max_size.to_string(), "max-file": r.log.max_files.to_string()}},
         },
         "Mounts": mounts,
@@ -85,6 +86,12 @@ pub fn container_json(ctx: &Ctx, r: &Record) -> Value {
     });
     network_fields(ctx, r, pid, &mut v);
     v
+}
+
+/// `--storage-opt` as given (`{"size": "8m"}`), null without one, as Docker shows it.
+fn storage_opt(ctx: &Ctx, r: &Record) -> Value {
+    let Ok(text) = std::fs::read_to_string(record::dir(&ctx.root, &r.id).join("storage-opt")) else { return Value::Null };
+    Value::Object(text.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), json!(v))).collect())
 }
 
 /// `NetworkSettings` and the network parts of `HostConfig`, as Docker shows them.

@@ -1,14 +1,10 @@
 //! Changing existing containers through the agent: stop, restart, kill, rm, wait, rename,
-//! update, prune.
-
-use std::io::{self, Write};
+//! update (prune: `prune.rs`).
 
 use berth_proto::args::{cmd, opt, Cmd, Matches, Opt};
 use berth_proto::run::{num as parse_num, size, CPUS, CPU_SHARES, MEMORY, MEMORY_RESERVATION, MEMORY_SWAP, PIDS_LIMIT};
 use berth_proto::signal;
 use berth_proto::socket::{Request, Response};
-use berth_runtime::container::record::{self};
-use berth_runtime::Error;
 
 use super::client::{check, each, Client};
 use super::{CliError, Ctx};
@@ -36,10 +32,6 @@ pub const UPDATE: Cmd =
     cmd("berth update", "[OPTIONS] CONTAINER [CONTAINER...]", "Update configuration of one or more containers", UPDATE_OPTS, 1, None);
 
 pub const RENAME: Cmd = cmd("berth rename", "CONTAINER NEW_NAME", "Rename a container", &[], 2, Some(2));
-
-const PRUNE_OPTS: &[Opt] = &[opt("force", Some('f'), None, "Do not prompt for confirmation")];
-
-pub const PRUNE: Cmd = cmd("berth container prune", "[OPTIONS]", "Remove all stopped containers", PRUNE_OPTS, 0, Some(0));
 
 pub const RESTART: Cmd = Cmd { path: "berth restart", about: "Restart one or more containers", ..STOP };
 
@@ -105,29 +97,6 @@ pub fn update(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
 pub fn rename(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
     let mut c = Client::connect(ctx)?;
     check(c.call(&Request::Rename { id: m.args()[0].clone(), name: m.args()[1].clone() })?)?;
-    Ok(0)
-}
-
-pub fn prune(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
-    if !m.flag("force") {
-        eprint!("WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] ");
-        let mut answer = String::new();
-        io::stdin().read_line(&mut answer).map_err(|e| Error::io("read answer", e))?;
-        if !matches!(answer.trim(), "y" | "Y" | "yes" | "Yes" | "YES") {
-            return Ok(0);
-        }
-    }
-    let (recs, _) = record::list(&ctx.root);
-    let mut c = Client::connect(ctx)?;
-    let mut out = io::stdout().lock();
-    let w = |e: io::Error| CliError::Op(Error::io("write output", e));
-    writeln!(out, "Deleted Containers:").map_err(w)?;
-    for r in recs.iter().filter(|r| !r.is_running()) {
-        if let Response::Done = c.call(&Request::Remove { id: r.id.clone(), force: false, volumes: false })? {
-            writeln!(out, "{}", r.id).map_err(w)?;
-        }
-    }
-    writeln!(out).map_err(w)?;
     Ok(0)
 }
 

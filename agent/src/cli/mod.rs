@@ -22,6 +22,7 @@ pub mod lifecycle;
 pub mod logs;
 pub mod network;
 pub mod pipe;
+pub mod prune;
 pub mod ps;
 #[cfg(feature = "registry")]
 pub mod registry;
@@ -193,7 +194,7 @@ const CONTAINER_SUBCOMMANDS: &[Command] = &[
     command("pause", &commit::PAUSE, commit::pause),
     command("list", &ps::LS, ps::ps),
     command("ps", &ps::LS, ps::ps),
-    command("prune", &lifecycle::PRUNE, lifecycle::prune),
+    command("prune", &prune::CONTAINER_PRUNE, prune::container_prune),
     command("rename", &lifecycle::RENAME, lifecycle::rename),
     command("restart", &lifecycle::RESTART, lifecycle::restart),
     command("rm", &lifecycle::RM, lifecycle::rm),
@@ -306,6 +307,8 @@ fn dispatch(args: &[String]) -> Result<i32, CliError> {
             cmd: "berth",
         }));
     }
+    // Writes of the CLI's own (an `rmi` on a full disk) may draw on the agent's reserve too.
+    berth_runtime::reserve::attach(&ctx.root);
     let rest = m.args();
     let Some(name) = rest.first() else {
         print!("{}", group_help(&GLOBAL, TOP));

@@ -66,7 +66,12 @@ pub const INFO: Cmd = Cmd {
 const SYSTEM_INFO: Cmd = Cmd { path: "berth system info", ..INFO };
 
 pub const GROUP: Cmd = group("berth system", "Manage berth");
-pub const SUBCOMMANDS: &[Command] = &[command("df", &DF, df), command("info", &SYSTEM_INFO, info), command("verify", &VERIFY, verify)];
+pub const SUBCOMMANDS: &[Command] = &[
+    command("df", &DF, df),
+    command("info", &SYSTEM_INFO, info),
+    command("prune", &super::prune::SYSTEM_PRUNE, super::prune::system_prune),
+    command("verify", &VERIFY, verify),
+];
 
 const VERIFY: Cmd = Cmd {
     path: "berth system verify",
@@ -125,12 +130,21 @@ pub fn info(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
         .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
         .unwrap_or(0);
     let agent = ctx.root.join("agent.pid");
+    let free = berth_runtime::fsutil::free_bytes(&ctx.root).unwrap_or(0);
+    let (held, reserve) = berth_runtime::reserve::status(&ctx.root).unwrap_or((0, 0));
+    let reserve_line = match (held, reserve) {
+        (_, 0) => format!("none (free {})", binary_size(free)),
+        (h, r) if h == r => format!("{} (free {})", binary_size(r), binary_size(free)),
+        // Drawn on by berth's records on a full disk, or not regrown yet (no room for it).
+        (h, r) => format!("{} of {} held (free {})", binary_size(h), binary_size(r), binary_size(free)),
+    };
     let v = json!({
         "Containers": recs.len(), "ContainersRunning": running, "ContainersStopped": recs.len() - running, "Images": images,
         "ServerVersion": VERSION, "Driver": storage, "DriverStatus": if storage == "copy" { "copy fallback: each container gets a full copy of its image (no overlayfs)" } else { "overlayfs over the shared layer store" },
         "CgroupDriver": "cgroupfs", "CgroupVersion": cgroup, "KernelVersion": read("/proc/sys/kernel/osrelease"),
         "Architecture": std::env::consts::ARCH, "NCPU": std::thread::available_parallelism().map_or(1, |n| n.get()), "MemTotal": mem_kb * 1024,
         "BerthRootDir": ctx.root, "AgentRunning": std::fs::read_to_string(&agent).is_ok(), "Host": ctx.host,
+        "StorageReserve": reserve_line, "StorageReserveBytes": reserve, "StorageReserveHeld": held, "StorageFree": free,
     });
     let mut out = std::io::stdout().lock();
     let w = |e: std::io::Error| berth_runtime::Error::io("write output", e);
@@ -146,6 +160,7 @@ pub fn info(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
                 ("Server Version", "ServerVersion"),
                 ("Storage Driver", "Driver"),
                 (" Status", "DriverStatus"),
+                ("Storage Reserve", "StorageReserve"),
                 ("Cgroup Driver", "CgroupDriver"),
                 ("Cgroup Version", "CgroupVersion"),
                 ("Kernel Version", "KernelVersion"),
@@ -166,6 +181,22 @@ pub fn info(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
         }
     }
     Ok(0)
+}
+
+/// `16 MiB`, `1.2 GiB`: as Docker's info shows sizes (binary units).
+fn binary_size(n: u64) -> String {
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < 4 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    let name = ["B", "KiB", "MiB", "GiB", "TiB"][unit];
+    if v.fract() == 0.0 || v >= 100.0 {
+        format!("{v:.0} {name}")
+    } else {
+        format!("{v:.1} {name}")
+    }
 }
 
 pub fn df(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {

@@ -211,27 +211,7 @@ fn prune(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
             return Ok(0);
         }
     }
-    let vols = Volumes::open(&ctx.root);
-    let used = users(ctx, &vols);
-    let filters = m.values("filter");
-    let mut removed = Vec::new();
-    let mut freed = 0;
-    for v in vols.list()? {
-        if used.contains_key(&v.name) || (!all && !v.anonymous) {
-            continue;
-        }
-        let mut keep = false;
-        for f in &filters {
-            keep |= !matches_filter(&v, f, false)?;
-        }
-        if keep {
-            continue;
-        }
-        let size = vols.size(&v.name);
-        vols.remove(&v.name, &[])?;
-        freed += size;
-        removed.push(v.name);
-    }
+    let (removed, freed) = prune_unused(ctx, all, &m.values("filter"))?;
     let mut out = io::stdout().lock();
     if !removed.is_empty() {
         writeln!(out, "Deleted Volumes:").map_err(out_err)?;
@@ -242,4 +222,30 @@ fn prune(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
     }
     writeln!(out, "Total reclaimed space: {}", human_size(freed)).map_err(out_err)?;
     Ok(0)
+}
+
+/// Removes the volumes no container uses (anonymous ones only, unless `all`) that `filters`
+/// select; returns their names and the bytes freed (`volume prune`, `system prune --volumes`).
+pub fn prune_unused(ctx: &Ctx, all: bool, filters: &[&str]) -> Result<(Vec<String>, u64), CliError> {
+    let vols = Volumes::open(&ctx.root);
+    let used = users(ctx, &vols);
+    let mut removed = Vec::new();
+    let mut freed = 0;
+    for v in vols.list()? {
+        if used.contains_key(&v.name) || (!all && !v.anonymous) {
+            continue;
+        }
+        let mut keep = false;
+        for f in filters {
+            keep |= !matches_filter(&v, f, false)?;
+        }
+        if keep {
+            continue;
+        }
+        let size = vols.size(&v.name);
+        vols.remove(&v.name, &[])?;
+        freed += size;
+        removed.push(v.name);
+    }
+    Ok((removed, freed))
 }

@@ -22,6 +22,20 @@ pub struct Config {
     pub network: NetworkSection,
     #[serde(default)]
     pub security: Security,
+    #[serde(default)]
+    pub storage: Storage,
+}
+
+/// `[storage]`: what keeps a full disk from stopping the agent (docs/storage.md).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Storage {
+    /// Space held back for berth's own records (journal, container records, image database):
+    /// a size (`16m`, the default), a percentage of the root's disk (`2%`) or `0` for none.
+    pub reserve: Option<String>,
+    /// Free space (percentage of the root's disk, `10%`) below which the agent removes images
+    /// no container and no rollback target uses, oldest first. Default: off.
+    pub gc_threshold: Option<String>,
 }
 
 /// `[security]`: user namespaces.
@@ -129,13 +143,15 @@ mod tests {
     fn parses_and_rejects_unknown_keys() {
         let c = Config::parse(
             "[mqtt]\nbrokers = [\"mqtts://a:8883\", \"mqtt://b\"]\ndevice_id = \"dev1\"\ngroups = [\"lab\"]\nkeep_alive = 20\n\
-             [update]\ntrusted_keys = [\"/etc/berth/k.pub\"]\nmax_size = \"64m\"\n",
+             [update]\ntrusted_keys = [\"/etc/berth/k.pub\"]\nmax_size = \"64m\"\n\
+             [storage]\nreserve = \"8m\"\ngc_threshold = \"10%\"\n",
             "t",
         )
         .unwrap();
         assert_eq!(c.mqtt.brokers.len(), 2);
         assert_eq!(c.mqtt.device_id.as_deref(), Some("dev1"));
         assert_eq!(c.update.trusted_keys, vec![PathBuf::from("/etc/berth/k.pub")]);
+        assert_eq!((c.storage.reserve.as_deref(), c.storage.gc_threshold.as_deref()), (Some("8m"), Some("10%")));
         let e = Config::parse("[mqtt]\nbroker = \"x\"\n", "f.toml").unwrap_err().to_string();
         assert!(e.contains("f.toml") && e.contains("broker"), "{e}");
         assert!(Config::parse("[nope]\n", "t").is_err());

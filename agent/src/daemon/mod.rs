@@ -4,6 +4,7 @@
 pub mod config;
 pub mod create;
 pub mod devices;
+pub mod disk;
 pub mod dns;
 mod events;
 pub mod fdpass;
@@ -53,6 +54,8 @@ pub struct Options {
     pub net: supervisor::networks::NetSettings,
     /// `userns-remap` and the subordinate-ID files.
     pub userns: userns::Settings,
+    /// The reserve for berth's own records and the image GC threshold.
+    pub disk: disk::Settings,
 }
 
 /// Creates and starts each preload container that does not exist yet (by its --name).
@@ -104,6 +107,9 @@ pub fn run(o: &Options) -> Result<()> {
         crate::info!("warning: {e}: a container could overwrite berth's binary through /proc/<pid>/exe (CVE-2019-5736)");
     }
     let _lock = lock_root(&o.root)?;
+    // Before anything else is written: from here on, a write of ours that finds the disk full
+    // draws on the reserve.
+    berth_runtime::reserve::install(&o.root, o.disk.reserve)?;
     // Containers are grandchildren (forked by an intermediate that exits): as subreaper the agent
     // becomes their parent and can reap them.
     // SAFETY: prctl with constant arguments.

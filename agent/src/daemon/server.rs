@@ -33,6 +33,8 @@ pub(super) async fn serve(o: &Options, sup: Shared) -> Result<()> {
     let mut adopted = tokio::time::interval(Duration::from_secs(1));
     let wd_every = notify::watchdog_interval();
     let mut watchdog = tokio::time::interval(wd_every.unwrap_or(Duration::from_secs(3600)));
+    // The disk reserve regrown and the image GC: cheap (a statvfs) when there is nothing to do.
+    let mut disk = tokio::time::interval(Duration::from_secs(5));
     let uevents = supervisor::hotplug::monitor();
     notify::ready();
     crate::info!("serving on {} for {}", o.socket.display(), sup.borrow().root.display());
@@ -53,6 +55,10 @@ pub(super) async fn serve(o: &Options, sup: Shared) -> Result<()> {
             }
             evs = supervisor::hotplug::next(uevents.as_ref()) => for ev in &evs { sup.borrow_mut().hotplug(ev) },
             _ = watchdog.tick(), if wd_every.is_some() => notify::watchdog(),
+            _ = disk.tick() => {
+                let in_use: Vec<_> = sup.borrow().records().map(|r| r.image_id.clone()).collect();
+                super::disk::tick(&o.root, &o.disk, &in_use);
+            }
             _ = term.recv() => break,
             _ = int.recv() => break,
         }

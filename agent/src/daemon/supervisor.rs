@@ -14,7 +14,7 @@ use berth_runtime::cgroup::Cgroups;
 use berth_runtime::container::record::{self, Record, Restart, Status};
 use berth_runtime::container::rootfs::Layout;
 use berth_runtime::container::spawn::{self, Launch, Output, StartError};
-use berth_runtime::fsutil::remove_all;
+use berth_runtime::fsutil::{atomic_write, remove_all};
 use berth_runtime::image::store::Store;
 use berth_runtime::{timefmt, Error, IoContext, Result};
 
@@ -292,6 +292,15 @@ impl Supervisor {
         let made = (|| {
             for d in ["upper", "work", "rootfs", "etc"] {
                 fs::create_dir_all(dir.join(d)).ctx(|| format!("create {}", dir.join(d).display()))?;
+            }
+            if let Some(size) = berth_runtime::container::quota::parse(&o.storage_opt)? {
+                if self.copy {
+                    return Err(Error::invalid(berth_runtime::container::quota::UNSUPPORTED));
+                }
+                // Work too: overlayfs copies up through it, and a rename between projects fails.
+                let (upper, work) = (dir.join("upper"), dir.join("work"));
+                berth_runtime::container::quota::limit(&[&upper, &work], berth_runtime::container::quota::project_id(&r.id), size)?;
+                atomic_write(&dir.join("storage-opt"), o.storage_opt.join("\n").as_bytes())?;
             }
             write_etc(&dir.join("etc"), &r)?;
             if !res.net.networks.is_empty() {
@@ -764,6 +773,9 @@ impl Supervisor {
         self.backoff.remove(id);
         self.last_exit.remove(id);
         let _ = self.cgroups.open(&self.parent, id).destroy();
+        if record::dir(&self.root, id).join("storage-opt").exists() {
+            berth_runtime::container::quota::clear(&record::dir(&self.root, id), berth_runtime::container::quota::project_id(id));
+        }
         remove_all(&record::dir(&self.root, id))?;
         self.records.remove(id);
         Ok(())

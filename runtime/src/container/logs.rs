@@ -85,11 +85,14 @@ pub struct Ring {
     size: u64,
     /// An unfinished line per stream (stdout, stderr).
     partial: [Vec<u8>; 2],
+    /// Lines lost to a full disk since the last one written: counted and reported once, when
+    /// writing works again or the container ends, instead of failing the application.
+    dropped: u64,
 }
 
 impl Ring {
     pub fn new(dir: &Path, cfg: LogConfig) -> Ring {
-        Ring { dir: dir.to_path_buf(), cfg, file: None, size: 0, partial: [Vec::new(), Vec::new()] }
+        Ring { dir: dir.to_path_buf(), cfg, file: None, size: 0, partial: [Vec::new(), Vec::new()], dropped: 0 }
     }
 
     fn rotate(&mut self) {
@@ -111,6 +114,11 @@ impl Ring {
                 .into_bytes();
         line.extend_from_slice(text);
         line.push(b'\n');
+        // Once lines are being lost, wait for real room: the slices the agent's reserve gives
+        // back for its own records are not for the logs.
+        if self.dropped > 0 && crate::fsutil::free_bytes(&self.dir).unwrap_or(0) < 2 * crate::reserve::SLICE {
+            return self.drop_line();
+        }
         if self.file.is_some() && self.size + line.len() as u64 > self.cfg.max_size {
             self.rotate();
         }
@@ -122,13 +130,32 @@ impl Ring {
                     self.file = Some(f);
                 }
                 // Logging must never stop the application: a full disk loses lines, not the app.
-                Err(_) => return,
+                Err(_) => return self.drop_line(),
             }
         }
-        if let Some(f) = &mut self.file {
-            if f.write_all(&line).is_ok() {
-                self.size += line.len() as u64;
-            }
+        let Some(f) = &mut self.file else { return };
+        if f.write_all(&line).is_ok() {
+            self.size += line.len() as u64;
+            self.report_dropped();
+        } else {
+            // A torn entry would break the next one's parsing: cut the file back to whole lines.
+            let _ = f.set_len(self.size);
+            self.drop_line();
+        }
+    }
+
+    fn drop_line(&mut self) {
+        if self.dropped == 0 {
+            eprintln!("berth: {}: disk full: dropping log lines until there is space again", self.dir.display());
+        }
+        self.dropped += 1;
+    }
+
+    /// The one report of lines lost to a full disk (on the monitor's stderr: the agent's log).
+    pub fn report_dropped(&mut self) {
+        if self.dropped > 0 {
+            eprintln!("berth: {}: {} log lines dropped (disk full)", self.dir.display(), self.dropped);
+            self.dropped = 0;
         }
     }
 

@@ -6,6 +6,7 @@ pub mod copyfs;
 pub mod inroot;
 pub mod logs;
 pub mod mounts;
+pub mod quota;
 pub mod record;
 pub mod rootfs;
 pub mod spawn;

@@ -487,8 +487,15 @@ fn monitor(child: i32, sfd: OwnedFd, readers: Option<(OwnedFd, OwnedFd)>, mut lo
             l.flush(i);
         }
     }
+    if let Some(l) = &mut log {
+        l.report_dropped();
+    }
     let code = code.unwrap_or(255);
     if let Some(dir) = dir {
+        // A re-executed monitor has not the agent's reserve set: `<root>/containers/<id>`.
+        if let Some(root) = dir.parent().and_then(Path::parent) {
+            crate::reserve::attach(root);
+        }
         let _ = crate::fsutil::replace(&dir.join("exit"), format!("{code}\n").as_bytes());
     }
     // SAFETY: leaves without running the agent's destructors.

@@ -9,6 +9,7 @@ pub mod journal;
 pub mod manager;
 pub mod session;
 pub mod snapshot;
+pub mod targets;
 pub mod transfer;
 
 #[cfg(test)]
