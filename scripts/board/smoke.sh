@@ -299,7 +299,7 @@ suite() {
     b rm -f "rp-$A" "norp-$A"
 
     if [ -s $CTL/mqtt-port ]; then
-        check "MQTT update from the host (commit, then a failing version rolled back)"
+        check "MQTT update from the host (commit, then a failing version rolled back; an application of two services, the same)"
         # The host's `berth fleet push` sends this image (saved to the host's share) to this agent
         # (device board-ARCH) over the broker on the host, twice: a version that stays up
         # (committed) and one that exits (rolled back to the first). The host judges the pushes;
@@ -307,7 +307,7 @@ suite() {
         rm -f $CTL/mqtt.verdict
         if b save -o "$CTL/app-$A.tar" "$IMG"; then
             echo "BOARD-MQTT-READY device=board-$A image=$IMG tar=app-$A.tar"
-            i=0; while [ ! -s $CTL/mqtt.verdict ] && [ $i -lt 480 ]; do sleep 0.5; i=$((i + 1)); done
+            i=0; while [ ! -s $CTL/mqtt.verdict ] && [ $i -lt 1200 ]; do sleep 0.5; i=$((i + 1)); done
             v=$(head -n 1 $CTL/mqtt.verdict 2>/dev/null)
             b inspect -f '{{.State.Running}}' app; app=$(cat "$OUT")
             b ps; grep -q ' app$' "$OUT" && grep ' app$' "$OUT" | grep -q 'sleep 600' && app="$app sleep 600"
@@ -316,9 +316,9 @@ suite() {
                 PASS*:"true sleep 600") pass "${v#PASS }; app running the committed version" ;;
                 PASS*) fail "the pushes ended as expected, but app is '$app' (want the committed 'sleep 600' running)" ;;
                 FAIL*) fail "${v#FAIL }" ;;
-                *) fail "no verdict from the host's pushes in 240 s" ;;
+                *) fail "no verdict from the host's pushes in 600 s" ;;
             esac
-            b rm -f app >/dev/null; b ps -a; for c in $(grep -o 'app\.prev-[0-9]*' "$OUT"); do b rm -f "$c" >/dev/null; done
+            b rm -f app >/dev/null; b ps -a; for c in $(grep -Eo '(app|shop-[a-z]+-1)(\.prev-[0-9]+)?' "$OUT" | sort -u); do b rm -f "$c" >/dev/null; done
         else
             fail "berth save $IMG to the host's share (exit $rc)"
         fi

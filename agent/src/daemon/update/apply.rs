@@ -364,22 +364,8 @@ async fn roll_back<L: Ledger, C: Containers>(upd: &RefCell<L>, sup: &C, a: &Acti
     let mut image = String::new();
     if let Some(old) = &a.old {
         if sup.seen(&old.container).is_some() {
-            let named = sup.seen(&old.container).map(|r| r.name);
-            if named.as_deref() != Some(a.name.as_str()) {
-                if let Ok(other) = sup.find(&a.name) {
-                    if other != old.container {
-                        remove(sup, &other).await;
-                    }
-                }
-                sup.rename(&old.container, &a.name)?;
-            }
-            let policy = Restart::parse(&old.restart).map(|p| p.name()).unwrap_or_else(|_| "no".into());
-            sup.set_restart(&old.container, &policy)?;
-            let running = sup.seen(&old.container).is_some_and(|r| r.is_running());
-            if !running {
-                if let Err(e) = sup.start(&old.container) {
-                    crate::warn!("update {}: the previous container did not start again: {e}", a.id);
-                }
+            if let Some(e) = reinstate(sup, old, &a.name).await? {
+                crate::warn!("update {}: the previous container did not start again: {e}", a.id);
             }
             image = old.image_id.clone();
         }
@@ -412,6 +398,25 @@ async fn roll_back<L: Ledger, C: Containers>(upd: &RefCell<L>, sup: &C, a: &Acti
     } else {
         Ok(Next::Done(outcome(a, "committed", &format!("rolled back to {image}"), &image)))
     }
+}
+
+/// A retired container back in service: its name (a leftover of that name makes way) and restart
+/// policy back, started unless it runs. Returns the start's error, if it did not start.
+pub(super) async fn reinstate<C: Containers>(sup: &C, old: &Retired, name: &str) -> Result<Option<String>> {
+    if sup.seen(&old.container).map(|r| r.name).as_deref() != Some(name) {
+        if let Ok(other) = sup.find(name) {
+            if other != old.container {
+                remove(sup, &other).await;
+            }
+        }
+        sup.rename(&old.container, name)?;
+    }
+    let policy = Restart::parse(&old.restart).map(|p| p.name()).unwrap_or_else(|_| "no".into());
+    sup.set_restart(&old.container, &policy)?;
+    if sup.seen(&old.container).is_some_and(|r| r.is_running()) {
+        return Ok(None);
+    }
+    Ok(sup.start(&old.container).err())
 }
 
 async fn restart<C: Containers>(sup: &C, a: &Active) -> Result<Next> {

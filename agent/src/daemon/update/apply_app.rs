@@ -10,7 +10,7 @@
 use std::cell::RefCell;
 use std::time::Duration;
 
-use berth_runtime::container::record::{Restart, Status};
+use berth_runtime::container::record::Status;
 use berth_runtime::{Error, Result};
 
 use super::apply::{boot_id, outcome, remove, retired_name, trouble, watch_boot_path, Next};
@@ -367,21 +367,9 @@ async fn roll_back<L: Ledger, C: Containers>(upd: &RefCell<L>, sup: &C, a: &Acti
             trouble.push(format!("{}: its previous container {} is gone", u.service, old.container));
             continue;
         }
-        if sup.seen(&old.container).map(|r| r.name).as_deref() != Some(u.name.as_str()) {
-            if let Ok(other) = sup.find(&u.name) {
-                if other != old.container {
-                    remove(sup, &other).await;
-                }
-            }
-            sup.rename(&old.container, &u.name)?;
-        }
-        let policy = Restart::parse(&old.restart).map(|p| p.name()).unwrap_or_else(|_| "no".into());
-        sup.set_restart(&old.container, &policy)?;
-        if !sup.seen(&old.container).is_some_and(|r| r.is_running()) {
-            if let Err(e) = sup.start(&old.container) {
-                crate::warn!("update {}: service {}: the previous container did not start again: {e}", a.id, u.service);
-                trouble.push(format!("{}: the previous container did not start again: {e}", u.service));
-            }
+        if let Some(e) = super::apply::reinstate(sup, old, &u.name).await? {
+            crate::warn!("update {}: service {}: the previous container did not start again: {e}", a.id, u.service);
+            trouble.push(format!("{}: the previous container did not start again: {e}", u.service));
         }
     }
     if a.kind == Kind::Rollback {
