@@ -119,20 +119,18 @@ impl Lab {
         p
     }
 
-    fn push_args(&self, dev: &str, file: &Path, tar: Option<&Path>) -> Vec<String> {
+    fn push_args(&self, dev: &str, file: &Path, tars: &[&Path]) -> Vec<String> {
         let mut a: Vec<String> =
             ["push", "--key", s(&self.fleet.key), "--to", dev, "--health-window", &WINDOW.to_string(), "--app", s(file)]
                 .iter()
                 .map(|x| x.to_string())
                 .collect();
-        if let Some(t) = tar {
-            a.push(s(t).to_string());
-        }
+        a.extend(tars.iter().map(|t| s(t).to_string()));
         a
     }
 
-    fn push(&self, dev: &str, file: &Path, tar: Option<&Path>) -> (i32, String, String) {
-        let a = self.push_args(dev, file, tar);
+    fn push(&self, dev: &str, file: &Path, tars: &[&Path]) -> (i32, String, String) {
+        let a = self.push_args(dev, file, tars);
         let a: Vec<&str> = a.iter().map(String::as_str).collect();
         self.fleet.run(&a)
     }
@@ -178,11 +176,11 @@ fn an_application_is_pushed_upgraded_and_a_failing_service_rolls_both_back() {
     let (v1, v2) = (app_image("1", 0), app_image("2", 0));
     let (id1, id2) = (image_id(&v1), image_id(&v2));
 
-    let (code, out, err) = lab.push("app-dev1", &lab.file("1", false), Some(&v1));
+    let (code, out, err) = lab.push("app-dev1", &lab.file("1", false), &[&v1]);
     assert_eq!(code, 0, "first revision: exit {code}\nstdout: {out}\nstderr: {err}\nagent log:\n{}", a.log());
     wait_app(&a, &id1);
 
-    let (code, out, err) = lab.push("app-dev1", &lab.file("2", false), Some(&v2));
+    let (code, out, err) = lab.push("app-dev1", &lab.file("2", false), &[&v2]);
     assert_eq!(code, 0, "upgrade: exit {code}\nstdout: {out}\nstderr: {err}\nagent log:\n{}", a.log());
     let (server2, client2) = wait_app(&a, &id2);
     let all = names(&a);
@@ -195,7 +193,7 @@ fn an_application_is_pushed_upgraded_and_a_failing_service_rolls_both_back() {
 
     // Revision 3: the client exits; the server is fine. Its image (app:2) is on the board: no tarball.
     let mark = lab.sub.mark();
-    let (code, out, err) = lab.push("app-dev1", &lab.file("2", true), None);
+    let (code, out, err) = lab.push("app-dev1", &lab.file("2", true), &[]);
     assert_ne!(code, 0, "a failing revision must not report success\nstdout: {out}\nstderr: {err}");
     let topic = format!("{}result", root_of("app-dev1"));
     let r = lab.sub.wait_from(mark, "the rolled back result", PATIENCE, |m| m.topic == topic).json();
@@ -237,13 +235,31 @@ fn bad_applications_change_nothing() {
     let a = lab.device("app-dev2", &[]);
     let v1 = app_image("1", 0);
     let id1 = image_id(&v1);
-    let (code, out, err) = lab.push("app-dev2", &lab.file("1", false), Some(&v1));
+    // Two tarballs (the application's image and another): merged into one update.
+    let extra = app_image("extra", 0);
+    let (code, out, err) = lab.push("app-dev2", &lab.file("1", false), &[&v1, &extra]);
     assert_eq!(code, 0, "first revision: exit {code}\nstdout: {out}\nstderr: {err}\nagent log:\n{}", a.log());
+    assert!(out.contains("images: 2 tarballs merged into one"), "{out}");
     let before = wait_app(&a, &id1);
+    assert_eq!(a.code(&["image", "inspect", "app:extra"]).0, 0, "both tarballs' images were loaded");
+
+    // Several tarballs without --app, or one that is not a docker-save archive: nothing is sent.
+    let mark = lab.sub.mark();
+    let one = ["push", "--key", s(&lab.fleet.key), "--to", "app-dev2", "--run", "--name xy app:1", s(&v1), s(&extra)];
+    let (code, _, err) = lab.fleet.run(&one);
+    assert_eq!(code, 125, "{err}");
+    assert!(err.contains("several are for --app"), "{err}");
+    let junk = lab.dir.join("junk.tar");
+    fs::write(&junk, b"not a tarball").expect("write");
+    let (code, _, err) = lab.push("app-dev2", &lab.file("1", false), &[&v1, &junk]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("merge the image tarballs") && err.contains("junk.tar"), "{err}");
+    sleep_ms(500);
+    assert!(lab.sub.since(mark).iter().all(|m| !m.topic.ends_with("/update")), "nothing was sent");
 
     // An image that is neither on the device nor in the update: refused, nothing changed.
     let mark = lab.sub.mark();
-    let (code, _, _) = lab.push("app-dev2", &lab.file("nowhere", false), None);
+    let (code, _, _) = lab.push("app-dev2", &lab.file("nowhere", false), &[]);
     assert_ne!(code, 0);
     let topic = format!("{}result", root_of("app-dev2"));
     let r = lab.sub.wait_from(mark, "the refusal", PATIENCE, |m| m.topic == topic).json();
@@ -256,7 +272,7 @@ fn bad_applications_change_nothing() {
     fs::write(&cyc, "services:\n  a:\n    image: app:1\n    depends_on: [b]\n  b:\n    image: app:1\n    depends_on: [a]\n")
         .expect("write");
     let mark = lab.sub.mark();
-    let (code, _, err) = lab.push("app-dev2", &cyc, None);
+    let (code, _, err) = lab.push("app-dev2", &cyc, &[]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("cycle"), "the error names the cycle: {err}");
     sleep_ms(500);
@@ -275,7 +291,7 @@ fn kill_9_at_each_step_of_an_application_update_ends_all_old_or_all_new() {
     let mut a = lab.device("app-dev3", &[("BERTH_UPDATE_STEP_DELAY_MS", &delay)]);
     let tars = [app_image("1", 0), app_image("2", 0)];
     let ids = [image_id(&tars[0]), image_id(&tars[1])];
-    let (code, out, err) = lab.push("app-dev3", &lab.file("1", false), Some(&tars[0]));
+    let (code, out, err) = lab.push("app-dev3", &lab.file("1", false), &[&tars[0]]);
     assert_eq!(code, 0, "first revision: exit {code}\nstdout: {out}\nstderr: {err}\nagent log:\n{}", a.log());
     wait_app(&a, &ids[0]);
     let mut cur = 0;
@@ -292,7 +308,7 @@ fn kill_9_at_each_step_of_an_application_update_ends_all_old_or_all_new() {
     for (n, &(step, good)) in plan.iter().enumerate() {
         let k = 1 - cur;
         let tag = if k == 0 { "1" } else { "2" };
-        let args = lab.push_args("app-dev3", &lab.file(tag, !good), Some(&tars[k]));
+        let args = lab.push_args("app-dev3", &lab.file(tag, !good), &[&tars[k]]);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let push = berth_tests::mqtt::Background::spawn(lab.fleet.command(&args), &lab.dir, &format!("push-{n}"));
         let prior = journal(&a).last.map(|l| l.id);
@@ -339,10 +355,10 @@ fn a_revision_bound_volume_returns_to_the_old_data_after_a_rollback() {
     let (id1, id2) = (image_id(&v1), image_id(&v2));
     let log = a.root().path().join("volumes/shop_data/_data/log");
     let read = || fs::read_to_string(&log).unwrap_or_default();
-    let (code, out, err) = lab.push("app-dev4", &lab.file_with_volume("1", false), Some(&v1));
+    let (code, out, err) = lab.push("app-dev4", &lab.file_with_volume("1", false), &[&v1]);
     assert_eq!(code, 0, "first revision: exit {code}\nstdout: {out}\nstderr: {err}\nagent log:\n{}", a.log());
     wait_app(&a, &id1);
-    let (code, out, err) = lab.push("app-dev4", &lab.file_with_volume("2", false), Some(&v2));
+    let (code, out, err) = lab.push("app-dev4", &lab.file_with_volume("2", false), &[&v2]);
     assert_eq!(code, 0, "second revision: exit {code}\nstdout: {out}\nstderr: {err}\nagent log:\n{}", a.log());
     wait_app(&a, &id2);
     assert_eq!(read(), "rev-1\nrev-2\n", "revision 2 wrote the volume after revision 1");
@@ -352,7 +368,7 @@ fn a_revision_bound_volume_returns_to_the_old_data_after_a_rollback() {
     assert!(snaps.iter().any(|n| n.starts_with("snap-")), "revision 1's data is kept for a rollback: {snaps:?}");
 
     // Revision 3 (image app:1 again, on the board) writes its mark, then its client fails.
-    let (code, _, _) = lab.push("app-dev4", &lab.file_with_volume("1", true), None);
+    let (code, _, _) = lab.push("app-dev4", &lab.file_with_volume("1", true), &[]);
     assert_ne!(code, 0);
     wait_app(&a, &id2);
     let text = poll("the old server wrote its restart mark", PATIENCE, || {

@@ -80,7 +80,7 @@ const PUSH_OPTS: &[Opt] = &[
         "app",
         None,
         Some("file"),
-        "Instead of --run: a compose file whose services are updated as one application (FILE.tar holds the images the devices lack)",
+        "Instead of --run: a compose file whose services are updated as one application (FILE.tar...: the images the devices lack)",
     ),
     opt("health-window", None, Some("seconds"), "How long the new container must stay up (and healthy) before it commits (default 30)"),
     opt("keep", None, Some("int"), "Previous versions kept on the device as rollback targets (default 1)"),
@@ -103,11 +103,11 @@ const PUSH_OPTS: &[Opt] = &[
 ];
 const PUSH: Cmd = cmd(
     "berth fleet push",
-    "--key KEY (--to ID... | --group G) [OPTIONS] (FILE.tar | --pull NAME@sha256:DIGEST) --run 'RUN ARGS' | --app compose.yaml [FILE.tar]",
+    "--key KEY (--to ID... | --group G) [OPTIONS] (FILE.tar | --pull NAME@sha256:DIGEST) --run 'RUN ARGS' | --app compose.yaml [FILE.tar...]",
     "Send a 'docker save' tarball to devices, or have them pull an image by digest, and run it; exit 0 when every target committed",
     PUSH_OPTS,
     0,
-    Some(1),
+    None,
 );
 
 const STATUS_OPTS: &[Opt] = &[

@@ -167,7 +167,23 @@ pub fn push(o: &Opts, m: &Matches) -> Result<i32, CliError> {
     if app.is_some() && pull.is_some() {
         return Err(usage(path, "--pull is for one container: an application's images come in FILE.tar or are on the devices"));
     }
-    let file = match (&pull, m.args().first()) {
+    let args = m.args();
+    if args.len() > 1 && app.is_none() {
+        return Err(usage(path, "one tarball per push; several are for --app (the images of an application)"));
+    }
+    // Several tarballs for an application go as one (the update carries one image archive).
+    let merged = match args {
+        [_, _, ..] => {
+            let tmp = Removed(std::env::temp_dir().join(format!("berth-app-{}.tar", conn::random_id())));
+            let srcs: Vec<&Path> = args.iter().map(Path::new).collect();
+            let size = berth_runtime::image::delta::merge(&srcs, &tmp.0).map_err(|e| fail(format!("merge the image tarballs: {e}")))?;
+            println!("images: {} tarballs merged into one of {}", srcs.len(), human_size(size));
+            Some(tmp)
+        }
+        _ => None,
+    };
+    let first = merged.as_ref().and_then(|t| t.0.to_str()).or(args.first().map(String::as_str));
+    let file = match (&pull, first) {
         (None, None) if app.is_some() => None,
         (Some(_), Some(_)) => return Err(usage(path, "give a tarball or --pull REF@sha256:DIGEST, not both")),
         (None, None) => return Err(usage(path, "give the image: a 'docker save' tarball, or --pull REF@sha256:DIGEST")),
@@ -287,6 +303,15 @@ pub fn push(o: &Opts, m: &Matches) -> Result<i32, CliError> {
         println!("chunks: {sent} sent, {resent} resent");
         Ok(report(&results, &targets, &why))
     })
+}
+
+/// A file made for this push, removed when the push ends, however it ends.
+struct Removed(std::path::PathBuf);
+
+impl Drop for Removed {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// The batches a push goes out in: the canary devices first, then groups of `max_parallel`.

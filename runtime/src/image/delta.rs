@@ -11,7 +11,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::compress;
-use crate::digest::Digest;
+use crate::digest::{Digest, HashReader, Hasher};
 use crate::error::{Error, IoContext, Result};
 use crate::tarstream::{Kind, TarReader};
 
@@ -78,43 +78,156 @@ pub fn strip(src: &Path, dst: &Path, held: &HashSet<Digest>) -> Result<Stats> {
     let skip = held_layer_paths(src, held)?;
     let mut tar = reader(src)?;
     let mut stats = Stats::default();
-    // The raw bytes of an entry start with the previous entry's padding: written afresh instead.
+    let mut out = Out::create(dst)?;
     let mut prev_pad = 0usize;
-    let mut buf = vec![0u8; 128 * 1024];
-    let tmp = dst.with_extension("tmp");
-    let mut w = std::io::BufWriter::new(File::create(&tmp).ctx(|| format!("create {}", tmp.display()))?);
-    let io = |e: std::io::Error| Error::io(format!("write {}", tmp.display()), e);
     while let Some(e) = tar.next_entry()? {
         let raw = tar.take_raw();
         let header = raw.get(prev_pad..).unwrap_or_default();
-        prev_pad = if e.kind == Kind::File { (512 - (e.size % 512) as usize) % 512 } else { 0 };
+        prev_pad = padding(&e);
         if e.kind == Kind::File && skip.contains(&super::archive::norm(&e.path)) {
             stats.skipped_layers += 1;
             stats.skipped_bytes += e.size;
             tar.skip_content()?;
             continue;
         }
-        w.write_all(header).map_err(io)?;
-        if e.kind == Kind::File {
-            let mut left = e.size;
-            while left > 0 {
-                let want = left.min(buf.len() as u64) as usize;
-                let n = tar.read(&mut buf[..want]).ctx(|| format!("read {}", src.display()))?;
-                if n == 0 {
-                    return Err(Error::invalid(format!("{}: truncated", src.display())));
-                }
-                w.write_all(&buf[..n]).map_err(io)?;
-                left -= n as u64;
+        out.copy(header, &e, &mut tar, src)?;
+    }
+    stats.size = out.finish()?;
+    Ok(stats)
+}
+
+/// Several `docker save` archives as one (`fleet push --app` with one tarball per image): every
+/// entry once (their paths are content-addressed, so the same path is the same bytes), and one
+/// manifest.json listing the images of all of them. The OCI index and the legacy `repositories`
+/// file are left out: berth, Docker and podman load such an archive from manifest.json.
+pub fn merge(srcs: &[&Path], dst: &Path) -> Result<u64> {
+    let mut out = Out::create(dst)?;
+    let mut seen: HashMap<String, Digest> = HashMap::new();
+    let mut images: Vec<Value> = Vec::new();
+    for src in srcs {
+        let mut tar = reader(src)?;
+        let mut prev_pad = 0usize;
+        let mut has_manifest = false;
+        while let Some(e) = tar.next_entry().map_err(|e| Error::invalid(format!("{}: {e}", src.display())))? {
+            let raw = tar.take_raw();
+            let header = raw.get(prev_pad..).unwrap_or_default();
+            prev_pad = padding(&e);
+            let p = super::archive::norm(&e.path);
+            if e.kind == Kind::File && p == "manifest.json" {
+                has_manifest = true;
+                let mut d = Vec::new();
+                tar.by_ref().take(e.size.min(MAX_JSON)).read_to_end(&mut d).ctx(|| format!("read manifest.json in {}", src.display()))?;
+                tar.skip_content()?;
+                let m: Value = serde_json::from_slice(&d).map_err(|e| Error::invalid(format!("{}: manifest.json: {e}", src.display())))?;
+                let list = m.as_array().ok_or_else(|| Error::invalid(format!("{}: manifest.json is not a list", src.display())))?;
+                images.extend(list.iter().cloned());
+                continue;
             }
-            w.write_all(&[0u8; 512][..prev_pad]).map_err(io)?;
+            if matches!(p.as_str(), "index.json" | "oci-layout" | "repositories") {
+                tar.skip_content()?;
+                continue;
+            }
+            if let Some(first) = seen.get(&p) {
+                // Written already: the same bytes, or the archives cannot be merged.
+                let mut r = HashReader::new(tar.by_ref().take(e.size));
+                r.drain().ctx(|| format!("read {p} in {}", src.display()))?;
+                if e.kind == Kind::File && r.hasher.finish() != *first {
+                    return Err(Error::invalid(format!(
+                        "{}: {p} differs from the file of that name in an archive before it: cannot merge them",
+                        src.display()
+                    )));
+                }
+                tar.skip_content()?;
+                continue;
+            }
+            let d = out.copy(header, &e, &mut tar, src)?;
+            seen.insert(p, d);
+        }
+        if !has_manifest {
+            return Err(Error::invalid(format!("{}: no manifest.json (images are merged from docker-save archives)", src.display())));
         }
     }
-    w.write_all(&[0u8; 1024]).map_err(io)?;
-    let f = w.into_inner().map_err(|e| Error::io(format!("write {}", tmp.display()), e.into_error()))?;
-    f.sync_all().ctx(|| format!("sync {}", tmp.display()))?;
-    stats.size = f.metadata().ctx(|| format!("stat {}", tmp.display()))?.len();
-    std::fs::rename(&tmp, dst).ctx(|| format!("rename {} to {}", tmp.display(), dst.display()))?;
-    Ok(stats)
+    let manifest = serde_json::to_vec(&images).map_err(|e| Error::invalid(format!("encode manifest.json: {e}")))?;
+    out.file("manifest.json", &manifest)?;
+    out.finish()
+}
+
+/// The zeros after an entry's content, up to the next 512-byte block.
+fn padding(e: &crate::tarstream::Entry) -> usize {
+    if e.kind == Kind::File {
+        (512 - (e.size % 512) as usize) % 512
+    } else {
+        0
+    }
+}
+
+/// An uncompressed tar being written to a temporary name, renamed into place when finished.
+struct Out {
+    w: std::io::BufWriter<File>,
+    tmp: std::path::PathBuf,
+    dst: std::path::PathBuf,
+    buf: Vec<u8>,
+}
+
+impl Out {
+    fn create(dst: &Path) -> Result<Out> {
+        let tmp = dst.with_extension("tmp");
+        let f = File::create(&tmp).ctx(|| format!("create {}", tmp.display()))?;
+        Ok(Out { w: std::io::BufWriter::new(f), tmp, dst: dst.to_path_buf(), buf: vec![0u8; 128 * 1024] })
+    }
+
+    fn io(&self, e: std::io::Error) -> Error {
+        Error::io(format!("write {}", self.tmp.display()), e)
+    }
+
+    /// One entry: its header as read (the raw bytes of an entry start with the previous entry's
+    /// padding, which the caller has cut off), its content, its padding written afresh.
+    /// Returns the content's sha256.
+    fn copy<R: Read>(&mut self, header: &[u8], e: &crate::tarstream::Entry, tar: &mut TarReader<R>, src: &Path) -> Result<Digest> {
+        self.w.write_all(header).map_err(|e| self.io(e))?;
+        let mut h = Hasher::new();
+        if e.kind != Kind::File {
+            return Ok(h.finish());
+        }
+        let mut left = e.size;
+        while left > 0 {
+            let want = left.min(self.buf.len() as u64) as usize;
+            let n = tar.read(&mut self.buf[..want]).ctx(|| format!("read {}", src.display()))?;
+            if n == 0 {
+                return Err(Error::invalid(format!("{}: truncated", src.display())));
+            }
+            h.update(&self.buf[..n]);
+            let res = self.w.write_all(&self.buf[..n]);
+            res.map_err(|e| self.io(e))?;
+            left -= n as u64;
+        }
+        self.w.write_all(&[0u8; 512][..padding(e)]).map_err(|e| self.io(e))?;
+        Ok(h.finish())
+    }
+
+    /// A regular file made here (mode 0644).
+    fn file(&mut self, name: &str, data: &[u8]) -> Result<()> {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_path(name).map_err(|e| self.io(e))?;
+        h.set_cksum();
+        self.w.write_all(h.as_bytes()).map_err(|e| self.io(e))?;
+        self.w.write_all(data).map_err(|e| self.io(e))?;
+        let pad = (512 - data.len() % 512) % 512;
+        self.w.write_all(&[0u8; 512][..pad]).map_err(|e| self.io(e))
+    }
+
+    /// The end-of-archive blocks, fsync, rename; the archive's size.
+    fn finish(mut self) -> Result<u64> {
+        self.w.write_all(&[0u8; 1024]).map_err(|e| self.io(e))?;
+        let f = self.w.into_inner().map_err(|e| Error::io(format!("write {}", self.tmp.display()), e.into_error()))?;
+        f.sync_all().ctx(|| format!("sync {}", self.tmp.display()))?;
+        let size = f.metadata().ctx(|| format!("stat {}", self.tmp.display()))?.len();
+        std::fs::rename(&self.tmp, &self.dst).ctx(|| format!("rename {} to {}", self.tmp.display(), self.dst.display()))?;
+        Ok(size)
+    }
 }
 
 #[cfg(test)]
@@ -142,7 +255,8 @@ mod tests {
             "rootfs": {"type": "layers", "diff_ids": diff_ids}, "config": {}})
         .to_string();
         let cfg_name = format!("{}.json", Digest::of(config.as_bytes()).hex());
-        let paths: Vec<String> = (0..tars.len()).map(|i| format!("l{i}/layer.tar")).collect();
+        // Content-addressed, as docker-save's layer paths are.
+        let paths: Vec<String> = tars.iter().map(|t| format!("{}/layer.tar", Digest::of(t).hex())).collect();
         let manifest = serde_json::json!([{"Config": cfg_name, "RepoTags": [tag], "Layers": paths}]).to_string();
         let mut files: Vec<(&str, &[u8])> = vec![(&cfg_name, config.as_bytes()), ("manifest.json", manifest.as_bytes())];
         for (p, t) in paths.iter().zip(&tars) {
@@ -187,6 +301,45 @@ mod tests {
         let full = dir.join("full.tar");
         assert_eq!(strip(&p2, &full, &HashSet::new()).unwrap().skipped_layers, 0);
         other.load(File::open(&full).unwrap(), None).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn merged_archives_load_every_image_once() {
+        let dir = std::env::temp_dir().join(format!("berth-merge-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let base = vec![b'a'; 100_000];
+        let (p1, p2, pm) = (dir.join("db.tar"), dir.join("web.tar"), dir.join("both.tar"));
+        std::fs::write(&p1, archive(&[&base, b"db"], "db:1")).unwrap();
+        std::fs::write(&p2, archive(&[&base, b"web"], "web:1")).unwrap();
+        let size = merge(&[&p1, &p2], &pm).unwrap();
+        assert_eq!(size, std::fs::metadata(&pm).unwrap().len());
+        let store = Store::open(&dir.join("dev")).unwrap();
+        let mut tags: Vec<String> = store.load(File::open(&pm).unwrap(), None).unwrap().into_iter().flat_map(|l| l.tags).collect();
+        tags.sort();
+        assert_eq!(tags, ["docker.io/library/db:1", "docker.io/library/web:1"]);
+        assert_eq!(store.db().unwrap().layers.len(), 3, "the shared base layer once");
+        assert_eq!(store.verify().unwrap(), Vec::<String>::new());
+        // The shared layer's path is written once.
+        let mut r = reader(&pm).unwrap();
+        let mut paths = Vec::new();
+        while let Some(e) = r.next_entry().unwrap() {
+            paths.push(super::super::archive::norm(&e.path));
+            r.skip_content().unwrap();
+        }
+        let shared = format!("{}/layer.tar", Digest::of(&tar_of(&[("f0", &base)])).hex());
+        assert_eq!(paths.iter().filter(|p| **p == shared).count(), 1, "{paths:?}");
+        // One path with two contents cannot be merged.
+        let clash = dir.join("clash.tar");
+        std::fs::write(&clash, tar_of(&[(&shared, b"other"), ("manifest.json", b"[]")])).unwrap();
+        let e = merge(&[&p1, &clash], &dir.join("x.tar")).unwrap_err().to_string();
+        assert!(e.contains("clash.tar") && e.contains("differ"), "{e}");
+        // Not a docker-save archive: named.
+        let bad = dir.join("bad.tar");
+        std::fs::write(&bad, tar_of(&[("x", b"y")])).unwrap();
+        let e = merge(&[&p1, &bad], &dir.join("x.tar")).unwrap_err().to_string();
+        assert!(e.contains("bad.tar") && e.contains("no manifest.json"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
