@@ -126,6 +126,22 @@ pub struct AppService {
     /// (compose's `service_started`, `service_healthy`, `service_completed_successfully`).
     #[serde(default)]
     pub ready: String,
+    /// The service's other networks (the first is in `run`), joined after the container is
+    /// created and before it starts, as `berth compose up` does. Left out when empty, so that
+    /// an application on one network per service parses on agents older than the field.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub connect: Vec<AppAttach>,
+}
+
+/// One more network for a service: `network connect --alias ... --ip ...`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppAttach {
+    pub network: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    #[serde(default)]
+    pub ip: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -518,8 +534,18 @@ mod tests {
         m.run.clear();
         m.app = Some(App {
             services: vec![
-                AppService { service: "db".into(), run: vec!["--name".into(), "p-db-1".into(), "db:1".into()], ready: "healthy".into() },
-                AppService { service: "web".into(), run: vec!["--name".into(), "p-web-1".into(), "web:1".into()], ready: String::new() },
+                AppService {
+                    service: "db".into(),
+                    run: vec!["--name".into(), "p-db-1".into(), "db:1".into()],
+                    ready: "healthy".into(),
+                    connect: vec![],
+                },
+                AppService {
+                    service: "web".into(),
+                    run: vec!["--name".into(), "p-web-1".into(), "web:1".into()],
+                    ready: String::new(),
+                    connect: vec![AppAttach { network: "p_back".into(), aliases: vec!["web".into()], ip: Some("10.9.0.5".into()) }],
+                },
             ],
             networks: vec![AppNetwork {
                 name: "p_default".into(),
@@ -533,6 +559,8 @@ mod tests {
         });
         let text = serde_json::to_string(&m).unwrap();
         assert_eq!(Manifest::parse(&text).unwrap(), m);
+        // A service on one network says nothing of `connect` (agents older than it parse it).
+        assert_eq!(text.matches("\"connect\":").count(), 1, "{text}");
         let mut no_image = m.clone();
         no_image.image = None;
         Manifest::parse(&serde_json::to_string(&no_image).unwrap()).unwrap();

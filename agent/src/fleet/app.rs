@@ -9,7 +9,7 @@ use berth_compose::model::Condition;
 use berth_compose::project::{load, Options};
 use berth_compose::translate::{self, Origin, Support, LABEL_PROJECT, LABEL_VOLUME};
 use berth_compose::validate::start_order;
-use berth_proto::wire::{App, AppNetwork, AppService, AppVolume};
+use berth_proto::wire::{App, AppAttach, AppNetwork, AppService, AppVolume};
 
 /// A device has what `berth compose up` uses.
 const SUPPORT: Support = Support { networks: true, publish: true, dns: true, sysctls: true };
@@ -44,10 +44,9 @@ pub fn spec(file: &Path) -> Result<(String, App), String> {
         if svc.image.is_none() {
             return Err(format!("service {s:?} has no image: fleet push --app sends images, it does not build them"));
         }
+        // The first network is in the run words; the others are joined before the start.
         let nets = translate::attachments(p, &s).map_err(in_file)?;
-        if nets.len() > 1 {
-            return Err(format!("service {s:?}: more than one network is not supported yet by fleet push --app"));
-        }
+        let connect = nets.into_iter().skip(1).map(|a| AppAttach { network: a.network, aliases: a.aliases, ip: a.ip }).collect::<Vec<_>>();
         if svc.network_mode.is_none() {
             keys.extend(svc.networks.keys().cloned());
         }
@@ -65,7 +64,7 @@ pub fn spec(file: &Path) -> Result<(String, App), String> {
             Some(Condition::Started) => "started",
             None => "",
         };
-        services.push(AppService { service: s.clone(), run, ready: ready.into() });
+        services.push(AppService { service: s.clone(), run, ready: ready.into(), connect });
     }
     keys.sort();
     keys.dedup();
@@ -95,4 +94,35 @@ pub fn spec(file: &Path) -> Result<(String, App), String> {
         })
         .collect();
     Ok((project, App { services, networks, volumes }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_service_on_two_networks_joins_the_second_before_it_starts() {
+        let dir = std::env::temp_dir().join(format!("berth-app-spec-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("compose.yaml");
+        std::fs::write(
+            &f,
+            "name: shop\nservices:\n  db:\n    image: db:1\n    networks: [back]\n  web:\n    image: web:1\n    depends_on: [db]\n    \
+             networks:\n      front: {}\n      back:\n        aliases: [www]\n        ipv4_address: 10.89.1.9\n\
+             networks:\n  front: {}\n  back:\n    ipam:\n      config: [{subnet: 10.89.1.0/24}]\n",
+        )
+        .unwrap();
+        let (name, app) = spec(&f).unwrap();
+        assert_eq!(name, "shop");
+        let web = app.services.iter().find(|s| s.service == "web").unwrap();
+        let first = web.run.iter().position(|w| w == "--network").map(|i| web.run[i + 1].as_str());
+        assert_eq!(first, Some("shop_back"), "the first network (by key) is in the run words: {:?}", web.run);
+        assert_eq!(web.connect, [AppAttach { network: "shop_front".into(), aliases: vec!["web".into()], ip: None }]);
+        let db = app.services.iter().find(|s| s.service == "db").unwrap();
+        assert!(db.connect.is_empty());
+        let mut nets: Vec<&str> = app.networks.iter().map(|n| n.name.as_str()).collect();
+        nets.sort();
+        assert_eq!(nets, ["shop_back", "shop_front"], "both networks are made");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -180,6 +180,13 @@ async fn start<L: Ledger, C: Containers>(upd: &RefCell<L>, sup: &C, a: &Active) 
                     Ok(id) => id,
                     Err(e) => return Ok(Next::RollBack(format!("service {}: the container could not be created: {e}", u.service))),
                 };
+                // Its other networks before it is journaled: a crash in between leaves a
+                // container of this name that the next try removes and makes again.
+                for n in &u.connect {
+                    if let Err(e) = sup.connect(&id, n) {
+                        return Ok(Next::RollBack(format!("service {}: network {}: {e}", u.service, n.network)));
+                    }
+                }
                 let rec = id.clone();
                 journal_unit(upd, i, move |u| u.new = Some(rec))?;
                 id
@@ -413,6 +420,7 @@ pub fn deploy_active(m: &Manifest, j: &journal::Journal) -> Option<Active> {
             name: s.name().unwrap_or_default(),
             run: s.run.clone(),
             ready: s.ready.clone(),
+            connect: s.connect.clone(),
             image_id: None,
             old: None,
             new: None,
@@ -426,6 +434,7 @@ pub fn deploy_active(m: &Manifest, j: &journal::Journal) -> Option<Active> {
                     name: s.name.clone(),
                     run: Vec::new(),
                     ready: s.ready.clone(),
+                    connect: Vec::new(),
                     image_id: None,
                     old: None,
                     new: None,
@@ -461,6 +470,7 @@ pub fn rollback_active(d: &Deployment, id: &str, seq: u64, name: &str) -> Result
             name: p.name.clone(),
             run: Vec::new(),
             ready: p.ready.clone(),
+            connect: Vec::new(),
             image_id: Some(p.container.image_id.clone()),
             old: Some(p.container.clone()),
             new: cur.services.iter().find(|c| c.name == p.name).map(|c| c.container.container.clone()),
@@ -473,6 +483,7 @@ pub fn rollback_active(d: &Deployment, id: &str, seq: u64, name: &str) -> Result
                 name: c.name.clone(),
                 run: Vec::new(),
                 ready: c.ready.clone(),
+                connect: Vec::new(),
                 image_id: None,
                 old: None,
                 new: Some(c.container.container.clone()),

@@ -196,6 +196,13 @@ impl Containers for Fake {
         Ok(())
     }
     fn emit(&self, _id: &str, _action: &str) {}
+    fn connect(&self, id: &str, a: &berth_proto::wire::AppAttach) -> Result<()> {
+        let mut w = self.0.borrow_mut();
+        w.tick()?;
+        let name = w.ctrs.get(id).map(|c| c.name.clone()).ok_or_else(|| Error::not_found(id))?;
+        w.log.push(format!("connect {name} {}", a.network));
+        Ok(())
+    }
     fn ensure_network(&self, n: &berth_proto::wire::AppNetwork) -> Result<()> {
         self.0.borrow_mut().networks.insert(n.name.clone());
         Ok(())
@@ -733,6 +740,12 @@ fn app_world(root: &Path, web_tag: &str) -> Rc<RefCell<World>> {
                     service: svc.to_string(),
                     run: ["--name", name, "--restart", "always", &format!("{svc}:{tag}")].iter().map(|s| s.to_string()).collect(),
                     ready: ready.to_string(),
+                    // web is on a second network, joined between create and start.
+                    connect: if *svc == "web" {
+                        vec![berth_proto::wire::AppAttach { network: "p_back".into(), aliases: vec!["web".into()], ip: None }]
+                    } else {
+                        vec![]
+                    },
                 }
             })
             .collect(),
@@ -813,8 +826,8 @@ fn an_application_stops_in_reverse_order_starts_in_order_and_commits() {
     let log = w.borrow().log.clone();
     assert_eq!(
         log,
-        ["stop p-web-1", "stop p-db-1", "create p-db-1", "start p-db-1", "create p-web-1", "start p-web-1"],
-        "the old revision stops last-started first, the new starts in depends_on order"
+        ["stop p-web-1", "stop p-db-1", "create p-db-1", "start p-db-1", "create p-web-1", "connect p-web-1 p_back", "start p-web-1"],
+        "the old revision stops last-started first, the new starts in depends_on order, joining its other networks before it starts"
     );
     assert!(w.borrow().networks.contains("p_default"), "the application's network is made");
 }
@@ -831,7 +844,7 @@ fn one_failing_service_rolls_the_whole_application_back() {
     assert!(o[0].reason.contains("service web") && o[0].reason.contains("exited with code 1"), "{}", o[0].reason);
     assert_app_settled(&root.0, &w.borrow(), "1", &o[0]);
     let log = w.borrow().log.clone();
-    let tail: Vec<&str> = log.iter().skip(6).map(String::as_str).collect();
+    let tail: Vec<&str> = log.iter().skip(7).map(String::as_str).collect();
     assert_eq!(
         tail,
         ["remove p-web-1", "stop p-db-1", "remove p-db-1", "start p-db-1", "start p-web-1"],

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use berth_proto::socket::RunOptions;
-use berth_proto::wire::{AppNetwork, AppVolume, Outcome, Progress};
+use berth_proto::wire::{AppAttach, AppNetwork, AppVolume, Outcome, Progress};
 use berth_runtime::container::record::Status;
 use berth_runtime::{Error, Result};
 
@@ -71,6 +71,8 @@ pub trait Containers {
     /// Starts a container; the error is the runtime's message.
     fn start(&self, id: &str) -> std::result::Result<(), String>;
     fn emit(&self, id: &str, action: &str);
+    /// Joins a created container to one more network (`network connect`).
+    fn connect(&self, id: &str, a: &AppAttach) -> Result<()>;
     /// An application's network: made unless one of that name exists.
     fn ensure_network(&self, n: &AppNetwork) -> Result<()>;
     /// An application's named volume: made unless it exists.
@@ -157,6 +159,11 @@ impl Containers for Shared {
     }
     fn remove_unused_images(&self, ids: &[String]) {
         self.borrow().remove_unused_images(ids);
+    }
+    fn connect(&self, id: &str, a: &AppAttach) -> Result<()> {
+        let ip = a.ip.as_deref().map(|i| i.parse().map_err(|_| Error::invalid(format!("invalid IP address: {i}")))).transpose()?;
+        let req = berth_runtime::net::network::ConnectRequest { aliases: a.aliases.clone(), ip, ..Default::default() };
+        self.borrow_mut().network_connect(&a.network, id, req)
     }
     fn ensure_network(&self, n: &AppNetwork) -> Result<()> {
         let root = self.borrow().root.clone();

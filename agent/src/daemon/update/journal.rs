@@ -68,6 +68,8 @@ pub struct Unit {
     /// Empty for a service of the old revision that the new one no longer has (retired only).
     pub run: Vec<String>,
     pub ready: String,
+    /// Networks joined between create and start (the manifest's `connect`).
+    pub connect: Vec<berth_proto::wire::AppAttach>,
     pub image_id: Option<String>,
     pub old: Option<Retired>,
     pub new: Option<String>,
