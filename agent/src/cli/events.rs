@@ -78,7 +78,7 @@ pub fn events(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
         let v = json!({
             "status": e.action, "id": e.id, "from": e.image, "Type": e.kind, "Action": e.action,
             "Actor": {"ID": e.id, "Attributes": e.attributes.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>()},
-            "time": e.secs, "timeNano": e.time,
+            "time": e.secs, "timeNano": time_nano(e.secs, &e.time),
         });
         let line = match &fmt {
             Format::Table => format!("{} {} {} {} ({})", e.time, e.kind, e.action, e.id, attrs.join(", ")),
@@ -88,5 +88,24 @@ pub fn events(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
         let mut out = io::stdout().lock();
         writeln!(out, "{line}").map_err(w)?;
         out.flush().map_err(w)?;
+    }
+}
+
+/// Docker's `timeNano`: nanoseconds since the epoch, as a number (the event carries its seconds
+/// and its RFC 3339 time, whose fraction gives the rest).
+fn time_nano(secs: i64, rfc3339: &str) -> i64 {
+    let frac = rfc3339.split_once('.').map_or("", |(_, f)| f.trim_end_matches('Z'));
+    let digits: String = frac.chars().take_while(char::is_ascii_digit).take(9).collect();
+    let nanos = format!("{digits:0<9}").parse::<i64>().unwrap_or(0);
+    secs.saturating_mul(1_000_000_000).saturating_add(nanos)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn time_nano_is_a_number_of_nanoseconds() {
+        assert_eq!(super::time_nano(1_796_616_638, "2026-12-07T04:10:38.073202176Z"), 1_796_616_638_073_202_176);
+        assert_eq!(super::time_nano(5, "1970-01-01T00:00:05.5Z"), 5_500_000_000);
+        assert_eq!(super::time_nano(5, "1970-01-01T00:00:05Z"), 5_000_000_000);
     }
 }
