@@ -132,6 +132,14 @@ async fn retire<L: Ledger, C: Containers>(upd: &RefCell<L>, sup: &C, a: &Active)
 async fn start<L: Ledger, C: Containers>(upd: &RefCell<L>, sup: &C, a: &Active) -> Result<Next> {
     let app = app_of(a)?;
     for n in &app.networks {
+        if !sup.has_network(&n.name) && !app.made.contains(&n.name) {
+            // Journaled before it is made, so that a rollback after any crash removes it.
+            let mut m = upd.borrow_mut();
+            if let Some(run) = m.journal_mut().active.as_mut().and_then(|a| a.app.as_mut()) {
+                run.made.push(n.name.clone());
+            }
+            m.save()?;
+        }
         if let Err(e) = sup.ensure_network(n) {
             return Ok(Next::RollBack(format!("network {}: {e}", n.name)));
         }
@@ -357,6 +365,12 @@ async fn roll_back<L: Ledger, C: Containers>(upd: &RefCell<L>, sup: &C, a: &Acti
         }
     }
     let mut trouble = Vec::new();
+    // The networks the new revision made go with its containers (the old one did not use them).
+    for n in app.made.iter().filter(|n| sup.has_network(n)) {
+        if let Err(e) = sup.remove_network(n) {
+            trouble.push(format!("network {n}: {e}"));
+        }
+    }
     // Revision-bound volumes back to what the old revision last saw, before it starts again.
     if let Some(seq) = app.units.iter().find_map(|u| u.old.as_ref().map(|o| o.seq)) {
         let root = upd.borrow().root();
@@ -455,7 +469,7 @@ pub fn deploy_active(m: &Manifest, j: &journal::Journal) -> Option<Active> {
         old: None,
         new: None,
         reason: String::new(),
-        app: Some(AppRun { units, networks: spec.networks.clone(), volumes: spec.volumes.clone() }),
+        app: Some(AppRun { units, networks: spec.networks.clone(), volumes: spec.volumes.clone(), made: Vec::new() }),
     })
 }
 
@@ -506,6 +520,7 @@ pub fn rollback_active(d: &Deployment, id: &str, seq: u64, name: &str) -> Result
         app: Some(AppRun {
             units,
             networks: Vec::new(),
+            made: Vec::new(),
             volumes: cur
                 .volumes
                 .iter()

@@ -204,7 +204,21 @@ impl Containers for Fake {
         Ok(())
     }
     fn ensure_network(&self, n: &berth_proto::wire::AppNetwork) -> Result<()> {
-        self.0.borrow_mut().networks.insert(n.name.clone());
+        let mut w = self.0.borrow_mut();
+        if !w.networks.contains(&n.name) {
+            w.tick()?;
+            w.networks.insert(n.name.clone());
+        }
+        Ok(())
+    }
+    fn has_network(&self, name: &str) -> bool {
+        self.0.borrow().networks.contains(name)
+    }
+    fn remove_network(&self, name: &str) -> Result<()> {
+        let mut w = self.0.borrow_mut();
+        w.tick()?;
+        w.networks.remove(name);
+        w.log.push(format!("network rm {name}"));
         Ok(())
     }
     fn ensure_volume(&self, v: &berth_proto::wire::AppVolume) -> Result<()> {
@@ -799,6 +813,8 @@ fn assert_app_settled(root: &Path, w: &World, rev: &str, o: &Outcome) {
     let j = Journal::load(root).unwrap();
     assert!(j.active.is_none(), "the journal is idle: {:?}", j.active);
     assert_eq!(j.last.as_ref(), Some(o));
+    // p_default is new with revision 2: it stays with it, or goes with its rollback.
+    assert_eq!(w.networks.contains("p_default"), o.result == "committed", "{o:?}: {:?}", w.networks);
     let d = j.deployments["p"].app.clone().unwrap();
     if o.result == "committed" {
         assert_eq!(d.services.len(), 2);
@@ -847,9 +863,10 @@ fn one_failing_service_rolls_the_whole_application_back() {
     let tail: Vec<&str> = log.iter().skip(7).map(String::as_str).collect();
     assert_eq!(
         tail,
-        ["remove p-web-1", "stop p-db-1", "remove p-db-1", "start p-db-1", "start p-web-1"],
-        "new ones go last-started first: {log:?}"
+        ["remove p-web-1", "stop p-db-1", "remove p-db-1", "network rm p_default", "start p-db-1", "start p-web-1"],
+        "new ones go last-started first, then the network the new revision made: {log:?}"
     );
+    assert!(!w.borrow().networks.contains("p_default"), "the network the failed revision made is gone");
     let w = w.borrow();
     assert!(!w.images.contains_key("db:2") && !w.images.contains_key("web:bad"), "the new images go: {:?}", w.images);
 }

@@ -75,6 +75,9 @@ pub trait Containers {
     fn connect(&self, id: &str, a: &AppAttach) -> Result<()>;
     /// An application's network: made unless one of that name exists.
     fn ensure_network(&self, n: &AppNetwork) -> Result<()>;
+    fn has_network(&self, name: &str) -> bool;
+    /// `network rm` (refused while a running container uses it).
+    fn remove_network(&self, name: &str) -> Result<()>;
     /// An application's named volume: made unless it exists.
     fn ensure_volume(&self, v: &AppVolume) -> Result<()>;
     fn remove_unused_images(&self, ids: &[String]);
@@ -165,9 +168,15 @@ impl Containers for Shared {
         let req = berth_runtime::net::network::ConnectRequest { aliases: a.aliases.clone(), ip, ..Default::default() };
         self.borrow_mut().network_connect(&a.network, id, req)
     }
-    fn ensure_network(&self, n: &AppNetwork) -> Result<()> {
+    fn has_network(&self, name: &str) -> bool {
         let root = self.borrow().root.clone();
-        if berth_runtime::net::network::Store::open(&root)?.get(&n.name).is_ok() {
+        berth_runtime::net::network::Store::open(&root).is_ok_and(|s| s.get(name).is_ok())
+    }
+    fn remove_network(&self, name: &str) -> Result<()> {
+        self.borrow_mut().network_remove(name, false)
+    }
+    fn ensure_network(&self, n: &AppNetwork) -> Result<()> {
+        if self.has_network(&n.name) {
             return Ok(());
         }
         let pairs = |items: &[String]| -> std::collections::BTreeMap<String, String> {

@@ -81,6 +81,8 @@ pub struct AppRun {
     pub units: Vec<Unit>,
     pub networks: Vec<berth_proto::wire::AppNetwork>,
     pub volumes: Vec<berth_proto::wire::AppVolume>,
+    /// The networks this update made (journaled before each is made): a rollback removes them.
+    pub made: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
