@@ -130,7 +130,14 @@ impl Lab {
     }
 
     fn push(&self, dev: &str, file: &Path, tars: &[&Path]) -> (i32, String, String) {
-        let a = self.push_args(dev, file, tars);
+        self.push_with(dev, file, tars, &[])
+    }
+
+    /// `push` with more options (before the tarballs).
+    fn push_with(&self, dev: &str, file: &Path, tars: &[&Path], opts: &[&str]) -> (i32, String, String) {
+        let mut a = self.push_args(dev, file, &[]);
+        a.extend(opts.iter().map(|o| o.to_string()));
+        a.extend(tars.iter().map(|t| s(t).to_string()));
         let a: Vec<&str> = a.iter().map(String::as_str).collect();
         self.fleet.run(&a)
     }
@@ -180,8 +187,10 @@ fn an_application_is_pushed_upgraded_and_a_failing_service_rolls_both_back() {
     assert_eq!(code, 0, "first revision: exit {code}\nstdout: {out}\nstderr: {err}\nagent log:\n{}", a.log());
     wait_app(&a, &id1);
 
-    let (code, out, err) = lab.push("app-dev1", &lab.file("2", false), &[&v2]);
+    // The upgrade as a delta: the layers the device holds (app:1's base) are left out.
+    let (code, out, err) = lab.push_with("app-dev1", &lab.file("2", false), &[&v2], &["--delta"]);
     assert_eq!(code, 0, "upgrade: exit {code}\nstdout: {out}\nstderr: {err}\nagent log:\n{}", a.log());
+    assert!(out.contains("delta:") && out.contains("left out"), "the upgrade went as a delta: {out}");
     let (server2, client2) = wait_app(&a, &id2);
     let all = names(&a);
     assert!(
