@@ -171,3 +171,53 @@ if sys.argv[4]:
 json.dump(c, open(sys.argv[2], "w"), indent=1)
 PY
 }
+
+# --- Docker in a network namespace of its own ---------------------------------------------------
+# dockerd_start NS: Debian's dockerd (and the containerd it starts) alone in network namespace NS
+# (made here), so its bridge, its NAT rules and its br_netfilter settings live and die there; a
+# `modprobe` that does nothing comes first in its PATH, so it cannot load kernel modules for the
+# machine. Private data root ($BENCH_TMP/docker/data) and exec root (a fresh /tmp dir: socket paths
+# must stay short); busybox.tar loaded. Sets DOCK_NS, DOCK_PID, DOCK_EXEC, and DOCKER_ERR (empty
+# when it is ready). dk ARGS...: the docker CLI against it. dockerd_stop: stops it, removes what
+# it made (call from the row's EXIT trap; safe when it never started).
+DOCK_NS='' DOCK_PID='' DOCK_EXEC='' DOCKER_ERR=''
+dk() { DOCKER_HOST="unix://$DOCK_EXEC/d.sock" /usr/bin/docker "$@"; }
+dockerd_start() {
+    DOCK_NS=$1
+    if ! command -v dockerd >/dev/null || [ ! -x /usr/bin/docker ]; then
+        DOCKER_ERR="dockerd is not installed (apt-get install docker.io)"
+        return 0
+    fi
+    ip netns add "$DOCK_NS"
+    ip -n "$DOCK_NS" link set lo up
+    DOCK_EXEC=$(mktemp -d /tmp/bench-docker.XXXXXX)
+    mkdir -p "$BENCH_TMP/docker" "$DOCK_EXEC/bin"
+    printf '#!/bin/sh\nexit 1\n' >"$DOCK_EXEC/bin/modprobe" && chmod 755 "$DOCK_EXEC/bin/modprobe"
+    nsenter --net="/run/netns/$DOCK_NS" -- env PATH="$DOCK_EXEC/bin:/usr/sbin:/usr/bin:/sbin:/bin" dockerd \
+        --storage-driver=overlay2 --data-root "$BENCH_TMP/docker/data" --exec-root "$DOCK_EXEC/x" \
+        --pidfile "$DOCK_EXEC/d.pid" -H "unix://$DOCK_EXEC/d.sock" --ip6tables=false \
+        </dev/null >"$BENCH_TMP/docker/dockerd.log" 2>&1 &
+    DOCK_PID=$!
+    local _i
+    for _i in $(seq 150); do dk version >/dev/null 2>&1 && break; kill -0 "$DOCK_PID" 2>/dev/null || break; sleep 0.2; done
+    if ! dk version >/dev/null 2>&1; then
+        DOCKER_ERR="dockerd did not start: $(grep -iE 'error|fail' "$BENCH_TMP/docker/dockerd.log" | tail -n 2 | tr '\n' ' ' | cut -c1-300)"
+    elif ! dk load -q -i "$BENCH_WORK/busybox.tar" >/dev/null 2>"$BENCH_TMP/docker/load.err"; then
+        DOCKER_ERR="docker load: $(tail -n 2 "$BENCH_TMP/docker/load.err" | tr '\n' ' ')"
+    fi
+}
+dockerd_stop() {
+    if [ -n "$DOCK_PID" ]; then
+        dk ps -aq 2>/dev/null | xargs -r /usr/bin/docker -H "unix://$DOCK_EXEC/d.sock" rm -f >/dev/null 2>&1 || true
+        dk network prune -f >/dev/null 2>&1 || true
+        kill "$DOCK_PID" 2>/dev/null || true
+        local _i
+        for _i in $(seq 150); do kill -0 "$DOCK_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$DOCK_PID" 2>/dev/null || true
+        wait "$DOCK_PID" 2>/dev/null || true
+        DOCK_PID=''
+    fi
+    [ -z "$DOCK_EXEC" ] || { unmount_under "$DOCK_EXEC"; rm -rf "$DOCK_EXEC"; DOCK_EXEC=''; }
+    unmount_under "$BENCH_TMP/docker"
+    [ -z "$DOCK_NS" ] || [ ! -e "/run/netns/$DOCK_NS" ] || ip netns del "$DOCK_NS" || log "cannot delete network namespace $DOCK_NS"
+}

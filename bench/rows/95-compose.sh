@@ -12,10 +12,9 @@
 set -euo pipefail
 # shellcheck source=bench/lib.sh
 . "$BENCH_LIB"
-ns=bench-cmp-$$ dns=bench-cmp-dock-$$ apid='' dock_pid='' dock_exec=''
+ns=bench-cmp-$$ apid=''
 nb() { "$BERTH" --root "$BENCH_TMP/b/root" -H "unix://$BENCH_TMP/b/agent.sock" "$@"; }
-dk() { DOCKER_HOST="unix://$dock_exec/d.sock" /usr/bin/docker "$@"; }
-dkc() { DOCKER_HOST="unix://$dock_exec/d.sock" docker-compose "$@"; }
+dkc() { DOCKER_HOST="unix://$DOCK_EXEC/d.sock" docker-compose "$@"; }
 app=$BENCH_TMP/app
 cleanup() {
     set +e   # every step runs, whatever failed before it
@@ -24,19 +23,9 @@ cleanup() {
         kill "$apid" 2>/dev/null
         wait "$apid" 2>/dev/null
     fi
-    if [ -n "$dock_pid" ]; then
-        dkc -f "$app/compose.yaml" -p bench down -v >/dev/null 2>&1
-        kill "$dock_pid" 2>/dev/null
-        for _ in $(seq 150); do kill -0 "$dock_pid" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$dock_pid" 2>/dev/null
-        wait "$dock_pid" 2>/dev/null
-    fi
-    [ -z "$dock_exec" ] || { unmount_under "$dock_exec"; rm -rf "$dock_exec"; }
-    unmount_under "$BENCH_TMP/docker"
-    local n
-    for n in "$dns" "$ns"; do
-        [ ! -e "/run/netns/$n" ] || ip netns del "$n" || log "cannot delete network namespace $n"
-    done
+    [ -z "$DOCK_PID" ] || dkc -f "$app/compose.yaml" -p bench down -v >/dev/null 2>&1
+    dockerd_stop
+    [ ! -e "/run/netns/$ns" ] || ip netns del "$ns" || log "cannot delete network namespace $ns"
 }
 trap cleanup EXIT
 
@@ -88,28 +77,9 @@ nb ps -q >/dev/null 2>&1 || die "berth agent did not start: $(tail -n 2 "$BENCH_
 docker_ok='' docker_err=''
 if ! command -v docker-compose >/dev/null; then
     docker_err="docker-compose is not installed (apt-get install docker-compose)"
-elif command -v dockerd >/dev/null && [ -x /usr/bin/docker ]; then
-    ip netns add "$dns"
-    ip -n "$dns" link set lo up
-    dock_exec=$(mktemp -d /tmp/bench-docker.XXXXXX)
-    mkdir -p "$dock_exec/bin"
-    # A `modprobe` that does nothing first in its PATH: dockerd cannot load modules for the machine.
-    printf '#!/bin/sh\nexit 1\n' >"$dock_exec/bin/modprobe" && chmod 755 "$dock_exec/bin/modprobe"
-    nsenter --net="/run/netns/$dns" -- env PATH="$dock_exec/bin:/usr/sbin:/usr/bin:/sbin:/bin" dockerd \
-        --storage-driver=overlay2 --data-root "$BENCH_TMP/docker/data" --exec-root "$dock_exec/x" \
-        --pidfile "$dock_exec/d.pid" -H "unix://$dock_exec/d.sock" --ip6tables=false \
-        </dev/null >"$BENCH_TMP/docker/dockerd.log" 2>&1 &
-    dock_pid=$!
-    for _ in $(seq 150); do dk version >/dev/null 2>&1 && break; kill -0 "$dock_pid" 2>/dev/null || break; sleep 0.2; done
-    if ! dk version >/dev/null 2>&1; then
-        docker_err="dockerd did not start: $(grep -iE 'error|fail' "$BENCH_TMP/docker/dockerd.log" | tail -n 2 | tr '\n' ' ' | cut -c1-300)"
-    elif ! dk load -q -i "$BENCH_WORK/busybox.tar" >/dev/null 2>"$BENCH_TMP/docker/load.err"; then
-        docker_err="docker load: $(tail -n 2 "$BENCH_TMP/docker/load.err" | tr '\n' ' ')"
-    else
-        docker_ok=1
-    fi
 else
-    docker_err="dockerd is not installed (apt-get install docker.io)"
+    dockerd_start "bench-cmp-dock-$$"
+    if [ -n "$DOCKER_ERR" ]; then docker_err=$DOCKER_ERR; else docker_ok=1; fi
 fi
 [ -n "$docker_ok" ] || log "$docker_err"
 
@@ -171,9 +141,9 @@ dmem='' mem_err=$docker_err
 if [ -n "$docker_ok" ]; then
     if up docker >/dev/null 2>"$BENCH_TMP/docker/up.err"; then
         sleep 1.5
-        shims() { pids_matching "$dock_exec/x" | while read -r p; do [ "$(cat "/proc/$p/comm" 2>/dev/null)" = containerd-shim ] && echo "$p"; done; return 0; }
+        shims() { pids_matching "$DOCK_EXEC/x" | while read -r p; do [ "$(cat "/proc/$p/comm" 2>/dev/null)" = containerd-shim ] && echo "$p"; done; return 0; }
         # shellcheck disable=SC2046
-        dmem=$(pss "$dock_pid" $(pgrep -P "$dock_pid" || true) $(shims))
+        dmem=$(pss "$DOCK_PID" $(pgrep -P "$DOCK_PID" || true) $(shims))
     else
         mem_err="docker-compose up: $(tail -n 2 "$BENCH_TMP/docker/up.err" | tr '\n' ' ' | cut -c1-300)"
     fi

@@ -13,10 +13,9 @@
 set -euo pipefail
 # shellcheck source=bench/lib.sh
 . "$BENCH_LIB"
-MOSQ='' AGENT='' dock_pid='' dock_exec='' dns=bench-appupd-dock-$$
+MOSQ='' AGENT=''
 nb() { "$BERTH" --root "$BENCH_TMP/dev" -H "unix://$BENCH_TMP/dev.sock" "$@"; }
-dk() { DOCKER_HOST="unix://$dock_exec/d.sock" /usr/bin/docker "$@"; }
-dkc() { DOCKER_HOST="unix://$dock_exec/d.sock" docker-compose "$@"; }
+dkc() { DOCKER_HOST="unix://$DOCK_EXEC/d.sock" docker-compose "$@"; }
 cleanup() {
     set +e   # every step runs, whatever failed before it
     if [ -n "$AGENT" ]; then
@@ -25,16 +24,9 @@ cleanup() {
         wait "$AGENT" 2>/dev/null
     fi
     [ -z "$MOSQ" ] || { kill "$MOSQ" 2>/dev/null; wait "$MOSQ" 2>/dev/null; }
-    if [ -n "$dock_pid" ]; then
-        dkc -f "$BENCH_TMP/app.yaml" -p benchapp down >/dev/null 2>&1
-        kill "$dock_pid" 2>/dev/null
-        for _ in $(seq 150); do kill -0 "$dock_pid" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$dock_pid" 2>/dev/null
-        wait "$dock_pid" 2>/dev/null
-    fi
-    [ -z "$dock_exec" ] || { unmount_under "$dock_exec"; rm -rf "$dock_exec"; }
+    [ -z "$DOCK_PID" ] || dkc -f "$BENCH_TMP/app.yaml" -p benchapp down >/dev/null 2>&1
+    dockerd_stop
     unmount_under "$BENCH_TMP"
-    [ ! -e "/run/netns/$dns" ] || ip netns del "$dns" || log "cannot delete network namespace $dns"
 }
 trap cleanup EXIT
 
@@ -103,24 +95,10 @@ berth_push 0 >"$BENCH_TMP/push.0" 2>&1 || die "the first push failed: $(tail -n 
 docker_ok='' docker_err=''
 if ! command -v docker-compose >/dev/null; then
     docker_err="docker-compose is not installed (apt-get install docker-compose)"
-elif command -v dockerd >/dev/null && [ -x /usr/bin/docker ]; then
-    ip netns add "$dns"
-    ip -n "$dns" link set lo up
-    dock_exec=$(mktemp -d /tmp/bench-docker.XXXXXX)
-    mkdir -p "$dock_exec/bin" "$BENCH_TMP/docker"
-    # A `modprobe` that does nothing first in its PATH: dockerd cannot load modules for the machine.
-    printf '#!/bin/sh\nexit 1\n' >"$dock_exec/bin/modprobe" && chmod 755 "$dock_exec/bin/modprobe"
-    nsenter --net="/run/netns/$dns" -- env PATH="$dock_exec/bin:/usr/sbin:/usr/bin:/sbin:/bin" dockerd \
-        --storage-driver=overlay2 --data-root "$BENCH_TMP/docker/data" --exec-root "$dock_exec/x" \
-        --pidfile "$dock_exec/d.pid" -H "unix://$dock_exec/d.sock" --ip6tables=false \
-        </dev/null >"$BENCH_TMP/docker/dockerd.log" 2>&1 &
-    dock_pid=$!
-    for _ in $(seq 150); do dk version >/dev/null 2>&1 && break; kill -0 "$dock_pid" 2>/dev/null || break; sleep 0.2; done
-    if ! dk version >/dev/null 2>&1; then
-        docker_err="dockerd did not start: $(grep -iE 'error|fail' "$BENCH_TMP/docker/dockerd.log" | tail -n 2 | tr '\n' ' ' | cut -c1-300)"
-    elif ! dk load -q -i "$BENCH_WORK/busybox.tar" >/dev/null 2>"$BENCH_TMP/docker/load.err"; then
-        docker_err="docker load: $(tail -n 2 "$BENCH_TMP/docker/load.err" | tr '\n' ' ')"
-    else
+else
+    dockerd_start "bench-appupd-dock-$$"
+    docker_err=$DOCKER_ERR
+    if [ -z "$docker_err" ]; then
         app_yaml 0
         if dkc -f "$BENCH_TMP/app.yaml" -p benchapp up -d >/dev/null 2>"$BENCH_TMP/docker/up.err"; then
             docker_ok=1
@@ -128,8 +106,6 @@ elif command -v dockerd >/dev/null && [ -x /usr/bin/docker ]; then
             docker_err="docker-compose up: $(tail -n 2 "$BENCH_TMP/docker/up.err" | tr '\n' ' ' | cut -c1-300)"
         fi
     fi
-else
-    docker_err="dockerd is not installed (apt-get install docker.io)"
 fi
 [ -n "$docker_ok" ] || log "$docker_err"
 # Both engines' services are healthy before the first timed round.

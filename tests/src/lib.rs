@@ -426,3 +426,33 @@ pub fn assert_one_error(stderr: &str, words: &[&str]) -> String {
     );
     lines[0].to_string()
 }
+
+/// Bytes free to an unprivileged writer on the file system of `p`.
+pub fn free_bytes(p: &Path) -> u64 {
+    let c = std::ffi::CString::new(s(p)).expect("path without NUL");
+    // SAFETY: statvfs is a plain C struct: all zeroes is a valid value.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: statvfs writes into `st`, which we own; the path is a valid C string.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
+    assert_eq!(rc, 0, "statvfs {}", p.display());
+    st.f_bavail as u64 * st.f_frsize as u64
+}
+
+/// Fills the filesystem of `dir` with `<dir>/filler` until `leave` bytes are free.
+pub fn fill(dir: &Path, leave: u64) -> PathBuf {
+    let path = dir.join("filler");
+    let mut f = fs::File::create(&path).expect("create the filler");
+    let block = vec![0x5au8; 256 * 1024];
+    loop {
+        let free = free_bytes(dir);
+        if free <= leave {
+            break;
+        }
+        let n = ((free - leave) as usize).min(block.len());
+        if f.write_all(&block[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = f.sync_all();
+    path
+}

@@ -10,8 +10,7 @@
 //! fails loudly without them. Nothing asserts how fast anything is: every wait is a bounded poll.
 
 use std::fs;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -19,20 +18,10 @@ use serde_json::Value;
 use berth_tests::agent::{host_shared, Agent};
 use berth_tests::fixtures::{fixtures, read_archive};
 use berth_tests::mqtt::{app_image, device_on, wait_result, Broker, Fleet, Subscriber};
-use berth_tests::{assert_one_error, poll, require_root, s, try_poll, Root};
+use berth_tests::{assert_one_error, fill, free_bytes, poll, require_root, s, try_poll, Root};
 
 const PATIENCE: Duration = Duration::from_secs(120);
 const WINDOW: u32 = 2;
-
-fn free_bytes(p: &Path) -> u64 {
-    let c = std::ffi::CString::new(s(p)).expect("path without NUL");
-    // SAFETY: statvfs is a plain C struct: all zeroes is a valid value.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: statvfs writes into `st`, which we own; the path is a valid C string.
-    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
-    assert_eq!(rc, 0, "statvfs {}", p.display());
-    st.f_bavail as u64 * st.f_frsize as u64
-}
 
 fn total_bytes(p: &Path) -> u64 {
     let c = std::ffi::CString::new(s(p)).expect("path without NUL");
@@ -114,25 +103,6 @@ impl Lab {
         assert!(names(a).iter().any(|n| n.starts_with("app.prev-")), "no rollback target after two pushes: {:?}", names(a));
         (image_id(&app_image("1", 0)), image_id(&app_image("2", 0)))
     }
-}
-
-/// `<root>/filler`, grown until `leave` bytes are free.
-fn fill(root: &Path, leave: u64) -> PathBuf {
-    let path = root.join("filler");
-    let mut f = fs::File::create(&path).expect("create the filler");
-    let block = vec![0x5au8; 256 * 1024];
-    loop {
-        let free = free_bytes(root);
-        if free <= leave {
-            break;
-        }
-        let n = ((free - leave) as usize).min(block.len());
-        if f.write_all(&block[..n]).is_err() {
-            break;
-        }
-    }
-    f.sync_all().expect("sync the filler");
-    path
 }
 
 #[test]

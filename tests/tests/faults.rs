@@ -52,7 +52,7 @@ use berth_proto::sign::SecretKey;
 use berth_tests::agent::{alive, host_shared, Agent};
 use berth_tests::fixtures::read_archive;
 use berth_tests::mqtt::{app_image, device_on, root_of, update_files, wait_online, Background, Broker, Crafted, Fleet, Msg, Subscriber};
-use berth_tests::{berth_bin, require_root, s, try_poll, Root};
+use berth_tests::{berth_bin, fill, free_bytes, require_root, try_poll, Root};
 
 /// Upper bound of any wait: only a hung or broken agent or broker takes this long.
 const PATIENCE: Duration = Duration::from_secs(180);
@@ -975,34 +975,6 @@ fn tcp_connection_cut_mid_transfer_several_times_resumes_and_commits() {
 
 // ---------------------------------------------------------------------------------------------
 // 4. Disk full mid-transfer and mid-load.
-
-fn free_bytes(p: &Path) -> u64 {
-    let c = std::ffi::CString::new(s(p)).expect("path without NUL");
-    // SAFETY: statvfs writes into the zeroed struct we pass; the path is a valid C string.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
-    assert_eq!(rc, 0, "statvfs {}", p.display());
-    st.f_bavail as u64 * st.f_frsize as u64
-}
-
-/// Fills the filesystem of `dir` with `<dir>/filler` until `leave` bytes are free.
-fn fill(dir: &Path, leave: u64) -> PathBuf {
-    let path = dir.join("filler");
-    let mut f = fs::File::create(&path).expect("create the filler");
-    let block = vec![0x5au8; 256 * 1024];
-    loop {
-        let free = free_bytes(dir);
-        if free <= leave {
-            break;
-        }
-        let n = ((free - leave) as usize).min(block.len());
-        if f.write_all(&block[..n]).is_err() {
-            break;
-        }
-    }
-    let _ = f.sync_all();
-    path
-}
 
 struct Full {
     case: &'static str,
