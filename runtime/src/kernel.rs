@@ -163,6 +163,15 @@ pub const REQUIREMENTS: &[Requirement] = &[
         "-p/-P on every host address",
         Probe::Module("nft_fib_ipv4"),
     ),
+    // Disk quotas: `--storage-opt size=` is a project quota on the container's writable layer.
+    req("QUOTA", Optional, "disk quotas", "--storage-opt size=", Probe::Path("proc/sys/fs/quota")),
+    req(
+        "QFMT_V2",
+        Optional,
+        "ext4's quota file format (project quotas, prjquota)",
+        "--storage-opt size= on ext4",
+        Probe::Module("quota_v2"),
+    ),
     // Devices
     req("USB_SERIAL", Optional, "USB serial adapters", "--device for USB serial adapters", Probe::Module("usbserial")),
     req("USB_ACM", Optional, "USB CDC-ACM modems and serial gadgets", "--device for CDC-ACM devices", Probe::Module("cdc_acm")),
