@@ -386,3 +386,45 @@ fn a_revision_bound_volume_returns_to_the_old_data_after_a_rollback() {
     });
     assert_eq!(text, "rev-1\nrev-2\nrev-2\n", "the volume is as revision 2 left it, then revision 2 started again");
 }
+
+#[test]
+fn an_application_whose_images_are_pinned_by_digest_is_pulled_by_the_device() {
+    use berth_tests::registry::{Auth, Registry};
+    let _h = host_shared();
+    let lab = Lab::new();
+    let reg = Registry::start(false, Auth::None);
+    let a = lab.device("app-dev5", &[]);
+    let v1 = app_image("1", 0);
+    let id1 = image_id(&v1);
+    reg.put(&format!("docker-archive:{}", s(&v1)), "fleet/app:1");
+    let (_, digest) = reg.raw_manifest("fleet/app:1");
+    let pinned = format!("{}/fleet/app@{digest}", reg.host);
+    let file = lab.dir.join("pinned.yaml");
+    fs::write(&file, compose("1", false).replace("image: app:1", &format!("image: {pinned}"))).expect("write compose file");
+
+    // No tarball: only the signed, digest-pinned references go over MQTT; the device pulls.
+    let mark = lab.sub.mark();
+    let (code, out, err) = lab.push("app-dev5", &file, &[]);
+    assert_eq!(code, 0, "exit {code}\nstdout: {out}\nstderr: {err}\nagent log:\n{}", a.log());
+    wait_app(&a, &id1);
+    let progress = format!("{}progress", root_of("app-dev5"));
+    assert!(
+        lab.sub.since(mark).iter().any(|m| m.topic == progress && m.json_or_null()["phase"] == "pulling"),
+        "no 'pulling' progress:\n{}",
+        lab.sub.dump(mark)
+    );
+    assert!(out.contains("with the images on the devices") && out.contains("chunks: 0 sent, 0 resent"), "no tarball, no chunks: {out}");
+
+    // A digest the registry does not hold: the update fails at the pull, nothing changes.
+    let before = wait_app(&a, &id1);
+    let wrong = format!("{}/fleet/app@sha256:{}", reg.host, "0".repeat(64));
+    fs::write(&file, compose("1", false).replace("image: app:1", &format!("image: {wrong}"))).expect("write compose file");
+    let mark = lab.sub.mark();
+    let (code, _, _) = lab.push("app-dev5", &file, &[]);
+    assert_ne!(code, 0);
+    let topic = format!("{}result", root_of("app-dev5"));
+    let r = lab.sub.wait_from(mark, "the failure", PATIENCE, |m| m.topic == topic).json();
+    assert_eq!(r["result"], "failed", "{r}");
+    assert!(r["reason"].as_str().unwrap_or_default().contains("does not pull"), "{r}");
+    assert_eq!(wait_app(&a, &id1), before, "the running revision was not touched");
+}

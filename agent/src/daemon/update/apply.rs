@@ -111,32 +111,7 @@ async fn load<L: Ledger, C: Containers>(upd: &RefCell<L>, sup: &C, a: &Active) -
     if let Ok(reference) = std::fs::read_to_string(&pull) {
         // `fleet push --pull`: the store checks every blob against the signed digest, and a
         // pull interrupted by a crash resumes where its bytes stopped.
-        let errlog = dir.join("pull.err");
-        let config = upd.borrow().config_path();
-        let code = {
-            // The pull's bytes, reported every second while it runs, as a transfer's chunks are.
-            let pulling = sup.pull(&root, reference.trim(), config.as_deref(), &errlog);
-            tokio::pin!(pulling);
-            let progress = berth_runtime::paths::pull_progress_file(&root);
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            loop {
-                tokio::select! {
-                    code = &mut pulling => break code?,
-                    _ = tick.tick() => {
-                        let text = std::fs::read_to_string(&progress).unwrap_or_default();
-                        let mut n = text.split_whitespace().map(|w| w.parse::<u64>().ok());
-                        if let (Some(Some(have)), Some(Some(total))) = (n.next(), n.next()) {
-                            if let Ok(u) = upd.try_borrow() {
-                                u.pull_progress(&a.id, have, total);
-                            }
-                        }
-                    }
-                }
-            }
-        };
-        if code != 0 {
-            let msg = std::fs::read_to_string(&errlog).unwrap_or_default();
-            let line = msg.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no message").trim().to_string();
+        if let Err(line) = pull_reporting(upd, sup, &a.id, reference.trim(), &dir).await? {
             return Ok(Next::Fail(format!("the image does not pull: {line}")));
         }
         let id = sup.image_id(&o.image).map_err(|e| Error::invalid(format!("pulled {}, but {e}", reference.trim())))?;
@@ -159,6 +134,48 @@ async fn load<L: Ledger, C: Containers>(upd: &RefCell<L>, sup: &C, a: &Active) -
     // The tarball is in the store now; its space goes back to the board.
     let _ = std::fs::remove_file(&data);
     Ok(Next::Step(Step::Loaded, Box::new(move |a| a.image_id = Some(id))))
+}
+
+/// `berth pull REFERENCE` in a child (`Containers::pull`), its bytes reported every second while
+/// it runs, as a transfer's chunks are. `Err` is the last line of its error output.
+pub(super) async fn pull_reporting<L: Ledger, C: Containers>(
+    upd: &RefCell<L>,
+    sup: &C,
+    id: &str,
+    reference: &str,
+    dir: &Path,
+) -> Result<std::result::Result<(), String>> {
+    let root = upd.borrow().root();
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+    let errlog = dir.join("pull.err");
+    let config = upd.borrow().config_path();
+    // The phase shows at once, whatever the pull's size (its first bytes take a second to count).
+    upd.borrow().pull_progress(id, 0, 0);
+    let code = {
+        let pulling = sup.pull(&root, reference, config.as_deref(), &errlog);
+        tokio::pin!(pulling);
+        let progress = berth_runtime::paths::pull_progress_file(&root);
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                code = &mut pulling => break code?,
+                _ = tick.tick() => {
+                    let text = std::fs::read_to_string(&progress).unwrap_or_default();
+                    let mut n = text.split_whitespace().map(|w| w.parse::<u64>().ok());
+                    if let (Some(Some(have)), Some(Some(total))) = (n.next(), n.next()) {
+                        if let Ok(u) = upd.try_borrow() {
+                            u.pull_progress(id, have, total);
+                        }
+                    }
+                }
+            }
+        }
+    };
+    if code == 0 {
+        return Ok(Ok(()));
+    }
+    let msg = std::fs::read_to_string(&errlog).unwrap_or_default();
+    Ok(Err(msg.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no message").trim().to_string()))
 }
 
 pub(super) fn retired_name(name: &str, seq: u64) -> String {

@@ -70,10 +70,26 @@ async fn load<L: Ledger, C: Containers>(upd: &RefCell<L>, sup: &C, a: &Active) -
             continue;
         }
         let o = berth_proto::run::parse_run_words(&u.run).map_err(Error::invalid)?;
+        if sup.image_id(&o.image).is_err() && berth_proto::wire::valid_pull(&o.image) {
+            // Pinned by digest (in the signed manifest): the device's registry or mirror has it,
+            // and the store checks every blob against that digest.
+            if !cfg!(feature = "registry") {
+                return Ok(Next::Fail(format!(
+                    "service {}: image {} is not on the device, and this firmware was built without registry support to pull it (send it in the update: berth fleet push --app FILE IMAGES.tar)",
+                    u.service, o.image
+                )));
+            }
+            if let Err(line) = super::apply::pull_reporting(upd, sup, &a.id, &o.image, &dir).await? {
+                return Ok(Next::Fail(format!("service {}: image {} does not pull: {line}", u.service, o.image)));
+            }
+        }
         match sup.image_id(&o.image) {
             Ok(id) => ids.push(Some(id)),
             Err(_) => {
-                return Ok(Next::Fail(format!("service {}: image {} is neither on the device nor in the update", u.service, o.image)))
+                return Ok(Next::Fail(format!(
+                    "service {}: image {} is neither on the device nor in the update (pin it by digest, NAME@sha256:..., for the device to pull it)",
+                    u.service, o.image
+                )))
             }
         }
     }

@@ -276,7 +276,8 @@ impl Manager {
     }
 
     /// `fleet push --app`: an application's services as one update. Without a tarball every
-    /// image must be on the device already: one that is not is refused here, nothing changed.
+    /// image must be on the device already or pinned by digest (pulled from the device's
+    /// registry when the update is applied): another is refused here, nothing changed.
     fn begin_app(&mut self, m: Manifest, env: Envelope) -> Then {
         if self.journal.deployments.get(&m.name).is_some_and(|d| d.app.is_none()) {
             return self.refuse(Some(&m), format!("{} is a single container's deployment, not an application", m.name));
@@ -286,8 +287,14 @@ impl Manager {
         }
         for s in m.app.iter().flat_map(|a| &a.services) {
             let image = berth_proto::run::parse_run_words(&s.run).map(|o| o.image).unwrap_or_default();
-            if self.sup.borrow().image_id(&image).is_err() {
-                return self.refuse(Some(&m), format!("service {}: image {image} is neither on the device nor in the update", s.service));
+            if self.sup.borrow().image_id(&image).is_err() && !berth_proto::wire::valid_pull(&image) {
+                return self.refuse(
+                    Some(&m),
+                    format!(
+                        "service {}: image {image} is neither on the device nor in the update (pin it by digest, NAME@sha256:..., for the device to pull it)",
+                        s.service
+                    ),
+                );
             }
         }
         match super::apply_app::deploy_active(&m, &self.journal) {
