@@ -16,7 +16,7 @@
 set -euo pipefail
 # shellcheck source=bench/lib.sh
 . "$BENCH_LIB"
-ns=bench-net-$$ out=bench-net-out-$$ dns=bench-net-dock-$$ apid='' dock_pid='' dock_exec=''
+ns=bench-net-$$ out=bench-net-out-$$ apid=''
 board=10.239.0.1 outside=10.239.0.2
 nb() { "$BERTH" --root "$BENCH_TMP/b/root" -H "unix://$BENCH_TMP/b/agent.sock" "$@"; }
 # A contender inside the board namespace and the cgroup wrapper every start row uses.
@@ -29,18 +29,9 @@ cleanup() {
         wait "$apid" 2>/dev/null || true
     fi
     podman_teardown
-    if [ -n "$dock_pid" ]; then
-        dk ps -aq 2>/dev/null | xargs -r /usr/bin/docker -H "unix://$dock_exec/d.sock" rm -f >/dev/null 2>&1 || true
-        dk network prune -f >/dev/null 2>&1 || true
-        kill "$dock_pid" 2>/dev/null || true
-        for _ in $(seq 150); do kill -0 "$dock_pid" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$dock_pid" 2>/dev/null || true
-        wait "$dock_pid" 2>/dev/null || true
-    fi
-    [ -z "$dock_exec" ] || { unmount_under "$dock_exec"; rm -rf "$dock_exec"; }
-    unmount_under "$BENCH_TMP/docker"
+    dockerd_stop
     local n
-    for n in "$dns" "$ns" "$out"; do
+    for n in "$ns" "$out"; do
         [ ! -e "/run/netns/$n" ] || ip netns del "$n" || log "cannot delete network namespace $n"
     done
 }
@@ -77,34 +68,16 @@ if [ -n "$podman_ok" ] && ! podman_run "$PODMAN_IMAGE" true >/dev/null 2>"$BENCH
     log "$podman_err"
 fi
 
-# Docker on its bridge: dockerd (and the containerd it starts) inside a namespace of its own, with
-# iptables on (its default): its rules are that namespace's. A `modprobe` that does nothing comes
-# first in its PATH, so it cannot load kernel modules for the whole machine.
-dk() { DOCKER_HOST="unix://$dock_exec/d.sock" /usr/bin/docker "$@"; }
+# Docker on its bridge: dockerd (and the containerd it starts) alone in a namespace of its own
+# (bench/lib.sh), with iptables on (its default): its rules are that namespace's.
 docker_ok='' docker_err=''
-if command -v dockerd >/dev/null && [ -x /usr/bin/docker ]; then
-    ip netns add "$dns"
-    ip -n "$dns" link set lo up
-    dock_exec=$(mktemp -d /tmp/bench-docker.XXXXXX)
-    mkdir -p "$BENCH_TMP/docker" "$dock_exec/bin"
-    printf '#!/bin/sh\nexit 1\n' >"$dock_exec/bin/modprobe" && chmod 755 "$dock_exec/bin/modprobe"
-    nsenter --net="/run/netns/$dns" -- env PATH="$dock_exec/bin:/usr/sbin:/usr/bin:/sbin:/bin" dockerd \
-        --storage-driver=overlay2 --data-root "$BENCH_TMP/docker/data" --exec-root "$dock_exec/x" \
-        --pidfile "$dock_exec/d.pid" -H "unix://$dock_exec/d.sock" --ip6tables=false \
-        </dev/null >"$BENCH_TMP/docker/dockerd.log" 2>&1 &
-    dock_pid=$!
-    for _ in $(seq 150); do dk version >/dev/null 2>&1 && break; kill -0 "$dock_pid" 2>/dev/null || break; sleep 0.2; done
-    if ! dk version >/dev/null 2>&1; then
-        docker_err="dockerd did not start: $(grep -iE 'error|fail' "$BENCH_TMP/docker/dockerd.log" | tail -n 2 | tr '\n' ' ' | cut -c1-300)"
-    elif ! dk load -q -i "$BENCH_WORK/busybox.tar" >/dev/null 2>"$BENCH_TMP/docker/load.err"; then
-        docker_err="docker load: $(tail -n 2 "$BENCH_TMP/docker/load.err" | tr '\n' ' ')"
-    elif ! dk run --rm bench:1 true >/dev/null 2>"$BENCH_TMP/docker/run.err"; then
-        docker_err="docker run on its bridge: $(tail -n 2 "$BENCH_TMP/docker/run.err" | tr '\n' ' ' | cut -c1-300)"
-    else
-        docker_ok=1
-    fi
+dockerd_start "bench-net-dock-$$"
+if [ -n "$DOCKER_ERR" ]; then
+    docker_err=$DOCKER_ERR
+elif ! dk run --rm bench:1 true >/dev/null 2>"$BENCH_TMP/docker/run.err"; then
+    docker_err="docker run on its bridge: $(tail -n 2 "$BENCH_TMP/docker/run.err" | tr '\n' ' ' | cut -c1-300)"
 else
-    docker_err="dockerd is not installed (apt-get install docker.io)"
+    docker_ok=1
 fi
 [ -n "$docker_ok" ] || log "$docker_err"
 log "setup done after $SECONDS s"
@@ -221,9 +194,9 @@ dmem='' mem_err=$docker_err
 if [ -n "$docker_ok" ]; then
     if spread_run dk 2>"$BENCH_TMP/docker/spread.err"; then
         settle
-        shims() { pids_matching "$dock_exec/x" | while read -r p; do [ "$(cat "/proc/$p/comm" 2>/dev/null)" = containerd-shim ] && echo "$p"; done; return 0; }
+        shims() { pids_matching "$DOCK_EXEC/x" | while read -r p; do [ "$(cat "/proc/$p/comm" 2>/dev/null)" = containerd-shim ] && echo "$p"; done; return 0; }
         # shellcheck disable=SC2046
-        dmem=$(pss "$dock_pid" $(pgrep -P "$dock_pid" || true) $(shims))
+        dmem=$(pss "$DOCK_PID" $(pgrep -P "$DOCK_PID" || true) $(shims))
         log "docker, 3 networks + 20 containers: $dmem kB ($(shims | wc -l) shims)"
     else
         mem_err="docker: 3 networks and 20 containers: $(tail -n 2 "$BENCH_TMP/docker/spread.err" | tr '\n' ' ' | cut -c1-300)"
