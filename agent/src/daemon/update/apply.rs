@@ -149,8 +149,6 @@ pub(super) async fn pull_reporting<L: Ledger, C: Containers>(
     std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
     let errlog = dir.join("pull.err");
     let config = upd.borrow().config_path();
-    // The phase shows at once, whatever the pull's size (its first bytes take a second to count).
-    upd.borrow().pull_progress(id, 0, 0);
     let code = {
         let pulling = sup.pull(&root, reference, config.as_deref(), &errlog);
         tokio::pin!(pulling);

@@ -79,6 +79,9 @@ async fn load<L: Ledger, C: Containers>(upd: &RefCell<L>, sup: &C, a: &Active) -
                     u.service, o.image
                 )));
             }
+            // The phase shows at once, as `fleet push --pull`'s does when it begins (a small
+            // image is in before its bytes are first counted).
+            upd.borrow().pull_progress(&a.id, 0, 0);
             if let Err(line) = super::apply::pull_reporting(upd, sup, &a.id, &o.image, &dir).await? {
                 return Ok(Next::Fail(format!("service {}: image {} does not pull: {line}", u.service, o.image)));
             }
