@@ -6,19 +6,16 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde::Deserialize;
-
 use crate::error::{Error, Result};
 use crate::spec;
+use crate::toml;
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Board {
     /// Short name, the file's stem (`raspberrypi4`).
     pub name: String,
     pub description: String,
     /// The Yocto MACHINE this profile is for, if it has one.
-    #[serde(default)]
     pub machine: Option<String>,
     /// Debian-style architecture: `arm64`, `armhf`, `amd64`.
     pub arch: String,
@@ -31,12 +28,10 @@ pub struct Board {
     pub memory: Memory,
     pub storage: Storage,
     /// Device names for `--device NAME`: a node or directory under /dev, or `usb:VID:PID[:SERIAL]`.
-    #[serde(default)]
     pub devices: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Memory {
     /// RAM of the smallest variant the profile covers (`1G`).
     pub total: String,
@@ -44,13 +39,11 @@ pub struct Memory {
     pub containers: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Storage {
     /// berth's root (images, containers).
     pub root: String,
     /// Persistent application data (volumes), if the image has a data partition.
-    #[serde(default)]
     pub data: Option<String>,
 }
 
@@ -89,8 +82,33 @@ impl Board {
     }
 
     pub fn parse(text: &str) -> Result<Board> {
-        let b: Board = basic_toml::from_str(text).map_err(|e| Error::invalid(e.to_string().replace('\n', " ")))?;
+        let b = Board::read(text).map_err(|e| Error::invalid(e.to_string()))?;
         b.validate()?;
+        Ok(b)
+    }
+
+    /// The profile's keys, each of the kind it must be; unknown keys are errors.
+    fn read(text: &str) -> std::result::Result<Board, toml::Error> {
+        let mut doc = toml::parse(text)?;
+        let mut mem = doc.table("memory")?;
+        let memory = Memory { total: mem.required("total")?, containers: mem.required("containers")? };
+        mem.finish()?;
+        let mut st = doc.table("storage")?;
+        let storage = Storage { root: st.required("root")?, data: st.string("data")? };
+        st.finish()?;
+        let b = Board {
+            name: doc.required("name")?,
+            description: doc.required("description")?,
+            machine: doc.string("machine")?,
+            arch: doc.required("arch")?,
+            target: doc.required("target")?,
+            cgroup: doc.required("cgroup")?,
+            console: doc.required("console")?,
+            memory,
+            storage,
+            devices: doc.table("devices")?.string_map()?,
+        };
+        doc.finish()?;
         Ok(b)
     }
 
@@ -195,9 +213,9 @@ ftdi = "usb:0403:6001"
     #[test]
     fn refuses_unknown_keys_and_paths_outside_dev() {
         let e = Board::parse(&format!("bogus = 1\n{GOOD}")).unwrap_err();
-        assert!(e.message().contains("unknown field"), "{e}");
+        assert!(e.message().contains("line 1: unknown key `bogus`"), "{e}");
         let e = Board::parse(&GOOD.replace("containers = \"512M\"", "containers = \"512M\"\nswap = \"1G\"")).unwrap_err();
-        assert!(e.message().contains("unknown field `swap`"), "{e}");
+        assert!(e.message().contains("unknown key `swap` in [memory]"), "{e}");
         for (from, to, want) in [
             ("\"/dev/i2c-1\"", "\"/etc/passwd\"", "devices.i2c-1 = \"/etc/passwd\": device paths must be under /dev"),
             ("\"/dev/i2c-1\"", "\"/dev/../etc/shadow\"", "device paths must be under /dev"),

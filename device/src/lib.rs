@@ -14,6 +14,7 @@ pub mod hotplug;
 pub mod node;
 pub mod rule;
 pub mod spec;
+pub mod toml;
 pub mod uevent;
 pub mod usb;
 

@@ -442,7 +442,8 @@ fn board_configs_validate() {
     fs::write(&unknown, format!("colour = \"red\"\n{good}")).unwrap();
     let outside = scratch.join("outside.toml");
     fs::write(&outside, format!("{good}\nshadow = \"/etc/shadow\"\n")).unwrap();
-    for (f, want) in [(&unknown, "unknown field `colour`"), (&outside, "devices.shadow = \"/etc/shadow\": device paths must be under /dev")]
+    for (f, want) in
+        [(&unknown, "line 1: unknown key `colour`"), (&outside, "devices.shadow = \"/etc/shadow\": device paths must be under /dev")]
     {
         let out = Command::new(berth_tests::berth_bin()).args(["board", "validate", s(f)]).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);

@@ -3,32 +3,23 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
-
+use berth_device::toml;
 use berth_runtime::{Error, IoContext, Result};
 
 pub const DEFAULT_PATH: &str = "/etc/berth/berth.toml";
 
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default, Clone)]
 pub struct Config {
-    #[serde(default)]
     pub mqtt: Mqtt,
-    #[serde(default)]
     pub update: Update,
-    #[serde(default)]
     pub registry: RegistryConf,
-    #[serde(default)]
     pub network: NetworkSection,
-    #[serde(default)]
     pub security: Security,
-    #[serde(default)]
     pub storage: Storage,
 }
 
 /// `[storage]`: what keeps a full disk from stopping the agent (docs/storage.md).
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default, Clone)]
 pub struct Storage {
     /// Space held back for berth's own records (journal, container records, image database):
     /// a size (`16m`, the default), a percentage of the root's disk (`2%`) or `0` for none.
@@ -39,8 +30,7 @@ pub struct Storage {
 }
 
 /// `[security]`: user namespaces.
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default, Clone)]
 pub struct Security {
     /// `default` (ranges of user `berth`, else berth's own) or a user name (its ranges, which
     /// must exist): containers then run with `--userns=auto` unless they ask for `host`.
@@ -51,8 +41,7 @@ pub struct Security {
 }
 
 /// `[network]`: containers' default network and the default bridge.
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default, Clone)]
 pub struct NetworkSection {
     /// `bridge` (the default, as Docker's) or `host` (boards without bridge/nf_tables support).
     pub default: Option<String>,
@@ -61,25 +50,20 @@ pub struct NetworkSection {
 }
 
 /// `[registry]`: as Docker's daemon.json has them (`berth pull`/`push` read it).
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default, Clone)]
 pub struct RegistryConf {
     /// Docker Hub mirrors, tried in order before Docker Hub (`https://mirror.example`).
-    #[serde(default)]
     pub mirrors: Vec<String>,
     /// `host[:port]` or CIDR entries that may use plain HTTP or any certificate.
-    #[serde(default)]
     pub insecure_registries: Vec<String>,
     /// A `certs.d` directory (`DIR/HOST[:PORT]/ca.crt`) searched before /etc/berth/certs.d and
     /// /etc/docker/certs.d.
     pub certs_dir: Option<PathBuf>,
 }
 
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default, Clone)]
 pub struct Mqtt {
     /// Broker URLs, tried in order (failover) and round again.
-    #[serde(default)]
     pub brokers: Vec<String>,
     pub device_id: Option<String>,
     pub ca: Option<PathBuf>,
@@ -92,15 +76,12 @@ pub struct Mqtt {
     pub keep_alive: Option<u64>,
     /// Default `berth/v1/<device-id>/`; `{device}` is replaced by the device id.
     pub topic_root: Option<String>,
-    #[serde(default)]
     pub groups: Vec<String>,
 }
 
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default, Clone)]
 pub struct Update {
     /// Public keys (SPKI PEM files) whose signatures are trusted.
-    #[serde(default)]
     pub trusted_keys: Vec<PathBuf>,
     /// Largest tarball accepted, e.g. "512m" (default: whatever fits on the disk).
     pub max_size: Option<String>,
@@ -108,7 +89,49 @@ pub struct Update {
 
 impl Config {
     pub fn parse(text: &str, origin: &str) -> Result<Config> {
-        basic_toml::from_str(text).map_err(|e| Error::invalid(format!("{origin}: {e}")))
+        Config::read(text).map_err(|e| Error::invalid(format!("{origin}: {e}")))
+    }
+
+    /// Each section's keys, of the kind each must be; unknown keys and sections are errors.
+    fn read(text: &str) -> std::result::Result<Config, toml::Error> {
+        let mut doc = toml::parse(text)?;
+        let mut t = doc.table("mqtt")?;
+        let mqtt = Mqtt {
+            brokers: t.strings("brokers")?,
+            device_id: t.string("device_id")?,
+            ca: t.path("ca")?,
+            cert: t.path("cert")?,
+            key: t.path("key")?,
+            username: t.string("username")?,
+            password: t.string("password")?,
+            password_file: t.path("password_file")?,
+            keep_alive: t.uint("keep_alive")?,
+            topic_root: t.string("topic_root")?,
+            groups: t.strings("groups")?,
+        };
+        t.finish()?;
+        let mut t = doc.table("update")?;
+        let update = Update { trusted_keys: t.paths("trusted_keys")?, max_size: t.string("max_size")? };
+        t.finish()?;
+        let mut t = doc.table("registry")?;
+        let registry = RegistryConf {
+            mirrors: t.strings("mirrors")?,
+            insecure_registries: t.strings("insecure_registries")?,
+            certs_dir: t.path("certs_dir")?,
+        };
+        t.finish()?;
+        let mut t = doc.table("network")?;
+        let network = NetworkSection { default: t.string("default")?, subnet: t.string("subnet")? };
+        t.finish()?;
+        let mut t = doc.table("security")?;
+        let security =
+            Security { userns_remap: t.string("userns_remap")?, subuid_file: t.path("subuid_file")?, subgid_file: t.path("subgid_file")? };
+        t.finish()?;
+        let mut t = doc.table("storage")?;
+        let storage = Storage { reserve: t.string("reserve")?, gc_threshold: t.string("gc_threshold")? };
+        t.finish()?;
+        doc.finish()?;
+        Ok(Config { mqtt, update, registry, network, security, storage })
     }
 
     /// The file at `path`; with `required` false a missing file is an empty configuration.
@@ -153,10 +176,30 @@ mod tests {
         assert_eq!(c.update.trusted_keys, vec![PathBuf::from("/etc/berth/k.pub")]);
         assert_eq!((c.storage.reserve.as_deref(), c.storage.gc_threshold.as_deref()), (Some("8m"), Some("10%")));
         let e = Config::parse("[mqtt]\nbroker = \"x\"\n", "f.toml").unwrap_err().to_string();
-        assert!(e.contains("f.toml") && e.contains("broker"), "{e}");
-        assert!(Config::parse("[nope]\n", "t").is_err());
+        assert_eq!(e, "f.toml: line 2: unknown key `broker` in [mqtt]");
+        let e = Config::parse("[nope]\n", "t").unwrap_err().to_string();
+        assert_eq!(e, "t: line 1: unknown key `nope`");
+        let e = Config::parse("[mqtt]\nkeep_alive = \"20\"\n", "t").unwrap_err().to_string();
+        assert_eq!(e, "t: line 2: mqtt.keep_alive: expected an integer, found a string");
         assert!(Config::load(Path::new("/nonexistent/berth.toml"), false).is_ok());
         assert!(Config::load(Path::new("/nonexistent/berth.toml"), true).is_err());
+        // The file the Yocto layer installs stays readable.
+        let shipped = include_str!("../../../yocto-layer/recipes-containers/berth/files/berth.toml");
+        if let Err(e) = Config::parse(shipped, "yocto berth.toml") {
+            panic!("{e}");
+        }
+        // ... and every key it documents in a comment is one the agent reads.
+        let keys: Vec<&str> = shipped
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(r) if r.split_once(" = ").is_some_and(|(k, _)| k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')) => r,
+                _ => l,
+            })
+            .collect();
+        assert!(keys.iter().filter(|l| l.contains(" = ")).count() >= 12, "{keys:?}");
+        if let Err(e) = Config::parse(&keys.join("\n"), "yocto berth.toml, uncommented") {
+            panic!("{e}");
+        }
         assert!(valid_device_id("dev-1.a_b") && !valid_device_id("a/b") && !valid_device_id("a+"));
     }
 }
