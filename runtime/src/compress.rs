@@ -43,7 +43,7 @@ pub fn decoder<'a, R: BufRead + 'a>(mut r: R) -> io::Result<(Compression, Box<dy
     let c = Compression::detect(head);
     let d: Box<dyn Read + 'a> = match c {
         Compression::None => Box::new(r),
-        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(r)),
+        Compression::Gzip => Box::new(crate::gzip::GzDecoder::new(r)),
         Compression::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(r)),
         Compression::Xz => Box::new(BufReader::new(lzma_rust2::XzReader::new(r, true))),
         Compression::Zstd => Box::new(ZstdReader { src: r, dec: ruzstd::decoding::FrameDecoder::new(), in_frame: false }),
@@ -114,7 +114,7 @@ mod tests {
     fn gzip_members_concatenated() {
         let mut all = Vec::new();
         for part in [&b"hello "[..], b"world"] {
-            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            let mut e = crate::gzip::GzEncoder::new(Vec::new(), 1);
             e.write_all(part).unwrap();
             all.extend(e.finish().unwrap());
         }

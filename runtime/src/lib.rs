@@ -8,6 +8,7 @@ pub mod container;
 pub mod digest;
 pub mod error;
 pub mod fsutil;
+pub mod gzip;
 pub mod image;
 pub mod kernel;
 pub mod lock;

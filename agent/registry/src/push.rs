@@ -275,7 +275,7 @@ fn upload_layer_once(
     let url = t.start(None, None)?.ok_or_else(|| Error::invalid("the registry mounted a blob it was not asked to"))?;
     let up = Upload { t, url, buf: Vec::with_capacity(chunk + (64 << 10)), sent: 0, hash: Hasher::new(), chunk, lost };
     // Level 6, no name, mtime 0: the same layer compresses to the same bytes every time.
-    let mut gz = flate2::write::GzEncoder::new(up, flate2::Compression::new(6));
+    let mut gz = berth_runtime::gzip::GzEncoder::new(up, 6);
     layer::write_tar(dir, diff_id, &mut gz)?;
     let mut up = gz.finish().map_err(|e| Error::io(format!("compress layer {diff_id}"), e))?;
     let rest = std::mem::take(&mut up.buf);

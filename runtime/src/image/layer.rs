@@ -115,7 +115,7 @@ pub fn unpack(src: impl Read, dest: &Path) -> Result<Unpacked> {
     fs::create_dir_all(&root).ctx(|| format!("create {}", root.display()))?;
     let split_path = dest.join(SPLIT);
     let split_file = File::create(&split_path).ctx(|| format!("create {}", split_path.display()))?;
-    let mut skel = Skeleton { w: flate2::write::GzEncoder::new(BufWriter::new(split_file), flate2::Compression::fast()) };
+    let mut skel = Skeleton { w: crate::gzip::GzEncoder::new(BufWriter::new(split_file), 1) };
     let mut tar = TarReader::new(BufReader::with_capacity(BUF, HashReader::new(src)));
     let mut u = Unpacker {
         root,
@@ -369,7 +369,7 @@ pub fn write_tar(dir: &Path, diff_id: &Digest, out: &mut dyn Write) -> Result<u6
     };
     let split = dir.join(SPLIT);
     let f = File::open(&split).ctx(|| format!("open {}", split.display()))?;
-    let mut skel = flate2::bufread::GzDecoder::new(BufReader::new(f));
+    let mut skel = crate::gzip::GzDecoder::new(BufReader::new(f));
     let mut w = HashWriter::new(out);
     let mut buf = vec![0u8; BUF];
     let bad = || Error::invalid(format!("{} is corrupt", split.display()));
