@@ -97,6 +97,14 @@ suite() {
     b version && pass "$(head -n 1 "$OUT")" || { fail "berth version exited $rc"; return; }
     b check; say "berth check exited $rc (informational):"; sed 's/^/    | /' "$OUT"
 
+    # The firmware aborts on a panic without a message or hook (scripts/xbuild): a print into a
+    # closed pipe must end the CLI by SIGPIPE (status 141), as coreutils end, never by a trap.
+    check "a closed stdout ends the CLI by SIGPIPE"
+    # (the reader, `true`, is gone before berth writes: the sleep makes sure of it)
+    { sleep 0.5; "$BERTH" --help; echo "$?" >/tmp/pipe.rc; } | true
+    prc=$(cat /tmp/pipe.rc)
+    [ "$prc" = 141 ] && pass || fail "berth --help | true: exit $prc (141 expected)"
+
     check "agent starts"
     start_agent && pass "pid $AGENT" || { fail "no agent socket at $SOCK"; return; }
 

@@ -166,6 +166,7 @@ fn userns_settings(m: &Matches) -> Result<crate::daemon::userns::Settings, CliEr
 }
 
 pub fn agent(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
+    super::pipe::ignore();
     let socket = std::path::PathBuf::from(ctx.host.strip_prefix("unix://").unwrap_or(&ctx.host));
     let (updates, link) = update_settings(ctx, m)?;
     let board_arg = m.value("board").map(str::to_string).or_else(|| std::env::var("BERTH_BOARD").ok());

@@ -214,10 +214,9 @@ fn env_or(var: &str, default: &str) -> String {
 
 /// Runs the CLI on `args` (without the program name) and returns the exit code.
 pub fn main(args: &[String]) -> i32 {
-    pipe::install();
+    pipe::default_action();
     match dispatch(args) {
         Ok(code) => code,
-        Err(CliError::Op(e)) if pipe::is_closed_stdout(e.message()) => pipe::die_by_sigpipe(),
         Err(e) => {
             match &e {
                 CliError::Usage(u) => eprintln!("{u}"),
