@@ -38,7 +38,13 @@ impl Compression {
 }
 
 /// Wraps `r` in the decoder its first bytes call for.
-pub fn decoder<'a, R: BufRead + 'a>(mut r: R) -> io::Result<(Compression, Box<dyn Read + 'a>)> {
+pub fn decoder<'a, R: BufRead + 'a>(r: R) -> io::Result<(Compression, Box<dyn Read + 'a>)> {
+    decoder_of(Box::new(r))
+}
+
+/// The decoders for one source type only: a copy of each decoder per caller's reader type cost the
+/// firmware about 20 KB.
+fn decoder_of<'a>(mut r: Box<dyn BufRead + 'a>) -> io::Result<(Compression, Box<dyn Read + 'a>)> {
     let head = r.fill_buf()?;
     let c = Compression::detect(head);
     let d: Box<dyn Read + 'a> = match c {

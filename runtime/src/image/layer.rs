@@ -110,7 +110,13 @@ struct Unpacker {
 }
 
 /// Unpacks the uncompressed layer stream `src` into the empty directory `dest`.
-pub fn unpack(src: impl Read, dest: &Path) -> Result<Unpacked> {
+pub fn unpack(mut src: impl Read, dest: &Path) -> Result<Unpacked> {
+    unpack_from(&mut src, dest)
+}
+
+/// The unpacker for one source type only (a copy per caller's reader type cost the firmware about
+/// 7 KB each).
+fn unpack_from(src: &mut dyn Read, dest: &Path) -> Result<Unpacked> {
     let root = dest.join(ROOT);
     fs::create_dir_all(&root).ctx(|| format!("create {}", root.display()))?;
     let split_path = dest.join(SPLIT);
