@@ -688,3 +688,68 @@ networks:
     assert_eq!(direct["services"]["db"]["networks"], serde_json::json!({"back": null, "lan": null}));
     fs::remove_dir_all(dir.parent().unwrap_or(&dir)).ok();
 }
+
+/// `stop` and `down` as Docker Compose v2 has them: dependents first, and every container of one
+/// dependency level at once. Each service ignores SIGTERM (`sleep` as PID 1), so a stop waits out
+/// its 2 s grace period: stopped one after another, a second container's stop would only begin
+/// after the first one died. Checked on the order of the agent's events, not on times.
+#[test]
+fn stop_and_down_stop_each_dependency_level_at_once() {
+    let _g = host_shared();
+    require_root();
+    let a = Agent::with_busybox();
+    let dir = project_dir("lv");
+    write(
+        &dir,
+        "compose.yaml",
+        "services:
+  a:
+    image: busybox
+    command: [sleep, '1000']
+    network_mode: none
+    stop_grace_period: 2s
+  b:
+    image: busybox
+    command: [sleep, '1000']
+    network_mode: none
+    stop_grace_period: 2s
+  c:
+    image: busybox
+    command: [sleep, '1000']
+    network_mode: none
+    stop_grace_period: 2s
+    depends_on: [a, b]
+",
+    );
+    // (action, container name) of every stop and die from `since` on, in the agent's order.
+    let stops_and_dies = |since: &str| -> Vec<(String, String)> {
+        let until = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 1).to_string();
+        std::thread::sleep(Duration::from_millis(1100));
+        let out = a.ok(&["events", "--since", since, "--until", &until, "--format", "json"]);
+        out.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|e| e["Action"] == "stop" || e["Action"] == "die")
+            .map(|e| (e["Action"].as_str().unwrap_or("").to_string(), e["Actor"]["Attributes"]["name"].as_str().unwrap_or("").to_string()))
+            .collect()
+    };
+    let pos = |ev: &[(String, String)], action: &str, name: &str| {
+        ev.iter().position(|(x, n)| x == action && n == name).unwrap_or_else(|| panic!("no {action} of {name} in {ev:?}"))
+    };
+    for cmd in ["stop", "down"] {
+        compose_ok(&a, &dir, &["up", "-d"]);
+        let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs().to_string();
+        compose_ok(&a, &dir, &[cmd]);
+        let ev = stops_and_dies(&since);
+        // c depends on a and b: it is gone before either is asked to stop.
+        for x in ["lv-a-1", "lv-b-1"] {
+            assert!(pos(&ev, "die", "lv-c-1") < pos(&ev, "stop", x), "{cmd}: {ev:?}");
+        }
+        // a and b are one level: both are asked to stop before either dies.
+        let last_stop = pos(&ev, "stop", "lv-a-1").max(pos(&ev, "stop", "lv-b-1"));
+        let first_die = pos(&ev, "die", "lv-a-1").min(pos(&ev, "die", "lv-b-1"));
+        assert!(last_stop < first_die, "{cmd}: {ev:?}");
+    }
+    let (ps, _) = compose_ok(&a, &dir, &["ps", "-a", "-q"]);
+    assert!(ps.trim().is_empty(), "{ps}");
+    fs::remove_dir_all(dir.parent().unwrap_or(&dir)).ok();
+}

@@ -118,6 +118,13 @@ fn deps<'a>(p: &'a Project, name: &str) -> std::vec::IntoIter<&'a str> {
 /// Services in start order: every service after those it depends on; among services that are
 /// ready at the same time, by name (stable across runs). Assumes no cycle (see [`check`]).
 pub fn start_order(p: &Project) -> Vec<String> {
+    start_levels(p).into_iter().flatten().collect()
+}
+
+/// Services by dependency level: those that depend on nothing first, then those whose
+/// dependencies are all in earlier levels, and so on; by name within a level. Services of one
+/// level may start, or stop, at the same time. Assumes no cycle (see [`check`]).
+pub fn start_levels(p: &Project) -> Vec<Vec<String>> {
     let mut pending: BTreeMap<&str, BTreeSet<&str>> = p.services.keys().map(|n| (n.as_str(), deps(p, n).collect())).collect();
     let mut out = Vec::new();
     loop {
@@ -125,16 +132,18 @@ pub fn start_order(p: &Project) -> Vec<String> {
         if ready.is_empty() {
             break;
         }
-        for n in ready {
+        for n in &ready {
             pending.remove(n);
             for d in pending.values_mut() {
                 d.remove(n);
             }
-            out.push(n.to_string());
         }
+        out.push(ready.into_iter().map(str::to_string).collect());
     }
     // Anything left is on a cycle; keep it rather than lose it.
-    out.extend(pending.keys().map(|s| s.to_string()));
+    if !pending.is_empty() {
+        out.push(pending.keys().map(|s| s.to_string()).collect());
+    }
     out
 }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 use berth_compose::model::{Condition, Project};
 use berth_compose::project::{load, Loaded, Options};
 use berth_compose::translate::{self, NetworkPlan, Origin, Support};
-use berth_compose::validate::{start_order, with_dependencies};
+use berth_compose::validate::{start_levels, start_order, with_dependencies};
 use berth_runtime::container::record::{self, Record, Status};
 use berth_runtime::Error;
 
@@ -433,7 +433,7 @@ fn ensure_networks(
             progress("Network", &plan.name, "Recreate");
             let users: Vec<String> = p.services.iter().filter(|(_, s)| s.networks.contains_key(key)).map(|(k, _)| k.clone()).collect();
             let recs: Vec<Record> = app.containers(ctx).into_iter().filter(|r| users.iter().any(|u| u == service_of(r))).collect();
-            remove_containers(c, &reverse_order(app, &recs), app, m, false)?;
+            remove_containers(ctx, &recs, app, m, false)?;
             for u in users {
                 if !forced.contains(&u) {
                     forced.push(u);
@@ -629,8 +629,9 @@ fn stop_on_interrupt(ctx: &Ctx, ids: Vec<(String, String)>) {
     });
 }
 
-fn remove_containers(c: &mut Client, recs: &[&Record], app: &App, m: &Matches, volumes: bool) -> Result<(), CliError> {
-    for r in recs {
+/// Stops (if running) and removes `recs` in stop order.
+fn remove_containers(ctx: &Ctx, recs: &[Record], app: &App, m: &Matches, volumes: bool) -> Result<(), CliError> {
+    in_stop_order(ctx, app, recs, |c, r| {
         if r.is_running() {
             progress("Container", &r.name, "Stopping");
             call(c, &Request::Stop { id: r.id.clone(), timeout: timeout_of(m, app, service_of(r))? })?;
@@ -638,17 +639,54 @@ fn remove_containers(c: &mut Client, recs: &[&Record], app: &App, m: &Matches, v
         }
         call(c, &Request::Remove { id: r.id.clone(), force: true, volumes })?;
         progress("Container", &r.name, "Removed");
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
-/// Containers in reverse start order (dependents first), unknown services last.
-fn reverse_order<'a>(app: &App, recs: &'a [Record]) -> Vec<&'a Record> {
-    let order = start_order(app.project());
-    let rank = |r: &Record| order.iter().position(|s| s == service_of(r)).map_or(0, |i| i + 1);
-    let mut v: Vec<&Record> = recs.iter().collect();
-    v.sort_by_key(|r| std::cmp::Reverse(rank(r)));
-    v
+/// Containers by dependency level in stop order (dependents first); containers of services the
+/// project no longer has (orphans) last.
+fn stop_levels<'a>(app: &App, recs: &'a [Record]) -> Vec<Vec<&'a Record>> {
+    let levels = start_levels(app.project());
+    let level_of = |r: &Record| levels.iter().position(|l| l.iter().any(|s| s == service_of(r)));
+    let mut out: Vec<Vec<&Record>> = levels.iter().rev().map(|_| Vec::new()).collect();
+    let mut orphans = Vec::new();
+    for r in recs {
+        match level_of(r) {
+            Some(i) => out[levels.len() - 1 - i].push(r),
+            None => orphans.push(r),
+        }
+    }
+    out.push(orphans);
+    out.retain(|l| !l.is_empty());
+    out
+}
+
+/// Runs `f` on `recs` in stop order, as `docker compose stop` and `down` do: every container of one
+/// dependency level at once, each on a connection of its own (a stop may wait out its grace
+/// period), and the levels one after another. The first error is returned once its level is done.
+fn in_stop_order(
+    ctx: &Ctx,
+    app: &App,
+    recs: &[Record],
+    f: impl Fn(&mut Client, &Record) -> Result<(), CliError> + Sync,
+) -> Result<(), CliError> {
+    for level in stop_levels(app, recs) {
+        let results: Vec<Result<(), CliError>> = std::thread::scope(|s| {
+            let f = &f;
+            let running: Vec<_> = level
+                .iter()
+                .map(|r| {
+                    s.spawn(move || {
+                        let mut c = Client::connect(ctx)?;
+                        f(&mut c, r)
+                    })
+                })
+                .collect();
+            running.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(op_err("internal error: a stop thread panicked")))).collect()
+        });
+        results.into_iter().collect::<Result<Vec<()>, CliError>>()?;
+    }
+    Ok(())
 }
 
 fn down(ctx: &Ctx, app: &App, m: &Matches) -> Result<i32, CliError> {
@@ -657,7 +695,7 @@ fn down(ctx: &Ctx, app: &App, m: &Matches) -> Result<i32, CliError> {
     let recs: Vec<Record> = all.into_iter().filter(|r| m.flag("remove-orphans") || p.services.contains_key(service_of(r))).collect();
     let mut c = Client::connect(ctx)?;
     let volumes = m.flag("volumes");
-    remove_containers(&mut c, &reverse_order(app, &recs), app, m, volumes)?;
+    remove_containers(ctx, &recs, app, m, volumes)?;
     // The networks `up` made for the project (labelled with it; never an external one).
     for n in project_networks(ctx, app)? {
         progress("Network", &n, "Removing");
@@ -793,27 +831,24 @@ fn publishers(nets: &[berth_runtime::net::network::Network], id: &str) -> Vec<se
         .collect()
 }
 
-fn each(
+/// Runs `f` on the named services' containers (all without names) one after another, in start
+/// order.
+fn each_in_start_order(
     ctx: &Ctx,
     app: &App,
     named: &[String],
-    reverse: bool,
     mut f: impl FnMut(&mut Client, &Record) -> Result<(), CliError>,
 ) -> Result<i32, CliError> {
     let recs = selected(ctx, app, named)?;
-    let mut ordered = reverse_order(app, &recs);
-    if !reverse {
-        ordered.reverse();
-    }
     let mut c = Client::connect(ctx)?;
-    for r in ordered {
+    for r in stop_levels(app, &recs).into_iter().rev().flatten() {
         f(&mut c, r)?;
     }
     Ok(0)
 }
 
 fn start(ctx: &Ctx, app: &App, m: &Matches) -> Result<i32, CliError> {
-    each(ctx, app, m.args(), false, |c, r| {
+    each_in_start_order(ctx, app, m.args(), |c, r| {
         if !r.is_running() {
             call(c, &Request::Start { id: r.id.clone(), attach: false, wait: false })?;
             progress("Container", &r.name, "Started");
@@ -823,17 +858,18 @@ fn start(ctx: &Ctx, app: &App, m: &Matches) -> Result<i32, CliError> {
 }
 
 fn stop(ctx: &Ctx, app: &App, m: &Matches) -> Result<i32, CliError> {
-    each(ctx, app, m.args(), true, |c, r| {
+    in_stop_order(ctx, app, &selected(ctx, app, m.args())?, |c, r| {
         if r.is_running() {
             call(c, &Request::Stop { id: r.id.clone(), timeout: timeout_of(m, app, service_of(r))? })?;
             progress("Container", &r.name, "Stopped");
         }
         Ok(())
-    })
+    })?;
+    Ok(0)
 }
 
 fn restart(ctx: &Ctx, app: &App, m: &Matches) -> Result<i32, CliError> {
-    each(ctx, app, m.args(), false, |c, r| {
+    each_in_start_order(ctx, app, m.args(), |c, r| {
         call(c, &Request::Restart { id: r.id.clone(), timeout: timeout_of(m, app, service_of(r))? })?;
         progress("Container", &r.name, "Started");
         Ok(())
@@ -843,13 +879,12 @@ fn restart(ctx: &Ctx, app: &App, m: &Matches) -> Result<i32, CliError> {
 fn rm(ctx: &Ctx, app: &App, m: &Matches) -> Result<i32, CliError> {
     let recs = selected(ctx, app, m.args())?;
     let stop_first = m.flag("stop");
-    let gone: Vec<&Record> = recs.iter().filter(|r| stop_first || !r.is_running()).collect();
+    let gone: Vec<Record> = recs.into_iter().filter(|r| stop_first || !r.is_running()).collect();
     if gone.is_empty() {
         eprintln!("No stopped containers");
         return Ok(0);
     }
-    let mut c = Client::connect(ctx)?;
-    remove_containers(&mut c, &gone, app, m, m.flag("volumes"))?;
+    remove_containers(ctx, &gone, app, m, m.flag("volumes"))?;
     Ok(0)
 }
 
