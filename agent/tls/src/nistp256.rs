@@ -21,7 +21,6 @@ use rustls::pki_types::{
 };
 use rustls::sign::{public_key_to_spki, Signer, SigningKey};
 use rustls::{Error, NamedGroup, PeerMisbehaved, SignatureAlgorithm, SignatureScheme};
-use sha2::Digest;
 
 /// An uncompressed SEC1 point: 0x04, x, y. TLS 1.3 allows no other encoding for key shares.
 const POINT_LEN: usize = 65;
@@ -113,11 +112,12 @@ impl SignatureVerificationAlgorithm for EcdsaP256Verify {
         let sig = Signature::from_der(signature).map_err(|_| InvalidSignature)?;
         // ECDSA takes the hash's leftmost 256 bits when it is longer than the curve's order
         // (SHA-384 here): `verify_prehash` does that truncation.
-        let ok = match self.hash {
-            Hash::Sha256 => key.verify_prehash(&sha2::Sha256::digest(message), &sig),
-            Hash::Sha384 => key.verify_prehash(&sha2::Sha384::digest(message), &sig),
+        // The hash is ring's (TLS already links its SHA-2; sha2's SHA-384 would be 11 KB more).
+        let alg = match self.hash {
+            Hash::Sha256 => &ring::digest::SHA256,
+            Hash::Sha384 => &ring::digest::SHA384,
         };
-        ok.map_err(|_| InvalidSignature)
+        key.verify_prehash(ring::digest::digest(alg, message).as_ref(), &sig).map_err(|_| InvalidSignature)
     }
 
     fn public_key_alg_id(&self) -> AlgorithmIdentifier {
