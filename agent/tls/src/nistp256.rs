@@ -48,8 +48,7 @@ impl SupportedKxGroup for Secp256r1 {
     fn start(&self) -> Result<Box<dyn ActiveKeyExchange>, Error> {
         let secret = random_secret()?;
         let point = secret.public_key().to_encoded_point(false);
-        let mut pub_key = [0u8; POINT_LEN];
-        pub_key.copy_from_slice(point.as_bytes());
+        let pub_key = point.as_bytes().try_into().map_err(|_| Error::General("P-256: public key not 65 bytes".into()))?;
         Ok(Box::new(P256Exchange { secret, pub_key }))
     }
 
