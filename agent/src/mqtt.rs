@@ -144,7 +144,7 @@ fn system_roots() -> rustls::RootCertStore {
 
 /// A rustls client configuration for `files`, checking dates against `max(now, floor)`.
 pub fn tls_config(files: &TlsFiles, floor: u64) -> Result<rustls::ClientConfig> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = berth_tls::provider();
     let roots = match &files.ca {
         Some(ca) => {
             let mut r = rustls::RootCertStore::empty();

@@ -186,6 +186,8 @@ pub struct Broker {
     child: Option<Child>,
     pki: Option<Pki>,
     probes: AtomicU32,
+    /// An OpenSSL config for mosquitto (`OPENSSL_CONF`): [`Broker::start_tls_with_groups`].
+    openssl_conf: Option<PathBuf>,
 }
 
 impl Broker {
@@ -238,7 +240,16 @@ impl Broker {
         }
         let conf_path = dir.join("mosquitto.conf");
         fs::write(&conf_path, conf).expect("write mosquitto.conf");
-        let mut b = Broker { log: dir.join("mosquitto.log"), dir, port, conf: conf_path, child: None, pki, probes: AtomicU32::new(0) };
+        let mut b = Broker {
+            log: dir.join("mosquitto.log"),
+            dir,
+            port,
+            conf: conf_path,
+            child: None,
+            pki,
+            probes: AtomicU32::new(0),
+            openssl_conf: None,
+        };
         b.spawn();
         b
     }
@@ -246,7 +257,11 @@ impl Broker {
     fn spawn(&mut self) {
         assert!(self.child.is_none(), "mosquitto already running");
         let log = fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("open mosquitto.log");
-        let mut child = Command::new(MOSQUITTO)
+        let mut cmd = Command::new(MOSQUITTO);
+        if let Some(c) = &self.openssl_conf {
+            cmd.env("OPENSSL_CONF", c);
+        }
+        let mut child = cmd
             .arg("-c")
             .arg(&self.conf)
             .stdin(Stdio::null())
@@ -306,6 +321,51 @@ impl Broker {
         fs::write(&b.conf, conf).expect("write mosquitto.conf");
         b.restart();
         b
+    }
+
+    /// A mutual-TLS broker ([`Broker::start_tls`]) whose OpenSSL takes only the key-exchange
+    /// `groups` (OpenSSL's `Groups` list, e.g. "P-256"): mosquitto has no option of its own for
+    /// it, so its OpenSSL reads them from an `OPENSSL_CONF` written here.
+    pub fn start_tls_with_groups(groups: &str) -> Broker {
+        let mut b = Broker::start_tls();
+        let conf = b.dir.join("openssl.cnf");
+        fs::write(
+            &conf,
+            format!(
+                "openssl_conf = openssl_init\n[openssl_init]\nssl_conf = ssl_sect\n[ssl_sect]\n\
+                 system_default = system_default_sect\n[system_default_sect]\nGroups = {groups}\n"
+            ),
+        )
+        .expect("write openssl.cnf");
+        b.openssl_conf = Some(conf);
+        b.restart();
+        b
+    }
+
+    /// Whether `openssl s_client`, as client `cn`, completes a TLS handshake with the broker
+    /// offering only the key-exchange group `group` (checks what a broker accepts).
+    pub fn tls_handshake_with_group(&self, cn: &str, group: &str) -> bool {
+        let p = self.pki.as_ref().expect("a TLS broker");
+        let c = p.client(cn);
+        let out = run(
+            Command::new(find_tool("openssl", "openssl")).args([
+                "s_client",
+                "-connect",
+                &format!("127.0.0.1:{}", self.port),
+                "-groups",
+                group,
+                "-CAfile",
+                s(&p.ca),
+                "-cert",
+                s(&c.cert),
+                "-key",
+                s(&c.key),
+                "-brief",
+                "-verify_return_error",
+            ]),
+            Stdin::Null,
+        );
+        out.status.success() && [&out.stdout, &out.stderr].iter().any(|o| String::from_utf8_lossy(o).contains("CONNECTION ESTABLISHED"))
     }
 
     /// Kills the broker with SIGKILL (a crash: nothing flushed, in-flight messages lost) and

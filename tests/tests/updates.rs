@@ -136,7 +136,10 @@ struct Lab {
 
 fn lab(tls: bool) -> Lab {
     require_root();
-    let broker = if tls { Broker::start_tls() } else { Broker::start() };
+    lab_on(if tls { Broker::start_tls() } else { Broker::start() })
+}
+
+fn lab_on(broker: Broker) -> Lab {
     let fleet = Fleet::new(&broker, broker.dir());
     let sub = broker.subscribe(&["berth/v1/#"], &["berth/v1/updates/#"]);
     Lab { sub, fleet, broker }
@@ -398,6 +401,27 @@ fn mutual_tls_push_commits_and_an_agent_without_a_client_cert_stays_offline() {
         blog.contains("certificate") || blog.contains("ssl") || blog.contains("tls"),
         "the broker log shows no refused TLS client:\n{blog}"
     );
+}
+
+/// A broker whose TLS takes only P-256 for key exchange: the agent's TLS (berth-tls, P-256 from
+/// the p256 crate) must do the P-256 ECDH (after a HelloRetryRequest: it offers X25519 first),
+/// check the P-256 server chain and sign with its P-256 client key, then take an update.
+#[test]
+fn mutual_tls_with_a_broker_that_takes_only_p256_key_exchange() {
+    let _h = host_shared();
+    require_root();
+    let lab = lab_on(Broker::start_tls_with_groups("P-256"));
+    // The peer really is limited: another group is refused, P-256 taken.
+    assert!(!lab.broker.tls_handshake_with_group("probe", "X25519"), "the broker took X25519:\n{}", lab.broker.log());
+    assert!(lab.broker.tls_handshake_with_group("probe", "P-256"), "the broker refused P-256:\n{}", lab.broker.log());
+    let a = lab.device("p256-a", &[]);
+    let v1 = app_image("1", 0);
+    let v1_id = image_id(&v1);
+    let mark = lab.sub.mark();
+    let out = lab.fleet.push_ok(&["p256-a"], &v1, WINDOW, &app_run("1"));
+    let r = wait_result(&lab.sub, mark, "p256-a", None, PATIENCE);
+    assert_eq!(r["result"], "committed", "push over P-256-only TLS: {r}\n{out}");
+    wait_running(&a, "app", &v1_id);
 }
 
 #[test]

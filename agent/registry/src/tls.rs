@@ -113,7 +113,7 @@ fn host_dirs(dirs: &[PathBuf], host: &str, port: u16) -> Vec<PathBuf> {
 
 /// A client configuration for `host:port`.
 pub fn config(dirs: &[PathBuf], host: &str, port: u16, floor: u64, insecure: bool) -> Result<Arc<rustls::ClientConfig>> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = berth_tls::provider();
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::invalid(format!("TLS: {e}")))?
