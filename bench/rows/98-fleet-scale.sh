@@ -104,7 +104,7 @@ for r in $(seq "$rounds"); do
     sim_kib+=("$(awk -v k="$hwm" -v n="$devices" 'BEGIN { printf "%.1f", k / n }')")
     stop "$SIM"
     SIM=''
-    dups+=("$(sed -n 's/.* \([0-9]*\) duplicates.*/\1/p' "$BENCH_TMP/sim.out")")
+    dups+=("$(sed -n 's/.* \([0-9]*\) duplicates, \([0-9]*\) after the end.*/\1+\2/p' "$BENCH_TMP/sim.out")")
 
     # peer: the same number of 96 KiB QoS 1 messages fanned out by the broker to as many clients.
     head -c "$chunk" /dev/urandom >"$BENCH_TMP/chunk"
@@ -124,7 +124,7 @@ for r in $(seq "$rounds"); do
     sleep 2.2
     f1=$(sys_bytes sent)
     fan_sent_mb+=("$(awk -v a="$f0" -v b="$f1" 'BEGIN { printf "%.2f", (b - a) / 1e6 }')")
-    log "round $r: push ${push_s[-1]} s (resent ${resent[-1]} chunks, ${dups[-1]} duplicates at the devices), fan-out ${fan_s[-1]} s; broker sent ${sent_mb[-1]} MB (fan-out ${fan_sent_mb[-1]} MB), received ${recv_mb[-1]} MB; RSS ${sim_kib[-1]} KiB per device, ${fan_kib[-1]} per subscriber"
+    log "round $r: push ${push_s[-1]} s (resent ${resent[-1]} chunks; at the devices duplicates+after the end ${dups[-1]}), fan-out ${fan_s[-1]} s; broker sent ${sent_mb[-1]} MB (fan-out ${fan_sent_mb[-1]} MB), received ${recv_mb[-1]} MB; RSS ${sim_kib[-1]} KiB per device, ${fan_kib[-1]} per subscriber"
 done
 
 ideal=$(awk -v s="$size" -v n="$devices" 'BEGIN { printf "%.2f", s * n / 1e6 }')
@@ -132,7 +132,7 @@ build=$(case "$LAB" in */debug/*) echo "debug build of berth-lab" ;; *) echo "be
 emit what="fleet push of a $mb MB update to $devices simulated devices (one loopback mosquitto, 96 KiB chunks)" unit=s \
     berth="$(median "${push_s[@]}")" peer_name="mosquitto fan-out: mosquitto_pub --repeat $nchunks x 96 KiB (QoS 1) to $devices plain subscribers" \
     peer="$(median "${fan_s[@]}")" \
-    how="$rounds interleaved rounds; berth: berth fleet push --group (start to exit, every device committed; includes its 2 s group discovery and waiting for $devices states) to berth-lab fleet-sim ($build); $(spread "${push_s[@]}") vs $(spread "${fan_s[@]}"); chunks resent: ${resent[*]}; duplicate chunks at the devices: ${dups[*]}"
+    how="$rounds interleaved rounds; berth: berth fleet push --group (start to exit, every device committed; includes its 2 s group discovery and waiting for $devices states) to berth-lab fleet-sim ($build); $(spread "${push_s[@]}") vs $(spread "${fan_s[@]}"); chunks resent by the sender: ${resent[*]}; chunks the devices received twice + after they had finished (resends fanned out to every device still subscribed): ${dups[*]}"
 emit what="broker bytes sent for that push" unit=MB berth="$(median "${sent_mb[@]}")" peer_name="tarball x $devices devices (ideal fan-out)" peer="$ideal" \
     how="mosquitto \$SYS/broker/bytes/sent before and after the push (also the devices' progress, results and states to the sender); per round: ${sent_mb[*]} MB; the fan-out peer's own: ${fan_sent_mb[*]} MB"
 emit what="broker bytes received for that push" unit=MB berth="$(median "${recv_mb[@]}")" peer_name="the tarball once" \

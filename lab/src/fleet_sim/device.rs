@@ -31,6 +31,9 @@ pub struct Stats {
     pub online: usize,
     pub chunks: u64,
     pub duplicates: u64,
+    /// Chunks of an update the device had already finished (resends fanned out to it while it
+    /// was still subscribed): traffic a real device receives and drops too.
+    pub late: u64,
     /// Chunks dropped because too many had arrived ahead of a gap (`REORDER_MAX`).
     pub dropped: u64,
     /// Chunks that failed their checks (update, count, length).
@@ -121,6 +124,8 @@ pub struct Device {
     deployed: Option<(String, String, String, String)>,
     last: Option<Outcome>,
     rx: Option<Rx>,
+    /// The id (as chunk headers carry it) of the last update received to the end.
+    finished: [u8; 16],
     state_dirty: bool,
     last_state: String,
 }
@@ -135,7 +140,18 @@ fn hex(b: &[u8]) -> String {
 
 impl Device {
     pub fn new(id: String, root: String, client: AsyncClient) -> Device {
-        Device { id, root, client, seq: 0, deployed: None, last: None, rx: None, state_dirty: true, last_state: String::new() }
+        Device {
+            id,
+            root,
+            client,
+            seq: 0,
+            deployed: None,
+            last: None,
+            rx: None,
+            finished: [0; 16],
+            state_dirty: true,
+            last_state: String::new(),
+        }
     }
 
     pub fn unsubscribe(&self, topic: String) {
@@ -301,7 +317,12 @@ impl Device {
 
     /// A chunk on the update's topic.
     pub fn on_chunk(&mut self, stats: &mut Stats, payload: &[u8]) -> Then {
-        let Some(rx) = self.rx.as_mut() else { return Then::Nothing };
+        let Some(rx) = self.rx.as_mut() else {
+            if Chunk::decode(payload).is_ok_and(|c| c.update == self.finished) {
+                stats.late += 1;
+            }
+            return Then::Nothing;
+        };
         let c = match Chunk::decode(payload).and_then(|c| c.fits(&rx.manifest).map(|_| c)) {
             Ok(c) => c,
             Err(_) => {
@@ -339,6 +360,7 @@ impl Device {
             return Then::Nothing;
         }
         let Some(rx) = self.rx.take() else { return Then::Nothing };
+        self.finished = rx.manifest.id_bytes();
         self.publish_progress(&rx.progress("verifying", false), true);
         let got = hex(&rx.hasher.clone().finalize());
         let m = &rx.manifest;
@@ -493,6 +515,9 @@ mod tests {
         assert!(d.rx.is_none());
         let last = d.last.clone().unwrap();
         assert_eq!((last.result.as_str(), last.image.clone()), ("committed", format!("sha256:{}", hex(&wire::sha256(&data)))));
+        // a resend reaching a device that has finished is counted, not taken
+        d.on_chunk(&mut st, &chunk(4));
+        assert_eq!((st.late, st.chunks), (1, 16));
         // the same update again: its result repeated, nothing received again
         d.on_envelope(&shared, &mut st, &env);
         assert!(d.rx.is_none());

@@ -286,9 +286,10 @@ async fn run(o: Opts) -> Result<(), (u8, String)> {
     let hwm = peak_rss_kib();
     let _ = writeln!(
         stdout,
-        "fleet-sim: {n} devices; chunks {} received, {} duplicates, {} dropped (over {} out of order), {} malformed; peak RSS {hwm} KiB ({:.1} KiB per device)",
+        "fleet-sim: {n} devices; chunks {} received, {} duplicates, {} after the end, {} dropped (over {} out of order), {} malformed; peak RSS {hwm} KiB ({:.1} KiB per device)",
         st.chunks,
         st.duplicates,
+        st.late,
         st.dropped,
         device::REORDER_MAX,
         st.malformed,
