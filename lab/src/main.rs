@@ -1,7 +1,10 @@
 //! `berth-lab`: tools for a lab or a demo on one machine, kept out of the device binary (the
-//! broker alone would triple its size). Today: `berth-lab broker`, an embedded MQTT broker
-//! (rumqttd) set up for berth's update protocol: loopback only, messages large enough for
-//! chunks, persistent sessions, retained messages and last wills.
+//! broker alone would triple its size). `berth-lab broker`, an embedded MQTT broker (rumqttd)
+//! set up for berth's update protocol: loopback only, messages large enough for chunks,
+//! persistent sessions, retained messages and last wills. `berth-lab fleet-sim`, simulated
+//! devices taking updates from `berth fleet push` (fleet_sim/).
+
+mod fleet_sim;
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -11,6 +14,7 @@ use std::process::ExitCode;
 use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
 
 const USAGE: &str = "Usage:  berth-lab broker [--port N] [--listen ADDR]
+        berth-lab fleet-sim --mqtt URL --devices N [OPTIONS]   (see berth-lab fleet-sim --help)
 
 An embedded MQTT 3.1.1 broker for labs and demos (loopback by default).
 It prints \"listening on mqtt://ADDR:PORT\" once it accepts connections.
@@ -39,6 +43,7 @@ fn run(args: &[String]) -> Result<(), (u8, String)> {
     let usage = |m: String| (125, format!("{m}\n{USAGE}"));
     match args.first().map(String::as_str) {
         Some("broker") => {}
+        Some("fleet-sim") => return fleet_sim::main(&args[1..]),
         None | Some("--help" | "-h" | "help") => {
             print!("{USAGE}");
             return Ok(());
