@@ -198,7 +198,7 @@ impl Ring {
             self.report_dropped();
         } else {
             // A torn entry would break the next one's parsing: zero it back to whole lines.
-            let _ = f.write_all_at(&line.iter().map(|_| 0).collect::<Vec<u8>>(), self.size);
+            let _ = f.write_all_at(&vec![0; line.len()], self.size);
             self.drop_line();
         }
     }
