@@ -88,8 +88,8 @@ const PREPARED: u64 = 64 * 1024;
 
 /// How a step is made ready: zeros written once (blocks allocated and initialised, so later
 /// lines change no metadata) or fallocate (unwritten extents: no data written, but the first
-/// write of each block converts its extent, a metadata change). Measured with
-/// bench/rows/97-wear.sh (docs/storage.md): zeros write less.
+/// write of each block converts its extent, a metadata change). Measured on the emulated board
+/// with `scripts/power-cut --wear` (docs/storage.md, "Flash wear").
 const PREPARE_WITH_ZEROS: bool = true;
 
 /// The writer, run by the container's monitor process.
@@ -132,7 +132,7 @@ impl Ring {
     /// Opens the newest file and finds the end of its data again (after a monitor restart, an
     /// agent crash or a power cut): a torn last line is zeroed, the next line starts there.
     fn open(&mut self) -> std::io::Result<()> {
-        let f = OpenOptions::new().create(true).read(true).write(true).open(path(&self.dir, 0))?;
+        let f = OpenOptions::new().create(true).truncate(false).read(true).write(true).open(path(&self.dir, 0))?;
         let len = f.metadata()?.len();
         let (end, dirty) = data_end(&f, len)?;
         if dirty > end {
