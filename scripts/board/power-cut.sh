@@ -9,8 +9,9 @@
 #     check PHASE   start the agent on the disk that survived the cut and report what it finds
 #                   in /mnt/ctl/result (key=value lines)
 #
-# Berth's root (/var/lib/berth) is the virtio disk /dev/vda (ext4, mounted with the defaults, as
-# a Yocto image's fstab does). The agent is started as the board's init would: in the background,
+# Berth's root (/var/lib/berth) is the virtio disk /dev/vda (ext4, mounted with the defaults a
+# Yocto image's fstab uses, plus `lazytime`, which docs/storage.md asks of berth's data partition:
+# timestamps alone do not make inode writes). The agent is started as the board's init would: in the background,
 # its log on the host's share (/mnt/ctl/agent-MODE.log) so that the host can watch for the
 # moment to cut. The broker is on the host: 10.0.2.2 under QEMU's user networking.
 export PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin
@@ -23,7 +24,7 @@ mark() { echo "POWERCUT-$*"; }
 b() { timeout 120 "$BERTH" "$@"; }
 
 mkdir -p $ROOT /etc/berth
-mount -t ext4 /dev/vda $ROOT || { say "cannot mount /dev/vda on $ROOT"; exit 1; }
+mount -t ext4 -o lazytime /dev/vda $ROOT || { say "cannot mount /dev/vda on $ROOT"; exit 1; }
 ip link set lo up
 ip addr add 10.0.2.15/24 dev eth0 && ip link set eth0 up && ip route add default via 10.0.2.2 \
     || { say "no network (eth0)"; exit 1; }
@@ -108,6 +109,7 @@ wear)
     settle() { sync; sleep 6; sync; }
     per() { awk "BEGIN{printf \"%.0f\", ($2 - $1) * 512 / $3}"; }
     i=0; while [ $i -lt 300 ]; do b inspect -f '{{.State.Running}}' app 2>/dev/null | grep -q true && break; sleep 0.1; i=$((i + 1)); done
+    say "$(grep " $ROOT " /proc/mounts)"
     settle; w0=$(sw); sleep 60; settle; w1=$(sw)
     echo "POWERCUT-WEAR idle-agent-1-container bytes/hour $(per "$w0" "$w1" 1)x60"
     w0=$(sw)
@@ -118,6 +120,13 @@ wear)
     settle; w0=$(sw); sleep 60; settle; w1=$(sw)
     echo "POWERCUT-WEAR health-check(1s,60s,idle-included) bytes/check $(per "$w0" "$w1" 60)"
     b rm -f hc >/dev/null
+    # One update pushed by the host (app:1 to app:2, the image's 512 KiB of its own and the
+    # busybox layer it shares), measured from before the push to the commit, settled.
+    settle; w0=$(sw)
+    mark PUSH
+    while [ ! -e $CTL/go ]; do sleep 0.2; done
+    settle; w1=$(sw)
+    echo "POWERCUT-WEAR update(app:1-to-app:2) bytes/update $(per "$w0" "$w1" 1)"
     for i in 1 2 3 4 5 6 7 8 9 10; do
         b run -d --name "log$i" app:1 sh -c 'i=0; while :; do echo "line $i"; i=$((i+1)); sleep 1; done' >/dev/null
     done

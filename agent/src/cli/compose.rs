@@ -4,7 +4,7 @@
 //! carry Compose's labels (project, service, number, config hash), so every command finds the
 //! project's containers from the records and `up` re-creates only what changed.
 
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -1037,21 +1037,28 @@ fn read_log(
     pfx: &str,
 ) {
     use berth_runtime::container::logs;
-    let mut lines: Vec<Vec<u8>> = Vec::new();
-    let mut current: Option<(std::fs::File, u64)> = None;
-    for f in logs::files(dir, max_files) {
-        let Ok(file) = std::fs::File::open(&f) else { continue };
-        let ino = file.metadata().map(|md| md.ino()).unwrap_or(0);
-        let mut rd = BufReader::new(file);
-        let mut line = Vec::new();
-        while rd.read_until(b'\n', &mut line).unwrap_or(0) > 0 {
-            if line.last() == Some(&b'\n') {
-                line.pop();
-            }
-            lines.push(std::mem::take(&mut line));
+    // The whole lines of a log file from an offset; the offset after the last one.
+    let read_from = |f: &mut std::fs::File, pos: u64, each: &mut dyn FnMut(Vec<u8>)| -> u64 {
+        use std::io::Seek;
+        if f.seek(std::io::SeekFrom::Start(pos)).is_err() {
+            return pos;
         }
-        if f == logs::path(dir, 0) {
-            current = Some((rd.into_inner(), ino));
+        let mut lines = logs::Lines::new(&mut *f, pos);
+        let mut line = Vec::new();
+        while lines.next_line(&mut line).unwrap_or(false) {
+            each(std::mem::take(&mut line));
+        }
+        lines.pos()
+    };
+    let mut lines: Vec<Vec<u8>> = Vec::new();
+    let newest = logs::path(dir, 0);
+    let mut current: Option<(std::fs::File, u64, u64)> = None;
+    for f in logs::files(dir, max_files) {
+        let Ok(mut file) = std::fs::File::open(&f) else { continue };
+        let ino = file.metadata().map(|md| md.ino()).unwrap_or(0);
+        let end = read_from(&mut file, 0, &mut |l| lines.push(l));
+        if f == newest {
+            current = Some((file, ino, end));
         }
     }
     let skip = tail.map_or(0, |n| lines.len().saturating_sub(n));
@@ -1063,31 +1070,27 @@ fn read_log(
     if !follow {
         return;
     }
-    let path = logs::path(dir, 0);
-    let mut pending = Vec::new();
+    let mut print = |l: Vec<u8>| {
+        if let Some(e) = logs::parse(&l) {
+            print_entry(&e, pfx, timestamps);
+        }
+    };
     loop {
         let alive = matches!(Record::load(&record::dir(root, id).join("state")).map(|r| r.status), Ok(Status::Running { .. }));
         let mut progressed = false;
-        if let Some((f, _)) = &mut current {
-            let mut rd = BufReader::new(&mut *f);
-            let mut chunk = Vec::new();
-            while rd.read_until(b'\n', &mut chunk).unwrap_or(0) > 0 {
-                pending.extend_from_slice(&chunk);
-                chunk.clear();
-                if pending.last() == Some(&b'\n') {
-                    pending.pop();
-                    if let Some(e) = logs::parse(&pending) {
-                        print_entry(&e, pfx, timestamps);
-                    }
-                    pending.clear();
-                    progressed = true;
-                }
-            }
+        if let Some((f, _, pos)) = &mut current {
+            let from = *pos;
+            *pos = read_from(f, from, &mut print);
+            progressed = *pos != from;
         }
-        let now = std::fs::metadata(&path).map(|md| md.ino()).ok();
+        let now = std::fs::metadata(&newest).map(|md| md.ino()).ok();
         if now.is_some() && now != current.as_ref().map(|c| c.1) {
-            if let Ok(f) = std::fs::File::open(&path) {
-                current = Some((f, now.unwrap_or(0)));
+            if let Ok(f) = std::fs::File::open(&newest) {
+                // The old file's last lines, written before it was rotated.
+                if let Some((old, _, pos)) = &mut current {
+                    read_from(old, *pos, &mut print);
+                }
+                current = Some((f, now.unwrap_or(0), 0));
                 continue;
             }
         }

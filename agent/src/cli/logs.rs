@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::Duration;
@@ -156,16 +156,14 @@ fn follow(ctx: &Ctx, r: &Record, tail: Option<usize>, p: &Printer, follow: bool)
     }
     // Everything there is (oldest file first); with --tail only the last lines stay in memory.
     let mut last: VecDeque<Vec<u8>> = VecDeque::new();
-    let mut current: Option<(File, u64)> = None;
+    let newest = logs::path(&dir, 0);
+    let mut current: Option<(File, u64, u64)> = None;
     for f in logs::files(&dir, r.log.max_files) {
-        let Ok(file) = File::open(&f) else { continue };
+        let Ok(mut file) = File::open(&f) else { continue };
         let ino = file.metadata().map(|md| md.ino()).unwrap_or(0);
-        let mut rd = BufReader::new(file);
+        let mut lines = logs::Lines::new(&mut file, 0);
         let mut line = Vec::new();
-        while rd.read_until(b'\n', &mut line).map_err(|e| Error::io(format!("read {}", f.display()), e))? > 0 {
-            if line.last() == Some(&b'\n') {
-                line.pop();
-            }
+        while lines.next_line(&mut line).map_err(|e| Error::io(format!("read {}", f.display()), e))? {
             match tail {
                 Some(0) => {}
                 Some(n) => {
@@ -180,10 +178,10 @@ fn follow(ctx: &Ctx, r: &Record, tail: Option<usize>, p: &Printer, follow: bool)
                     }
                 }
             }
-            line.clear();
         }
-        if f == logs::path(&dir, 0) {
-            current = Some((rd.into_inner(), ino));
+        let end = lines.pos();
+        if f == newest {
+            current = Some((file, ino, end));
         }
     }
     for l in &last {
@@ -194,33 +192,25 @@ fn follow(ctx: &Ctx, r: &Record, tail: Option<usize>, p: &Printer, follow: bool)
     if !follow {
         return Ok(());
     }
-    // Follow: read what is appended; when the file at the path is a new one (rotated), finish
-    // the old one and move over. Stop once the container has stopped and nothing more comes.
-    let path = logs::path(&dir, 0);
-    let mut pending = Vec::new();
+    // Follow: read the lines written after the last one read; when the file at the path is a
+    // new one (rotated), finish the old one and move over. Stop once the container has stopped
+    // and nothing more comes.
     loop {
         let alive = running(&ctx.root, &r.id);
         let mut progressed = false;
-        if let Some((f, _)) = &mut current {
-            let mut rd = BufReader::new(&mut *f);
-            let mut chunk = Vec::new();
-            while rd.read_until(b'\n', &mut chunk).unwrap_or(0) > 0 {
-                pending.extend_from_slice(&chunk);
-                chunk.clear();
-                if pending.last() == Some(&b'\n') {
-                    pending.pop();
-                    if let Some(e) = logs::parse(&pending) {
-                        p.print(&e).map_err(out_err)?;
-                    }
-                    pending.clear();
-                    progressed = true;
-                }
-            }
+        if let Some((f, _, pos)) = &mut current {
+            let from = *pos;
+            *pos = print_from(f, from, p)?;
+            progressed = *pos != from;
         }
-        let now_ino = std::fs::metadata(&path).map(|md| md.ino()).ok();
+        let now_ino = std::fs::metadata(&newest).map(|md| md.ino()).ok();
         if now_ino.is_some() && now_ino != current.as_ref().map(|c| c.1) {
-            if let Ok(f) = File::open(&path) {
-                current = Some((f, now_ino.unwrap_or(0)));
+            if let Ok(f) = File::open(&newest) {
+                // The old file's last lines, written before it was rotated.
+                if let Some((old, _, pos)) = &mut current {
+                    print_from(old, *pos, p)?;
+                }
+                current = Some((f, now_ino.unwrap_or(0), 0));
                 continue;
             }
         }
@@ -231,4 +221,17 @@ fn follow(ctx: &Ctx, r: &Record, tail: Option<usize>, p: &Printer, follow: bool)
             std::thread::sleep(Duration::from_millis(200));
         }
     }
+}
+
+/// Prints a log file's whole lines from `pos` on; the offset after the last one.
+fn print_from(f: &mut File, pos: u64, p: &Printer) -> Result<u64, CliError> {
+    f.seek(SeekFrom::Start(pos)).map_err(|e| Error::io("seek in a log file", e))?;
+    let mut lines = logs::Lines::new(&mut *f, pos);
+    let mut line = Vec::new();
+    while lines.next_line(&mut line).unwrap_or(false) {
+        if let Some(e) = logs::parse(&line) {
+            p.print(&e).map_err(out_err)?;
+        }
+    }
+    Ok(lines.pos())
 }

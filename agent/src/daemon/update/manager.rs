@@ -2,7 +2,6 @@
 //! local socket), keeps the journal, and publishes state, progress and results.
 
 use std::collections::VecDeque;
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
 use rumqttc::{AsyncClient, QoS};
@@ -602,15 +601,15 @@ impl Manager {
         let dir = record::dir(&self.root, &id);
         let mut last: VecDeque<String> = VecDeque::new();
         for f in logs::files(&dir, r.log.max_files) {
-            let Ok(file) = std::fs::File::open(&f) else { continue };
-            for line in std::io::BufReader::new(file).split(b'\n').map_while(|l| l.ok()) {
-                if let Some(e) = logs::parse(&line) {
+            let Ok(mut file) = std::fs::File::open(&f) else { continue };
+            let _ = logs::read_from(&mut file, 0, |line| {
+                if let Some(e) = logs::parse(line) {
                     if last.len() == n {
                         last.pop_front();
                     }
                     last.push_back(String::from_utf8_lossy(e.text).into_owned());
                 }
-            }
+            });
         }
         Ok(last.into_iter().map(|l| l + "\n").collect())
     }
