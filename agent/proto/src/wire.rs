@@ -475,6 +475,21 @@ pub struct Outcome {
     pub time: i64,
 }
 
+impl Outcome {
+    /// An update refused before anything was changed (the manifest, when it could be read).
+    pub fn refused(m: Option<&Manifest>, reason: String, time: i64) -> Outcome {
+        Outcome {
+            id: m.map(|m| m.id.clone()).unwrap_or_default(),
+            seq: m.map_or(0, |m| m.seq),
+            name: m.map(|m| m.name.clone()).unwrap_or_default(),
+            result: "refused".into(),
+            reason,
+            image: String::new(),
+            time,
+        }
+    }
+}
+
 /// Operator → device on `.../cmd`: read-only questions (changes come as signed envelopes).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -205,15 +205,7 @@ impl Device {
     }
 
     fn refuse(&mut self, stats: &mut Stats, m: Option<&Manifest>, reason: String) -> Then {
-        let o = Outcome {
-            id: m.map(|m| m.id.clone()).unwrap_or_default(),
-            seq: m.map_or(0, |m| m.seq),
-            name: m.map(|m| m.name.clone()).unwrap_or_default(),
-            result: "refused".into(),
-            reason,
-            image: String::new(),
-            time: now(),
-        };
+        let o = Outcome::refused(m, reason, now());
         self.end(stats, o);
         Then::Nothing
     }

@@ -135,15 +135,7 @@ impl Manager {
 
     fn refuse(&mut self, m: Option<&Manifest>, reason: String) -> Then {
         crate::warn!("update refused: {reason}");
-        let o = Outcome {
-            id: m.map(|m| m.id.clone()).unwrap_or_default(),
-            seq: m.map_or(0, |m| m.seq),
-            name: m.map(|m| m.name.clone()).unwrap_or_default(),
-            result: "refused".into(),
-            reason,
-            image: String::new(),
-            time: timefmt::now(),
-        };
+        let o = Outcome::refused(m, reason, timefmt::now());
         self.publish_json("result", QoS::AtLeastOnce, &o);
         self.refused = Some(o);
         self.state_dirty = true;
