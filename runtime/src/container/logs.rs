@@ -307,8 +307,9 @@ impl<R: std::io::Read> Lines<R> {
     pub fn next_line(&mut self, line: &mut Vec<u8>) -> std::io::Result<bool> {
         use std::io::BufRead;
         line.clear();
-        match self.rd.fill_buf()?.first() {
-            None | Some(0) => return Ok(false),
+        match self.rd.fill_buf()?.first().copied() {
+            None => return Ok(false),
+            Some(0) if !self.skip_gap()? => return Ok(false),
             Some(_) => {}
         }
         let n = self.rd.read_until(b'\n', line)?;
@@ -319,6 +320,41 @@ impl<R: std::io::Read> Lines<R> {
         line.pop();
         self.pos += n as u64;
         Ok(true)
+    }
+
+    /// At zeros where a line would start: the end of the data, unless lines follow them. They do
+    /// when a power cut kept a later page of the file and lost an earlier one: then the gap is
+    /// skipped, with what follows it up to the first newline (the rest of a line the gap cut;
+    /// a line that began exactly at the gap's end is lost with it), and the next line is read.
+    /// At the end of the file nothing is skipped: `pos` stays where the next line will be written.
+    fn skip_gap(&mut self) -> std::io::Result<bool> {
+        use std::io::BufRead;
+        let mut zeros = 0u64;
+        loop {
+            let buf = self.rd.fill_buf()?;
+            if buf.is_empty() {
+                return Ok(false);
+            }
+            match buf.iter().position(|b| *b != 0) {
+                Some(i) => {
+                    self.rd.consume(i);
+                    zeros += i as u64;
+                    break;
+                }
+                None => {
+                    let n = buf.len();
+                    self.rd.consume(n);
+                    zeros += n as u64;
+                }
+            }
+        }
+        let mut cut = Vec::new();
+        let n = self.rd.read_until(b'\n', &mut cut)?;
+        if cut.last() != Some(&b'\n') {
+            return Ok(false);
+        }
+        self.pos += zeros + n as u64;
+        Ok(self.rd.fill_buf()?.first().is_some_and(|b| *b != 0) || self.skip_gap()?)
     }
 
     /// The offset after the last whole line read.
@@ -348,6 +384,35 @@ mod tests {
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         dir
+    }
+
+    #[test]
+    fn readers_skip_a_gap_that_a_power_cut_left_before_later_lines() {
+        let dir = temp_dir("gap");
+        let p = dir.join("container.log");
+        let mut data = b"1 stdout F one\n".to_vec();
+        data.extend(std::iter::repeat_n(0u8, 4096));
+        data.extend_from_slice(b"of a line the gap cut\n2 stdout F two\n");
+        let end = data.len() as u64;
+        data.extend(std::iter::repeat_n(0u8, 8192));
+        fs::write(&p, &data).unwrap();
+        let mut got = Vec::new();
+        let pos = read_from(&mut File::open(&p).unwrap(), 0, |l| got.push(String::from_utf8_lossy(l).into_owned())).unwrap();
+        assert_eq!(got, ["1 stdout F one", "2 stdout F two"]);
+        assert_eq!(pos, end, "a follower waits where the next line will be written");
+        // A follower at the end of the data sees nothing until a line is written there.
+        let mut more = Vec::new();
+        assert_eq!(read_from(&mut File::open(&p).unwrap(), pos, |l| more.push(l.to_vec())).unwrap(), end);
+        assert!(more.is_empty());
+        // Zeros then a line still being written (no newline): nothing skipped yet.
+        let mut torn = b"1 stdout F one\n".to_vec();
+        torn.extend(std::iter::repeat_n(0u8, 100));
+        torn.extend_from_slice(b"2 stdout F partial");
+        fs::write(&p, &torn).unwrap();
+        let mut seen = Vec::new();
+        assert_eq!(read_from(&mut File::open(&p).unwrap(), 0, |l| seen.push(l.to_vec())).unwrap(), 15);
+        assert_eq!(seen.len(), 1);
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     /// Every whole line of the ring's files, oldest first, as readers see them.
