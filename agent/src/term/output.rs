@@ -87,8 +87,9 @@ pub fn table(out: &mut impl Write, header: &[&str], rows: &[Vec<String>]) -> io:
     Ok(())
 }
 
-/// A time as `--since`/`--until` take it: RFC 3339, unix seconds, or a duration back from now
-/// (`10s`, `42m`, `2h`).
+/// A time as Docker's `--since`/`--until` take it: RFC 3339 (a fraction of a second allowed),
+/// unix seconds (`1700000000`, `1700000000.5`), or a Go duration back from now (`10s`, `42m`,
+/// `1h30m`, `1.5h`, `500ms`). Whole seconds: the agent keeps its times so.
 pub fn time_arg(s: &str) -> Result<i64, berth_proto::error::CliError> {
     if let Some(t) = timefmt::parse_rfc3339(s) {
         return Ok(t);
@@ -96,19 +97,56 @@ pub fn time_arg(s: &str) -> Result<i64, berth_proto::error::CliError> {
     if let Ok(t) = s.parse::<i64>() {
         return Ok(t);
     }
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: i64 = num.parse().map_err(|_| berth_proto::error::op_err(format!("invalid time {s:?}")))?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        _ => {
-            return Err(berth_proto::error::op_err(format!(
-                "invalid time {s:?} (RFC 3339, unix seconds, or a duration such as 10s, 42m, 2h)"
-            )))
+    if let Some((whole, frac)) = s.split_once('.') {
+        if !frac.is_empty() && frac.bytes().all(|b| b.is_ascii_digit()) {
+            if let Ok(t) = whole.parse::<i64>() {
+                return Ok(t);
+            }
         }
+    }
+    match go_duration(s) {
+        Some(secs) => Ok(timefmt::now() - secs.round() as i64),
+        None => {
+            Err(berth_proto::error::op_err(format!("invalid time {s:?} (RFC 3339, unix seconds, or a duration such as 10s, 42m, 1h30m)")))
+        }
+    }
+}
+
+/// Go's `time.ParseDuration`, in seconds: a sign, then numbers (a fraction allowed) each with a
+/// unit of ns, us (µs), ms, s, m or h; a bare `0` is zero.
+fn go_duration(s: &str) -> Option<f64> {
+    let (neg, mut rest) = match s.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
     };
-    Ok(timefmt::now() - secs)
+    if rest == "0" {
+        return Some(0.0);
+    }
+    if rest.is_empty() {
+        return None;
+    }
+    let mut total = 0.0;
+    while !rest.is_empty() {
+        let end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let (num, tail) = rest.split_at(end);
+        if !num.bytes().any(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let v: f64 = num.parse().ok()?;
+        let end = tail.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(tail.len());
+        let (unit, next) = tail.split_at(end);
+        total += v * match unit {
+            "ns" => 1e-9,
+            "us" | "\u{b5}s" | "\u{3bc}s" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        rest = next;
+    }
+    Some(if neg { -total } else { total })
 }
 
 /// Counts bytes read and, on a terminal, redraws one progress line at most ten times a second.
@@ -160,6 +198,30 @@ impl<R: Read> Read for Progress<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_as_docker_takes_them() {
+        let now = timefmt::now();
+        let near = |s: &str, back: i64| {
+            let t = time_arg(s).unwrap_or_else(|e| panic!("{s}: {e:?}"));
+            assert!((now - back - t).abs() <= 1, "{s}: {t}, wanted about {}", now - back);
+        };
+        near("10s", 10);
+        near("42m", 42 * 60);
+        near("1h30m", 5400);
+        near("1.5h", 5400);
+        near("2h0m30s", 7230);
+        near("500ms", 0);
+        near("0", now);
+        assert_eq!(time_arg("1700000000").unwrap(), 1_700_000_000);
+        assert_eq!(time_arg("1700000000.123456789").unwrap(), 1_700_000_000);
+        assert_eq!(time_arg("2023-11-14T22:13:20.5Z").unwrap(), 1_700_000_000);
+        // A number with a fraction and no unit is unix seconds, as Docker reads it.
+        assert_eq!(time_arg("1.5").unwrap(), 1);
+        for bad in ["", "h", "10x", "1..5s", "abc", "10s5", "1700000000.", "-"] {
+            assert!(time_arg(bad).is_err(), "{bad:?} was taken");
+        }
+    }
 
     #[test]
     fn sizes_as_docker() {
