@@ -6,10 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rumqttc::{MqttOptions, TlsConfiguration, Transport};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use berth_runtime::{Error, Result};
 
@@ -75,50 +73,6 @@ pub struct TlsFiles {
     pub key: Option<PathBuf>,
 }
 
-/// Checks certificate dates against the later of the system clock and `floor`: a board without
-/// a real-time clock boots in 1970, where every certificate would look "not yet valid".
-#[derive(Debug)]
-struct FloorVerifier {
-    inner: Arc<rustls::client::WebPkiServerVerifier>,
-    floor: u64,
-}
-
-impl ServerCertVerifier for FloorVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp: &[u8],
-        now: UnixTime,
-    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        let now = UnixTime::since_unix_epoch(Duration::from_secs(now.as_secs().max(self.floor)));
-        self.inner.verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
-}
-
 fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
     let what = || format!("read certificates from {}", path.display());
     let certs = CertificateDer::pem_file_iter(path)
@@ -162,7 +116,7 @@ pub fn tls_config(files: &TlsFiles, floor: u64) -> Result<rustls::ClientConfig> 
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::invalid(format!("TLS: {e}")))?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(FloorVerifier { inner, floor }));
+        .with_custom_certificate_verifier(Arc::new(berth_tls::FloorVerifier::new(inner, floor)));
     match (&files.cert, &files.key) {
         (Some(cert), Some(key)) => {
             let k = PrivateKeyDer::from_pem_file(key).map_err(|e| Error::invalid(format!("read private key {}: {e}", key.display())))?;

@@ -5,7 +5,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use berth_runtime::{Error, Result};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -15,45 +14,6 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 
 /// Where per-registry certificates are looked for, in this order.
 pub const CERT_DIRS: &[&str] = &["/etc/berth/certs.d", "/etc/docker/certs.d"];
-
-#[derive(Debug)]
-struct FloorVerifier {
-    inner: Arc<rustls::client::WebPkiServerVerifier>,
-    floor: u64,
-}
-
-impl ServerCertVerifier for FloorVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp: &[u8],
-        now: UnixTime,
-    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        let now = UnixTime::since_unix_epoch(Duration::from_secs(now.as_secs().max(self.floor)));
-        self.inner.verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
-    }
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
-}
 
 /// An `insecure-registries` entry: any certificate is taken (the handshake still proves the
 /// server holds the key it shows), as Docker does.
@@ -156,7 +116,7 @@ pub fn config(dirs: &[PathBuf], host: &str, port: u16, floor: u64, insecure: boo
         let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
             .build()
             .map_err(|e| Error::invalid(format!("TLS trust roots for {host}: {e}")))?;
-        builder.with_custom_certificate_verifier(Arc::new(FloorVerifier { inner, floor }))
+        builder.with_custom_certificate_verifier(Arc::new(berth_tls::FloorVerifier::new(inner, floor)))
     };
     let cfg = match client {
         Some((chain, key, p)) => {

@@ -20,7 +20,10 @@ use rustls::sign::SigningKey;
 use rustls::{Error, SignatureScheme};
 use webpki::ring as ring_algs;
 
+mod floor;
 pub mod nistp256;
+
+pub use floor::FloorVerifier;
 mod ring_keys;
 
 /// The provider: build a `ClientConfig` with `ClientConfig::builder_with_provider(provider())`.
