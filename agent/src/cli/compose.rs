@@ -5,7 +5,6 @@
 //! project's containers from the records and `up` re-creates only what changed.
 
 use std::io::{self, Write};
-use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -1037,63 +1036,31 @@ fn read_log(
     pfx: &str,
 ) {
     use berth_runtime::container::logs;
-    // The whole lines of a log file from an offset; the offset after the last one.
-    let read_from = |f: &mut std::fs::File, pos: u64, each: &mut dyn FnMut(Vec<u8>)| -> u64 {
-        use std::io::Seek;
-        if f.seek(std::io::SeekFrom::Start(pos)).is_err() {
-            return pos;
+    // With a tail only its lines stay in memory.
+    let mut lines: std::collections::VecDeque<Vec<u8>> = std::collections::VecDeque::new();
+    let keep = tail.unwrap_or(usize::MAX);
+    let ring = logs::Follower::open(dir, max_files, &mut |l| {
+        if keep > 0 {
+            if lines.len() == keep {
+                lines.pop_front();
+            }
+            lines.push_back(l.to_vec());
         }
-        let mut lines = logs::Lines::new(&mut *f, pos);
-        let mut line = Vec::new();
-        while lines.next_line(&mut line).unwrap_or(false) {
-            each(std::mem::take(&mut line));
-        }
-        lines.pos()
-    };
-    let mut lines: Vec<Vec<u8>> = Vec::new();
-    let newest = logs::path(dir, 0);
-    let mut current: Option<(std::fs::File, u64, u64)> = None;
-    for f in logs::files(dir, max_files) {
-        let Ok(mut file) = std::fs::File::open(&f) else { continue };
-        let ino = file.metadata().map(|md| md.ino()).unwrap_or(0);
-        let end = read_from(&mut file, 0, &mut |l| lines.push(l));
-        if f == newest {
-            current = Some((file, ino, end));
-        }
-    }
-    let skip = tail.map_or(0, |n| lines.len().saturating_sub(n));
-    for l in &lines[skip..] {
+        Ok(())
+    });
+    let print = |l: &[u8]| {
         if let Some(e) = logs::parse(l) {
             print_entry(&e, pfx, timestamps);
         }
-    }
-    if !follow {
-        return;
-    }
-    let mut print = |l: Vec<u8>| {
-        if let Some(e) = logs::parse(&l) {
-            print_entry(&e, pfx, timestamps);
-        }
+        Ok(())
     };
+    for l in &lines {
+        let _ = print(l);
+    }
+    let (true, Ok(mut ring)) = (follow, ring) else { return };
     loop {
         let alive = matches!(Record::load(&record::dir(root, id).join("state")).map(|r| r.status), Ok(Status::Running { .. }));
-        let mut progressed = false;
-        if let Some((f, _, pos)) = &mut current {
-            let from = *pos;
-            *pos = read_from(f, from, &mut print);
-            progressed = *pos != from;
-        }
-        let now = std::fs::metadata(&newest).map(|md| md.ino()).ok();
-        if now.is_some() && now != current.as_ref().map(|c| c.1) {
-            if let Ok(f) = std::fs::File::open(&newest) {
-                // The old file's last lines, written before it was rotated.
-                if let Some((old, _, pos)) = &mut current {
-                    read_from(old, *pos, &mut print);
-                }
-                current = Some((f, now.unwrap_or(0), 0));
-                continue;
-            }
-        }
+        let progressed = ring.step(&mut |l| print(l)).unwrap_or(false);
         if !alive && !progressed {
             return;
         }

@@ -2,9 +2,7 @@
 //! stdout and stderr lines to stderr, as Docker does; `-f` follows across rotation.
 
 use std::collections::VecDeque;
-use std::fs::File;
-use std::io::{self, Seek, SeekFrom, Write};
-use std::os::unix::fs::MetadataExt;
+use std::io::{self, Write};
 use std::path::Path;
 use std::time::Duration;
 
@@ -156,64 +154,33 @@ fn follow(ctx: &Ctx, r: &Record, tail: Option<usize>, p: &Printer, follow: bool)
     }
     // Everything there is (oldest file first); with --tail only the last lines stay in memory.
     let mut last: VecDeque<Vec<u8>> = VecDeque::new();
-    let newest = logs::path(&dir, 0);
-    let mut current: Option<(File, u64, u64)> = None;
-    for f in logs::files(&dir, r.log.max_files) {
-        let Ok(mut file) = File::open(&f) else { continue };
-        let ino = file.metadata().map(|md| md.ino()).unwrap_or(0);
-        let mut lines = logs::Lines::new(&mut file, 0);
-        let mut line = Vec::new();
-        while lines.next_line(&mut line).map_err(|e| Error::io(format!("read {}", f.display()), e))? {
-            match tail {
-                Some(0) => {}
-                Some(n) => {
-                    if last.len() == n {
-                        last.pop_front();
-                    }
-                    last.push_back(std::mem::take(&mut line));
-                }
-                None => {
-                    if let Some(e) = logs::parse(&line) {
-                        p.print(&e).map_err(out_err)?;
-                    }
-                }
+    let print = |line: &[u8]| match logs::parse(line) {
+        Some(e) => p.print(&e),
+        None => Ok(()),
+    };
+    let mut ring = logs::Follower::open(&dir, r.log.max_files, &mut |line| match tail {
+        Some(0) => Ok(()),
+        Some(n) => {
+            if last.len() == n {
+                last.pop_front();
             }
+            last.push_back(line.to_vec());
+            Ok(())
         }
-        let end = lines.pos();
-        if f == newest {
-            current = Some((file, ino, end));
-        }
-    }
+        None => print(line),
+    })
+    .map_err(log_err)?;
     for l in &last {
-        if let Some(e) = logs::parse(l) {
-            p.print(&e).map_err(out_err)?;
-        }
+        print(l).map_err(out_err)?;
     }
     if !follow {
         return Ok(());
     }
-    // Follow: read the lines written after the last one read; when the file at the path is a
-    // new one (rotated), finish the old one and move over. Stop once the container has stopped
-    // and nothing more comes.
+    // Follow: the lines written after the last one read, across rotations. Stop once the
+    // container has stopped and nothing more comes.
     loop {
         let alive = running(&ctx.root, &r.id);
-        let mut progressed = false;
-        if let Some((f, _, pos)) = &mut current {
-            let from = *pos;
-            *pos = print_from(f, from, p)?;
-            progressed = *pos != from;
-        }
-        let now_ino = std::fs::metadata(&newest).map(|md| md.ino()).ok();
-        if now_ino.is_some() && now_ino != current.as_ref().map(|c| c.1) {
-            if let Ok(f) = File::open(&newest) {
-                // The old file's last lines, written before it was rotated.
-                if let Some((old, _, pos)) = &mut current {
-                    print_from(old, *pos, p)?;
-                }
-                current = Some((f, now_ino.unwrap_or(0), 0));
-                continue;
-            }
-        }
+        let progressed = ring.step(&mut |line| print(line)).map_err(log_err)?;
         if !alive && !progressed {
             return Ok(());
         }
@@ -223,15 +190,10 @@ fn follow(ctx: &Ctx, r: &Record, tail: Option<usize>, p: &Printer, follow: bool)
     }
 }
 
-/// Prints a log file's whole lines from `pos` on; the offset after the last one.
-fn print_from(f: &mut File, pos: u64, p: &Printer) -> Result<u64, CliError> {
-    f.seek(SeekFrom::Start(pos)).map_err(|e| Error::io("seek in a log file", e))?;
-    let mut lines = logs::Lines::new(&mut *f, pos);
-    let mut line = Vec::new();
-    while lines.next_line(&mut line).unwrap_or(false) {
-        if let Some(e) = logs::parse(&line) {
-            p.print(&e).map_err(out_err)?;
-        }
+/// A failed read of the log ring, or a failed print (a closed pipe ends quietly).
+fn log_err(e: io::Error) -> CliError {
+    if e.kind() == io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
     }
-    Ok(lines.pos())
+    CliError::Op(Error::io("logs", e))
 }

@@ -365,14 +365,83 @@ impl<R: std::io::Read> Lines<R> {
 
 /// A log file's whole lines from `pos` on, and the offset after the last one.
 pub fn read_from(file: &mut File, pos: u64, mut each: impl FnMut(&[u8])) -> std::io::Result<u64> {
+    read_each(file, pos, &mut |l| {
+        each(l);
+        Ok(())
+    })
+}
+
+/// As [`read_from`], stopping at the first error `each` returns.
+fn read_each(file: &mut File, pos: u64, each: &mut dyn FnMut(&[u8]) -> std::io::Result<()>) -> std::io::Result<u64> {
     use std::io::{Seek, SeekFrom};
     file.seek(SeekFrom::Start(pos))?;
     let mut lines = Lines::new(&mut *file, pos);
     let mut line = Vec::new();
     while lines.next_line(&mut line)? {
-        each(&line);
+        each(&line)?;
     }
     Ok(lines.pos())
+}
+
+/// A reader that keeps up with a container's log ring, for `logs -f` and `compose logs -f`:
+/// every line there is first (oldest file first), then the lines written after, across a
+/// rotation (the old file's last lines, then the new file's).
+pub struct Follower {
+    newest: PathBuf,
+    /// The newest file as last read: its inode (a rotation puts another at the path) and the
+    /// offset after its last whole line.
+    current: Option<(File, u64, u64)>,
+}
+
+impl Follower {
+    /// Gives every whole line of the ring in `dir` to `each`, oldest first; the follower then
+    /// stands after the newest file's last line. Errors name the file read.
+    pub fn open(dir: &Path, max_files: u32, each: &mut dyn FnMut(&[u8]) -> std::io::Result<()>) -> std::io::Result<Follower> {
+        use std::os::unix::fs::MetadataExt;
+        let newest = path(dir, 0);
+        let mut current = None;
+        for f in files(dir, max_files) {
+            let Ok(mut file) = File::open(&f) else { continue };
+            let ino = file.metadata().map(|m| m.ino()).unwrap_or(0);
+            let end = read_each(&mut file, 0, each).map_err(|e| in_file(&f, e))?;
+            if f == newest {
+                current = Some((file, ino, end));
+            }
+        }
+        Ok(Follower { newest, current })
+    }
+
+    /// Gives `each` the lines written since the last call; true when any came or the ring
+    /// rotated (then call again at once).
+    pub fn step(&mut self, each: &mut dyn FnMut(&[u8]) -> std::io::Result<()>) -> std::io::Result<bool> {
+        use std::os::unix::fs::MetadataExt;
+        let mut progressed = false;
+        if let Some((f, _, pos)) = &mut self.current {
+            let from = *pos;
+            *pos = read_each(f, from, each).map_err(|e| in_file(&self.newest, e))?;
+            progressed = *pos != from;
+        }
+        let now = fs::metadata(&self.newest).map(|m| m.ino()).ok();
+        if now.is_some() && now != self.current.as_ref().map(|c| c.1) {
+            if let Ok(f) = File::open(&self.newest) {
+                // The old file's last lines, written before it was rotated.
+                if let Some((old, _, pos)) = &mut self.current {
+                    read_each(old, *pos, each).map_err(|e| in_file(&self.newest, e))?;
+                }
+                self.current = Some((f, now.unwrap_or(0), 0));
+                return Ok(true);
+            }
+        }
+        Ok(progressed)
+    }
+}
+
+/// An error with the file's name (its kind kept), but for a closed pipe, which passes as it is.
+fn in_file(f: &Path, e: std::io::Error) -> std::io::Error {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        return e;
+    }
+    std::io::Error::new(e.kind(), format!("read {}: {e}", f.display()))
 }
 
 #[cfg(test)]
@@ -426,6 +495,32 @@ mod tests {
 
     fn texts(lines: &[Vec<u8>]) -> Vec<String> {
         lines.iter().map(|l| String::from_utf8_lossy(parse(l).unwrap().text).into_owned()).collect()
+    }
+
+    #[test]
+    fn a_follower_sees_every_line_once_across_rotations() {
+        let dir = temp_dir("follow-rotations");
+        let mut r = Ring::new(&dir, LogConfig { enabled: true, max_size: 4096, max_files: 3 });
+        let mut seen: Vec<String> = Vec::new();
+        let mut take = |l: &[u8]| {
+            seen.push(String::from_utf8_lossy(parse(l).unwrap().text).into_owned());
+            Ok(())
+        };
+        for i in 0..10 {
+            r.write(0, format!("line {i}\n").as_bytes());
+        }
+        let mut f = Follower::open(&dir, 3, &mut take).unwrap();
+        // 4096-byte files of about 40-byte lines: each batch of 60 rotates at least once, and
+        // the follower steps after each batch, as `logs -f` polls.
+        for batch in 0..5 {
+            for i in 0..60 {
+                r.write(0, format!("line {}\n", 10 + batch * 60 + i).as_bytes());
+            }
+            while f.step(&mut take).unwrap() {}
+        }
+        let want: Vec<String> = (0..310).map(|i| format!("line {i}")).collect();
+        assert_eq!(seen, want);
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
