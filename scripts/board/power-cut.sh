@@ -96,6 +96,11 @@ cut)
     logrot)
         b run -d --name chatty --log-opt max-size=8k --log-opt max-file=2 app:1 \
             sh -c 'i=0; while :; do echo "line $i of a chatty container, long enough to fill the log"; i=$((i+1)); done' >/dev/null
+        # Some of its lines on the disk before the cut (left to the kernel, the first ones reach
+        # it only after ext4's 5 s commit): the cut then lands among lines written in place
+        # after durable ones, torn tails and gaps included.
+        sleep 1
+        sync
         mark GO
         ;;
     esac
@@ -152,11 +157,26 @@ check)
     b system verify >/tmp/verify.out 2>&1
     vrc=$?
     tmps=$(find $ROOT \( -name '*.tmp' -o -name 'tmp-*' -o -name '*.partial' \) 2>/dev/null | head -n 5 | tr '\n' ' ')
+    # After a cut in the log rotation phase: every line `logs` shows is whole, then again once the
+    # container has logged after its torn end (its writer finds the end of its data again).
+    # "lines/bad lines" before and after.
+    logs=""
+    if b inspect chatty >/dev/null 2>&1; then
+        whole='^line [0-9]* of a chatty container, long enough to fill the log$'
+        b logs chatty >/tmp/chatty.1 2>&1
+        b start chatty >/dev/null 2>&1
+        sleep 2
+        b stop -t 1 chatty >/dev/null 2>&1
+        b logs chatty >/tmp/chatty.2 2>&1
+        logs="$(wc -l </tmp/chatty.1)/$(grep -cv "$whole" /tmp/chatty.1) $(wc -l </tmp/chatty.2)/$(grep -cv "$whole" /tmp/chatty.2)"
+        grep -v "$whole" /tmp/chatty.2 | head -n 3 | sed 's/^/power-cut: not a whole line: /'
+    fi
     {
         echo "app=$app"
         echo "verify=$vrc $(tail -n 1 /tmp/verify.out)"
         echo "tmp=$tmps"
         echo "updates=$(ls $ROOT/updates 2>/dev/null | grep -vx journal | tr "\n" " ")"
+        echo "logs=$logs"
         echo "containers=$(b ps -a --format '{{.Names}}:{{.State}}' | tr '\n' ' ')"
     } >$CTL/result.tmp
     mv $CTL/result.tmp $CTL/result
