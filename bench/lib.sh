@@ -111,6 +111,23 @@ berth_agent_stop() {
     AGENT_PID=
 }
 
+# --- mosquitto ------------------------------------------------------------------------------------
+# mosquitto_start [LINE...]: a private broker on a free loopback port, the LINEs added to its
+# configuration; sets MOSQ (its pid, for the row's cleanup), port and url, and returns once it
+# takes a publish (or after 5 s: the row's first use then says what is wrong).
+mosquitto_start() {
+    port=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    {
+        printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\n' "$port"
+        [ "$#" -eq 0 ] || printf '%s\n' "$@"
+    } >"$BENCH_TMP/mosquitto.conf"
+    mosquitto -c "$BENCH_TMP/mosquitto.conf" >"$BENCH_TMP/mosquitto.log" 2>&1 &
+    MOSQ=$!
+    url=mqtt://127.0.0.1:$port
+    local _i
+    for _i in $(seq 50); do mosquitto_pub -p "$port" -t bench/ping -m x 2>/dev/null && return 0; sleep 0.1; done
+}
+
 # --- podman (private storage, settings from ../shared/PEERS.md) ---------------------------------
 export PODMAN_IMAGE=docker.io/library/bench:1
 pod() {

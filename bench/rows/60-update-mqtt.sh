@@ -59,19 +59,7 @@ size=$(stat -c %s "$tarball")
 nchunks=$(( (size + chunk - 1) / chunk ))
 mb=$(awk -v s="$size" 'BEGIN { printf "%.0f", s / 1e6 }')
 
-port=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-cat >"$BENCH_TMP/mosquitto.conf" <<CONF
-listener $port 127.0.0.1
-allow_anonymous true
-persistence false
-max_queued_messages 4000
-max_inflight_messages 64
-max_packet_size 2000000
-CONF
-mosquitto -c "$BENCH_TMP/mosquitto.conf" >"$BENCH_TMP/mosquitto.log" 2>&1 &
-MOSQ=$!
-url=mqtt://127.0.0.1:$port
-for _ in $(seq 50); do mosquitto_pub -p "$port" -t bench/ping -m x 2>/dev/null && break; sleep 0.1; done
+mosquitto_start "max_queued_messages 4000" "max_inflight_messages 64" "max_packet_size 2000000"
 
 "$BERTH" fleet --mqtt "$url" keygen --out "$BENCH_TMP/key" >/dev/null
 start_agent() {

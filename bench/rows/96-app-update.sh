@@ -71,12 +71,7 @@ PY
 }
 
 # --- berth: a broker and an agent, the application pushed over MQTT ------------------------------
-port=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\n' "$port" >"$BENCH_TMP/mosquitto.conf"
-mosquitto -c "$BENCH_TMP/mosquitto.conf" >"$BENCH_TMP/mosquitto.log" 2>&1 &
-MOSQ=$!
-url=mqtt://127.0.0.1:$port
-for _ in $(seq 50); do mosquitto_pub -p "$port" -t bench/ping -m x 2>/dev/null && break; sleep 0.1; done
+mosquitto_start
 "$BERTH" fleet --mqtt "$url" keygen --out "$BENCH_TMP/key" >/dev/null
 nb load -q -i "$BENCH_WORK/busybox.tar" >/dev/null
 "$BERTH" --root "$BENCH_TMP/dev" -H "unix://$BENCH_TMP/dev.sock" agent --mqtt "$url" --device-id bench-app \

@@ -41,26 +41,12 @@ size=$(stat -c %s "$tarball")
 nchunks=$(( (size + chunk - 1) / chunk ))
 mb=$(awk -v s="$size" 'BEGIN { printf "%.1f", s / 1e6 }')
 
-port=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 # max_inflight_messages bounds the copies mosquitto makes per subscriber (it builds each in-flight
 # message's packet for each client); max_queued_messages is for the sender, which every device's
 # progress, result and state reach (queued chunks are references, not copies); memory_limit keeps
 # a runaway from taking the shared machine.
-cat >"$BENCH_TMP/mosquitto.conf" <<CONF
-listener $port 127.0.0.1
-allow_anonymous true
-persistence false
-max_connections -1
-max_queued_messages 100000
-max_inflight_messages 20
-max_packet_size 2000000
-memory_limit 4294967296
-sys_interval 1
-CONF
-mosquitto -c "$BENCH_TMP/mosquitto.conf" >"$BENCH_TMP/mosquitto.log" 2>&1 &
-MOSQ=$!
-url=mqtt://127.0.0.1:$port
-for _ in $(seq 50); do mosquitto_pub -p "$port" -t bench/ping -m x 2>/dev/null && break; sleep 0.1; done
+mosquitto_start "max_connections -1" "max_queued_messages 100000" "max_inflight_messages 20" \
+    "max_packet_size 2000000" "memory_limit 4294967296" "sys_interval 1"
 "$BERTH" fleet --mqtt "$url" keygen --out "$BENCH_TMP/key" >/dev/null
 
 # sys_bytes sent|received: the broker's counter (published every second, retained).
