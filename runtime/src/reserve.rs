@@ -67,7 +67,7 @@ fn held(f: &File, size: u64) -> u64 {
     blocks.min(size) / SLICE * SLICE
 }
 
-pub(crate) fn fallocate(f: &File, mode: i32, off: u64, len: u64) -> std::io::Result<()> {
+fn fallocate(f: &File, mode: i32, off: u64, len: u64) -> std::io::Result<()> {
     // SAFETY: fallocate on a descriptor `f` keeps open; it changes only that file's blocks.
     let rc = unsafe { libc::fallocate(f.as_raw_fd(), mode, off as libc::off_t, len as libc::off_t) };
     if rc != 0 {

@@ -84,14 +84,13 @@ pub fn files(dir: &Path, max_files: u32) -> Vec<PathBuf> {
 /// So the file is grown in steps of this much (never past `max-size`), and the lines are written
 /// at the end of the data; readers stop at a NUL where a line would start. A step is small enough
 /// that a container that logs little does not pay for a whole `max-size` at its start.
+///
+/// A step is zeros written once (blocks allocated and initialised, so later lines change no
+/// metadata), not fallocate (unwritten extents: the first write of each block converts its
+/// extent, a metadata change). Measured on the emulated board with `scripts/power-cut --wear`,
+/// 10 containers logging a line a second: zeros 12.2 MiB/h, fallocate 28.8 MiB/h
+/// (docs/storage.md, "Flash wear").
 const PREPARED: u64 = 64 * 1024;
-
-/// How a step is made ready: zeros written once (blocks allocated and initialised, so later
-/// lines change no metadata) or fallocate (unwritten extents: no data written, but the first
-/// write of each block converts its extent, a metadata change). Measured on the emulated board
-/// with `scripts/power-cut --wear`, 10 containers logging a line a second: zeros 12.2 MiB/h,
-/// fallocate 28.8 MiB/h (docs/storage.md, "Flash wear").
-const PREPARE_WITH_ZEROS: bool = true;
 
 /// The writer, run by the container's monitor process.
 pub struct Ring {
@@ -150,12 +149,7 @@ impl Ring {
             return Ok(());
         }
         let to = need.div_ceil(PREPARED).saturating_mul(PREPARED).min(self.cfg.max_size).max(need);
-        let done = if PREPARE_WITH_ZEROS {
-            f.write_all_at(&vec![0; (to - self.len) as usize], self.len)
-        } else {
-            crate::reserve::fallocate(f, 0, self.len, to - self.len)
-        };
-        match done {
+        match f.write_all_at(&vec![0; (to - self.len) as usize], self.len) {
             Ok(()) => {
                 self.len = to;
                 Ok(())
@@ -292,7 +286,7 @@ fn data_end(f: &File, len: u64) -> std::io::Result<(u64, u64)> {
 /// The whole lines of a log file, from a given offset, without their newline. The data ends at
 /// a NUL where a line would start (the zeros the writer made ready) or at a line without its
 /// newline (being written, or torn by a power cut); `pos` is then where the next line will be.
-pub struct Lines<R> {
+struct Lines<R> {
     rd: std::io::BufReader<R>,
     pos: u64,
 }
