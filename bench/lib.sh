@@ -47,6 +47,20 @@ spread() {
 }
 median() { local m rest; read -r m rest <<<"$(stats "$@")"; echo "$m"; }
 
+# rotated I NAME...: the NAMEs rotated left by I (modulo their count). Rows that time contenders
+# in rounds start round I at the I-th, so that each one follows each other equally often: what a
+# contender leaves to the kernel after it exits (podman's network namespace and cgroups are torn
+# down asynchronously) then does not always land on the same next one. With a fixed order it did:
+# row 10's berth, always right after podman, measured 23 ms against crun's 12; with crun in that
+# place it was crun 19 ms against berth's 12.
+rotated() {
+    local i=$1; shift
+    local n=$# k
+    for k in $(seq 0 $((n - 1))); do
+        local j=$(( (i + k) % n + 1 ))
+        printf '%s\n' "${!j}"
+    done
+}
 # time_ms CMD...: runs CMD (output to $BENCH_TMP/last.out/.err), prints its wall time in ms.
 # Returns CMD's status.
 time_ms() {
@@ -61,7 +75,8 @@ last_err() { tail -n 3 "$BENCH_TMP/last.err" 2>/dev/null | tr '\n' ' ' | cut -c1
 
 # in_wrapper CMD...: CMD in a private mount namespace without the cgroup2 mount: crun refuses
 # hybrid cgroup hosts otherwise (../shared/PEERS.md). Every start-time contender runs in it.
-in_wrapper() { unshare -m sh -c 'umount /sys/fs/cgroup/unified 2>/dev/null; exec "$@"' wrapper "$@"; }
+WRAPPER=(unshare -m sh -c 'umount /sys/fs/cgroup/unified 2>/dev/null; exec "$@"' wrapper)
+in_wrapper() { "${WRAPPER[@]}" "$@"; }
 
 # pss PID...: summed proportional set size (kB) of the processes (0 for those gone).
 pss() {
@@ -89,11 +104,13 @@ unmount_under() {
 # berth_agent_start DIR: agent on root DIR/root and socket DIR/agent.sock; sets AGENT_PID.
 # b ARGS...: the CLI against that agent.
 b() { "$BERTH" --root "$BERTH_DIR/root" -H "unix://$BERTH_DIR/agent.sock" "$@"; }
+# berth_agent_start DIR: an agent on DIR/root, its socket DIR/agent.sock; sets AGENT_PID. With
+# AGENT_IN_WRAPPER set, the agent runs in in_wrapper's mount namespace (the wrapper execs it: same pid).
 berth_agent_start() {
     BERTH_DIR=$1
     mkdir -p "$BERTH_DIR"
     [ -d "$BERTH_DIR/root" ] || b load -q -i "$BENCH_WORK/busybox.tar" >/dev/null
-    "$BERTH" --root "$BERTH_DIR/root" -H "unix://$BERTH_DIR/agent.sock" agent --default-network host </dev/null >>"$BERTH_DIR/agent.log" 2>&1 &
+    ${AGENT_IN_WRAPPER:+"${WRAPPER[@]}"} "$BERTH" --root "$BERTH_DIR/root" -H "unix://$BERTH_DIR/agent.sock" agent --default-network host </dev/null >>"$BERTH_DIR/agent.log" 2>&1 &
     AGENT_PID=$!
     local _i
     for _i in $(seq 100); do
@@ -143,9 +160,11 @@ podman_setup() {
     mkdir -p "$PODMAN_DIR"
     pod load -q -i "$BENCH_WORK/busybox.tar" >/dev/null 2>"$PODMAN_DIR/load.err" || return 1
 }
-# podman_quiesce: waits (up to 10 s) until nothing of this podman is left running but its
-# containers' conmons: `podman run --rm` returns before conmon's `podman container cleanup` has
-# finished, and that would take the CPU from whatever is measured next.
+# podman_quiesce [all]: waits (up to 10 s) until nothing of this podman is left running but its
+# containers' conmons (with "all", not even those): `podman run --rm` returns before conmon's
+# `podman container cleanup` has finished, and that would take the CPU from whatever is measured
+# next. Then, with "all", a short pause for the kernel's deferred teardown of the namespaces and
+# cgroups podman let go (no process shows that; see rotated for what it cost the next runner).
 podman_quiesce() {
     local _i p busy
     for _i in $(seq 200); do
@@ -155,9 +174,10 @@ podman_quiesce() {
             busy=1
             break
         done
-        [ -n "$busy" ] || return 0
+        [ -n "$busy" ] || break
         sleep 0.05
     done
+    [ -z "${1:-}" ] || sleep 0.2
 }
 podman_teardown() {
     [ -n "${PODMAN_DIR:-}" ] || return 0

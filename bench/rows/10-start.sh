@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Row 1: container start-to-exit of `true` in the busybox image: `berth run --rm --net none`
 # against `crun run` and `runc run` of the same rootfs (OCI bundle) and `podman run --rm
-# --network none` of the same image; BENCH_RUNS runs each, interleaved (one of each per round;
-# after podman's, the round waits for its leftover `podman container cleanup` to end).
+# --network none` of the same image; BENCH_RUNS runs each, interleaved: one of each per round,
+# each round starting one further along the list (bench/lib.sh: rotated); after podman's, the
+# round waits for its leftover `podman container cleanup` and the kernel's teardown.
 # crun needs a private mount namespace without the cgroup2 mount on this hybrid host, so every
 # contender runs inside that same `unshare -m` wrapper; the wrapper alone, and berth without it,
 # are timed as well (for the `how` column).
@@ -23,13 +24,17 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# The agents are what moves berth's containers into cgroups: they run in the same wrapper as crun,
+# so both see the same v1 hierarchies (the hybrid host's cgroup2 tree would cost berth one RCU grace
+# period per start, runtime/src/cgroup/mod.rs: self_join_files).
+AGENT_IN_WRAPPER=1
 berth_agent_start "$BENCH_TMP/berth"
 # A second berth whose root (records, logs, the containers' overlay upper dirs) is on tmpfs, as
 # runc's and crun's state is (/run): how much of berth's time is its writes to the disk.
 mkdir -p "$tfs"
 mount -t tmpfs -o size=512m,mode=0700 bench-tmpfs "$tfs"
 tb load -q -i "$BENCH_WORK/busybox.tar" >/dev/null
-"$BERTH" --root "$tfs/root" -H "unix://$tfs/agent.sock" agent --default-network host </dev/null >>"$BENCH_TMP/agent-tmpfs.log" 2>&1 &
+"${WRAPPER[@]}" "$BERTH" --root "$tfs/root" -H "unix://$tfs/agent.sock" agent --default-network host </dev/null >>"$BENCH_TMP/agent-tmpfs.log" 2>&1 &
 tpid=$!
 for _ in $(seq 100); do tb ps -q >/dev/null 2>&1 && break; sleep 0.1; done
 tb ps -q >/dev/null || die "berth agent on tmpfs did not start: $(tail -n 2 "$BENCH_TMP/agent-tmpfs.log")"
@@ -52,7 +57,7 @@ run_one() {
     esac
 }
 for i in $(seq "$BENCH_RUNS"); do
-    for n in "${names[@]}"; do
+    for n in $(rotated "$i" "${names[@]}"); do
         [ -z "${err[$n]:-}" ] || continue
         if [ "$n" = podman ] && [ -z "$podman_ok" ]; then err[$n]=$podman_err; continue; fi
         if ms=$(time_ms run_one "$n"); then
@@ -104,7 +109,7 @@ for p in crun runc podman; do
     fi
     # shellcheck disable=SC2086
     emit what="start-to-exit of true (busybox), vs $p" chart="run true: start to exit, vs $p" unit=ms berth="$bm" peer_name="$pn" peer="$(median ${t[$p]})" \
-        how="$BENCH_RUNS interleaved runs each; berth $bs; $p $(spread ${t[$p]}); $wrap"
+        how="$BENCH_RUNS interleaved runs each, the order rotated each round; berth $bs; $p $(spread ${t[$p]}); $wrap"
 done
 # shellcheck disable=SC2086
 emit what="start-to-exit of true, berth with its root on tmpfs, vs crun" chart="run true, berth root on tmpfs, vs crun" unit=ms \

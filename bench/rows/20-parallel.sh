@@ -45,7 +45,7 @@ running() {
 
 declare -A st rt err
 for r in $(seq "$rounds"); do
-    for tool in berth podman; do
+    for tool in $(rotated "$r" berth podman); do
         [ -z "${err[$tool]:-}" ] || continue
         if [ "$tool" = podman ] && [ -z "$podman_ok" ]; then err[$tool]=$podman_err; continue; fi
         if ! ms=$(time_ms start_all "$tool"); then

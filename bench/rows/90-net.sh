@@ -11,7 +11,8 @@
 # bridge and iptables rules, on a private data and exec root) alone in a third one, so its docker0
 # (172.17.0.0/16 as berth0), its NAT rules and its br_netfilter settings live and die there. The
 # machine's own network and firewall are not touched.
-# BENCH_RUNS runs each, interleaved (one of each per round).
+# BENCH_RUNS runs each, interleaved (one of each per round, the order
+# rotated each round: bench/lib.sh rotated).
 # bench-timeout: 420
 set -euo pipefail
 # shellcheck source=bench/lib.sh
@@ -93,7 +94,7 @@ run_one() {
     esac
 }
 for i in $(seq "$BENCH_RUNS"); do
-    for n in "${names[@]}"; do
+    for n in $(rotated "$i" "${names[@]}"); do
         [ -z "${err[$n]:-}" ] || continue
         if [ "$n" = podman ] && [ -z "$podman_ok" ]; then err[$n]=$podman_err; continue; fi
         if [ "$n" = docker ] && [ -z "$docker_ok" ]; then err[$n]=$docker_err; continue; fi

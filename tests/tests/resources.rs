@@ -71,6 +71,17 @@ fn resource_flags_reach_the_cgroup() {
     assert_eq!(quota * 2, period, "--cpus 0.5: quota {quota} / period {period}");
     assert_eq!(read("cpu", "cpu.shares"), "512");
     let v = a.inspect("lim");
+    // The container moves itself in (v1: through `tasks`, one thread; cgroup2: `cgroup.procs`):
+    // every hierarchy berth drives holds it, the hybrid host's cgroup2 tree too.
+    let id = v["Id"].as_str().expect("Id");
+    let own = fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("read /proc/PID/cgroup");
+    for ctl in ["cpuset", "memory", "pids", "cpu", "cpuacct", "freezer", "devices"] {
+        assert!(cgroup_dir_of(pid, ctl).ends_with(format!("{}/{id}", a.cgroup_parent())), "{ctl}: {own}");
+    }
+    if std::path::Path::new("/sys/fs/cgroup/unified/cgroup.procs").exists() {
+        let unified = own.lines().find_map(|l| l.strip_prefix("0::")).unwrap_or_else(|| panic!("no cgroup2 line: {own}"));
+        assert!(unified.ends_with(&format!("{}/{id}", a.cgroup_parent())), "cgroup2: {own}");
+    }
     let hc = &v["HostConfig"];
     assert_eq!(
         (&hc["Memory"], &hc["MemorySwap"], &hc["MemoryReservation"], &hc["PidsLimit"], &hc["NanoCpus"], &hc["CpuShares"]),

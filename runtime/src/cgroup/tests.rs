@@ -103,6 +103,19 @@ fn mountinfo_pure_v2() {
     assert_eq!(cgs.open("berth", "c1").paths(), vec![p("/sys/fs/cgroup/berth/c1")]);
 }
 
+/// A fresh fork moves itself through `tasks` in v1 hierarchies (no global lock, no RCU wait) but
+/// through `cgroup.procs` in a cgroup2 tree, which refuses thread moves across domains.
+#[test]
+fn a_process_joins_v1_through_tasks_and_cgroup2_through_procs() {
+    let files = |text: &str| Cgroups::from_mountinfo(text).unwrap().open("berth", "c1").self_join_files();
+    let hybrid = files(HYBRID);
+    assert_eq!(hybrid.len(), 8);
+    assert!(hybrid[..7].iter().all(|f| f.file_name() == Some("tasks".as_ref())), "{hybrid:?}");
+    assert_eq!(hybrid[7], p("/sys/fs/cgroup/unified/berth/c1/cgroup.procs"));
+    assert!(files(V1_COMOUNTED).iter().all(|f| f.file_name() == Some("tasks".as_ref())));
+    assert_eq!(files(V2_PURE), vec![p("/sys/fs/cgroup/berth/c1/cgroup.procs")]);
+}
+
 #[test]
 fn mountinfo_v2_with_named_v1_is_v2() {
     // A leftover `name=systemd` v1 hierarchy (for old containers) carries no controllers.

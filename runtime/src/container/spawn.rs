@@ -521,7 +521,7 @@ fn container_init(l: &Launch, filter: &Filter, stdio: [RawFd; 3], report: RawFd,
     hide_from_container();
     reset_signals();
     // The container joins its cgroup itself, so the monitor stays outside it.
-    if let Err(e) = l.cgroup.join(0) {
+    if let Err(e) = l.cgroup.join_self() {
         fail(report, 125, &e.to_string());
     }
     // SAFETY: unshare only changes this process's namespaces.
@@ -805,8 +805,7 @@ pub fn exec_in(l: &ExecLaunch) -> std::result::Result<Started, StartError> {
     // The cgroup files are opened here: inside the container's mount namespace there is no
     // /sys/fs/cgroup to open them by path.
     let mut procs = Vec::new();
-    for d in l.cgroup.paths() {
-        let p = d.join("cgroup.procs");
+    for p in l.cgroup.self_join_files() {
         procs.push(std::fs::OpenOptions::new().write(true).open(&p).map_err(|e| Error::io(format!("open {}", p.display()), e))?);
     }
     // SAFETY: single-threaded caller, as in `start`.
