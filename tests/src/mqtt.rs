@@ -312,6 +312,18 @@ impl Broker {
 
     /// A mutual-TLS broker ([`Broker::start_tls`]) that enforces `acl` (mosquitto `acl_file`
     /// syntax; user names are the certificates' CNs).
+    /// A plain broker with a small per-client queue (`max_queued_messages`, `max_inflight_messages`):
+    /// what a QoS 1 subscriber is sent beyond them at once is dropped, as on a busy production broker.
+    pub fn start_with_small_queues(queued: u32, inflight: u32) -> Broker {
+        let mut b = Broker::start();
+        let mut conf = fs::read_to_string(&b.conf).expect("read mosquitto.conf");
+        conf = conf.replace("max_queued_messages 1000\n", "");
+        conf.push_str(&format!("max_queued_messages {queued}\nmax_inflight_messages {inflight}\n"));
+        fs::write(&b.conf, conf).expect("write mosquitto.conf");
+        b.restart();
+        b
+    }
+
     pub fn start_tls_with_acl(acl: &str) -> Broker {
         let mut b = Broker::start_tls();
         let acl_path = b.dir.join("acl");

@@ -1,7 +1,8 @@
 //! `berth-lab fleet-sim` (the simulated fleet of bench/rows/98-fleet-scale.sh) against the real
 //! operator: `berth fleet push` on a real mosquitto to 20 simulated devices must complete as it
 //! does against agents, every device reporting the tarball's digest; a push signed with a key the
-//! devices do not trust is refused by every one of them.
+//! devices do not trust is refused by every one of them; a group push finds every member through a
+//! broker whose per-client queue is smaller than the group's retained states.
 //!
 //! Needs root (the broker helper's rule), mosquitto, mosquitto-clients and openssl (scripts/test
 //! installs them), and the debug berth-lab (`cargo build --workspace --bins`; BERTH_LAB overrides).
@@ -138,6 +139,24 @@ fn a_push_to_twenty_simulated_devices_completes_with_the_right_digest_everywhere
         assert_eq!(s["deployments"][0]["image_id"], digest.as_str(), "{s}");
         assert_eq!(s["deployments"][0]["update"], update.as_str(), "{s}");
         assert_eq!(s["simulated"], true, "{s}");
+    }
+}
+
+/// A group's devices are found from their retained states, which the broker sends as one burst
+/// when the push subscribes. On a broker whose per-client queue is smaller than that burst (here 10
+/// queued and 2 in flight, for 20 devices' 40 retained messages) the push must still find every
+/// member: at QoS 1 it found the first few, updated them, and exited 0.
+#[test]
+fn a_group_push_finds_every_member_through_a_broker_with_a_small_client_queue() {
+    let broker = Broker::start_with_small_queues(10, 2);
+    let fleet = Fleet::new(&broker, broker.dir());
+    let tar = tarball(broker.dir());
+    let _sim = Sim::start(&broker, &fleet.public, "lab");
+    let (code, out, err) =
+        fleet.run(&["push", "--key", s(&fleet.key), "--group", "lab", "--health-window", "1", s(&tar), "--run", "--name app app:1"]);
+    assert_eq!(code, 0, "push to the simulated fleet failed:\nstdout: {out}\nstderr: {err}");
+    for id in ids() {
+        assert!(out.contains(&format!("{id}: committed app (")), "{id} was not updated:\n{out}\n{err}");
     }
 }
 

@@ -29,7 +29,7 @@ pub enum Msg {
 pub struct Conn {
     pub client: AsyncClient,
     rx: mpsc::UnboundedReceiver<Result<Msg, String>>,
-    subs: Vec<String>,
+    subs: Vec<(String, QoS)>,
     pub url: String,
     /// False between a loss and the reconnection.
     pub online: bool,
@@ -125,8 +125,23 @@ impl Conn {
     }
 
     pub async fn subscribe(&mut self, topic: &str) -> Result<(), String> {
-        self.subs.push(topic.to_string());
-        let r = self.client.subscribe(topic, QoS::AtLeastOnce).await;
+        self.subscribe_qos(topic, QoS::AtLeastOnce).await
+    }
+
+    /// A fleet-wide subscription to the devices' retained `status` and `state`, at QoS 0. The
+    /// broker sends every retained message at once when it takes the subscription: one or more
+    /// per device. At QoS 1 those queue behind the client's in-flight window, and what exceeds the
+    /// broker's per-client queue is dropped (mosquitto: max_queued_messages, 1,000 by default; a
+    /// push to a group of 1,000 found 20 of them, and exited 0). QoS 0 messages to a connected
+    /// client are not queued that way; the connection is TCP, and a reconnection resubscribes,
+    /// which sends the retained messages again.
+    pub async fn subscribe_retained(&mut self, topic: &str) -> Result<(), String> {
+        self.subscribe_qos(topic, QoS::AtMostOnce).await
+    }
+
+    async fn subscribe_qos(&mut self, topic: &str, qos: QoS) -> Result<(), String> {
+        self.subs.push((topic.to_string(), qos));
+        let r = self.client.subscribe(topic, qos).await;
         r.map_err(|_| self.gone())
     }
 
@@ -157,8 +172,8 @@ impl Conn {
                 Ok(Some(Ok(Msg::Reconnected))) => {
                     self.online = true;
                     self.reconnects += 1;
-                    for t in self.subs.clone() {
-                        let r = self.client.subscribe(t, QoS::AtLeastOnce).await;
+                    for (t, qos) in self.subs.clone() {
+                        let r = self.client.subscribe(t, qos).await;
                         r.map_err(|_| self.gone())?;
                     }
                 }

@@ -468,8 +468,8 @@ fn status(o: &Opts, m: &Matches) -> Result<i32, CliError> {
     let only: Vec<&String> = m.args().iter().collect();
     let devices = block_on(async {
         let mut conn = o.connect().await?;
-        conn.subscribe(&format!("{}+/status", o.prefix)).await.map_err(fail)?;
-        conn.subscribe(&format!("{}+/state", o.prefix)).await.map_err(fail)?;
+        conn.subscribe_retained(&format!("{}+/status", o.prefix)).await.map_err(fail)?;
+        conn.subscribe_retained(&format!("{}+/state", o.prefix)).await.map_err(fail)?;
         let mut devices = BTreeMap::new();
         let deadline = Instant::now() + wait;
         while let Some((topic, payload)) = conn.next(deadline).await.map_err(fail)? {

@@ -23,6 +23,9 @@ use berth_proto::wire::{App, Chunk, ImageRef, Kind, Manifest, Outcome, Progress,
 
 /// How long retained `state` messages are collected to find a group's devices.
 const GROUP_WAIT: Duration = Duration::from_secs(2);
+/// The group's retained states are still arriving while one came less than this ago.
+const GROUP_QUIET: Duration = Duration::from_millis(500);
+const GROUP_WAIT_MAX: Duration = Duration::from_secs(30);
 /// Streaming starts when every target has reported that it receives, or after this.
 const START_WAIT: Duration = Duration::from_secs(10);
 /// After a target leaves `receiving` it reports nothing until its result: allow its health
@@ -241,11 +244,15 @@ pub fn push(o: &Opts, m: &Matches) -> Result<i32, CliError> {
         watch(&mut conn, o, &to).await?;
         let mut devices: BTreeMap<String, Device> = BTreeMap::new();
         if let Some(g) = &group {
-            conn.subscribe(&format!("{}+/status", o.prefix)).await.map_err(fail)?;
-            conn.subscribe(&format!("{}+/state", o.prefix)).await.map_err(fail)?;
-            let deadline = tokio::time::Instant::now() + GROUP_WAIT;
+            conn.subscribe_retained(&format!("{}+/status", o.prefix)).await.map_err(fail)?;
+            conn.subscribe_retained(&format!("{}+/state", o.prefix)).await.map_err(fail)?;
+            // The retained states arrive as one burst after the subscription; a big fleet's can
+            // outlast GROUP_WAIT, so the wait goes on while they keep coming (up to GROUP_WAIT_MAX).
+            let start = tokio::time::Instant::now();
+            let mut deadline = start + GROUP_WAIT;
             while let Some((topic, payload)) = conn.next(deadline).await.map_err(fail)? {
                 absorb(&mut devices, &o.prefix, &topic, &payload);
+                deadline = deadline.max(tokio::time::Instant::now() + GROUP_QUIET).min(start + GROUP_WAIT_MAX);
             }
             let members: Vec<String> = devices.iter().filter(|(_, d)| d.in_group(g)).map(|(id, _)| id.clone()).collect();
             if members.is_empty() && to.is_empty() {
