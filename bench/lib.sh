@@ -75,8 +75,7 @@ last_err() { tail -n 3 "$BENCH_TMP/last.err" 2>/dev/null | tr '\n' ' ' | cut -c1
 
 # in_wrapper CMD...: CMD in a private mount namespace without the cgroup2 mount: crun refuses
 # hybrid cgroup hosts otherwise (../shared/PEERS.md). Every start-time contender runs in it.
-WRAPPER=(unshare -m sh -c 'umount /sys/fs/cgroup/unified 2>/dev/null; exec "$@"' wrapper)
-in_wrapper() { "${WRAPPER[@]}" "$@"; }
+in_wrapper() { unshare -m sh -c 'umount /sys/fs/cgroup/unified 2>/dev/null; exec "$@"' wrapper "$@"; }
 
 # pss PID...: summed proportional set size (kB) of the processes (0 for those gone).
 pss() {
@@ -104,13 +103,12 @@ unmount_under() {
 # berth_agent_start DIR: agent on root DIR/root and socket DIR/agent.sock; sets AGENT_PID.
 # b ARGS...: the CLI against that agent.
 b() { "$BERTH" --root "$BERTH_DIR/root" -H "unix://$BERTH_DIR/agent.sock" "$@"; }
-# berth_agent_start DIR: an agent on DIR/root, its socket DIR/agent.sock; sets AGENT_PID. With
-# AGENT_IN_WRAPPER set, the agent runs in in_wrapper's mount namespace (the wrapper execs it: same pid).
+# berth_agent_start DIR: an agent on DIR/root, its socket DIR/agent.sock; sets AGENT_PID.
 berth_agent_start() {
     BERTH_DIR=$1
     mkdir -p "$BERTH_DIR"
     [ -d "$BERTH_DIR/root" ] || b load -q -i "$BENCH_WORK/busybox.tar" >/dev/null
-    ${AGENT_IN_WRAPPER:+"${WRAPPER[@]}"} "$BERTH" --root "$BERTH_DIR/root" -H "unix://$BERTH_DIR/agent.sock" agent --default-network host </dev/null >>"$BERTH_DIR/agent.log" 2>&1 &
+    "$BERTH" --root "$BERTH_DIR/root" -H "unix://$BERTH_DIR/agent.sock" agent --default-network host </dev/null >>"$BERTH_DIR/agent.log" 2>&1 &
     AGENT_PID=$!
     local _i
     for _i in $(seq 100); do

@@ -24,17 +24,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The agents are what moves berth's containers into cgroups: they run in the same wrapper as crun,
-# so both see the same v1 hierarchies (the hybrid host's cgroup2 tree would cost berth one RCU grace
-# period per start, runtime/src/cgroup/mod.rs: self_join_files).
-AGENT_IN_WRAPPER=1
 berth_agent_start "$BENCH_TMP/berth"
 # A second berth whose root (records, logs, the containers' overlay upper dirs) is on tmpfs, as
 # runc's and crun's state is (/run): how much of berth's time is its writes to the disk.
 mkdir -p "$tfs"
 mount -t tmpfs -o size=512m,mode=0700 bench-tmpfs "$tfs"
 tb load -q -i "$BENCH_WORK/busybox.tar" >/dev/null
-"${WRAPPER[@]}" "$BERTH" --root "$tfs/root" -H "unix://$tfs/agent.sock" agent --default-network host </dev/null >>"$BENCH_TMP/agent-tmpfs.log" 2>&1 &
+"$BERTH" --root "$tfs/root" -H "unix://$tfs/agent.sock" agent --default-network host </dev/null >>"$BENCH_TMP/agent-tmpfs.log" 2>&1 &
 tpid=$!
 for _ in $(seq 100); do tb ps -q >/dev/null 2>&1 && break; sleep 0.1; done
 tb ps -q >/dev/null || die "berth agent on tmpfs did not start: $(tail -n 2 "$BENCH_TMP/agent-tmpfs.log")"

@@ -219,7 +219,7 @@ impl Cgroup {
     /// machine, the largest item of a container's start. Moving the calling thread alone
     /// (`tasks`, "0") does not take it, and for a process of one thread it is the same move.
     /// cgroup2 refuses a thread move across domains, so there it stays `cgroup.procs` (and the
-    /// wait with it; clone3's CLONE_INTO_CGROUP would avoid it).
+    /// wait with it, unless the process was born there: see `cgroup2_dir`).
     pub fn self_join_files(&self) -> Vec<PathBuf> {
         match &self.inner {
             Inner::V1(c) => {
@@ -229,10 +229,23 @@ impl Cgroup {
         }
     }
 
-    /// Moves the calling process, which must have one thread (a fresh fork), into the cgroup.
-    pub fn join_self(&self) -> Result<()> {
+    /// The group's directory in a cgroup2 tree (v2, or a hybrid host's), where a child can be
+    /// born directly (clone3's CLONE_INTO_CGROUP), which needs no move and so no grace period.
+    pub fn cgroup2_dir(&self) -> Option<&Path> {
+        match &self.inner {
+            Inner::V1(c) => c.unified.as_deref(),
+            Inner::V2(c) => Some(&c.dir),
+        }
+    }
+
+    /// Moves the calling process, which must have one thread (a fresh fork), into the cgroup;
+    /// with `born_in_cgroup2`, it already is in its cgroup2 group.
+    pub fn join_self(&self, born_in_cgroup2: bool) -> Result<()> {
+        let skip = if born_in_cgroup2 { self.cgroup2_dir().map(|d| d.join("cgroup.procs")) } else { None };
         for file in self.self_join_files() {
-            write(&file, "0")?;
+            if Some(&file) != skip.as_ref() {
+                write(&file, "0")?;
+            }
         }
         Ok(())
     }

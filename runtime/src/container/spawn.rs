@@ -291,13 +291,12 @@ fn intermediate(l: &Launch, filter: &Filter, report: RawFd) -> ! {
         Ok(fd) => fd,
         Err(e) => fail(report, 125, &e.to_string()),
     };
-    // SAFETY: still single-threaded (we are a fresh fork).
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        fail(report, 125, &format!("fork: {}", io::Error::last_os_error()));
-    }
+    let (pid, born_in_cgroup2) = match fork_into(l.cgroup.cgroup2_dir()) {
+        Ok(r) => r,
+        Err(e) => fail(report, 125, &format!("fork: {e}")),
+    };
     if pid == 0 {
-        container_init(l, filter, stdio, report, userns.as_ref().map(AsRawFd::as_raw_fd));
+        container_init(l, filter, stdio, report, userns.as_ref().map(AsRawFd::as_raw_fd), born_in_cgroup2);
     }
     drop(userns);
     send(report, b'P', &pid.to_le_bytes());
@@ -517,11 +516,61 @@ fn hide_from_container() {
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
 }
 
-fn container_init(l: &Launch, filter: &Filter, stdio: [RawFd; 3], report: RawFd, userns: Option<RawFd>) -> ! {
+/// fork() for the container's pid 1, born in its cgroup2 group `cgroup2` when there is one and
+/// the kernel takes clone3 with CLONE_INTO_CGROUP (Linux 5.7): a move into a cgroup2 group
+/// afterwards (cgroup.procs) takes the kernel's global threadgroup lock and, as its first writer
+/// after a quiet spell, waits an RCU grace period: a few ms to tens of ms per start. Returns the
+/// pid (0 in the child) and whether the child was born there; falls back to fork() where clone3
+/// is refused (an older kernel, qemu-user: ENOSYS) or the group cannot be opened.
+/// The caller is single-threaded. clone3 skips the C library's fork bookkeeping: in the child
+/// only the thread id the C library caches is stale (musl's raise() uses it), which nothing
+/// between here and the container's exec relies on (a panic there ends the process by trap).
+fn fork_into(cgroup2: Option<&Path>) -> io::Result<(i32, bool)> {
+    const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+    /// The kernel's `struct clone_args` up to `cgroup` (CLONE_ARGS_SIZE_VER2, 88 bytes).
+    #[repr(C)]
+    #[derive(Default)]
+    struct CloneArgs {
+        flags: u64,
+        pidfd: u64,
+        child_tid: u64,
+        parent_tid: u64,
+        exit_signal: u64,
+        stack: u64,
+        stack_size: u64,
+        tls: u64,
+        set_tid: u64,
+        set_tid_size: u64,
+        cgroup: u64,
+    }
+    let dir = cgroup2.and_then(|d| std::fs::File::open(d).ok());
+    if let Some(dir) = &dir {
+        let args =
+            CloneArgs { flags: CLONE_INTO_CGROUP, exit_signal: libc::SIGCHLD as u64, cgroup: dir.as_raw_fd() as u64, ..Default::default() };
+        // SAFETY: clone3 without CLONE_VM or a stack is fork(): the child gets a copy of this
+        // single-threaded process and returns here with 0; `args` outlives the call.
+        let r = unsafe { libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>()) };
+        if r >= 0 {
+            return Ok((r as i32, true));
+        }
+        let e = io::Error::last_os_error();
+        if !matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EINVAL | libc::E2BIG | libc::EOPNOTSUPP | libc::EPERM)) {
+            return Err(e);
+        }
+    }
+    // SAFETY: the caller is single-threaded (a fresh fork of the agent).
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((pid, false))
+}
+
+fn container_init(l: &Launch, filter: &Filter, stdio: [RawFd; 3], report: RawFd, userns: Option<RawFd>, born_in_cgroup2: bool) -> ! {
     hide_from_container();
     reset_signals();
     // The container joins its cgroup itself, so the monitor stays outside it.
-    if let Err(e) = l.cgroup.join_self() {
+    if let Err(e) = l.cgroup.join_self(born_in_cgroup2) {
         fail(report, 125, &e.to_string());
     }
     // SAFETY: unshare only changes this process's namespaces.
