@@ -82,6 +82,16 @@ fn resource_flags_reach_the_cgroup() {
         let unified = own.lines().find_map(|l| l.strip_prefix("0::")).unwrap_or_else(|| panic!("no cgroup2 line: {own}"));
         assert!(unified.ends_with(&format!("{}/{id}", a.cgroup_parent())), "cgroup2: {own}");
     }
+    // An `exec` joins the same groups (born in the cgroup2 one, moved into the v1 ones).
+    let exec = a.ok(&["exec", "lim", "cat", "/proc/self/cgroup"]);
+    let lines: Vec<&str> = exec
+        .lines()
+        .filter(|l| ["cpuset", "memory", "pids", "freezer", "devices", ""].iter().any(|c| l.split(':').nth(1) == Some(*c)))
+        .collect();
+    assert!(lines.len() >= 5, "exec: {exec}");
+    for l in lines {
+        assert!(l.ends_with(&format!("{}/{id}", a.cgroup_parent())), "exec: {l}\n{exec}");
+    }
     let hc = &v["HostConfig"];
     assert_eq!(
         (&hc["Memory"], &hc["MemorySwap"], &hc["MemoryReservation"], &hc["PidsLimit"], &hc["NanoCpus"], &hc["CpuShares"]),

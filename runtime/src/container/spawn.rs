@@ -291,7 +291,8 @@ fn intermediate(l: &Launch, filter: &Filter, report: RawFd) -> ! {
         Ok(fd) => fd,
         Err(e) => fail(report, 125, &e.to_string()),
     };
-    let (pid, born_in_cgroup2) = match fork_into(l.cgroup.cgroup2_dir()) {
+    let cgroup2 = l.cgroup.cgroup2_dir().and_then(|d| std::fs::File::open(d).ok());
+    let (pid, born_in_cgroup2) = match fork_into(cgroup2.as_ref()) {
         Ok(r) => r,
         Err(e) => fail(report, 125, &format!("fork: {e}")),
     };
@@ -516,16 +517,16 @@ fn hide_from_container() {
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
 }
 
-/// fork() for the container's pid 1, born in its cgroup2 group `cgroup2` when there is one and
-/// the kernel takes clone3 with CLONE_INTO_CGROUP (Linux 5.7): a move into a cgroup2 group
-/// afterwards (cgroup.procs) takes the kernel's global threadgroup lock and, as its first writer
-/// after a quiet spell, waits an RCU grace period: a few ms to tens of ms per start. Returns the
-/// pid (0 in the child) and whether the child was born there; falls back to fork() where clone3
-/// is refused (an older kernel, qemu-user: ENOSYS) or the group cannot be opened.
+/// fork() for a container's process (pid 1, or an `exec`), born in the cgroup2 group `cgroup2`
+/// (its open directory) when there is one and the kernel takes clone3 with CLONE_INTO_CGROUP
+/// (Linux 5.7): a move into a cgroup2 group afterwards (cgroup.procs) takes the kernel's global
+/// threadgroup lock and, as its first writer after a quiet spell, waits an RCU grace period: a
+/// few ms to tens of ms per start. Returns the pid (0 in the child) and whether the child was
+/// born there; falls back to fork() where clone3 is refused (an older kernel, qemu-user: ENOSYS).
 /// The caller is single-threaded. clone3 skips the C library's fork bookkeeping: in the child
 /// only the thread id the C library caches is stale (musl's raise() uses it), which nothing
 /// between here and the container's exec relies on (a panic there ends the process by trap).
-fn fork_into(cgroup2: Option<&Path>) -> io::Result<(i32, bool)> {
+fn fork_into(cgroup2: Option<&std::fs::File>) -> io::Result<(i32, bool)> {
     const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
     /// The kernel's `struct clone_args` up to `cgroup` (CLONE_ARGS_SIZE_VER2, 88 bytes).
     #[repr(C)]
@@ -543,8 +544,7 @@ fn fork_into(cgroup2: Option<&Path>) -> io::Result<(i32, bool)> {
         set_tid_size: u64,
         cgroup: u64,
     }
-    let dir = cgroup2.and_then(|d| std::fs::File::open(d).ok());
-    if let Some(dir) = &dir {
+    if let Some(dir) = cgroup2 {
         let args =
             CloneArgs { flags: CLONE_INTO_CGROUP, exit_signal: libc::SIGCHLD as u64, cgroup: dir.as_raw_fd() as u64, ..Default::default() };
         // SAFETY: clone3 without CLONE_VM or a stack is fork(): the child gets a copy of this
@@ -852,11 +852,15 @@ pub fn exec_in(l: &ExecLaunch) -> std::result::Result<Started, StartError> {
         None => None,
     };
     // The cgroup files are opened here: inside the container's mount namespace there is no
-    // /sys/fs/cgroup to open them by path.
+    // /sys/fs/cgroup to open them by path. Each with whether it is the cgroup2 group's, which the
+    // process need not write when it is born in that group.
+    let cgroup2 = l.cgroup.cgroup2_dir();
     let mut procs = Vec::new();
     for p in l.cgroup.self_join_files() {
-        procs.push(std::fs::OpenOptions::new().write(true).open(&p).map_err(|e| Error::io(format!("open {}", p.display()), e))?);
+        let f = std::fs::OpenOptions::new().write(true).open(&p).map_err(|e| Error::io(format!("open {}", p.display()), e))?;
+        procs.push((cgroup2.is_some_and(|d| p.starts_with(d)), f));
     }
+    let cgroup2 = cgroup2.and_then(|d| std::fs::File::open(d).ok());
     // SAFETY: single-threaded caller, as in `start`.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
@@ -864,7 +868,7 @@ pub fn exec_in(l: &ExecLaunch) -> std::result::Result<Started, StartError> {
     }
     if pid == 0 {
         drop(rd);
-        exec_waiter(l, &filter, &ns, &procs, userns.as_ref().map(AsRawFd::as_raw_fd), wr.as_raw_fd())
+        exec_waiter(l, &filter, &ns, (&procs, cgroup2.as_ref()), userns.as_ref().map(AsRawFd::as_raw_fd), wr.as_raw_fd())
     }
     drop(wr);
     drop(ns);
@@ -883,7 +887,7 @@ fn exec_waiter(
     l: &ExecLaunch,
     filter: &Filter,
     ns: &[(std::fs::File, libc::c_int)],
-    procs: &[std::fs::File],
+    (procs, cgroup2): (&[(bool, std::fs::File)], Option<&std::fs::File>),
     userns: Option<RawFd>,
     report: RawFd,
 ) -> ! {
@@ -892,7 +896,8 @@ fn exec_waiter(
     let mut keep = vec![0, 1, 2, report];
     keep.extend(l.stdio);
     keep.extend(ns.iter().map(|(f, _)| f.as_raw_fd()));
-    keep.extend(procs.iter().map(|f| f.as_raw_fd()));
+    keep.extend(procs.iter().map(|(_, f)| f.as_raw_fd()));
+    keep.extend(cgroup2.map(AsRawFd::as_raw_fd));
     keep.extend(userns);
     close_other_fds(&keep);
     for (f, flag) in ns {
@@ -906,16 +911,16 @@ fn exec_waiter(
         Ok(fd) => fd,
         Err(e) => fail(report, 125, &e.to_string()),
     };
-    // SAFETY: single-threaded fresh fork; the child enters the container's pid namespace.
-    let child = unsafe { libc::fork() };
-    if child < 0 {
-        fail(report, 125, &format!("fork: {}", io::Error::last_os_error()));
-    }
+    // The child enters the container's pid namespace.
+    let (child, born_in_cgroup2) = match fork_into(cgroup2) {
+        Ok(r) => r,
+        Err(e) => fail(report, 125, &format!("fork: {e}")),
+    };
     if child == 0 {
         hide_from_container();
         reset_signals();
-        for mut f in procs {
-            if let Err(e) = std::io::Write::write_all(&mut f, b"0") {
+        for (_, f) in procs.iter().filter(|(v2, _)| !(born_in_cgroup2 && *v2)) {
+            if let Err(e) = std::io::Write::write_all(&mut &*f, b"0") {
                 fail(report, 125, &format!("join the container's cgroup: {e}"));
             }
         }
