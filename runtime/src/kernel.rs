@@ -104,19 +104,6 @@ pub const REQUIREMENTS: &[Requirement] = &[
         Probe::Controller("freezer"),
     ),
     req("CPUSETS", Optional, "cpuset controller", "--cpuset-cpus", Probe::Controller("cpuset")),
-    // Moving a process into a cgroup2 group (cgroup.procs) takes a global lock whose first writer
-    // after a quiet spell waits an RCU grace period: a few ms to tens of ms. A container's pid 1
-    // is born in its group (clone3), but `exec` and health checks move their process in. With
-    // favordynmods (this option makes it the default) that lock stays in its slow mode and the
-    // move does not wait; forks and exits cost a little more. cgroup v1 moves go through `tasks`,
-    // which never takes it (cgroup/mod.rs: self_join_files).
-    req(
-        "CGROUP_FAVOR_DYNMODS",
-        Optional,
-        "cgroup2 moves without waiting an RCU grace period (Linux 6.0+, favordynmods)",
-        "fast exec and health checks on cgroup v2",
-        Probe::Config,
-    ),
     // File systems
     req(
         "OVERLAY_FS",
