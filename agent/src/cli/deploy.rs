@@ -93,7 +93,8 @@ pub fn status(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
 pub fn rollback(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
     let mut c = Client::connect(ctx)?;
     let t = text(c.call(&Request::Rollback { name: m.args()[0].clone() })?)?;
-    let o: berth_proto::wire::Outcome = serde_json::from_slice(t.as_bytes()).map_err(|e| op_err(format!("bad answer from the agent: {e}")))?;
+    let o: berth_proto::wire::Outcome =
+        serde_json::from_slice(t.as_bytes()).map_err(|e| op_err(format!("bad answer from the agent: {e}")))?;
     if o.result == "committed" {
         println!("{}: {}", o.name, o.reason);
         Ok(0)
