@@ -41,7 +41,11 @@ impl Settings {
         }
         if let Some(t) = &c.gc_threshold {
             let bad = || Error::invalid(format!("[storage] gc_threshold {t:?}: a percentage of the disk (10%), or 0% for off"));
-            let pct: f64 = t.strip_suffix('%').and_then(|p| p.trim().parse().ok()).filter(|p| (0.0..100.0).contains(p)).ok_or_else(bad)?;
+            let pct: f64 = t
+                .strip_suffix('%')
+                .and_then(|p| berth_runtime::decimal::parse_f64(p.trim()))
+                .filter(|p| (0.0..100.0).contains(p))
+                .ok_or_else(bad)?;
             s.gc_below = (pct > 0.0).then_some(pct);
         }
         Ok(s)

@@ -554,7 +554,7 @@ fn parse_number(n: &str) -> Option<Arg> {
     };
     match int {
         Some(i) => Some(Arg::Int(if neg { -i } else { i })),
-        None => digits.parse::<f64>().ok().filter(|f| f.is_finite()).map(|f| Arg::Float(if neg { -f } else { f })),
+        None => berth_runtime::decimal::parse_f64(&digits).filter(|f| f.is_finite()).map(|f| Arg::Float(if neg { -f } else { f })),
     }
 }
 
