@@ -70,7 +70,9 @@ pub fn tick(root: &Path, s: &Settings, in_use: &[Digest]) {
     if let Some(below) = s.gc_below {
         if free_percent(root) < below {
             match gc(root, in_use, &|| free_percent(root) >= below) {
-                Ok(gone) if !gone.is_empty() => crate::info!("image gc: free space below {below}%: removed {}", gone.join(", ")),
+                Ok(gone) if !gone.is_empty() => {
+                    crate::info!("image gc: free space below {}%: removed {}", berth_runtime::decimal::display(below), gone.join(", "))
+                }
                 Ok(_) => {}
                 Err(e) => crate::warn!("image gc: {e}"),
             }

@@ -28,7 +28,7 @@ pub fn human_size(n: u64) -> String {
     } else {
         2
     };
-    let mut s = format!("{v:.digits$}");
+    let mut s = berth_runtime::decimal::fixed(v, digits);
     if s.contains('.') {
         s = s.trim_end_matches('0').trim_end_matches('.').to_string();
     }
