@@ -236,28 +236,15 @@ impl Big {
         self.trim();
     }
     fn ge(&self, o: &Big) -> bool {
-        let (mut a, mut b) = (self.0.len(), o.0.len());
-        while a > 0 && self.0[a - 1] == 0 {
-            a -= 1;
-        }
-        while b > 0 && o.0[b - 1] == 0 {
-            b -= 1;
-        }
-        if a != b {
-            return a > b;
-        }
-        for i in (0..a).rev() {
-            if self.0[i] != o.0[i] {
-                return self.0[i] > o.0[i];
-            }
-        }
-        true
+        let top = |b: &Big| b.0.iter().rposition(|&l| l != 0).map_or(0, |i| i + 1);
+        let (a, b) = (&self.0[..top(self)], &o.0[..top(o)]);
+        a.len().cmp(&b.len()).then_with(|| a.iter().rev().cmp(b.iter().rev())) != Ordering::Less
     }
     fn sub(&mut self, o: &Big) {
         let mut borrow = 0i64;
-        for i in 0..self.0.len() {
-            let v = i64::from(self.0[i]) - i64::from(o.0.get(i).copied().unwrap_or(0)) - borrow;
-            self.0[i] = v as u32;
+        for (i, l) in self.0.iter_mut().enumerate() {
+            let v = i64::from(*l) - i64::from(o.0.get(i).copied().unwrap_or(0)) - borrow;
+            *l = v as u32;
             borrow = i64::from(v < 0);
         }
         self.trim();
