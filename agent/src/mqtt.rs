@@ -109,14 +109,13 @@ pub fn tls_config(files: &TlsFiles, floor: u64) -> Result<rustls::ClientConfig> 
         }
         None => system_roots(),
     };
-    let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .build()
-        .map_err(|e| Error::invalid(format!("TLS trust roots: {e}")))?;
+    let verifier =
+        berth_tls::FloorVerifier::new(Arc::new(roots), &provider, floor).map_err(|e| Error::invalid(format!("TLS trust roots: {e}")))?;
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::invalid(format!("TLS: {e}")))?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(berth_tls::FloorVerifier::new(inner, floor)));
+        .with_custom_certificate_verifier(Arc::new(verifier));
     match (&files.cert, &files.key) {
         (Some(cert), Some(key)) => {
             let k = PrivateKeyDer::from_pem_file(key).map_err(|e| Error::invalid(format!("read private key {}: {e}", key.display())))?;

@@ -4,9 +4,10 @@
 //! Our own framing rather than flate2: the framing is small and fixed, and flate2 with its
 //! crc32fast (a 16 KiB table plus SIMD paths) cost the aarch64 firmware about 40 KB; the deflate
 //! code underneath (miniz_oxide) is the same one flate2 used, so speed and output are unchanged
-//! but for the CRC, computed here eight bytes at a time from an 8 KiB table.
+//! but for the CRC, computed here eight bytes at a time from an 8 KiB table (built at run time).
 
 use std::io::{self, BufRead, Read, Write};
+use std::sync::OnceLock;
 
 use miniz_oxide::deflate::core::{create_comp_flags_from_zip_params, CompressorOxide};
 use miniz_oxide::inflate::stream::InflateState;
@@ -16,51 +17,47 @@ use miniz_oxide::{DataFormat, MZError, MZFlush, MZStatus};
 #[derive(Clone, Copy, Default)]
 pub struct Crc32(u32);
 
-const fn crc_tables() -> [[u32; 256]; 8] {
-    let mut t = [[0u32; 256]; 8];
-    let mut i = 0;
-    while i < 256 {
-        let mut c = i as u32;
-        let mut k = 0;
-        while k < 8 {
-            c = if c & 1 != 0 { 0xedb8_8320 ^ (c >> 1) } else { c >> 1 };
-            k += 1;
+/// The eight tables of slicing-by-8, built on first use: 8 KiB of heap once per process rather
+/// than 8 KiB of every firmware image (a `const` table is stored in the binary).
+fn crc_tables() -> &'static [[u32; 256]; 8] {
+    static TABLES: OnceLock<Box<[[u32; 256]; 8]>> = OnceLock::new();
+    TABLES.get_or_init(|| {
+        let mut t = Box::new([[0u32; 256]; 8]);
+        for (i, e) in t[0].iter_mut().enumerate() {
+            let mut c = i as u32;
+            for _ in 0..8 {
+                c = if c & 1 != 0 { 0xedb8_8320 ^ (c >> 1) } else { c >> 1 };
+            }
+            *e = c;
         }
-        t[0][i] = c;
-        i += 1;
-    }
-    let mut i = 0;
-    while i < 256 {
-        let mut s = 1;
-        while s < 8 {
-            let prev = t[s - 1][i];
-            t[s][i] = (prev >> 8) ^ t[0][(prev & 0xff) as usize];
-            s += 1;
+        for i in 0..256 {
+            for s in 1..8 {
+                let prev = t[s - 1][i];
+                t[s][i] = (prev >> 8) ^ t[0][(prev & 0xff) as usize];
+            }
         }
-        i += 1;
-    }
-    t
+        t
+    })
 }
-
-static CRC: [[u32; 256]; 8] = crc_tables();
 
 impl Crc32 {
     pub fn update(&mut self, data: &[u8]) {
+        let crc = crc_tables();
         let mut c = !self.0;
         let mut chunks = data.chunks_exact(8);
         for b in &mut chunks {
             let lo = c ^ u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-            c = CRC[7][(lo & 0xff) as usize]
-                ^ CRC[6][((lo >> 8) & 0xff) as usize]
-                ^ CRC[5][((lo >> 16) & 0xff) as usize]
-                ^ CRC[4][(lo >> 24) as usize]
-                ^ CRC[3][b[4] as usize]
-                ^ CRC[2][b[5] as usize]
-                ^ CRC[1][b[6] as usize]
-                ^ CRC[0][b[7] as usize];
+            c = crc[7][(lo & 0xff) as usize]
+                ^ crc[6][((lo >> 8) & 0xff) as usize]
+                ^ crc[5][((lo >> 16) & 0xff) as usize]
+                ^ crc[4][(lo >> 24) as usize]
+                ^ crc[3][b[4] as usize]
+                ^ crc[2][b[5] as usize]
+                ^ crc[1][b[6] as usize]
+                ^ crc[0][b[7] as usize];
         }
         for &b in chunks.remainder() {
-            c = CRC[0][((c ^ u32::from(b)) & 0xff) as usize] ^ (c >> 8);
+            c = crc[0][((c ^ u32::from(b)) & 0xff) as usize] ^ (c >> 8);
         }
         self.0 = !c;
     }

@@ -5,6 +5,7 @@ pub mod build;
 pub mod cgroup;
 pub mod compress;
 pub mod container;
+pub mod decimal;
 pub mod digest;
 pub mod error;
 pub mod fsutil;

@@ -127,7 +127,7 @@ pub fn retry<T>(mut op: impl FnMut() -> Result<T>) -> Result<T> {
 pub fn parse_size(v: &str, root: &Path) -> Result<u64> {
     let bad = || Error::invalid(format!("invalid disk reserve {v:?}: a size (16m) or a percentage of the disk (2%)"));
     if let Some(pct) = v.strip_suffix('%') {
-        let pct: f64 = pct.trim().parse().ok().filter(|p: &f64| (0.0..=50.0).contains(p)).ok_or_else(bad)?;
+        let pct = crate::decimal::parse_f64(pct.trim()).filter(|p| (0.0..=50.0).contains(p)).ok_or_else(bad)?;
         return Ok((total_bytes(root)? as f64 * pct / 100.0) as u64);
     }
     crate::cgroup::parse_size(v).ok().and_then(|n| u64::try_from(n).ok()).ok_or_else(bad)

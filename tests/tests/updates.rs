@@ -404,7 +404,7 @@ fn mutual_tls_push_commits_and_an_agent_without_a_client_cert_stays_offline() {
 }
 
 /// A broker whose TLS takes only P-256 for key exchange: the agent's TLS (berth-tls, P-256 from
-/// the p256 crate) must do the P-256 ECDH (after a HelloRetryRequest: it offers X25519 first),
+/// the p256 crate) must do the P-256 ECDH (its only key share: it offers no X25519),
 /// check the P-256 server chain and sign with its P-256 client key, then take an update.
 #[test]
 fn mutual_tls_with_a_broker_that_takes_only_p256_key_exchange() {

@@ -77,7 +77,7 @@ pub const RUN_FLAGS: &[(Opt, Setter)] = &[
     (MEMORY_SWAP, set!(memory_swap, size)),
     (MEMORY_RESERVATION, set!(memory_reservation, size)),
     (PIDS_LIMIT, set!(pids_limit, num)),
-    (CPUS, set!(cpus, num)),
+    (CPUS, set!(cpus, decimal)),
     (CPU_SHARES, set!(cpu_shares, num)),
     (opt("cap-add", None, Some("list"), "Add Linux capabilities"), set!(cap_add, list)),
     (opt("cap-drop", None, Some("list"), "Drop Linux capabilities"), set!(cap_drop, list)),
@@ -170,6 +170,14 @@ pub fn list(m: &Matches, name: &str) -> Result<Vec<String>, CliError> {
 /// A number (`--cpus 1.5`, `--pids-limit 100`).
 pub fn num<T: std::str::FromStr>(m: &Matches, name: &str) -> Result<Option<T>, CliError> {
     m.value(name).map(|v| v.parse::<T>().map_err(|_| op_err(format!("invalid argument {v:?} for \"--{name}\" flag")))).transpose()
+}
+
+/// A decimal number (`--cpus 1.5`), as `num` reads it (berth_runtime::decimal: core's float
+/// parser is 13 KB of the aarch64 firmware).
+pub fn decimal(m: &Matches, name: &str) -> Result<Option<f64>, CliError> {
+    m.value(name)
+        .map(|v| berth_runtime::decimal::parse_f64(v).ok_or_else(|| op_err(format!("invalid argument {v:?} for \"--{name}\" flag"))))
+        .transpose()
 }
 
 /// A size in bytes with Docker's suffixes (`512m`), or -1 for unlimited.

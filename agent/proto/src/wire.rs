@@ -267,7 +267,9 @@ impl Manifest {
     /// Parses and checks the fields on their own (signature, sequence and targets are checked
     /// by the caller, which knows the keys and the device).
     pub fn parse(text: &str) -> Result<Manifest> {
-        let m: Manifest = serde_json::from_str(text).map_err(|e| Error::invalid(format!("malformed update manifest: {e}")))?;
+        // from_slice, as everywhere in the firmware: serde_json's parser instantiated for one
+        // reader (SliceRead) rather than two (StrRead too) is 7.5 KB less on aarch64.
+        let m: Manifest = serde_json::from_slice(text.as_bytes()).map_err(|e| Error::invalid(format!("malformed update manifest: {e}")))?;
         m.check()?;
         Ok(m)
     }

@@ -113,10 +113,9 @@ pub fn config(dirs: &[PathBuf], host: &str, port: u16, floor: u64, insecure: boo
     let builder = if insecure {
         builder.with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
     } else {
-        let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
-            .build()
+        let verifier = berth_tls::FloorVerifier::new(Arc::new(roots), &provider, floor)
             .map_err(|e| Error::invalid(format!("TLS trust roots for {host}: {e}")))?;
-        builder.with_custom_certificate_verifier(Arc::new(berth_tls::FloorVerifier::new(inner, floor)))
+        builder.with_custom_certificate_verifier(Arc::new(verifier))
     };
     let cfg = match client {
         Some((chain, key, p)) => {

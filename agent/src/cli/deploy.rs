@@ -49,7 +49,7 @@ pub fn status(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
         Some(f) => return Err(op_err(format!("unknown format {f:?} (json)"))),
         None => {}
     }
-    let v: Value = serde_json::from_str(&t).map_err(|e| op_err(format!("bad state from the agent: {e}")))?;
+    let v: Value = serde_json::from_slice(t.as_bytes()).map_err(|e| op_err(format!("bad state from the agent: {e}")))?;
     writeln!(out, "Device: {}   seq: {}", s(&v["device"]), s(&v["seq"])).map_err(out_err)?;
     let rows: Vec<Vec<String>> = v["deployments"]
         .as_array()
@@ -93,7 +93,8 @@ pub fn status(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
 pub fn rollback(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
     let mut c = Client::connect(ctx)?;
     let t = text(c.call(&Request::Rollback { name: m.args()[0].clone() })?)?;
-    let o: berth_proto::wire::Outcome = serde_json::from_str(&t).map_err(|e| op_err(format!("bad answer from the agent: {e}")))?;
+    let o: berth_proto::wire::Outcome =
+        serde_json::from_slice(t.as_bytes()).map_err(|e| op_err(format!("bad answer from the agent: {e}")))?;
     if o.result == "committed" {
         println!("{}: {}", o.name, o.reason);
         Ok(0)

@@ -2,7 +2,7 @@
 //! update (prune: `prune.rs`).
 
 use berth_proto::args::{cmd, opt, Cmd, Matches, Opt};
-use berth_proto::run::{num as parse_num, size, CPUS, CPU_SHARES, MEMORY, MEMORY_RESERVATION, MEMORY_SWAP, PIDS_LIMIT};
+use berth_proto::run::{decimal, num as parse_num, size, CPUS, CPU_SHARES, MEMORY, MEMORY_RESERVATION, MEMORY_SWAP, PIDS_LIMIT};
 use berth_proto::signal;
 use berth_proto::socket::{Request, Response};
 
@@ -69,7 +69,7 @@ pub fn update(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
         memory_swap: size(m, "memory-swap").map_err(flag)?,
         memory_reservation: size(m, "memory-reservation").map_err(flag)?,
         pids_limit: parse_num(m, "pids-limit").map_err(flag)?,
-        cpus: parse_num(m, "cpus").map_err(flag)?,
+        cpus: decimal(m, "cpus").map_err(flag)?,
         cpu_shares: parse_num(m, "cpu-shares").map_err(flag)?,
         devices: Vec::new(),
     };

@@ -7,6 +7,7 @@ use serde_json::json;
 
 use berth_runtime::cgroup::Cgroups;
 use berth_runtime::container::record::{self, Record, Status};
+use berth_runtime::decimal::fixed;
 use berth_runtime::Error;
 
 use super::{op_err, CliError, Ctx};
@@ -102,8 +103,8 @@ pub fn stats(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
             let mem_pct = if limit > 0 { used as f64 * 100.0 / limit as f64 } else { 0.0 };
             let _ = ncpu;
             let mem = format!("{} / {}", human_size(used), human_size(limit));
-            lines.push(json!({"ID": id, "Name": r.name, "CPUPerc": format!("{cpu:.2}%"), "MemUsage": mem, "MemPerc": format!("{mem_pct:.2}%"), "PIDs": st.pids.to_string(), "MemBytes": used, "OOMKills": st.oom_kills}));
-            rows.push(vec![id, r.name.clone(), format!("{cpu:.2}%"), mem, format!("{mem_pct:.2}%"), st.pids.to_string()]);
+            lines.push(json!({"ID": id, "Name": r.name, "CPUPerc": format!("{}%", fixed(cpu, 2)), "MemUsage": mem, "MemPerc": format!("{}%", fixed(mem_pct, 2)), "PIDs": st.pids.to_string(), "MemBytes": used, "OOMKills": st.oom_kills}));
+            rows.push(vec![id, r.name.clone(), format!("{}%", fixed(cpu, 2)), mem, format!("{}%", fixed(mem_pct, 2)), st.pids.to_string()]);
         }
         let mut out = io::stdout().lock();
         if stream && is_tty(1) {

@@ -193,9 +193,9 @@ fn binary_size(n: u64) -> String {
     }
     let name = ["B", "KiB", "MiB", "GiB", "TiB"][unit];
     if v.fract() == 0.0 || v >= 100.0 {
-        format!("{v:.0} {name}")
+        format!("{} {name}", berth_runtime::decimal::fixed(v, 0))
     } else {
-        format!("{v:.1} {name}")
+        format!("{} {name}", berth_runtime::decimal::fixed(v, 1))
     }
 }
 

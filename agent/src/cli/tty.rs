@@ -4,6 +4,7 @@
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 
 use berth_runtime::Error;
 
@@ -13,24 +14,29 @@ pub struct Pty {
 }
 
 pub fn open() -> Result<Pty, Error> {
-    // SAFETY: posix_openpt/grantpt/unlockpt/ptsname_r on a descriptor we own; `name` is a
-    // buffer ptsname_r fills with a NUL-terminated path.
-    unsafe {
+    // The slave's number from the TIOCGPTN ioctl, as ptsname_r gets it: musl's ptsname_r then
+    // formats the path with snprintf, which alone links printf's float formatting into the firmware.
+    let mut n: libc::c_uint = 0;
+    // SAFETY: posix_openpt/grantpt/unlockpt/ioctl(TIOCGPTN) on a descriptor we own; TIOCGPTN
+    // writes one unsigned int, `n`.
+    let master = unsafe {
         let m = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
         if m < 0 {
             return Err(Error::io("open a pseudo-terminal", io::Error::last_os_error()));
         }
         let master = File::from_raw_fd(m);
-        let mut name = [0 as libc::c_char; 128];
-        if libc::grantpt(m) != 0 || libc::unlockpt(m) != 0 || libc::ptsname_r(m, name.as_mut_ptr(), name.len()) != 0 {
+        if libc::grantpt(m) != 0 || libc::unlockpt(m) != 0 || libc::ioctl(m, libc::TIOCGPTN, &mut n) != 0 {
             return Err(Error::io("set up the pseudo-terminal", io::Error::last_os_error()));
         }
-        let s = libc::open(name.as_ptr(), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
-        if s < 0 {
-            return Err(Error::io("open the pseudo-terminal's slave", io::Error::last_os_error()));
-        }
-        Ok(Pty { master, slave: OwnedFd::from_raw_fd(s) })
-    }
+        master
+    };
+    let slave = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY)
+        .open(format!("/dev/pts/{n}"))
+        .map_err(|e| Error::io("open the pseudo-terminal's slave", e))?;
+    Ok(Pty { master, slave: slave.into() })
 }
 
 /// Puts the CLI's terminal in raw mode until dropped.

@@ -68,7 +68,7 @@ pub fn parse_duration(s: &str) -> Result<u64> {
     }
     while !rest.is_empty() {
         let n = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(bad)?;
-        let num: f64 = rest[..n].parse().map_err(|_| bad())?;
+        let num = berth_runtime::decimal::parse_f64(&rest[..n]).ok_or_else(bad)?;
         rest = &rest[n..];
         let u = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
         let ms = match &rest[..u] {

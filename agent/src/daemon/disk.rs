@@ -41,7 +41,11 @@ impl Settings {
         }
         if let Some(t) = &c.gc_threshold {
             let bad = || Error::invalid(format!("[storage] gc_threshold {t:?}: a percentage of the disk (10%), or 0% for off"));
-            let pct: f64 = t.strip_suffix('%').and_then(|p| p.trim().parse().ok()).filter(|p| (0.0..100.0).contains(p)).ok_or_else(bad)?;
+            let pct: f64 = t
+                .strip_suffix('%')
+                .and_then(|p| berth_runtime::decimal::parse_f64(p.trim()))
+                .filter(|p| (0.0..100.0).contains(p))
+                .ok_or_else(bad)?;
             s.gc_below = (pct > 0.0).then_some(pct);
         }
         Ok(s)
@@ -66,7 +70,9 @@ pub fn tick(root: &Path, s: &Settings, in_use: &[Digest]) {
     if let Some(below) = s.gc_below {
         if free_percent(root) < below {
             match gc(root, in_use, &|| free_percent(root) >= below) {
-                Ok(gone) if !gone.is_empty() => crate::info!("image gc: free space below {below}%: removed {}", gone.join(", ")),
+                Ok(gone) if !gone.is_empty() => {
+                    crate::info!("image gc: free space below {}%: removed {}", berth_runtime::decimal::display(below), gone.join(", "))
+                }
                 Ok(_) => {}
                 Err(e) => crate::warn!("image gc: {e}"),
             }

@@ -110,7 +110,7 @@ pub async fn run(sup: Shared, id: String, cmd: Vec<String>, timeout: Duration) {
                             // SAFETY: kill(2) of the check process, which the check's waiter
                             // has not reaped yet (it waits for exactly this process).
                             unsafe { libc::kill(pid, libc::SIGKILL) };
-                            (-1, format!("Health check exceeded timeout ({}s)", timeout.as_secs_f64()))
+                            (-1, format!("Health check exceeded timeout ({}s)", berth_runtime::decimal::display(timeout.as_secs_f64())))
                         }
                     }
                 }

@@ -28,7 +28,7 @@ pub fn human_size(n: u64) -> String {
     } else {
         2
     };
-    let mut s = format!("{v:.digits$}");
+    let mut s = berth_runtime::decimal::fixed(v, digits);
     if s.contains('.') {
         s = s.trim_end_matches('0').trim_end_matches('.').to_string();
     }
@@ -132,7 +132,7 @@ fn go_duration(s: &str) -> Option<f64> {
         if !num.bytes().any(|b| b.is_ascii_digit()) {
             return None;
         }
-        let v: f64 = num.parse().ok()?;
+        let v = berth_runtime::decimal::parse_f64(num)?;
         let end = tail.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(tail.len());
         let (unit, next) = tail.split_at(end);
         total += v * match unit {

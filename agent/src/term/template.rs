@@ -554,7 +554,7 @@ fn parse_number(n: &str) -> Option<Arg> {
     };
     match int {
         Some(i) => Some(Arg::Int(if neg { -i } else { i })),
-        None => digits.parse::<f64>().ok().filter(|f| f.is_finite()).map(|f| Arg::Float(if neg { -f } else { f })),
+        None => berth_runtime::decimal::parse_f64(&digits).filter(|f| f.is_finite()).map(|f| Arg::Float(if neg { -f } else { f })),
     }
 }
 
@@ -1045,7 +1045,7 @@ fn describe(a: &Arg) -> String {
         Arg::Var(v, f) => f.iter().fold(v.clone(), |acc, x| format!("{acc}.{x}")),
         Arg::Str(s) => format!("{s:?}"),
         Arg::Int(i) => i.to_string(),
-        Arg::Float(f) => f.to_string(),
+        Arg::Float(f) => berth_runtime::decimal::display(*f),
         Arg::Bool(b) => b.to_string(),
         Arg::Nil => "nil".into(),
         Arg::Func(f) => f.clone(),
@@ -1117,8 +1117,8 @@ fn go_float_g(f: f64, prec: Option<usize>) -> String {
         return if f.is_sign_negative() { "-0".into() } else { "0".into() };
     }
     let e = match prec {
-        None => format!("{f:e}"),
-        Some(p) => format!("{f:.*e}", p.max(1) - 1),
+        None => berth_runtime::decimal::sci(f, None),
+        Some(p) => berth_runtime::decimal::sci(f, Some(p.max(1) - 1)),
     };
     let (mant, exp) = e.split_once('e').unwrap_or((&e, "0"));
     let exp: i32 = exp.parse().unwrap_or(0);
@@ -1350,9 +1350,9 @@ fn fmt_one(verb: char, sp: &Spec, v: &Value) -> String {
         ('f' | 'F' | 'e' | 'g', Value::Number(n)) if n.is_f64() => {
             let f = n.as_f64().unwrap_or(0.0);
             let s = match verb {
-                'f' | 'F' => format!("{f:.*}", sp.prec.unwrap_or(6)),
+                'f' | 'F' => berth_runtime::decimal::fixed(f, sp.prec.unwrap_or(6)),
                 'e' => {
-                    let s = format!("{f:.*e}", sp.prec.unwrap_or(6));
+                    let s = berth_runtime::decimal::sci(f, Some(sp.prec.unwrap_or(6)));
                     let (m, e) = s.split_once('e').unwrap_or((&s, "0"));
                     let e: i32 = e.parse().unwrap_or(0);
                     format!("{m}e{}{:02}", if e < 0 { '-' } else { '+' }, e.abs())

@@ -3,8 +3,13 @@
 //! It is rustls's ring provider with P-256 taken from RustCrypto's `p256` instead of ring:
 //! ring's P-256 (its precomputed base-point table, 151,552 bytes, and the nistz256 assembly) was
 //! the largest single piece of the aarch64 firmware. Everything else is ring, as before: the
-//! TLS 1.3 (and, with feature `tls12`, 1.2) cipher suites, X25519 and P-384 key exchange,
+//! AES-GCM cipher suites of TLS 1.3 (and, with feature `tls12`, of TLS 1.2), P-384 key exchange,
 //! RSA, Ed25519 and ECDSA P-384 signature checks, RSA, P-384 and Ed25519 client keys.
+//!
+//! Left out, for the firmware's size: the ChaCha20-Poly1305 suites and the X25519 group. Every
+//! TLS 1.3 server must take TLS_AES_128_GCM_SHA256 and secp256r1 (RFC 8446, 9.1), and TLS 1.2
+//! servers all take AES-GCM; so a client that offers only these reaches every conforming server,
+//! and a broker that prefers X25519 picks P-256 from our key share, with no extra round trip.
 //!
 //! This crate is its own so that `berth-registry` (which cannot depend on the agent) and the agent
 //! share it; rustls's `custom-provider` feature keeps rustls from ever falling back to its built-in
@@ -29,14 +34,31 @@ mod ring_keys;
 /// The provider: build a `ClientConfig` with `ClientConfig::builder_with_provider(provider())`.
 pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(CryptoProvider {
-        cipher_suites: rustls::crypto::ring::DEFAULT_CIPHER_SUITES.to_vec(),
-        // X25519 first, as ring's provider: P-256 is for servers that insist on it.
-        kx_groups: vec![rustls::crypto::ring::kx_group::X25519, nistp256::SECP256R1, rustls::crypto::ring::kx_group::SECP384R1],
+        cipher_suites: CIPHER_SUITES.to_vec(),
+        // P-256 first: the one key share of the ClientHello (the group every TLS 1.3 server takes).
+        kx_groups: vec![nistp256::SECP256R1, rustls::crypto::ring::kx_group::SECP384R1],
         signature_verification_algorithms: SIGNATURE_ALGORITHMS,
         secure_random: &SystemRandom,
         key_provider: &Keys,
     })
 }
+
+/// ring's AES-GCM suites, in ring's provider's order (no ChaCha20-Poly1305: see the top).
+static CIPHER_SUITES: &[rustls::SupportedCipherSuite] = {
+    use rustls::crypto::ring::cipher_suite as cs;
+    &[
+        cs::TLS13_AES_256_GCM_SHA384,
+        cs::TLS13_AES_128_GCM_SHA256,
+        #[cfg(feature = "tls12")]
+        cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+        #[cfg(feature = "tls12")]
+        cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        #[cfg(feature = "tls12")]
+        cs::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+        #[cfg(feature = "tls12")]
+        cs::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+    ]
+};
 
 /// Certificate and handshake signature checks: ring's, except P-256 keys.
 static SIGNATURE_ALGORITHMS: WebPkiSupportedAlgorithms = WebPkiSupportedAlgorithms {

@@ -163,9 +163,25 @@ fn other_keys_are_refused_in_one_line() {
 }
 
 #[test]
-fn provider_offers_x25519_first_and_p256_from_p256() {
+fn provider_offers_p256_first_from_p256_and_no_x25519() {
     let p = provider();
     let names: Vec<_> = p.kx_groups.iter().map(|g| g.name()).collect();
-    assert_eq!(names, [rustls::NamedGroup::X25519, rustls::NamedGroup::secp256r1, rustls::NamedGroup::secp384r1]);
+    assert_eq!(names, [rustls::NamedGroup::secp256r1, rustls::NamedGroup::secp384r1]);
     assert!(p.signature_verification_algorithms.supported_schemes().contains(&SignatureScheme::ECDSA_NISTP256_SHA256));
+}
+
+#[test]
+fn provider_offers_aes_gcm_suites_only() {
+    use rustls::CipherSuite as C;
+    let suites: Vec<_> = provider().cipher_suites.iter().map(|s| s.suite()).collect();
+    let mut want = vec![C::TLS13_AES_256_GCM_SHA384, C::TLS13_AES_128_GCM_SHA256];
+    if cfg!(feature = "tls12") {
+        want.extend([
+            C::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+            C::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+            C::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+            C::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+        ]);
+    }
+    assert_eq!(suites, want);
 }

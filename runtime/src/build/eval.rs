@@ -328,7 +328,7 @@ fn parse_duration(s: &str) -> Option<u64> {
     }
     while !rest.is_empty() {
         let n = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
-        let num: f64 = rest[..n].parse().ok()?;
+        let num = crate::decimal::parse_f64(&rest[..n])?;
         rest = &rest[n..];
         let u = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
         let mult = match &rest[..u] {

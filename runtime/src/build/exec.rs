@@ -177,7 +177,7 @@ impl Progress<'_> {
         let _ = writeln!(self.w, "#{n} {text}");
     }
     fn done(&mut self, n: usize, t: Instant) {
-        let _ = writeln!(self.w, "#{n} DONE {:.1}s\n", t.elapsed().as_secs_f64());
+        let _ = writeln!(self.w, "#{n} DONE {}s\n", crate::decimal::fixed(t.elapsed().as_secs_f64(), 1));
     }
     fn cached(&mut self, n: usize) {
         let _ = writeln!(self.w, "#{n} CACHED\n");
@@ -216,7 +216,7 @@ impl RunOutput<'_, '_> {
     fn emit(&mut self, line: &[u8]) {
         let s = String::from_utf8_lossy(line).into_owned();
         let at = self.t.elapsed().as_secs_f64();
-        self.p.line(self.n, &format!("{at:.3} {s}"));
+        self.p.line(self.n, &format!("{} {s}", crate::decimal::fixed(at, 3)));
         self.last.push(s);
         if self.last.len() > LAST_LINES {
             self.last.remove(0);
@@ -679,9 +679,9 @@ fn human(n: u64) -> String {
     if n < 1000 {
         format!("{n}B")
     } else if n < 1_000_000 {
-        format!("{:.2}kB", n as f64 / 1000.0)
+        format!("{}kB", crate::decimal::fixed(n as f64 / 1000.0, 2))
     } else {
-        format!("{:.2}MB", n as f64 / 1e6)
+        format!("{}MB", crate::decimal::fixed(n as f64 / 1e6, 2))
     }
 }
 

@@ -170,7 +170,7 @@ pub fn json_array(s: &str) -> Option<Vec<String>> {
     if !t.starts_with('[') || !t.ends_with(']') {
         return None;
     }
-    serde_json::from_str::<Vec<String>>(t).ok()
+    serde_json::from_slice::<Vec<String>>(t.as_bytes()).ok()
 }
 
 pub fn parse(text: &str, file: &str) -> Result<Dockerfile> {

@@ -41,7 +41,7 @@ pub fn parse_size(s: &str) -> Result<i64> {
     };
     // Whole numbers are computed exactly; only fractions go through f64, as Docker's do.
     let bytes = if num.contains('.') {
-        let v: f64 = num.parse().map_err(|_| bad())?;
+        let v = crate::decimal::parse_f64(num).ok_or_else(bad)?;
         let v = v * (1u64 << shift) as f64;
         // i64::MAX as f64 rounds up to 2^63, so refusing it and above keeps the cast in range.
         if v >= i64::MAX as f64 {

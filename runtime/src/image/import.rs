@@ -60,7 +60,8 @@ fn words(s: &str) -> Vec<String> {
 
 fn exec_form(rest: &str) -> Result<Value> {
     if rest.trim_start().starts_with('[') {
-        let v: Vec<String> = serde_json::from_str(rest).map_err(|e| Error::invalid(format!("malformed JSON array {rest:?}: {e}")))?;
+        let v: Vec<String> =
+            serde_json::from_slice(rest.as_bytes()).map_err(|e| Error::invalid(format!("malformed JSON array {rest:?}: {e}")))?;
         Ok(json!(v))
     } else {
         Ok(json!(["/bin/sh", "-c", rest]))
@@ -132,7 +133,8 @@ pub fn apply_change(cfg: &mut Map<String, Value>, change: &str) -> Result<()> {
         "VOLUME" => {
             let vols = cfg.entry("Volumes").or_insert_with(|| json!({}));
             let map = vols.as_object_mut().ok_or_else(|| bad("Volumes is not a map"))?;
-            let list = if rest.starts_with('[') { serde_json::from_str(rest).map_err(|e| bad(&e.to_string()))? } else { words(rest) };
+            let list =
+                if rest.starts_with('[') { serde_json::from_slice(rest.as_bytes()).map_err(|e| bad(&e.to_string()))? } else { words(rest) };
             for v in list {
                 map.insert(v, json!({}));
             }

@@ -149,7 +149,7 @@ pub fn kernel_version(s: &str) -> Option<(u32, u32)> {
 
 impl Profile {
     pub fn parse(json: &str) -> Result<Profile> {
-        let v: Value = serde_json::from_str(json).map_err(|e| bad(format!("not valid JSON: {e}")))?;
+        let v: Value = serde_json::from_slice(json.as_bytes()).map_err(|e| bad(format!("not valid JSON: {e}")))?;
         let o = v.as_object().ok_or_else(|| bad("not a JSON object"))?;
         let errno32 = |n: Option<u64>| n.map(|n| u32::try_from(n).unwrap_or(u32::MAX));
         let default_errno_ret = errno32(number(o, "defaultErrnoRet")?);

@@ -36,14 +36,15 @@ pub fn snapshot_dir(root: &Path, name: &str, seq: u64) -> PathBuf {
 
 /// One file: cloned if the file system shares extents, else copied.
 fn copy_file(src: &Path, dst: &Path, n: &mut Copied) -> Result<()> {
-    let from = fs::File::open(src).ctx(|| format!("open {}", src.display()))?;
-    let to = fs::OpenOptions::new().write(true).create_new(true).open(dst).ctx(|| format!("create {}", dst.display()))?;
+    let mut from = fs::File::open(src).ctx(|| format!("open {}", src.display()))?;
+    let mut to = fs::OpenOptions::new().write(true).create_new(true).open(dst).ctx(|| format!("create {}", dst.display()))?;
     // SAFETY: both descriptors are open for as long as the call; FICLONE reads only them.
     if unsafe { libc::ioctl(to.as_raw_fd(), libc::FICLONE, from.as_raw_fd()) } == 0 {
         n.cloned += 1;
         return Ok(());
     }
-    io::copy(&mut &from, &mut &to).ctx(|| format!("copy {} to {}", src.display(), dst.display()))?;
+    // File to File, as `berth cp` copies: one io::copy in the firmware rather than two
+    io::copy(&mut from, &mut to).ctx(|| format!("copy {} to {}", src.display(), dst.display()))?;
     n.copied += 1;
     Ok(())
 }
