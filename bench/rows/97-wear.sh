@@ -36,7 +36,7 @@ disk() {
     mount -t ext4 -o lazytime "$dev" "$mnt"
     echo "$dev"
 }
-written() { awk '{print $7 * 512}' "/sys/block/${1#/dev/}/stat"; }
+written() { echo $(( $(awk '{print $7}' "/sys/block/${1#/dev/}/stat") * 512 )); }   # sectors: awk would print a large product as 3.1e+09
 settle() { sync; sleep 6; sync; }
 bdev=$(disk berth); loops+=("$bdev")
 pdev=$(disk podman); loops+=("$pdev")
