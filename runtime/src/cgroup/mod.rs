@@ -219,13 +219,16 @@ impl Cgroup {
     /// machine, the largest item of a container's start. Moving the calling thread alone
     /// (`tasks`, "0") does not take it, and for a process of one thread it is the same move.
     /// cgroup2 refuses a thread move across domains, so there it stays `cgroup.procs` (and the
-    /// wait with it, unless the process was born there: see `cgroup2_dir`).
-    pub fn self_join_files(&self) -> Vec<PathBuf> {
+    /// wait with it, unless the process was born there: see `cgroup2_dir`). Each file comes with
+    /// whether it is the cgroup2 group's (the one a process born there need not write).
+    pub fn self_join_files(&self) -> Vec<(PathBuf, bool)> {
         match &self.inner {
-            Inner::V1(c) => {
-                c.dirs().into_iter().map(|d| d.join(if Some(&d) == c.unified.as_ref() { "cgroup.procs" } else { "tasks" })).collect()
-            }
-            Inner::V2(c) => vec![c.dir.join("cgroup.procs")],
+            Inner::V1(c) => c
+                .dirs()
+                .into_iter()
+                .map(|d| if Some(&d) == c.unified.as_ref() { (d.join("cgroup.procs"), true) } else { (d.join("tasks"), false) })
+                .collect(),
+            Inner::V2(c) => vec![(c.dir.join("cgroup.procs"), true)],
         }
     }
 
@@ -241,9 +244,8 @@ impl Cgroup {
     /// Moves the calling process, which must have one thread (a fresh fork), into the cgroup;
     /// with `born_in_cgroup2`, it already is in its cgroup2 group.
     pub fn join_self(&self, born_in_cgroup2: bool) -> Result<()> {
-        let skip = if born_in_cgroup2 { self.cgroup2_dir().map(|d| d.join("cgroup.procs")) } else { None };
-        for file in self.self_join_files() {
-            if Some(&file) != skip.as_ref() {
+        for (file, v2) in self.self_join_files() {
+            if !(born_in_cgroup2 && v2) {
                 write(&file, "0")?;
             }
         }

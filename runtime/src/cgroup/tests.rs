@@ -110,10 +110,10 @@ fn a_process_joins_v1_through_tasks_and_cgroup2_through_procs() {
     let files = |text: &str| Cgroups::from_mountinfo(text).unwrap().open("berth", "c1").self_join_files();
     let hybrid = files(HYBRID);
     assert_eq!(hybrid.len(), 8);
-    assert!(hybrid[..7].iter().all(|f| f.file_name() == Some("tasks".as_ref())), "{hybrid:?}");
-    assert_eq!(hybrid[7], p("/sys/fs/cgroup/unified/berth/c1/cgroup.procs"));
-    assert!(files(V1_COMOUNTED).iter().all(|f| f.file_name() == Some("tasks".as_ref())));
-    assert_eq!(files(V2_PURE), vec![p("/sys/fs/cgroup/berth/c1/cgroup.procs")]);
+    assert!(hybrid[..7].iter().all(|(f, v2)| f.file_name() == Some("tasks".as_ref()) && !v2), "{hybrid:?}");
+    assert_eq!(hybrid[7], (p("/sys/fs/cgroup/unified/berth/c1/cgroup.procs"), true));
+    assert!(files(V1_COMOUNTED).iter().all(|(f, v2)| f.file_name() == Some("tasks".as_ref()) && !v2));
+    assert_eq!(files(V2_PURE), vec![(p("/sys/fs/cgroup/berth/c1/cgroup.procs"), true)]);
 }
 
 #[test]

@@ -854,13 +854,12 @@ pub fn exec_in(l: &ExecLaunch) -> std::result::Result<Started, StartError> {
     // The cgroup files are opened here: inside the container's mount namespace there is no
     // /sys/fs/cgroup to open them by path. Each with whether it is the cgroup2 group's, which the
     // process need not write when it is born in that group.
-    let cgroup2 = l.cgroup.cgroup2_dir();
     let mut procs = Vec::new();
-    for p in l.cgroup.self_join_files() {
+    for (p, v2) in l.cgroup.self_join_files() {
         let f = std::fs::OpenOptions::new().write(true).open(&p).map_err(|e| Error::io(format!("open {}", p.display()), e))?;
-        procs.push((cgroup2.is_some_and(|d| p.starts_with(d)), f));
+        procs.push((v2, f));
     }
-    let cgroup2 = cgroup2.and_then(|d| std::fs::File::open(d).ok());
+    let cgroup2 = l.cgroup.cgroup2_dir().and_then(|d| std::fs::File::open(d).ok());
     // SAFETY: single-threaded caller, as in `start`.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
