@@ -267,8 +267,17 @@ fn query_a(id: u16, name: &str) -> Vec<u8> {
 
 /// What the test asks of the agent's side, which owns the (single-threaded) member table.
 enum Change {
-    Member { id: String, name: String, aliases: Vec<String>, ip: String },
-    Remove { id: String },
+    Member {
+        id: String,
+        name: String,
+        aliases: Vec<String>,
+        ip: String,
+    },
+    Remove {
+        id: String,
+    },
+    /// The network is removed and made again at once, as `compose up` does after an edit of it.
+    Recreate,
 }
 
 fn id_of(n: u32) -> String {
@@ -360,15 +369,18 @@ fn agent_dns_server_on_its_event_loop() {
                             Change::Remove { id } => {
                                 members.borrow_mut().remove(&id);
                             }
+                            Change::Recreate => {
+                                nets.stop("testnet");
+                                nets.start("testnet", IpAddr::V4(gateway), upstreams.clone(), members.clone())
+                                    .expect("a network made again on a stopped responder's address");
+                                // Its listening begins at the loop's next turns.
+                                tokio::time::sleep(Duration::from_millis(100)).await;
+                            }
                         }
                         applied_tx.send(()).expect("applied");
                     }
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
-                nets.stop("testnet");
-                tokio::task::yield_now().await;
-                // Stopped: the address is free again.
-                nets.start("testnet", IpAddr::V4(gateway), upstreams, members).expect("port freed by stop");
             })
         });
         for _ in 0..2 {
@@ -413,6 +425,12 @@ fn agent_dns_server_on_its_event_loop() {
         let answer = ask_tcp(&client_ns, &query_a(0x4444, "outside.example"));
         assert_eq!((&answer[..2], u16::from_be_bytes([answer[6], answer[7]])), (&[0x44u8, 0x44][..], 1), "{answer:?}");
         assert_eq!(answer[answer.len() - 4..], [198, 51, 100, 7]);
+
+        // Removed and made again in one turn of the agent's loop: the new responder listens
+        // once the old one's tasks have let go of the port (they hold it until then).
+        change(Change::Recreate);
+        let (ok, out) = client_ns.nslookup(&["m7", GATEWAY]);
+        assert!(ok && out.contains("Address: 10.213.6.7"), "after the network was made again: {out}");
         stop.store(true, Ordering::SeqCst);
     });
 }

@@ -33,9 +33,12 @@ pub struct DnsServer {
     network: String,
     addr: SocketAddr,
     responder: Rc<RefCell<Responder>>,
-    tasks: Vec<JoinHandle<()>>,
-    tcp_tasks: Rc<RefCell<Vec<JoinHandle<()>>>>,
+    /// Its UDP and TCP loops and TCP connections (and, while it waits for the sockets of a
+    /// stopped responder on its address, that wait).
+    tasks: Tasks,
 }
+
+type Tasks = Rc<RefCell<Vec<JoinHandle<()>>>>;
 
 impl DnsServer {
     pub fn network(&self) -> &str {
@@ -51,16 +54,21 @@ impl DnsServer {
     pub fn responder(&self) -> Rc<RefCell<Responder>> {
         self.responder.clone()
     }
+
+    /// Aborts its tasks. An aborted task is dropped, with its sockets, only when the event loop
+    /// next turns; each handle returned ends then.
+    fn abort(&self) -> Vec<JoinHandle<()>> {
+        let tasks = std::mem::take(&mut *self.tasks.borrow_mut());
+        for t in &tasks {
+            t.abort();
+        }
+        tasks
+    }
 }
 
 impl Drop for DnsServer {
     fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
-        for t in self.tcp_tasks.borrow().iter() {
-            t.abort();
-        }
+        self.abort();
     }
 }
 
@@ -81,9 +89,22 @@ pub fn serve(network: &str, gateway: IpAddr, upstreams: Vec<SocketAddr>, lookup:
 
 /// [`serve`] on any address and port (tests use an unprivileged port).
 pub fn serve_on(network: &str, addr: SocketAddr, upstreams: Vec<SocketAddr>, lookup: Rc<dyn Lookup>) -> Result<DnsServer> {
+    serve_after(network, addr, upstreams, lookup, Vec::new())
+}
+
+/// [`serve_on`], listening once the tasks `before` have ended (those of a responder just stopped
+/// on the same address, still holding its port): then a bind that fails is a warning, not an
+/// error.
+fn serve_after(
+    network: &str,
+    addr: SocketAddr,
+    upstreams: Vec<SocketAddr>,
+    lookup: Rc<dyn Lookup>,
+    before: Vec<JoinHandle<()>>,
+) -> Result<DnsServer> {
     let what = |e: std::io::Error| Error::io(format!("network {network}: dns on {addr}"), e);
-    let udp = bind_udp(addr).map_err(what)?;
-    let tcp = bind_tcp(addr).map_err(what)?;
+    let listen =
+        if before.is_empty() { bind_listen(addr).map(|(udp, tcp)| Listen::Bound(udp, tcp)).map_err(what)? } else { Listen::After(before) };
     // Forwarding sockets on ephemeral ports of any address: the kernel picks the source address
     // that reaches each resolver (a loopback one included). IPv6 only if a resolver needs it.
     let up4 = bind_udp(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0)).map_err(what)?;
@@ -100,12 +121,61 @@ pub fn serve_on(network: &str, addr: SocketAddr, upstreams: Vec<SocketAddr>, loo
     } else {
         None
     };
-    let responder = Rc::new(RefCell::new(Responder::new(network, upstreams)));
-    let tcp_tasks = Rc::new(RefCell::new(Vec::new()));
-    let udp_task = tokio::task::spawn_local(udp_loop(network.to_string(), udp, up4, up6, responder.clone(), lookup.clone()));
-    let tcp_task = tokio::task::spawn_local(tcp_loop(tcp, responder.clone(), lookup, tcp_tasks.clone()));
+    let server = DnsServer {
+        network: network.to_string(),
+        addr,
+        responder: Rc::new(RefCell::new(Responder::new(network, upstreams))),
+        tasks: Tasks::default(),
+    };
+    let task = tokio::task::spawn_local(serve_task(
+        server.network.clone(),
+        addr,
+        listen,
+        (up4, up6),
+        server.responder.clone(),
+        lookup,
+        server.tasks.clone(),
+    ));
+    server.tasks.borrow_mut().push(task);
     crate::debug!("network {network}: dns on {addr}");
-    Ok(DnsServer { network: network.to_string(), addr, responder, tasks: vec![udp_task, tcp_task], tcp_tasks })
+    Ok(server)
+}
+
+/// A responder's port: bound, or to be bound once these tasks have ended.
+enum Listen {
+    Bound(UdpSocket, TcpListener),
+    After(Vec<JoinHandle<()>>),
+}
+
+/// A responder: its TCP loop as a task of its own, its UDP loop here.
+async fn serve_task(
+    network: String,
+    addr: SocketAddr,
+    listen: Listen,
+    (up4, up6): (UdpSocket, Option<UdpSocket>),
+    responder: Rc<RefCell<Responder>>,
+    lookup: Rc<dyn Lookup>,
+    tasks: Tasks,
+) {
+    let (udp, tcp) = match listen {
+        Listen::Bound(udp, tcp) => (udp, tcp),
+        Listen::After(before) => {
+            for t in before {
+                let _ = t.await;
+            }
+            match bind_listen(addr) {
+                Ok(l) => l,
+                Err(e) => return crate::warn!("network {network}: dns on {addr}: {e}"),
+            }
+        }
+    };
+    let tcp_task = tokio::task::spawn_local(tcp_loop(tcp, responder.clone(), lookup.clone(), tasks.clone()));
+    tasks.borrow_mut().push(tcp_task);
+    udp_loop(network, udp, up4, up6, responder, lookup).await
+}
+
+fn bind_listen(addr: SocketAddr) -> std::io::Result<(UdpSocket, TcpListener)> {
+    Ok((bind_udp(addr)?, bind_tcp(addr)?))
 }
 
 fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
@@ -192,12 +262,7 @@ async fn pause_on_error(network: &str, what: &str, e: std::io::Error, errors: u3
     errors.saturating_add(1)
 }
 
-async fn tcp_loop(
-    listener: TcpListener,
-    responder: Rc<RefCell<Responder>>,
-    lookup: Rc<dyn Lookup>,
-    tasks: Rc<RefCell<Vec<JoinHandle<()>>>>,
-) {
+async fn tcp_loop(listener: TcpListener, responder: Rc<RefCell<Responder>>, lookup: Rc<dyn Lookup>, tasks: Tasks) {
     let active = Rc::new(Cell::new(0usize));
     loop {
         let Ok((stream, from)) = listener.accept().await else {
@@ -298,6 +363,9 @@ async fn ask_over_tcp(upstream: SocketAddr, msg: &[u8]) -> std::io::Result<Vec<u
 #[derive(Default)]
 pub struct NetworkDns {
     servers: std::collections::BTreeMap<String, DnsServer>,
+    /// Tasks of stopped responders until they have let go of their sockets: a network removed
+    /// and made again at once (`compose up` after an edit of it) listens after them.
+    stopping: Vec<JoinHandle<()>>,
 }
 
 impl NetworkDns {
@@ -312,14 +380,18 @@ impl NetworkDns {
         if self.servers.contains_key(network) {
             return Ok(());
         }
-        let server = serve(network, gateway, upstreams, lookup)?;
+        self.stopping.retain(|t| !t.is_finished());
+        let before = std::mem::take(&mut self.stopping);
+        let server = serve_after(network, SocketAddr::new(gateway, DNS_PORT), upstreams, lookup, before)?;
         self.servers.insert(network.to_string(), server);
         Ok(())
     }
 
     /// The network was removed: its responder stops and its port is free again.
     pub fn stop(&mut self, network: &str) {
-        self.servers.remove(network);
+        if let Some(server) = self.servers.remove(network) {
+            self.stopping.extend(server.abort());
+        }
     }
 
     pub fn is_serving(&self, network: &str) -> bool {

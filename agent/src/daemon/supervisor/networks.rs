@@ -174,9 +174,8 @@ impl Supervisor {
             let _ = self.nets.store.disconnect_all(&r.id);
             return Err(e);
         }
-        // Also starts a responder that is missing: a network removed and made again under the
-        // same name in one go (`compose up` after an edit of it) finds the old responder's
-        // sockets still bound at its create (aborted tasks drop them at the loop's next turn).
+        // Also starts a responder that is missing (one whose start failed at the network's
+        // create).
         self.nets.dns_sync();
         for (n, a) in cfg.networks.iter().zip(&attach) {
             if !cfg.dns.is_empty() {
