@@ -166,7 +166,7 @@ impl Seccomp {
     /// The profile to compile, if any.
     pub fn source(&self) -> Option<&str> {
         match self {
-            Seccomp::Default => Some(crate::seccomp::DEFAULT),
+            Seccomp::Default => Some(crate::seccomp::default_profile()),
             Seccomp::Unconfined => None,
             Seccomp::Profile(json) => Some(json),
         }

@@ -5,6 +5,8 @@ const ALLOW: u32 = 0x7fff_0000;
 const EPERM: u32 = 0x0005_0000 | libc::EPERM as u32;
 const ENOSYS: u32 = 0x0005_0000 | libc::ENOSYS as u32;
 const KILL: u32 = 0x8000_0000;
+/// The readable copy of the built-in default profile.
+const DEFAULT: &str = include_str!("default.json");
 
 fn default_caps() -> Vec<String> {
     crate::container::caps::DOCKER_DEFAULT.iter().map(|s| s.to_string()).collect()
@@ -224,6 +226,31 @@ fn arch_map_picks_the_hosts_entry() {
     // aarch64 kernel are then killed, as with Docker.
     let p = Profile::parse(r#"{"defaultAction":"SCMP_ACT_ERRNO"}"#).unwrap();
     assert_eq!(p.arches(Arch::Aarch64), vec![Arch::Aarch64]);
+}
+
+/// The built-in (gzipped) default profile is `default.json`, byte for byte: the generator
+/// writes both.
+#[test]
+fn the_built_in_default_profile_is_default_json() {
+    assert_eq!(default_profile(), DEFAULT);
+}
+
+/// Filters of the default profile are kept per set of capabilities, and a kept one is the one
+/// compiling gives.
+#[test]
+fn compiled_default_filters_are_kept_per_capabilities() {
+    let insns = |f: &[libc::sock_filter]| f.iter().map(|i| (i.code, i.jt, i.jf, i.k)).collect::<Vec<_>>();
+    let fresh = |caps: &[String]| {
+        let p = Profile::parse(DEFAULT).unwrap();
+        let host = Arch::host_kernel();
+        insns(&bpf::generate(&p, host, &p.arches(host), caps, running_kernel()).unwrap())
+    };
+    let caps = default_caps();
+    let admin: Vec<String> = caps.iter().cloned().chain(["CAP_SYS_ADMIN".to_string()]).collect();
+    assert_ne!(fresh(&caps), fresh(&admin), "CAP_SYS_ADMIN allows more calls");
+    for c in [&caps, &caps, &admin, &caps, &admin] {
+        assert_eq!(insns(&compile(default_profile(), c).unwrap()), fresh(c), "{c:?}");
+    }
 }
 
 /// The real kernel accepts the default filter and enforces it (in a forked child).
