@@ -170,7 +170,7 @@ pub fn build_time() -> u64 {
 pub fn backoff(attempt: u32, max: Duration) -> Duration {
     let base = Duration::from_secs(1).saturating_mul(1u32 << attempt.min(10)).min(max);
     let mut b = [0u8; 2];
-    let _ = std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b));
+    let _ = berth_runtime::random::fill(&mut b);
     let frac = f64::from(u16::from_le_bytes(b)) / f64::from(u16::MAX);
     base.mul_f64(0.5 + frac / 2.0)
 }

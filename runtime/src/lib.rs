@@ -15,6 +15,7 @@ pub mod kernel;
 pub mod lock;
 pub mod net;
 pub mod paths;
+pub mod random;
 pub mod reserve;
 pub mod seccomp;
 pub mod selfexe;

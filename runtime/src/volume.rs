@@ -43,10 +43,7 @@ pub fn invalid_name(n: &str) -> Error {
 }
 
 pub fn random_name() -> Result<String> {
-    let mut b = [0u8; 32];
-    let mut f = fs::File::open("/dev/urandom").ctx(|| "open /dev/urandom".into())?;
-    std::io::Read::read_exact(&mut f, &mut b).ctx(|| "read /dev/urandom".into())?;
-    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+    crate::random::hex(32).ctx(|| "random volume name".into())
 }
 
 /// How a volume with file-system options is mounted: (source, fstype, flags, data).

@@ -28,10 +28,7 @@ const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/b
 pub use berth_device::rule::DEFAULT_RULES as DEFAULT_DEVICE_RULES;
 
 pub fn random_id() -> Result<String> {
-    let mut b = [0u8; 32];
-    let mut f = std::fs::File::open("/dev/urandom").map_err(|e| Error::io("open /dev/urandom", e))?;
-    std::io::Read::read_exact(&mut f, &mut b).map_err(|e| Error::io("read /dev/urandom", e))?;
-    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+    berth_runtime::random::hex(32).map_err(|e| Error::io("random container id", e))
 }
 
 /// Docker-style generated names (`brave_turing`), from the id so they are stable per container.

@@ -39,7 +39,7 @@ pub struct Conn {
 
 fn random_hex(n: usize) -> String {
     let mut b = vec![0u8; n];
-    if std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b)).is_err() {
+    if berth_runtime::random::fill(&mut b).is_err() {
         // Only uniqueness matters here (ids, tokens): time and pid will do.
         let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
         let seed = t ^ (u128::from(std::process::id()) << 64);

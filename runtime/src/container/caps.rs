@@ -31,7 +31,7 @@ fn parse(name: &str) -> Result<Capability> {
 /// `--privileged` gets every capability berth itself holds, never more (asking for more is what
 /// makes Docker's `--privileged` fail on hosts without, say, CAP_SYS_RESOURCE).
 pub fn resolve(add: &[String], drop: &[String], privileged: bool) -> Result<Vec<String>> {
-    let held = caps::read(None, CapSet::Bounding).map_err(|e| Error::invalid(format!("read bounding capabilities: {e}")))?;
+    let held = held()?;
     let mut set: CapsHashSet = if privileged { held.clone() } else { DOCKER_DEFAULT.iter().map(|n| parse(n)).collect::<Result<_>>()? };
     for d in drop {
         if d.eq_ignore_ascii_case("all") {
@@ -52,14 +52,31 @@ pub fn resolve(add: &[String], drop: &[String], privileged: bool) -> Result<Vec<
     Ok(names)
 }
 
+/// berth's own bounding set, read once (a call per capability the kernel has): berth never
+/// shrinks its own, only its children's.
+fn held() -> Result<CapsHashSet> {
+    static HELD: std::sync::OnceLock<CapsHashSet> = std::sync::OnceLock::new();
+    if let Some(h) = HELD.get() {
+        return Ok(h.clone());
+    }
+    let h = caps::read(None, CapSet::Bounding).map_err(|e| Error::invalid(format!("read bounding capabilities: {e}")))?;
+    Ok(HELD.get_or_init(|| h).clone())
+}
+
 /// In the container's process, before exec: shrink the bounding set, then set the rest. Setting
 /// a non-root user afterwards clears permitted and effective, as with Docker.
 pub fn apply_bounding(names: &[String]) -> Result<CapsHashSet> {
     let want: CapsHashSet = names.iter().map(|n| parse(n)).collect::<Result<_>>()?;
-    let err = |e: caps::errors::CapsError| Error::invalid(format!("set capabilities: {e}"));
-    for c in caps::read(None, CapSet::Bounding).map_err(err)? {
-        if !want.contains(&c) {
-            caps::drop(None, CapSet::Bounding, c).map_err(err)?;
+    // One PR_CAPBSET_DROP per capability not wanted (dropping one already gone succeeds);
+    // reading the set first would cost a call per capability the kernel has, twice.
+    for c in caps::all().difference(&want) {
+        // SAFETY: prctl with integer arguments only.
+        if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(c.index()), 0, 0, 0) } != 0 {
+            let e = std::io::Error::last_os_error();
+            // EINVAL: a capability this kernel does not know, so nothing to drop.
+            if e.raw_os_error() != Some(libc::EINVAL) {
+                return Err(Error::invalid(format!("set capabilities: drop {c} from the bounding set: {e}")));
+            }
         }
     }
     Ok(want)

@@ -139,10 +139,7 @@ fn fault_step(name: &str) {
 }
 
 fn random_id() -> Result<String> {
-    let mut b = [0u8; 32];
-    let mut f = fs::File::open("/dev/urandom").ctx(|| "open /dev/urandom".into())?;
-    io::Read::read_exact(&mut f, &mut b).ctx(|| "read /dev/urandom".into())?;
-    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+    crate::random::hex(32).ctx(|| "random network id".into())
 }
 
 /// The network records under `<root>/networks`.

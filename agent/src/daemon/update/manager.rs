@@ -61,7 +61,7 @@ pub enum Then {
 
 fn random_hex16() -> String {
     let mut b = [0u8; 16];
-    let _ = std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b));
+    let _ = berth_runtime::random::fill(&mut b);
     super::transfer::hex(&b)
 }
 
