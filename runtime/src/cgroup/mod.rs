@@ -590,6 +590,30 @@ fn sigkill(pid: u32) -> Result<()> {
 /// Removes a cgroup directory and any sub-cgroups the container made inside it, retrying EBUSY
 /// (tasks still exiting) until `deadline`.
 fn remove_cgroup_dir(dir: &Path, deadline: Instant) -> Result<()> {
+    let mut children_gone = false;
+    loop {
+        match fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            // Busy: groups the container made inside its own (removed first, once; most have
+            // none, so the directory is read only then), or processes not gone yet.
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && !children_gone => {
+                remove_child_groups(dir, deadline)?;
+                children_gone = true;
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                let pids = read_procs(dir).map(|p| format!("{p:?}")).unwrap_or_else(|_| "unknown".into());
+                return Err(Error::new(Kind::Conflict, format!("remove cgroup {}: still busy after 2 s (pids {pids})", dir.display())));
+            }
+            Err(e) => return Err(Error::io(format!("remove cgroup {}", dir.display()), e)),
+        }
+    }
+}
+
+fn remove_child_groups(dir: &Path, deadline: Instant) -> Result<()> {
     let entries = match fs::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -601,18 +625,5 @@ fn remove_cgroup_dir(dir: &Path, deadline: Instant) -> Result<()> {
             remove_cgroup_dir(&entry.path(), deadline)?;
         }
     }
-    loop {
-        match fs::remove_dir(dir) {
-            Ok(()) => return Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
-                let pids = read_procs(dir).map(|p| format!("{p:?}")).unwrap_or_else(|_| "unknown".into());
-                return Err(Error::new(Kind::Conflict, format!("remove cgroup {}: still busy after 2 s (pids {pids})", dir.display())));
-            }
-            Err(e) => return Err(Error::io(format!("remove cgroup {}", dir.display()), e)),
-        }
-    }
+    Ok(())
 }

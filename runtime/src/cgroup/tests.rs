@@ -527,6 +527,24 @@ fn host_failed_create_leaves_nothing() {
     }
 }
 
+/// Groups a container made inside its own (systemd in a container does) go with it, nested
+/// ones first: the directory is read only once a plain rmdir finds it busy.
+#[test]
+fn host_destroy_removes_groups_made_inside() {
+    require_root();
+    let cgs = Cgroups::detect().unwrap();
+    let (cg, _) = cgs.create(&parent(), "nested", &Resources::default()).unwrap();
+    let _g = Guard::new(&cg);
+    for p in cg.paths() {
+        fs::create_dir_all(p.join("a/b")).unwrap();
+        fs::create_dir(p.join("c")).unwrap();
+    }
+    cg.destroy().unwrap();
+    for p in cg.paths() {
+        assert!(!p.exists(), "{} left behind", p.display());
+    }
+}
+
 /// The v1 path of `kill_all` (freeze, SIGKILL each pid, thaw), which a hybrid host skips in favour
 /// of cgroup2's `cgroup.kill`: the host's hierarchies seen without their cgroup2 mount.
 #[test]

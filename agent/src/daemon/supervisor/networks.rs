@@ -268,6 +268,11 @@ impl Supervisor {
 
     /// A container ended (or could not start): its endpoints go.
     pub(crate) fn net_stop(&mut self, id: &str) {
+        // Only a bridge container has endpoints (`network connect` takes no other): the others
+        // skip reading every network's record, at each exit and each removal.
+        if self.records.get(id).is_some_and(|r| !matches!(r.spec.net, Net::Bridge(_))) {
+            return;
+        }
         let nets = match self.nets.store.list() {
             Ok(n) => n,
             Err(_) => return,
