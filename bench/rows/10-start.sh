@@ -7,14 +7,12 @@
 # crun needs a private mount namespace without the cgroup2 mount on this hybrid host, so every
 # contender runs inside that same `unshare -m` wrapper; the wrapper alone, and berth without it,
 # are timed as well (for the `how` column).
-# berth is the static build (BERTH_STATIC: musl, size-optimised, as the boards run it) when there
-# is a fresh one; the host's glibc build, whose CLI and monitors pay ld.so at each start, is then
-# timed beside it with an agent of its own (contender `glibc`).
+# When berth is the static build (as the boards run it), the host's glibc build, whose CLI and
+# monitors pay ld.so at each start, is timed beside it with an agent of its own (contender `glibc`).
 set -euo pipefail
 # shellcheck source=bench/lib.sh
 . "$BENCH_LIB"
-HOST_BERTH=$BERTH
-BERTH=${BERTH_STATIC:-$BERTH}
+HOST_BERTH=${BERTH_FULL:-$BERTH}
 tfs=$BENCH_TMP/tmpfs tpid='' gdir=$BENCH_TMP/glibc gpid=''
 tb() { "$BERTH" --root "$tfs/root" -H "unix://$tfs/agent.sock" "$@"; }
 gb() { "$HOST_BERTH" --root "$gdir/root" -H "unix://$gdir/agent.sock" "$@"; }

@@ -61,7 +61,7 @@ mb=$(awk -v s="$size" 'BEGIN { printf "%.0f", s / 1e6 }')
 
 mosquitto_start "max_queued_messages 4000" "max_inflight_messages 64" "max_packet_size 2000000"
 
-"$BERTH" fleet --mqtt "$url" keygen --out "$BENCH_TMP/key" >/dev/null
+"$BERTH_FULL" fleet --mqtt "$url" keygen --out "$BENCH_TMP/key" >/dev/null
 start_agent() {
     "$BERTH" --root "$BENCH_TMP/dev" -H "unix://$BENCH_TMP/dev.sock" agent --mqtt "$url" --device-id bench-1 \
         --default-network host --trust "$BENCH_TMP/key.pub" 2>>"$BENCH_TMP/agent.log" &
@@ -83,7 +83,7 @@ for r in $(seq "$rounds"); do
     sub=$!
     sleep 0.3
     s=$EPOCHREALTIME
-    "$BERTH" fleet --mqtt "$url" push --key "$BENCH_TMP/key" --to bench-1 --health-window 1 "$tarball" \
+    "$BERTH_FULL" fleet --mqtt "$url" push --key "$BENCH_TMP/key" --to bench-1 --health-window 1 "$tarball" \
         --run "--name app app:big" >"$BENCH_TMP/push.$r" 2>&1 || die "push failed: $(tail -n 3 "$BENCH_TMP/push.$r" | tr '\n' ' ')"
     kill "$sub" 2>/dev/null; wait "$sub" 2>/dev/null || true
     # From the device's first progress (it has subscribed; the sender streams from then on) to

@@ -12,6 +12,8 @@
 set -euo pipefail
 # shellcheck source=bench/lib.sh
 . "$BENCH_LIB"
+# `compose` is not in the boards' static build: this row runs the host's release build.
+BERTH=$BERTH_FULL
 ns=bench-cmp-$$ apid=''
 nb() { "$BERTH" --root "$BENCH_TMP/b/root" -H "unix://$BENCH_TMP/b/agent.sock" "$@"; }
 dkc() { DOCKER_HOST="unix://$DOCK_EXEC/d.sock" docker-compose "$@"; }

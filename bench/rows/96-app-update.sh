@@ -72,7 +72,7 @@ PY
 
 # --- berth: a broker and an agent, the application pushed over MQTT ------------------------------
 mosquitto_start
-"$BERTH" fleet --mqtt "$url" keygen --out "$BENCH_TMP/key" >/dev/null
+"$BERTH_FULL" fleet --mqtt "$url" keygen --out "$BENCH_TMP/key" >/dev/null
 nb load -q -i "$BENCH_WORK/busybox.tar" >/dev/null
 "$BERTH" --root "$BENCH_TMP/dev" -H "unix://$BENCH_TMP/dev.sock" agent --mqtt "$url" --device-id bench-app \
     --default-network host --trust "$BENCH_TMP/key.pub" </dev/null 2>>"$BENCH_TMP/agent.log" &
@@ -82,7 +82,7 @@ for _ in $(seq 100); do
 done
 berth_push() {
     app_yaml "$1" benchapp
-    "$BERTH" fleet --mqtt "$url" push --key "$BENCH_TMP/key" --to bench-app --health-window 1 --app "$BENCH_TMP/app.yaml"
+    "$BERTH_FULL" fleet --mqtt "$url" push --key "$BENCH_TMP/key" --to bench-app --health-window 1 --app "$BENCH_TMP/app.yaml"
 }
 berth_push 0 >"$BENCH_TMP/push.0" 2>&1 || die "the first push failed: $(tail -n 3 "$BENCH_TMP/push.0" | tr '\n' ' ')"
 

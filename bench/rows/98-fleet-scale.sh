@@ -47,7 +47,7 @@ mb=$(awk -v s="$size" 'BEGIN { printf "%.1f", s / 1e6 }')
 # a runaway from taking the shared machine.
 mosquitto_start "max_connections -1" "max_queued_messages 100000" "max_inflight_messages 20" \
     "max_packet_size 2000000" "memory_limit 4294967296" "sys_interval 1"
-"$BERTH" fleet --mqtt "$url" keygen --out "$BENCH_TMP/key" >/dev/null
+"$BERTH_FULL" fleet --mqtt "$url" keygen --out "$BENCH_TMP/key" >/dev/null
 
 # sys_bytes sent|received: the broker's counter (published every second, retained).
 sys_bytes() { mosquitto_sub -p "$port" -t "\$SYS/broker/bytes/$1" -C 1 -W 5; }
@@ -73,7 +73,7 @@ for r in $(seq "$rounds"); do
     s0=$(sys_bytes sent) r0=$(sys_bytes received)
     s=$EPOCHREALTIME
     rc=0
-    timeout 240 "$BERTH" fleet --mqtt "$url" push --key "$BENCH_TMP/key" --group "fleet$r" --health-window 1 "$tarball" \
+    timeout 240 "$BERTH_FULL" fleet --mqtt "$url" push --key "$BENCH_TMP/key" --group "fleet$r" --health-window 1 "$tarball" \
         --run "--name app bench:1" >"$BENCH_TMP/push.out" 2>"$BENCH_TMP/push.err" || rc=$?
     [ "$rc" != 124 ] || die "the push did not end in 240 s ($(grep -c ': committed$' "$BENCH_TMP/push.out" || true) devices shown committed; $(tail -n 1 "$BENCH_TMP/sim.out"))"
     [ "$rc" = 0 ] || die "push failed: $(tail -n 3 "$BENCH_TMP/push.err" | tr '\n' ' ')"
