@@ -7,6 +7,17 @@ use std::io::{self, Read, Write};
 
 use crate::error::{Error, Result};
 
+/// `bytes` as lower-case hex, two characters each.
+pub fn to_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 15)]));
+    }
+    s
+}
+
 /// A sha256 digest, kept as 64 lower-case hex characters.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Digest(String);
@@ -158,5 +169,13 @@ mod tests {
         assert!(Digest::parse("sha256:ABCD").is_err());
         assert!(Digest::from_hex(&"g".repeat(64)).is_err());
         assert_eq!(d.short(), "e3b0c44298fc");
+    }
+
+    #[test]
+    fn hex_of_every_byte() {
+        let all: Vec<u8> = (0..=255).collect();
+        let want: String = all.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(to_hex(&all), want);
+        assert_eq!(to_hex(&[]), "");
     }
 }

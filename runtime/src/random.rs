@@ -26,7 +26,7 @@ pub fn fill(buf: &mut [u8]) -> io::Result<()> {
 pub fn hex(n: usize) -> io::Result<String> {
     let mut b = vec![0u8; n];
     fill(&mut b)?;
-    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+    Ok(crate::digest::to_hex(&b))
 }
 
 #[cfg(test)]

@@ -47,7 +47,7 @@ fn random_hex(n: usize) -> String {
             *x = (seed >> ((i % 16) * 8)) as u8 ^ (i as u8).wrapping_mul(151);
         }
     }
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    berth_runtime::digest::to_hex(&b)
 }
 
 pub fn random_id() -> String {

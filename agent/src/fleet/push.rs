@@ -102,7 +102,7 @@ fn sha256_file(f: &File, size: u64) -> Result<String, CliError> {
         h.update(&buf[..n]);
         off += n as u64;
     }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(berth_runtime::digest::to_hex(&h.finalize()))
 }
 
 pub struct Deploy {
@@ -750,7 +750,7 @@ mod tests {
         let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
         std::fs::write(&p, &data).unwrap();
         let f = File::open(&p).unwrap();
-        let want: String = berth_proto::wire::sha256(&data).iter().map(|b| format!("{b:02x}")).collect();
+        let want = berth_runtime::digest::to_hex(&berth_proto::wire::sha256(&data));
         assert_eq!(sha256_file(&f, data.len() as u64).unwrap(), want);
         assert!(open_tarball(&p).is_err(), "not a tar");
         assert!(open_tarball(&dir).is_err());

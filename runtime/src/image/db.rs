@@ -54,7 +54,7 @@ impl Db {
             return Err(damaged());
         }
         let (body, sum) = data[8..].split_at(data.len() - 8 - 32);
-        if Digest::of(body).hex().as_bytes() != hex32(sum).as_bytes() {
+        if Digest::of(body).hex() != crate::digest::to_hex(sum) {
             return Err(damaged());
         }
         postcard::from_bytes(body).map_err(|_| damaged())
@@ -78,10 +78,6 @@ impl Db {
     pub fn unused_layers(&self) -> Vec<Digest> {
         self.layers.iter().filter(|l| !self.images.iter().any(|i| i.layers.contains(&l.diff_id))).map(|l| l.diff_id.clone()).collect()
     }
-}
-
-fn hex32(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 fn unhex(h: &str) -> Vec<u8> {

@@ -74,7 +74,7 @@ pub fn network_ls(n: &Network) -> Value {
 fn endpoint_id(net: &str, container: &str) -> String {
     use sha2::{Digest, Sha256};
     let d = Sha256::digest(format!("{net}/{container}").as_bytes());
-    d.iter().map(|b| format!("{b:02x}")).collect()
+    crate::digest::to_hex(&d)
 }
 
 /// The published ports of a running container on its networks, in order.

@@ -62,7 +62,7 @@ pub enum Then {
 fn random_hex16() -> String {
     let mut b = [0u8; 16];
     let _ = berth_runtime::random::fill(&mut b);
-    super::transfer::hex(&b)
+    berth_runtime::digest::to_hex(&b)
 }
 
 impl Manager {

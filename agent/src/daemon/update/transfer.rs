@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use berth_runtime::digest::to_hex as hex;
 use berth_runtime::fsutil::{atomic_write, replace_synced, start_writeback};
 use berth_runtime::{Error, IoContext, Result};
 
@@ -309,10 +310,6 @@ fn whole_sha256(path: &Path) -> Result<[u8; 32]> {
         sha2::Digest::update(&mut h, &buf[..n]);
     }
     Ok(sha2::Digest::finalize(h).into())
-}
-
-pub fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 #[cfg(test)]
