@@ -79,9 +79,16 @@ in_wrapper() { unshare -m sh -c 'umount /sys/fs/cgroup/unified 2>/dev/null; exec
 
 # pss PID...: summed proportional set size (kB) of the processes (0 for those gone).
 pss() {
-    local p v t=0
+    smaps_kb Pss "$@"
+}
+
+# smaps_kb FIELD PID...: the sum of FIELD (Pss, Rss, Anonymous, ...) in kB over the processes'
+# smaps_rollup (0 for a process that is gone).
+smaps_kb() {
+    local f=$1 p v t=0
+    shift
     for p in "$@"; do
-        v=$(awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup" 2>/dev/null || true)
+        v=$(awk -v f="$f:" '$1 == f {print $2}' "/proc/$p/smaps_rollup" 2>/dev/null || true)
         t=$((t + ${v:-0}))
     done
     echo "$t"
@@ -100,8 +107,7 @@ unmount_under() {
 }
 
 # --- berth --------------------------------------------------------------------------------------
-# berth_agent_start DIR: agent on root DIR/root and socket DIR/agent.sock; sets AGENT_PID.
-# b ARGS...: the CLI against that agent.
+# b ARGS...: the CLI against the agent berth_agent_start started.
 b() { "$BERTH" --root "$BERTH_DIR/root" -H "unix://$BERTH_DIR/agent.sock" "$@"; }
 # berth_agent_start DIR: an agent on DIR/root, its socket DIR/agent.sock; sets AGENT_PID.
 berth_agent_start() {

@@ -80,14 +80,12 @@ impl Hasher {
     pub fn count(&self) -> u64 {
         self.count
     }
+    /// The digest as its 32 bytes.
+    pub fn finish_bytes(self) -> [u8; 32] {
+        self.h.finalize().into()
+    }
     pub fn finish(self) -> Digest {
-        let out = self.h.finalize();
-        let mut s = String::with_capacity(64);
-        for b in out {
-            s.push(char::from(b"0123456789abcdef"[(b >> 4) as usize]));
-            s.push(char::from(b"0123456789abcdef"[(b & 15) as usize]));
-        }
-        Digest(s)
+        Digest(to_hex(&self.finish_bytes()))
     }
 }
 

@@ -19,6 +19,7 @@ pub mod random;
 pub mod reserve;
 pub mod seccomp;
 pub mod selfexe;
+pub mod shared;
 pub mod tarstream;
 pub mod timefmt;
 pub mod userns;

@@ -427,3 +427,53 @@ fn net_container_shares_the_network_namespace() {
     assert_eq!(a.inspect_f("joiner", "{{.HostConfig.NetworkMode}}"), "container:netsrc");
     a.ok(&["rm", "-f", "netsrc", "joiner"]);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Naming a container: id, unique id prefix, name, `/name`
+
+/// Docker's lookup, in the CLI (`inspect`) and in the agent (`rm`): an exact id or name wins over
+/// id prefixes, a prefix must be unique, and a leading `/` is ignored.
+#[test]
+fn containers_are_found_by_id_prefix_and_name() {
+    let _h = host_shared();
+    let a = agent();
+    let id_of = |name: &str| a.ok(&["create", "--name", name, "busybox", "true"]).trim().to_string();
+    let id_named = |key: &str| a.ok(&["inspect", "--type", "container", "-f", "{{.Id}}", key]).trim().to_string();
+    // Two ids that share their first character: at most 17 containers (16 hex digits).
+    let mut ids: Vec<String> = Vec::new();
+    let (first, second) = loop {
+        let id = id_of(&format!("p{}", ids.len()));
+        if let Some(other) = ids.iter().find(|o| o[..1] == id[..1]) {
+            break (other.clone(), id);
+        }
+        ids.push(id);
+        assert!(ids.len() <= 16, "17 random ids without a shared first character: {ids:?}");
+    };
+    let shared = &first[..1];
+    let (code, _, err) = a.code(&["inspect", "--type", "container", shared]);
+    assert_ne!(code, 0, "inspect of an ambiguous prefix {shared} succeeded");
+    assert!(err.contains("multiple IDs found with provided prefix"), "inspect {shared}: {err}");
+    let (code, _, err) = a.code(&["rm", shared]);
+    assert_ne!(code, 0, "rm of an ambiguous prefix {shared} succeeded");
+    assert!(err.contains("multiple IDs found with provided prefix"), "rm {shared}: {err}");
+
+    // A unique prefix, the full id, the name and /name all name the same container.
+    let unique = (2..=12).map(|n| &second[..n]).find(|p| !ids.iter().any(|o| o.starts_with(p))).unwrap_or(&second[..12]);
+    assert_eq!(id_named(unique), second, "inspect {unique}");
+    assert_eq!(id_named(&second), second);
+    assert_eq!(id_named("/p0"), ids[0]);
+
+    // A container named like another's id prefix: the name wins, in the CLI and in the agent.
+    let prefix = &second[..6];
+    let named = id_of(prefix);
+    assert_eq!(id_named(prefix), named);
+    a.ok(&["rm", prefix]);
+    assert_eq!(id_named(&second), second, "rm {prefix} removed the container it prefixes");
+    let (code, _, err) = a.code(&["inspect", "--type", "container", &named]);
+    assert_ne!(code, 0, "the container named {prefix} is still there");
+    assert!(err.contains("No such"), "inspect of a removed container: {err}");
+    a.ok(&["rm", unique]);
+    let (code, _, err) = a.code(&["rm", "nosuch"]);
+    assert_eq!(code, 1, "rm nosuch: {err}");
+    assert!(err.contains("No such container: nosuch"), "rm nosuch: {err}");
+}

@@ -125,10 +125,20 @@ pub fn inspect(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
     let mut docs = Vec::new();
     let mut code = 0;
     for name in m.args() {
-        let c = if want != Some("image") { record::find(&recs, name).ok() } else { None };
-        if let Some(r) = c {
-            docs.push(container_json(ctx, r));
-            continue;
+        if want != Some("image") {
+            match record::find(&recs, name) {
+                Ok(r) => {
+                    docs.push(container_json(ctx, r));
+                    continue;
+                }
+                // An ambiguous id prefix is an error of its own, as Docker's, not "no such object".
+                Err(e) if e.kind() != berth_runtime::Kind::NotFound => {
+                    eprintln!("Error: {}", e.message());
+                    code = 1;
+                    continue;
+                }
+                Err(_) => {}
+            }
         }
         let img = if want != Some("container") { Store::find(&db, name).ok() } else { None };
         match img {

@@ -71,7 +71,7 @@ pub fn update(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
         pids_limit: parse_num(m, "pids-limit").map_err(flag)?,
         cpus: decimal(m, "cpus").map_err(flag)?,
         cpu_shares: parse_num(m, "cpu-shares").map_err(flag)?,
-        devices: Vec::new(),
+        devices: Default::default(),
     };
     let restart = m.value("restart").map(str::to_string);
     let mut c = Client::connect(ctx)?;

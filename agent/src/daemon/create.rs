@@ -32,7 +32,7 @@ pub fn random_id() -> Result<String> {
 }
 
 /// Docker-style generated names (`brave_turing`), from the id so they are stable per container.
-fn generated_name(id: &str, taken: &[Record]) -> String {
+fn generated_name(id: &str, taken: &[&Record]) -> String {
     const A: &[&str] = &[
         "brave", "calm", "eager", "gentle", "happy", "jolly", "keen", "lucid", "merry", "nimble", "proud", "quiet", "sharp", "tender",
         "vivid", "witty",
@@ -200,7 +200,7 @@ fn net_options(o: &RunOptions, net: &Net, image_cfg: &Value) -> Result<(Containe
     Ok((cfg, warnings))
 }
 
-pub fn resolve(root: &Path, store: &Store, cgroups: &Cgroups, o: &RunOptions, existing: &[Record]) -> Result<Resolved> {
+pub fn resolve(root: &Path, store: &Store, cgroups: &Cgroups, o: &RunOptions, existing: &[&Record]) -> Result<Resolved> {
     let id = random_id()?;
     let name = match &o.name {
         Some(n) => {
@@ -249,7 +249,7 @@ pub fn resolve(root: &Path, store: &Store, cgroups: &Cgroups, o: &RunOptions, ex
     let net = Net::parse(o.net.as_deref().unwrap_or("host"))?;
     let (net_cfg, warnings) = net_options(o, &net, &cfg)?;
     if let Net::Container(other) = &net {
-        berth_runtime::container::record::find(existing, other)?;
+        berth_runtime::container::record::find(existing.iter().copied(), other)?;
     }
     let hostname = match (&o.hostname, &net) {
         (Some(h), _) => h.clone(),
@@ -335,7 +335,7 @@ pub fn resolve(root: &Path, store: &Store, cgroups: &Cgroups, o: &RunOptions, ex
         pids_limit: o.pids_limit,
         cpus: o.cpus,
         cpu_shares: o.cpu_shares,
-        devices: dev.rules,
+        devices: dev.rules.into(),
     };
     resources.validate()?;
     let stop_signal = match o.stop_signal.as_deref().or_else(|| cfg.get("StopSignal").and_then(Value::as_str)) {
@@ -353,7 +353,7 @@ pub fn resolve(root: &Path, store: &Store, cgroups: &Cgroups, o: &RunOptions, ex
         mounts,
         read_only: o.read_only,
         net,
-        caps: caps::resolve(&o.cap_add, &o.cap_drop, o.privileged)?,
+        caps: caps::resolve(&o.cap_add, &o.cap_drop, o.privileged)?.into(),
         privileged: o.privileged,
         no_new_privs,
         ulimits,

@@ -14,12 +14,11 @@ pub(super) async fn stream(stream: &mut UnixStream, sup: &Shared, since: Option<
     let mut rx = sup.borrow().event_tx.subscribe();
     let past = since.map(|s| sup.borrow().events_since(s)).unwrap_or_default();
     let send = |e: proto::Event| proto::encode(&Response::Event(Box::new(e)));
-    for e in past {
-        if until.is_some_and(|u| e.secs > u) {
+    for (secs, frame) in past {
+        if until.is_some_and(|u| secs > u) {
             return;
         }
-        let Ok(out) = send(e) else { return };
-        if stream.write_all(&out).await.is_err() {
+        if stream.write_all(&frame).await.is_err() {
             return;
         }
     }

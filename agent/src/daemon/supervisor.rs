@@ -32,7 +32,9 @@ pub struct Supervisor {
     parent: String,
     /// No overlayfs (or asked not to use it): containers get a merged copy of their image.
     pub copy: bool,
-    records: HashMap<String, Record>,
+    /// Boxed: a record is about 1 KB, and a map holding them inline keeps that much per slot
+    /// of its table (a quarter to half of them empty), and keeps the table when they are removed.
+    records: HashMap<String, Box<Record>>,
     /// Monitors that are our children, by pid.
     by_pid: HashMap<i32, String>,
     /// Monitors of an earlier agent (not our children): watched until they are gone.
@@ -45,8 +47,11 @@ pub struct Supervisor {
     last_exit: HashMap<String, (i32, bool)>,
     /// `exec` waiters (our children) and who wants their exit code.
     execs: HashMap<i32, Option<oneshot::Sender<i32>>>,
-    /// Recent events (bounded) and live subscribers.
-    events: std::collections::VecDeque<berth_proto::socket::Event>,
+    /// Recent events (the last 256, as Docker keeps), each as its time and the frame `events`
+    /// sends: one allocation of about 200 bytes, where the event itself is a dozen small strings
+    /// that, long-lived among short-lived ones, kept whole allocator pages alive. And live
+    /// subscribers.
+    events: std::collections::VecDeque<(i64, Box<[u8]>)>,
     pub event_tx: tokio::sync::broadcast::Sender<berth_proto::socket::Event>,
     health: HashMap<String, crate::daemon::health::State>,
     waiters: HashMap<String, Vec<oneshot::Sender<i32>>>,
@@ -129,11 +134,11 @@ impl Supervisor {
                         }
                         s.health.insert(r.id.clone(), st);
                     }
-                    s.records.insert(r.id.clone(), r);
+                    s.records.insert(r.id.clone(), Box::new(r));
                     continue;
                 }
                 let id = r.id.clone();
-                s.records.insert(id.clone(), r);
+                s.records.insert(id.clone(), Box::new(r));
                 s.exited(&id, None);
                 continue;
             }
@@ -142,7 +147,7 @@ impl Supervisor {
                 // Back at agent start (a reboot, say): policy containers run again, network or not.
                 s.restarts.push((Instant::now(), r.id.clone()));
             }
-            s.records.insert(r.id.clone(), r);
+            s.records.insert(r.id.clone(), Box::new(r));
         }
         s.net_init();
         Ok(s)
@@ -170,12 +175,15 @@ impl Supervisor {
         if self.events.len() >= 256 {
             self.events.pop_front();
         }
-        self.events.push_back(e.clone());
+        if let Ok(frame) = berth_proto::socket::encode(&berth_proto::socket::Response::Event(Box::new(e.clone()))) {
+            self.events.push_back((e.secs, frame.into_boxed_slice()));
+        }
         let _ = self.event_tx.send(e);
     }
 
-    pub fn events_since(&self, since: i64) -> Vec<berth_proto::socket::Event> {
-        self.events.iter().filter(|e| e.secs >= since).cloned().collect()
+    /// The recent events at or after `since` (seconds), as (time, `events` frame).
+    pub fn events_since(&self, since: i64) -> Vec<(i64, Box<[u8]>)> {
+        self.events.iter().filter(|(secs, _)| *secs >= since).cloned().collect()
     }
 
     /// When the next policy restart is due.
@@ -248,8 +256,7 @@ impl Supervisor {
     }
 
     pub fn find(&self, key: &str) -> Result<String> {
-        let recs: Vec<Record> = self.records.values().cloned().collect();
-        Ok(record::find(&recs, key)?.id.clone())
+        Ok(record::find(self.records(), key)?.id.clone())
     }
 
     /// The last exit of `id` (code, OOM-killed) since the agent started.
@@ -258,7 +265,7 @@ impl Supervisor {
     }
 
     pub fn get(&self, id: &str) -> Option<&Record> {
-        self.records.get(id)
+        self.records.get(id).map(|r| &**r)
     }
 
     pub fn running(&self) -> Vec<(String, i32, i32, u32)> {
@@ -272,7 +279,7 @@ impl Supervisor {
     }
 
     pub fn create(&mut self, o: &RunOptions) -> Result<(String, Vec<String>)> {
-        let recs: Vec<Record> = self.records.values().cloned().collect();
+        let recs: Vec<&Record> = self.records().collect();
         // Without --net, the agent's default network (the default bridge, as Docker's).
         let mut o = o.clone();
         if o.net.is_none() {
@@ -327,7 +334,7 @@ impl Supervisor {
             return Err(e);
         }
         let id = r.id.clone();
-        self.records.insert(id.clone(), r);
+        self.records.insert(id.clone(), Box::new(r));
         self.emit(&id, "create", &[]);
         Ok((id, res.warnings))
     }
@@ -335,7 +342,7 @@ impl Supervisor {
     /// Starts a created or exited container; `stdio` are the client's descriptors (foreground),
     /// otherwise output goes to the container's log file.
     pub fn start(&mut self, id: &str, stdio: Option<Vec<OwnedFd>>) -> std::result::Result<Vec<String>, StartError> {
-        let r = self.records.get(id).cloned().ok_or_else(|| Error::not_found(format!("No such container: {id}")))?;
+        let r = self.get(id).cloned().ok_or_else(|| Error::not_found(format!("No such container: {id}")))?;
         if r.is_running() {
             return Ok(Vec::new());
         }
@@ -345,8 +352,7 @@ impl Supervisor {
         }
         let join_net = match &r.spec.net {
             berth_runtime::container::spec::Net::Container(other) => {
-                let recs: Vec<Record> = self.records.values().cloned().collect();
-                let o = record::find(&recs, other)?;
+                let o = record::find(self.records(), other)?;
                 match o.status {
                     Status::Running { pid, .. } => Some(PathBuf::from(format!("/proc/{pid}/ns/net"))),
                     _ => return Err(Error::conflict(format!("cannot join network of a non running container: {other}")).into()),
@@ -562,7 +568,7 @@ impl Supervisor {
     }
 
     pub fn records(&self) -> impl Iterator<Item = &Record> {
-        self.records.values()
+        self.records.values().map(|r| &**r)
     }
 
     /// The id of the image `name` refers to.

@@ -49,7 +49,7 @@ impl Settings {
 }
 
 /// The range of a new container, or None for the host's user namespace.
-pub fn choose(s: &Settings, root: &Path, mode: Option<&str>, privileged: bool, copy: bool, existing: &[Record]) -> Result<Option<IdMap>> {
+pub fn choose(s: &Settings, root: &Path, mode: Option<&str>, privileged: bool, copy: bool, existing: &[&Record]) -> Result<Option<IdMap>> {
     let size = match mode {
         Some(m) => userns::parse_mode(m)?,
         None if s.remap => Some(userns::DEFAULT_SIZE),

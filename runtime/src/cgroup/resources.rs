@@ -28,7 +28,7 @@ pub struct Resources {
     pub cpu_shares: Option<u64>,
     /// v1 device rules such as "c 1:3 rwm" or "a *:* rwm", applied as `devices.deny a` then each
     /// `devices.allow`. Empty = the devices controller is left alone.
-    pub devices: Vec<String>,
+    pub devices: crate::shared::SharedList,
 }
 
 impl Resources {
@@ -201,7 +201,7 @@ mod tests {
             Resources { pids_limit: Some(-1), cpus: Some(0.01), cpu_shares: Some(0), ..Default::default() },
             Resources { cpus: Some(2.0), cpu_shares: Some(1), ..Default::default() },
             Resources {
-                devices: vec!["c 1:3 rwm".into(), "a *:* rwm".into(), "b 8:* r".into(), "a".into(), "c 189:1 mw".into()],
+                devices: vec!["c 1:3 rwm".into(), "a *:* rwm".into(), "b 8:* r".into(), "a".into(), "c 189:1 mw".into()].into(),
                 ..Default::default()
             },
         ];
@@ -215,7 +215,7 @@ mod tests {
         for rule in
             ["", "c", "x 1:3 rwm", "c 1:3", "c 1-3 rwm", "c 1:3 rwx", "c 1:3 rr", "c 1:3 ", "c  1:3 rwm", "c a:3 r", "c 1:3 rwm extra"]
         {
-            let r = Resources { devices: vec![rule.into()], ..Default::default() };
+            let r = Resources { devices: vec![rule.into()].into(), ..Default::default() };
             let m = msg(&r, 2);
             assert!(m.starts_with(&format!("invalid device rule {rule:?}")), "{rule:?}: {m}");
         }

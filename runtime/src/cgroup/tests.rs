@@ -290,7 +290,7 @@ fn host_create_limits_join_freeze_kill_destroy() {
         pids_limit: Some(50),
         cpus: Some(0.5),
         cpu_shares: Some(512),
-        devices: vec!["c 1:3 rwm".into()],
+        devices: vec!["c 1:3 rwm".into()].into(),
         ..Default::default()
     };
     let (cg, warnings) = cgs.create(&parent(), id, &res).unwrap();
@@ -660,7 +660,7 @@ fn v2_limits_need_their_controllers() {
 
     // Device rules become an eBPF program attached to the cgroup (no controller needed); changing
     // them replaces it.
-    let res = Resources { devices: vec!["c 1:3 rwm".into()], ..Default::default() };
+    let res = Resources { devices: vec!["c 1:3 rwm".into()].into(), ..Default::default() };
     let (cg, warnings) = cgs.create(&parent(), "v2dev", &res).unwrap();
     let _g = Guard::new(&cg);
     assert!(warnings.is_empty(), "{warnings:?}");

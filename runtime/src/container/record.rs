@@ -186,15 +186,30 @@ pub fn list(root: &Path) -> (Vec<Record>, Vec<String>) {
 }
 
 /// Finds a container by full or unique-prefix id, or by name (Docker's order: id, then name).
-pub fn find<'a>(records: &'a [Record], key: &str) -> Result<&'a Record> {
+pub fn find<'a, I>(records: I, key: &str) -> Result<&'a Record>
+where
+    I: IntoIterator<Item = &'a Record>,
+{
+    find_in(&mut records.into_iter(), key)
+}
+
+// One copy of the search, whatever the caller holds its records in.
+fn find_in<'a>(records: &mut dyn Iterator<Item = &'a Record>, key: &str) -> Result<&'a Record> {
     let key = key.strip_prefix('/').unwrap_or(key);
-    if let Some(r) = records.iter().find(|r| r.id == key || r.name == key) {
-        return Ok(r);
+    // An exact id or name wins over id prefixes, wherever it comes.
+    let (mut prefixed, mut hits) = (None, 0);
+    for r in records {
+        if r.id == key || r.name == key {
+            return Ok(r);
+        }
+        if !key.is_empty() && r.id.starts_with(key) {
+            prefixed = Some(r);
+            hits += 1;
+        }
     }
-    let hits: Vec<&Record> = records.iter().filter(|r| !key.is_empty() && r.id.starts_with(key)).collect();
-    match hits.as_slice() {
-        [one] => Ok(one),
-        [] => Err(Error::not_found(format!("No such container: {key}"))),
+    match (prefixed, hits) {
+        (Some(r), 1) => Ok(r),
+        (None, _) => Err(Error::not_found(format!("No such container: {key}"))),
         _ => Err(Error::invalid(format!("multiple IDs found with provided prefix: {key}"))),
     }
 }

@@ -92,7 +92,7 @@ pub struct Spec {
     pub read_only: bool,
     pub net: Net,
     /// The capability set, resolved (`CAP_*` names).
-    pub caps: Vec<String>,
+    pub caps: crate::shared::SharedList,
     pub privileged: bool,
     pub no_new_privs: bool,
     pub ulimits: Vec<Ulimit>,

@@ -54,7 +54,7 @@ impl Db {
             return Err(damaged());
         }
         let (body, sum) = data[8..].split_at(data.len() - 8 - 32);
-        if Digest::of(body).hex() != crate::digest::to_hex(sum) {
+        if sha256(body) != sum {
             return Err(damaged());
         }
         postcard::from_bytes(body).map_err(|_| damaged())
@@ -62,11 +62,10 @@ impl Db {
 
     pub fn write(&self, path: &Path) -> Result<()> {
         let body = postcard::to_allocvec(self).map_err(|e| Error::invalid(format!("encode image records: {e}")))?;
-        let sum = Digest::of(&body);
         let mut out = Vec::with_capacity(body.len() + 40);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&body);
-        out.extend(unhex(sum.hex()));
+        out.extend_from_slice(&sha256(&body));
         atomic_write(path, &out).map_err(|e| e.context("save image records"))
     }
 
@@ -80,8 +79,10 @@ impl Db {
     }
 }
 
-fn unhex(h: &str) -> Vec<u8> {
-    (0..h.len()).step_by(2).filter_map(|i| u8::from_str_radix(&h[i..i + 2], 16).ok()).collect()
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let mut h = crate::digest::Hasher::new();
+    h.update(bytes);
+    h.finish_bytes()
 }
 
 /// Reads a stored blob and checks it still matches its name.

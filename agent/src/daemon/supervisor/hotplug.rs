@@ -84,7 +84,7 @@ impl Supervisor {
         let d = crate::daemon::devices::resolve(&r.spec.device_args, &r.spec.device_cgroup_rules, r.spec.privileged)?;
         r.spec.devices = d.nodes;
         r.spec.device_watch = d.watch;
-        r.spec.resources.devices = d.rules;
+        r.spec.resources.devices = d.rules.into();
         if let Some(rec) = self.records.get_mut(id) {
             rec.spec = r.spec.clone();
         }
@@ -130,7 +130,7 @@ impl Supervisor {
 
     /// Every rule the container has with hotplug's additions, less `without`.
     fn all_rules(&self, id: &str, without: Option<&Rule>) -> Vec<String> {
-        let mut all = self.records.get(id).map(|r| r.spec.resources.devices.clone()).unwrap_or_default();
+        let mut all = self.records.get(id).map(|r| r.spec.resources.devices.to_vec()).unwrap_or_default();
         let mut skipped = false;
         for a in self.hotplugged.get(id).into_iter().flatten() {
             if let Some(r) = &a.rule {

@@ -147,7 +147,7 @@ impl Supervisor {
 
     /// A new container's networks exist and take it (`--ip` free and in the subnet), and its
     /// links name existing containers: refused before anything is made (exit 125).
-    pub(crate) fn net_check(&self, cfg: &ContainerNet, recs: &[Record]) -> Result<()> {
+    pub(crate) fn net_check(&self, cfg: &ContainerNet, recs: &[&Record]) -> Result<()> {
         self.nets.usable()?;
         self.nets.store.check_container(cfg).map_err(|e| match e.kind() {
             berth_runtime::Kind::NotFound => Error::invalid(e.message().to_string()),
@@ -155,7 +155,7 @@ impl Supervisor {
         })?;
         for l in &cfg.links {
             let target = l.split(':').next().unwrap_or(l);
-            record::find(recs, target).map_err(|_| Error::invalid(format!("could not get container for {target}")))?;
+            record::find(recs.iter().copied(), target).map_err(|_| Error::invalid(format!("could not get container for {target}")))?;
         }
         Ok(())
     }
@@ -195,11 +195,10 @@ impl Supervisor {
             return Ok(Vec::new());
         }
         let bridge = self.nets.store.get(network::DEFAULT_NETWORK)?;
-        let recs: Vec<Record> = self.records.values().cloned().collect();
         let mut out = Vec::new();
         for l in &cfg.links {
             let (target, alias) = l.split_once(':').unwrap_or((l.as_str(), l.as_str()));
-            let t = record::find(&recs, target).map_err(|_| Error::invalid(format!("could not get container for {target}")))?;
+            let t = record::find(self.records(), target).map_err(|_| Error::invalid(format!("could not get container for {target}")))?;
             let Some(ep) = bridge.endpoints.get(&t.id) else {
                 return Err(Error::invalid(format!(
                     "cannot link to {}: it is not running on the default bridge network (linked by {name})",
@@ -303,8 +302,7 @@ impl Supervisor {
 
     /// The containers whose options name network `name`.
     fn users_of(&self, name: &str) -> Vec<&Record> {
-        self.records
-            .values()
+        self.records()
             .filter(|r| matches!(r.spec.net, Net::Bridge(_)))
             .filter(|r| ContainerNet::load(&record::dir(&self.root, &r.id)).is_ok_and(|c| c.network(name).is_some()))
             .collect()
