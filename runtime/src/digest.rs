@@ -7,6 +7,11 @@ use std::io::{self, Read, Write};
 
 use crate::error::{Error, Result};
 
+/// The sha256 of `data`, as its 32 bytes.
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    Sha256::digest(data).into()
+}
+
 /// `bytes` as lower-case hex, two characters each.
 pub fn to_hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
@@ -80,12 +85,8 @@ impl Hasher {
     pub fn count(&self) -> u64 {
         self.count
     }
-    /// The digest as its 32 bytes.
-    pub fn finish_bytes(self) -> [u8; 32] {
-        self.h.finalize().into()
-    }
     pub fn finish(self) -> Digest {
-        Digest(to_hex(&self.finish_bytes()))
+        Digest(to_hex(&self.h.finalize()))
     }
 }
 

@@ -439,10 +439,7 @@ impl<'a> Chunk<'a> {
     }
 }
 
-pub fn sha256(data: &[u8]) -> [u8; 32] {
-    use sha2::Digest;
-    sha2::Sha256::digest(data).into()
-}
+pub use berth_runtime::digest::sha256;
 
 /// Device → operator: where a transfer stands. `missing` lists inclusive index ranges the
 /// device lacks below the highest it has seen (at most `MAX_RANGES` of them): the sender

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::digest::Digest;
+use crate::digest::{sha256, Digest};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::atomic_write;
 
@@ -77,12 +77,6 @@ impl Db {
     pub fn unused_layers(&self) -> Vec<Digest> {
         self.layers.iter().filter(|l| !self.images.iter().any(|i| i.layers.contains(&l.diff_id))).map(|l| l.diff_id.clone()).collect()
     }
-}
-
-fn sha256(bytes: &[u8]) -> [u8; 32] {
-    let mut h = crate::digest::Hasher::new();
-    h.update(bytes);
-    h.finish_bytes()
 }
 
 /// Reads a stored blob and checks it still matches its name.
