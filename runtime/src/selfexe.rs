@@ -98,3 +98,102 @@ fn open_read_only(target: &Path) -> Result<OwnedFd> {
         Ok(OwnedFd::from_raw_fd(fd))
     }
 }
+
+/// Starts berth itself as a child (`/proc/self/exe ARGS`, the agent's environment plus `env`),
+/// with stdin and stdout on /dev/null and stderr into `stderr`; returns its pid for the caller's
+/// SIGCHLD reaper. For the update manager's `load` and `pull`, which run out of the agent's
+/// process. Not std's `Command`: this is the only place the firmware would use it, and it brings
+/// about 10 KB of spawning code (posix_spawn, its own environment map) for these two calls.
+pub fn spawn(args: &[&std::ffi::OsStr], env: &[(&str, &std::ffi::OsStr)], stderr: &std::fs::File) -> Result<i32> {
+    let mut argv = vec![cstr(b"berth")?];
+    for a in args {
+        argv.push(cstr(a.as_bytes())?);
+    }
+    let mut envp = Vec::new();
+    for (k, v) in std::env::vars_os().filter(|(k, _)| !env.iter().any(|(n, _)| k.as_bytes() == n.as_bytes())) {
+        envp.push(cstr(&[k.as_bytes(), b"=", v.as_bytes()].concat())?);
+    }
+    for (k, v) in env {
+        envp.push(cstr(&[k.as_bytes(), b"=", v.as_bytes()].concat())?);
+    }
+    let mut a: Vec<*const libc::c_char> = argv.iter().map(|s| s.as_ptr()).collect();
+    a.push(std::ptr::null());
+    let mut e: Vec<*const libc::c_char> = envp.iter().map(|s| s.as_ptr()).collect();
+    e.push(std::ptr::null());
+    let null = std::fs::File::options().read(true).write(true).open("/dev/null").map_err(|e| Error::io("open /dev/null", e))?;
+    let (null, err) = (null.as_raw_fd(), stderr.as_raw_fd());
+    // SAFETY: the child makes only async-signal-safe calls on memory prepared above (it does
+    // not allocate or take a lock another thread may have held at the fork) and leaves by exec
+    // or _exit.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(Error::io("fork", io::Error::last_os_error()));
+    }
+    if pid == 0 {
+        // SAFETY: see above; the signal mask is emptied, as a fresh process has it (exec keeps
+        // the mask, and the caller may block signals).
+        unsafe {
+            let mut none: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut none);
+            libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+            if libc::dup2(null, 0) >= 0 && libc::dup2(null, 1) >= 0 && libc::dup2(err, 2) >= 0 {
+                libc::execve(c"/proc/self/exe".as_ptr(), a.as_ptr(), e.as_ptr());
+            }
+            libc::_exit(127)
+        }
+    }
+    Ok(pid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The child half of the test below: this test binary, started again by `spawn` with
+    /// `SELFEXE_PROBE` set, reports what it was given on its stderr. Run on its own it does nothing.
+    #[test]
+    fn spawn_probe_child() {
+        if std::env::var_os("SELFEXE_PROBE").is_none() {
+            return;
+        }
+        let environ = std::fs::read("/proc/self/environ").unwrap_or_default();
+        let paths = environ.split(|b| *b == 0).filter(|kv| kv.starts_with(b"PATH=")).count();
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name)).unwrap_or("").trim().to_string();
+        let stdin = std::fs::read_link("/proc/self/fd/0").unwrap_or_default();
+        let stdout = std::fs::read_link("/proc/self/fd/1").unwrap_or_default();
+        eprintln!("probe={:?}", std::env::var("SELFEXE_PROBE"));
+        eprintln!("path={:?} entries={paths}", std::env::var("PATH"));
+        eprintln!("stdin={} stdout={}", stdin.display(), stdout.display());
+        eprintln!("blocked={}", field("SigBlk:"));
+    }
+
+    #[test]
+    fn spawn_runs_berth_with_its_environment_stdio_and_an_empty_signal_mask() {
+        let dir = std::env::temp_dir().join(format!("berth-selfexe-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let err_path = dir.join("stderr");
+        let err = std::fs::File::create(&err_path).unwrap();
+        // A signal blocked by the caller must not stay blocked in the child.
+        // SAFETY: sigset operations on a local set; pthread_sigmask on this thread only.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGUSR2);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        }
+        let args = ["--exact".as_ref(), "selfexe::tests::spawn_probe_child".as_ref(), "--nocapture".as_ref(), "--test-threads=1".as_ref()];
+        let env = [("SELFEXE_PROBE", "yes".as_ref()), ("PATH", "/probe/bin".as_ref())];
+        let pid = spawn(&args, &env, &err).unwrap();
+        let mut st = 0;
+        // SAFETY: waits for the child just started.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut st, 0) }, pid);
+        assert!(libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0, "child status {st}");
+        let out = std::fs::read_to_string(&err_path).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(out.contains("probe=Ok(\"yes\")"), "{out}");
+        assert!(out.contains("path=Ok(\"/probe/bin\") entries=1"), "an entry given replaces the inherited one: {out}");
+        assert!(out.contains("stdin=/dev/null stdout=/dev/null"), "{out}");
+        assert!(out.contains("blocked=0000000000000000"), "{out}");
+    }
+}

@@ -61,7 +61,7 @@ pub fn stats(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
     let cgroups = Cgroups::detect()?;
     let parent = cgroup_parent(&ctx.root);
     let stream = !m.flag("no-stream");
-    let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let ncpu = berth_runtime::cgroup::online_cpus() as f64;
     let mut prev: std::collections::HashMap<String, Sample> = std::collections::HashMap::new();
     let w = |e: io::Error| {
         if e.kind() == io::ErrorKind::BrokenPipe {

@@ -142,7 +142,7 @@ pub fn info(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
         "Containers": recs.len(), "ContainersRunning": running, "ContainersStopped": recs.len() - running, "Images": images,
         "ServerVersion": VERSION, "Driver": storage, "DriverStatus": if storage == "copy" { "copy fallback: each container gets a full copy of its image (no overlayfs)" } else { "overlayfs over the shared layer store" },
         "CgroupDriver": "cgroupfs", "CgroupVersion": cgroup, "KernelVersion": read("/proc/sys/kernel/osrelease"),
-        "Architecture": std::env::consts::ARCH, "NCPU": std::thread::available_parallelism().map_or(1, |n| n.get()), "MemTotal": mem_kb * 1024,
+        "Architecture": std::env::consts::ARCH, "NCPU": berth_runtime::cgroup::online_cpus(), "MemTotal": mem_kb * 1024,
         "BerthRootDir": ctx.root, "AgentRunning": std::fs::read_to_string(&agent).is_ok(), "Host": ctx.host,
         "StorageReserve": reserve_line, "StorageReserveBytes": reserve, "StorageReserveHeld": held, "StorageFree": free,
     });

@@ -127,7 +127,7 @@ fn serve_after(
         responder: Rc::new(RefCell::new(Responder::new(network, upstreams))),
         tasks: Tasks::default(),
     };
-    let task = tokio::task::spawn_local(serve_task(
+    let task = crate::daemon::spawn(serve_task(
         server.network.clone(),
         addr,
         listen,
@@ -169,7 +169,7 @@ async fn serve_task(
             }
         }
     };
-    let tcp_task = tokio::task::spawn_local(tcp_loop(tcp, responder.clone(), lookup.clone(), tasks.clone()));
+    let tcp_task = crate::daemon::spawn(tcp_loop(tcp, responder.clone(), lookup.clone(), tasks.clone()));
     tasks.borrow_mut().push(tcp_task);
     udp_loop(network, udp, up4, up6, responder, lookup).await
 }
@@ -276,7 +276,7 @@ async fn tcp_loop(listener: TcpListener, responder: Rc<RefCell<Responder>>, look
         }
         active.set(active.get() + 1);
         let (responder, lookup, active) = (responder.clone(), lookup.clone(), active.clone());
-        let t = tokio::task::spawn_local(async move {
+        let t = crate::daemon::spawn(async move {
             let _ = tcp_connection(stream, from, &responder, &*lookup).await;
             active.set(active.get() - 1);
         });

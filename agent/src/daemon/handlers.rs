@@ -114,7 +114,7 @@ async fn rollback(sup: &Shared, upd: &Updates, name: &str) -> Response {
     let started = upd.borrow_mut().local_rollback(name);
     match started {
         Ok((_, rx)) => {
-            tokio::task::spawn_local(super::update::apply::drive(upd.clone(), sup.clone()));
+            crate::daemon::spawn(super::update::apply::drive(upd.clone(), sup.clone()));
             match rx.await {
                 Ok(o) => Response::Text(serde_json::to_string(&o).unwrap_or_default()),
                 Err(_) => Response::Error { kind: Kind::Failed, msg: "the rollback was interrupted".into() },

@@ -34,6 +34,14 @@ use supervisor::Supervisor;
 pub type Shared = Rc<RefCell<Supervisor>>;
 pub type Updates = Rc<RefCell<crate::daemon::update::manager::Manager>>;
 
+/// Spawns a task on the agent's thread. Every task is boxed to the one future type first, so
+/// tokio's task code (poll, shutdown, join, the task cell's drop) exists once in the binary rather
+/// than once for each kind of task; a task costs one more small allocation.
+pub fn spawn(task: impl std::future::Future<Output = ()> + 'static) -> tokio::task::JoinHandle<()> {
+    let task: std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> = Box::pin(task);
+    tokio::task::spawn_local(task)
+}
+
 pub struct Options {
     pub root: PathBuf,
     pub socket: PathBuf,

@@ -24,10 +24,10 @@ pub(super) async fn serve(o: &Options, sup: Shared) -> Result<()> {
     if upd.borrow().journal.active.is_some() {
         // An update was interrupted (power cut, kill -9): finish what it was doing.
         crate::info!("resuming the interrupted update");
-        tokio::task::spawn_local(crate::daemon::update::apply::drive(upd.clone(), sup.clone()));
+        crate::daemon::spawn(crate::daemon::update::apply::drive(upd.clone(), sup.clone()));
     }
     if let Some(link) = o.link.clone() {
-        tokio::task::spawn_local(crate::daemon::update::session::run(link, upd.clone(), sup.clone()));
+        crate::daemon::spawn(crate::daemon::update::session::run(link, upd.clone(), sup.clone()));
     }
     // Monitors adopted from an earlier agent are not our children: look at them once a second.
     let mut adopted = tokio::time::interval(Duration::from_secs(1));
@@ -41,7 +41,7 @@ pub(super) async fn serve(o: &Options, sup: Shared) -> Result<()> {
     loop {
         tokio::select! {
             c = listener.accept() => match c {
-                Ok((stream, _)) => { tokio::task::spawn_local(socket::connection(stream, sup.clone(), upd.clone())); }
+                Ok((stream, _)) => { crate::daemon::spawn(socket::connection(stream, sup.clone(), upd.clone())); }
                 Err(e) => crate::warn!("accept: {e}"),
             },
             _ = chld.recv() => reap(&sup),
@@ -50,7 +50,7 @@ pub(super) async fn serve(o: &Options, sup: Shared) -> Result<()> {
             _ = health_timer(&sup) => {
                 let due = sup.borrow_mut().due_checks();
                 for (id, cmd, timeout) in due {
-                    tokio::task::spawn_local(health::run(sup.clone(), id, cmd, timeout));
+                    crate::daemon::spawn(health::run(sup.clone(), id, cmd, timeout));
                 }
             }
             evs = supervisor::hotplug::next(uevents.as_ref()) => for ev in &evs { sup.borrow_mut().hotplug(ev) },

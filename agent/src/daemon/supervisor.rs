@@ -16,6 +16,7 @@ use berth_runtime::container::rootfs::Layout;
 use berth_runtime::container::spawn::{self, Launch, Output, StartError};
 use berth_runtime::fsutil::{atomic_write, remove_all};
 use berth_runtime::image::store::Store;
+use berth_runtime::shared::SharedList;
 use berth_runtime::{timefmt, Error, IoContext, Result};
 
 use crate::daemon::create;
@@ -34,17 +35,19 @@ pub struct Supervisor {
     pub copy: bool,
     /// Boxed: a record is about 1 KB, and a map holding them inline keeps that much per slot
     /// of its table (a quarter to half of them empty), and keeps the table when they are removed.
-    records: HashMap<String, Box<Record>>,
+    /// Every other map and list here names a container by the records map's own key (an `Id`
+    /// is a shared pointer to it), not by a copy of its 64-byte id each.
+    records: HashMap<Id, Box<Record>>,
     /// Monitors that are our children, by pid.
-    by_pid: HashMap<i32, String>,
+    by_pid: HashMap<i32, Id>,
     /// Monitors of an earlier agent (not our children): watched until they are gone.
-    adopted: HashMap<String, (i32, u64)>,
+    adopted: HashMap<Id, (i32, u64)>,
     /// Restarts due (restart policies), and each container's current back-off.
-    restarts: Vec<(Instant, String)>,
-    backoff: HashMap<String, Duration>,
+    restarts: Vec<(Instant, Id)>,
+    backoff: HashMap<Id, Duration>,
     /// Each container's last exit (code, OOM-killed), kept across a policy restart: an update
     /// watching it with a 200 ms poll may only see the restart, and must still say why.
-    last_exit: HashMap<String, (i32, bool)>,
+    last_exit: HashMap<Id, (i32, bool)>,
     /// `exec` waiters (our children) and who wants their exit code.
     execs: HashMap<i32, Option<oneshot::Sender<i32>>>,
     /// Recent events (the last 256, as Docker keeps), each as its time and the frame `events`
@@ -53,10 +56,10 @@ pub struct Supervisor {
     /// subscribers.
     events: std::collections::VecDeque<(i64, Box<[u8]>)>,
     pub event_tx: tokio::sync::broadcast::Sender<berth_proto::socket::Event>,
-    health: HashMap<String, crate::daemon::health::State>,
-    waiters: HashMap<String, Vec<oneshot::Sender<i32>>>,
+    health: HashMap<Id, crate::daemon::health::State>,
+    waiters: HashMap<Id, Vec<oneshot::Sender<i32>>>,
     /// Nodes hotplug made in running containers (forgotten when they exit).
-    hotplugged: HashMap<String, Vec<hotplug::Added>>,
+    hotplugged: HashMap<Id, Vec<hotplug::Added>>,
     /// Bridge networks: records, settings, and the embedded DNS of user networks.
     pub(crate) nets: networks::Nets,
     /// `--userns=auto` and the agent's `userns-remap`.
@@ -64,6 +67,9 @@ pub struct Supervisor {
 }
 
 use berth_runtime::paths::cgroup_parent;
+
+/// A container's id as the supervisor's maps hold it.
+type Id = std::rc::Rc<str>;
 
 impl Supervisor {
     pub fn new(root: &Path, copy: bool, net: networks::NetSettings) -> Result<Supervisor> {
@@ -105,6 +111,7 @@ impl Supervisor {
             }
         }
         for r in recs {
+            let id = Id::from(r.id.as_str());
             // Processes in the cgroup of a container that is not recorded as running were started
             // by an agent killed before it could record them: stop them, so that nothing runs
             // twice when the policy starts the container again.
@@ -120,7 +127,7 @@ impl Supervisor {
             // (never start it twice), or record how it ended while nobody watched.
             if let Status::Running { monitor, monitor_start, .. } = r.status {
                 if spawn::start_ticks(monitor) == Some(monitor_start) {
-                    s.adopted.insert(r.id.clone(), (monitor, monitor_start));
+                    s.adopted.insert(id.clone(), (monitor, monitor_start));
                     if let Some(h) = &r.health {
                         // Checks go on where they were: the last status stays until the next check.
                         let mut st = crate::daemon::health::State::new(Duration::from_millis(h.interval_ms));
@@ -132,12 +139,11 @@ impl Supervisor {
                             };
                             st.streak = v["FailingStreak"].as_u64().unwrap_or(0) as u32;
                         }
-                        s.health.insert(r.id.clone(), st);
+                        s.health.insert(id.clone(), st);
                     }
-                    s.records.insert(r.id.clone(), Box::new(r));
+                    s.records.insert(id, Box::new(r));
                     continue;
                 }
-                let id = r.id.clone();
                 s.records.insert(id.clone(), Box::new(r));
                 s.exited(&id, None);
                 continue;
@@ -145,9 +151,9 @@ impl Supervisor {
             let boot = matches!(r.restart, Restart::Always) || (r.restart == Restart::UnlessStopped && !r.user_stopped);
             if boot {
                 // Back at agent start (a reboot, say): policy containers run again, network or not.
-                s.restarts.push((Instant::now(), r.id.clone()));
+                s.restarts.push((Instant::now(), id.clone()));
             }
-            s.records.insert(r.id.clone(), Box::new(r));
+            s.records.insert(id, Box::new(r));
         }
         s.net_init();
         Ok(s)
@@ -227,8 +233,9 @@ impl Supervisor {
             Some(d) if ran < Duration::from_secs(10) => (*d * 2).min(Duration::from_secs(60)),
             _ => Duration::from_millis(100),
         };
-        self.backoff.insert(id.to_string(), delay);
-        self.restarts.push((Instant::now() + delay, id.to_string()));
+        let id = self.key(id);
+        self.backoff.insert(id.clone(), delay);
+        self.restarts.push((Instant::now() + delay, id));
     }
 
     /// Marks a container as stopped on purpose (`stop`, `kill`): its policy does not bring it
@@ -238,12 +245,12 @@ impl Supervisor {
             r.user_stopped = true;
             let _ = r.save_status(&self.root);
         }
-        self.restarts.retain(|(_, i)| i != id);
+        self.restarts.retain(|(_, i)| &**i != id);
     }
 
     /// Adopted monitors that have gone since the last look: their containers have exited.
     pub fn check_adopted(&mut self) {
-        let gone: Vec<String> =
+        let gone: Vec<Id> =
             self.adopted.iter().filter(|(_, (pid, start))| spawn::start_ticks(*pid) != Some(*start)).map(|(id, _)| id.clone()).collect();
         for id in gone {
             self.adopted.remove(&id);
@@ -253,6 +260,11 @@ impl Supervisor {
 
     pub fn adopted_count(&self) -> usize {
         self.adopted.len()
+    }
+
+    /// The records map's key for `id` (a new one when it has no record).
+    fn key(&self, id: &str) -> Id {
+        self.records.get_key_value(id).map_or_else(|| Id::from(id), |(k, _)| k.clone())
     }
 
     pub fn find(&self, key: &str) -> Result<String> {
@@ -334,7 +346,7 @@ impl Supervisor {
             return Err(e);
         }
         let id = r.id.clone();
-        self.records.insert(id.clone(), Box::new(r));
+        self.records.insert(id.as_str().into(), Box::new(r));
         self.emit(&id, "create", &[]);
         Ok((id, res.warnings))
     }
@@ -366,7 +378,11 @@ impl Supervisor {
         // nothing to undo but the endpoints.
         let (attach, link_env) = self.net_start(&r, &dir)?;
         let mut r = r;
-        r.spec.env.extend(link_env);
+        if !link_env.is_empty() {
+            let mut env = std::mem::take(&mut r.spec.env).into_vec();
+            env.extend(link_env);
+            r.spec.env = env.into();
+        }
         let (cg, warnings) = match self.cgroups.create(&self.parent, id, &r.spec.resources) {
             Ok(x) => x,
             Err(e) => {
@@ -408,11 +424,11 @@ impl Supervisor {
                 rec.status =
                     Status::Running { pid: s.pid, monitor: s.monitor, monitor_start: spawn::start_ticks(s.monitor).unwrap_or(0), started };
                 rec.save_status(&self.root)?;
-                self.by_pid.insert(s.monitor, id.to_string());
+                self.by_pid.insert(s.monitor, self.key(id));
                 if let Some(h) = &r.health {
                     let st = crate::daemon::health::State::new(Duration::from_millis(h.interval_ms));
                     st.write(&self.root, id);
-                    self.health.insert(id.to_string(), st);
+                    self.health.insert(self.key(id), st);
                 }
                 self.emit(id, "start", &[]);
                 Ok(warnings)
@@ -454,7 +470,7 @@ impl Supervisor {
         };
         let cg = self.cgroups.open(&self.parent, id);
         let oom = cg.oom_kills() > 0;
-        self.last_exit.insert(id.to_string(), (code, oom));
+        self.last_exit.insert(self.key(id), (code, oom));
         // Whatever a lost monitor left behind in the cgroup must not outlive the container.
         let _ = cg.kill_all();
         if let Err(e) = cg.destroy() {
@@ -494,7 +510,7 @@ impl Supervisor {
         for (id, st) in self.health.iter_mut().filter(|(_, h)| !h.running && h.next <= now) {
             let Some(h) = self.records.get(id).and_then(|r| r.health.clone()) else { continue };
             st.running = true;
-            out.push((id.clone(), h.command(), Duration::from_millis(h.timeout_ms)));
+            out.push((id.to_string(), h.command(), Duration::from_millis(h.timeout_ms)));
         }
         out
     }
@@ -511,7 +527,7 @@ impl Supervisor {
             return Err(StartError { code: 125, msg: "container is not running".into() });
         };
         let mut spec = r.spec.clone();
-        spec.args = cmd;
+        spec.args = SharedList::own(cmd);
         spec.tty = false;
         let null = fs::File::open("/dev/null").ctx(|| "open /dev/null".into())?;
         let cg = self.cgroups.open(&self.parent, id);
@@ -625,7 +641,8 @@ impl Supervisor {
     /// A receiver for the next exit of `id`, whatever its state now.
     pub fn waiter(&mut self, id: &str) -> oneshot::Receiver<i32> {
         let (tx, rx) = oneshot::channel();
-        self.waiters.entry(id.to_string()).or_default().push(tx);
+        let id = self.key(id);
+        self.waiters.entry(id).or_default().push(tx);
         rx
     }
 
@@ -636,17 +653,19 @@ impl Supervisor {
         stdio: Option<Vec<OwnedFd>>,
         wait: bool,
     ) -> std::result::Result<Option<oneshot::Receiver<i32>>, StartError> {
-        let r = self.records.get(&o.id).ok_or_else(|| Error::not_found(format!("No such container: {}", o.id)))?;
+        let r = self.records.get(o.id.as_str()).ok_or_else(|| Error::not_found(format!("No such container: {}", o.id)))?;
         let Status::Running { pid, .. } = r.status else {
             return Err(StartError { code: 125, msg: format!("container {} is not running", r.name) });
         };
         let mut spec = r.spec.clone();
-        spec.args = o.args.clone();
+        spec.args = SharedList::own(o.args.clone());
+        let mut env = spec.env.into_vec();
         for e in &o.env {
             let key = e.split('=').next().unwrap_or("");
-            spec.env.retain(|x| x.split('=').next() != Some(key));
-            spec.env.push(e.clone());
+            env.retain(|x| x.split('=').next() != Some(key));
+            env.push(e.clone());
         }
+        spec.env = env.into();
         if let Some(u) = &o.user {
             spec.user = u.clone();
         }
@@ -775,7 +794,7 @@ impl Supervisor {
         crate::daemon::health::remove(&self.root, id);
         self.net_stop(id);
         self.emit(id, "destroy", &[]);
-        self.restarts.retain(|(_, i)| i != id);
+        self.restarts.retain(|(_, i)| &**i != id);
         self.backoff.remove(id);
         self.last_exit.remove(id);
         let _ = self.cgroups.open(&self.parent, id).destroy();

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, IoContext, Kind, Result};
 
-pub use resources::Resources;
+pub use resources::{online_cpus, Resources};
 pub use size::parse_size;
 
 /// The v1 controllers berth uses, in the order their directories are created.

@@ -136,10 +136,12 @@ fn check_device_rule(rule: &str) -> Result<()> {
 }
 
 /// Online CPUs from `/sys/devices/system/cpu/online` ("0-3,6"), which is what the CFS quota is
-/// shared among; std's `available_parallelism` would also count a cgroup quota and an affinity mask.
-pub(crate) fn online_cpus() -> usize {
+/// shared among, and what `info`'s NCPU and `stats`' CPU % count; std's `available_parallelism`
+/// would also count a cgroup quota and an affinity mask (and costs 2 KB of firmware for that).
+pub fn online_cpus() -> usize {
     let n = std::fs::read_to_string("/sys/devices/system/cpu/online").ok().and_then(|s| count_cpu_list(s.trim()));
-    n.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+    // SAFETY: sysconf takes a plain integer.
+    n.unwrap_or_else(|| usize::try_from(unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }).unwrap_or(1).max(1))
 }
 
 fn count_cpu_list(list: &str) -> Option<usize> {

@@ -101,7 +101,7 @@ pub struct Record {
     pub image: String,
     pub image_id: Digest,
     /// The image's layers, lowest first.
-    pub layers: Vec<Digest>,
+    pub layers: crate::shared::SharedList<Digest>,
     pub created: i64,
     pub spec: Spec,
     pub status: Status,
@@ -116,16 +116,16 @@ pub struct Record {
     /// Stopped by a user (`stop`, `kill`): `unless-stopped` and `always` leave it stopped until
     /// it is started again (`always` comes back when the agent restarts, as Docker's does).
     pub user_stopped: bool,
-    pub health: Option<Health>,
+    pub health: Option<Box<Health>>,
     /// Anonymous volumes (`-v /path`): removed with the container by `rm -v` and `--rm`.
-    pub anonymous_volumes: Vec<std::path::PathBuf>,
+    pub anonymous_volumes: Box<[std::path::PathBuf]>,
     /// The `run` options as given (for inspect's HostConfig).
-    pub cap_add: Vec<String>,
-    pub cap_drop: Vec<String>,
-    pub binds: Vec<String>,
-    pub tmpfs: Vec<String>,
-    pub entrypoint: Vec<String>,
-    pub cmd: Vec<String>,
+    pub cap_add: Box<[String]>,
+    pub cap_drop: Box<[String]>,
+    pub binds: Box<[String]>,
+    pub tmpfs: Box<[String]>,
+    pub entrypoint: crate::shared::SharedList,
+    pub cmd: crate::shared::SharedList,
 }
 
 const MAGIC: &[u8; 8] = b"BERTHCT1";
@@ -211,5 +211,58 @@ fn find_in<'a>(records: &mut dyn Iterator<Item = &'a Record>, key: &str) -> Resu
         (Some(r), 1) => Ok(r),
         (None, _) => Err(Error::not_found(format!("No such container: {key}"))),
         _ => Err(Error::invalid(format!("multiple IDs found with provided prefix: {key}"))),
+    }
+}
+
+#[cfg(test)]
+mod format_tests {
+    use super::*;
+
+    /// The `state` file an agent of 2026-12-07 wrote (before the lists in a record became boxed
+    /// and shared slices) for a `create` with most options: capabilities, a bind and a tmpfs, an
+    /// entrypoint, a ulimit, a device and a device rule, a sysctl, a health check, environment,
+    /// labels, limits, a restart policy and a stop signal.
+    const GOLDEN: &str = concat!(
+        "424552544843543161366136623165383037386361633238376534646663623765663663643335663665666136653063",
+        "356166366636636564303263653533623765623135333262406133343938663534363463363037303338626533663038",
+        "323536313561663936393335333335653664363261643433366263353339323136373736613362373706676f6c64656e",
+        "0762757379626f7840303864636237623330366538333461356132646633633364613035376534323062386263313961",
+        "613332346332653266633065666437323066373762616136630140623938343765323932643161303263396231393566",
+        "36653638613466343763396266356263613934303830633533643737333334313166626262373138346333b8e2b7b10d",
+        "03072f62696e2f7368022d63076563686f2068690341504154483d2f7573722f6c6f63616c2f7362696e3a2f7573722f",
+        "6c6f63616c2f62696e3a2f7573722f7362696e3a2f7573722f62696e3a2f7362696e3a2f62696e07464f4f3d62617215",
+        "484f53544e414d453d613334393866353436346336042f746d7009313030303a313030300c6133343938663534363463",
+        "360300152f7661722f746d702f7265632e467557522f737263052f646174610101052f72756e320001082f7363726174",
+        "63680773697a653d316d00010e0f4341505f41554449545f5752495445094341505f43484f574e104341505f4441435f",
+        "4f564552524944450a4341505f464f574e45520a4341505f465345544944084341505f4b494c4c0d4341505f4e45545f",
+        "41444d494e144341505f4e45545f42494e445f534552564943450b4341505f4e45545f5241570b4341505f5345544643",
+        "41500a4341505f5345544749440b4341505f534554504341500a4341505f5345545549440e4341505f5359535f434852",
+        "4f4f540001010e066e6f66696c6580048008000001808080400000016400000d0763202a3a2a206d0762202a3a2a206d",
+        "096320313a332072776d096320313a352072776d096320313a372072776d096320313a382072776d096320313a392072",
+        "776d096320353a302072776d096320353a312072776d096320353a322072776d0b63203133363a2a2072776d09632031",
+        "3a332072776d0a632034323a2a2072776d010b2f6465762f6d796e756c6c092f6465762f6e756c6c010103b603000007",
+        "00010201012a000701152f6465762f6e756c6c3a2f6465762f6d796e756c6c010a632034323a2a20726d77000001136e",
+        "65742e697076342e69705f666f727761726401310000040a020361707006676f6c64656e047469657204746573740001",
+        "808080050301030000010209434d442d5348454c4c04747275658827b0ea0103000001094e45545f41444d494e01054d",
+        "4b4e4f44011e2f7661722f746d702f7265632e467557522f7372633a2f646174613a726f01102f736372617463683a73",
+        "697a653d316d01072f62696e2f736802022d63076563686f206869",
+    );
+
+    #[test]
+    fn a_record_an_earlier_agent_wrote_reads_back_and_writes_back_byte_for_byte() {
+        let data: Vec<u8> = (0..GOLDEN.len()).step_by(2).map(|i| u8::from_str_radix(&GOLDEN[i..i + 2], 16).unwrap()).collect();
+        let body = crate::digest::unseal(MAGIC, &data).unwrap();
+        let r: Record = postcard::from_bytes(body).unwrap();
+        assert_eq!(r.name, "golden");
+        assert_eq!((&r.cap_add[..], &r.cap_drop[..]), (&["NET_ADMIN".to_string()][..], &["MKNOD".to_string()][..]));
+        assert_eq!(&r.entrypoint[..], ["/bin/sh"]);
+        assert_eq!(&r.cmd[..], ["-c", "echo hi"]);
+        assert_eq!(&r.spec.args[..], ["/bin/sh", "-c", "echo hi"]);
+        assert_eq!(r.layers.len(), 1);
+        assert_eq!((r.binds.len(), r.tmpfs.len(), r.spec.ulimits.len(), r.spec.devices.len()), (1, 1, 1, 1));
+        assert_eq!(&r.spec.sysctls[..], [("net.ipv4.ip_forward".to_string(), "1".to_string())]);
+        assert_eq!(r.health.as_ref().map(|h| h.interval_ms), Some(5000));
+        assert_eq!(r.restart, Restart::OnFailure(3));
+        assert_eq!(r.encode().unwrap(), data);
     }
 }

@@ -82,31 +82,31 @@ pub enum Stdio {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Spec {
-    pub args: Vec<String>,
-    pub env: Vec<String>,
+    pub args: crate::shared::SharedList,
+    pub env: Box<[String]>,
     pub cwd: String,
     /// `uid[:gid]` or `name[:group]`, resolved inside the container's /etc/passwd.
     pub user: String,
     pub hostname: String,
-    pub mounts: Vec<Mount>,
+    pub mounts: Box<[Mount]>,
     pub read_only: bool,
     pub net: Net,
     /// The capability set, resolved (`CAP_*` names).
     pub caps: crate::shared::SharedList,
     pub privileged: bool,
     pub no_new_privs: bool,
-    pub ulimits: Vec<Ulimit>,
+    pub ulimits: Box<[Ulimit]>,
     pub init: bool,
     pub tty: bool,
     pub resources: Resources,
     /// Nodes made in the container's /dev (`--device`), with their cgroup rules in `resources`.
-    pub devices: Vec<berth_device::node::Node>,
+    pub devices: Box<[berth_device::node::Node]>,
     /// What hotplug adds to the running container later (`--device` directories and USB ids,
     /// `--device-cgroup-rule`).
-    pub device_watch: Vec<berth_device::hotplug::Watch>,
+    pub device_watch: Box<[berth_device::hotplug::Watch]>,
     /// `--device` and `--device-cgroup-rule` as given: devices are looked up again at every start.
-    pub device_args: Vec<String>,
-    pub device_cgroup_rules: Vec<String>,
+    pub device_args: Box<[String]>,
+    pub device_cgroup_rules: Box<[String]>,
     /// The system call filter, compiled at every start (and for every `exec`) for the
     /// container's capabilities; `--privileged` runs unconfined whatever this says.
     pub seccomp: Seccomp,
@@ -117,7 +117,7 @@ pub struct Spec {
     /// `--sysctl`: namespaced kernel settings written in the container's namespaces before
     /// its root is built (checked at create: see [`check_sysctl`]).
     #[serde(default)]
-    pub sysctls: Vec<(String, String)>,
+    pub sysctls: Box<[(String, String)]>,
 }
 
 /// Docker's rule for `--sysctl`: only settings that live in the container's own namespaces

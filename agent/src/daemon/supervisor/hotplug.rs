@@ -82,8 +82,8 @@ impl Supervisor {
             return Ok(r);
         }
         let d = crate::daemon::devices::resolve(&r.spec.device_args, &r.spec.device_cgroup_rules, r.spec.privileged)?;
-        r.spec.devices = d.nodes;
-        r.spec.device_watch = d.watch;
+        r.spec.devices = d.nodes.into();
+        r.spec.device_watch = d.watch.into();
         r.spec.resources.devices = d.rules.into();
         if let Some(rec) = self.records.get_mut(id) {
             rec.spec = r.spec.clone();
@@ -157,7 +157,8 @@ impl Supervisor {
             cg.device_rule(&rule.to_string(), true, &all)?;
         }
         node::in_namespace(pid, &plan.node.path, Some(&plan.node))?;
-        self.hotplugged.entry(id.to_string()).or_default().push(Added { node: plan.node.clone(), rule: plan.rule });
+        let id = self.key(id);
+        self.hotplugged.entry(id).or_default().push(Added { node: plan.node.clone(), rule: plan.rule });
         Ok(Some(("device-add", plan.node)))
     }
 

@@ -212,7 +212,7 @@ impl Supervisor {
                 hostname: t.spec.hostname.clone(),
                 ips: vec![IpAddr::V4(ep.ip)],
                 ports: tcfg.ports.iter().map(|p| (p.container_port, p.proto.as_str().to_string())).collect(),
-                env: t.spec.env.clone(),
+                env: t.spec.env.to_vec(),
             });
         }
         Ok(out)

@@ -207,44 +207,28 @@ impl Containers for Shared {
     /// large image unpacks.
     async fn load(&self, root: &Path, data: &Path, errlog: &Path) -> Result<i32> {
         let err_file = std::fs::File::create(errlog).map_err(|e| Error::io(format!("create {}", errlog.display()), e))?;
-        let child = std::process::Command::new("/proc/self/exe")
-            .arg("--root")
-            .arg(root)
-            .args(["load", "-q", "-i"])
-            .arg(data)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(err_file)
-            .spawn()
-            .map_err(|e| Error::io("start berth load", e))?;
+        let args = ["--root".as_ref(), root.as_os_str(), "load".as_ref(), "-q".as_ref(), "-i".as_ref(), data.as_os_str()];
+        let pid = berth_runtime::selfexe::spawn(&args, &[], &err_file).map_err(|e| e.context("start berth load"))?;
         // Registered before the next await: the SIGCHLD reaper cannot have seen it yet.
-        let rx = self.borrow_mut().watch_child(child.id() as i32);
-        drop(child);
+        let rx = self.borrow_mut().watch_child(pid);
         Ok(rx.await.unwrap_or(-1))
     }
     async fn pull(&self, root: &Path, reference: &str, config: Option<&Path>, errlog: &Path) -> Result<i32> {
         let err_file = std::fs::File::create(errlog).map_err(|e| Error::io(format!("create {}", errlog.display()), e))?;
         // A child process, as `load`: the pull's worker threads must not live in the agent,
         // which forks containers.
-        let mut c = std::process::Command::new("/proc/self/exe");
-        c.arg("--root").arg(root).args(["pull", "-q", reference]);
         let progress = berth_runtime::paths::pull_progress_file(root);
         if let Some(dir) = progress.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
         let _ = std::fs::remove_file(&progress);
-        c.env("BERTH_PULL_PROGRESS", &progress);
+        let mut env = vec![("BERTH_PULL_PROGRESS", progress.as_os_str())];
         if let Some(p) = config {
-            c.env("BERTH_CONFIG", p);
+            env.push(("BERTH_CONFIG", p.as_os_str()));
         }
-        let child = c
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(err_file)
-            .spawn()
-            .map_err(|e| Error::io("start berth pull", e))?;
-        let rx = self.borrow_mut().watch_child(child.id() as i32);
-        drop(child);
+        let args = ["--root".as_ref(), root.as_os_str(), "pull".as_ref(), "-q".as_ref(), reference.as_ref()];
+        let pid = berth_runtime::selfexe::spawn(&args, &env, &err_file).map_err(|e| e.context("start berth pull"))?;
+        let rx = self.borrow_mut().watch_child(pid);
         Ok(rx.await.unwrap_or(-1))
     }
 }

@@ -42,7 +42,7 @@ pub async fn run(link: Link, upd: Upd, sup: Shared) {
     };
     let (client, mut events) = AsyncClient::new(opts, 512);
     upd.borrow_mut().set_client(Some(client.clone()));
-    tokio::task::spawn_local(ticker(upd.clone(), sup.clone()));
+    crate::daemon::spawn(ticker(upd.clone(), sup.clone()));
     let mut failures = 0u32;
     let mut last_error = String::new();
     loop {
@@ -93,7 +93,7 @@ pub async fn run(link: Link, upd: Upd, sup: Shared) {
                         if let Some(t) = t {
                             let _ = client.try_unsubscribe(t);
                         }
-                        tokio::task::spawn_local(super::apply::drive(upd.clone(), sup.clone()));
+                        crate::daemon::spawn(super::apply::drive(upd.clone(), sup.clone()));
                     }
                 }
             }
