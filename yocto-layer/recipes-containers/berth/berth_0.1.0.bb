@@ -50,6 +50,11 @@ PACKAGECONFIG[compose] = "--features berth/compose"
 # Naming a feature twice is harmless.
 CARGO_BUILD_FLAGS:append = " ${PACKAGECONFIG_CONFARGS}"
 
+# ring's curve25519 in its small form on aarch64 too, as ring builds it for every target but
+# x86_64 and aarch64: the Ed25519 base-point table (24 KB) is expanded at run time (only an
+# Ed25519 client key's TLS signature uses it). The same as scripts/xbuild's device builds.
+CFLAGS:append:aarch64 = " -DOPENSSL_SMALL"
+
 # The board profile: board-configs/${BERTH_BOARD}.toml of the source tree becomes
 # /etc/berth/board.toml. That makes the package machine-specific.
 BERTH_BOARD ?= "${MACHINE}"
