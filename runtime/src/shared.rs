@@ -1,6 +1,7 @@
 //! Lists that most containers hold an equal copy of: the resolved capability set (Docker's
-//! default 14 for nearly every container), the cgroup device rules (the 11 default rules) and the
-//! image's layers (every container of an image has the same). The agent keeps every container's
+//! default 14 for nearly every container), the cgroup device rules (the 11 default rules), the
+//! image's layers (every container of an image has the same) and the command (containers of one
+//! application, or started alike, run the same). The agent keeps every container's
 //! record in memory, so as separate `Vec`s these were a few dozen small allocations, about 1.6 KB
 //! per container on musl, the same bytes 200 times. An equal list is now one shared allocation.
 //! On disk and on the wire it is still a plain sequence: records written before this read back
@@ -59,9 +60,7 @@ impl<T: Pooled> SharedList<T> {
         pool.push(list.clone());
         SharedList(list)
     }
-}
 
-impl<T: Pooled> SharedList<T> {
     /// A list of its own, not matched against the pool nor kept there: for one-off lists (an
     /// `exec`'s command) that would only push out the lists containers share.
     pub fn own(items: Vec<T>) -> SharedList<T> {

@@ -33,7 +33,7 @@ pub struct Supervisor {
     parent: String,
     /// No overlayfs (or asked not to use it): containers get a merged copy of their image.
     pub copy: bool,
-    /// Boxed: a record is about 1 KB, and a map holding them inline keeps that much per slot
+    /// Boxed: a record is about 800 bytes, and a map holding them inline keeps that much per slot
     /// of its table (a quarter to half of them empty), and keeps the table when they are removed.
     /// Every other map and list here names a container by the records map's own key (an `Id`
     /// is a shared pointer to it), not by a copy of its 64-byte id each.
