@@ -249,8 +249,10 @@ dockerd_start() {
 }
 dockerd_stop() {
     if [ -n "$DOCK_PID" ]; then
-        dk ps -aq 2>/dev/null | xargs -r /usr/bin/docker -H "unix://$DOCK_EXEC/d.sock" rm -f >/dev/null 2>&1 || true
-        dk network prune -f >/dev/null 2>&1 || true
+        # Bounded: a dockerd that wedges while removing 200 containers (seen once) must not take
+        # the row's results with it; stopping the daemons below ended its containers then too.
+        dk ps -aq 2>/dev/null | timeout 180 xargs -r /usr/bin/docker -H "unix://$DOCK_EXEC/d.sock" rm -f >/dev/null 2>&1 || true
+        timeout 30 /usr/bin/docker -H "unix://$DOCK_EXEC/d.sock" network prune -f >/dev/null 2>&1 || true
         kill "$DOCK_PID" 2>/dev/null || true
         local _i
         for _i in $(seq 150); do kill -0 "$DOCK_PID" 2>/dev/null || break; sleep 0.1; done
