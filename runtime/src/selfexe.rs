@@ -24,6 +24,25 @@ fn cstr(b: &[u8]) -> Result<CString> {
     CString::new(b).map_err(|_| Error::invalid("an argument or environment entry holds a NUL byte"))
 }
 
+/// This process's environment with `set` added, an entry of `set` replacing an inherited one of
+/// the same name, as `NAME=value` strings for exec.
+fn environment(set: &[(&str, &std::ffi::OsStr)]) -> Result<Vec<CString>> {
+    let inherited = std::env::vars_os().filter(|(k, _)| !set.iter().any(|(n, _)| k.as_bytes() == n.as_bytes()));
+    let mut envp = Vec::new();
+    for (k, v) in inherited {
+        envp.push(cstr(&[k.as_bytes(), b"=", v.as_bytes()].concat())?);
+    }
+    for (k, v) in set {
+        envp.push(cstr(&[k.as_bytes(), b"=", v.as_bytes()].concat())?);
+    }
+    Ok(envp)
+}
+
+/// The NULL-terminated pointer array exec takes; valid while `strings` lives.
+fn pointers(strings: &[CString]) -> Vec<*const libc::c_char> {
+    strings.iter().map(|s| s.as_ptr()).chain(std::iter::once(std::ptr::null())).collect()
+}
+
 /// Whether this process already runs from the read-only mount; clears the marker.
 fn already() -> bool {
     if std::env::var_os(MARKER).is_none() {
@@ -55,18 +74,8 @@ pub fn reexec_read_only(scratch: &Path) -> Result<()> {
     for a in std::env::args_os() {
         argv.push(cstr(a.as_bytes())?);
     }
-    let mut envp = Vec::new();
-    for (k, v) in std::env::vars_os() {
-        let mut kv = k.as_bytes().to_vec();
-        kv.push(b'=');
-        kv.extend_from_slice(v.as_bytes());
-        envp.push(cstr(&kv)?);
-    }
-    envp.push(cstr(format!("{MARKER}=1").as_bytes())?);
-    let mut a: Vec<*const libc::c_char> = argv.iter().map(|s| s.as_ptr()).collect();
-    a.push(std::ptr::null());
-    let mut e: Vec<*const libc::c_char> = envp.iter().map(|s| s.as_ptr()).collect();
-    e.push(std::ptr::null());
+    let envp = environment(&[(MARKER, "1".as_ref())])?;
+    let (a, e) = (pointers(&argv), pointers(&envp));
     // SAFETY: execveat on a descriptor we own with NULL-terminated arrays of NUL-terminated
     // strings that outlive the call; it returns only on failure.
     unsafe { libc::syscall(libc::SYS_execveat, fd.as_raw_fd(), c"".as_ptr(), a.as_ptr(), e.as_ptr(), libc::AT_EMPTY_PATH) };
@@ -109,17 +118,8 @@ pub fn spawn(args: &[&std::ffi::OsStr], env: &[(&str, &std::ffi::OsStr)], stderr
     for a in args {
         argv.push(cstr(a.as_bytes())?);
     }
-    let mut envp = Vec::new();
-    for (k, v) in std::env::vars_os().filter(|(k, _)| !env.iter().any(|(n, _)| k.as_bytes() == n.as_bytes())) {
-        envp.push(cstr(&[k.as_bytes(), b"=", v.as_bytes()].concat())?);
-    }
-    for (k, v) in env {
-        envp.push(cstr(&[k.as_bytes(), b"=", v.as_bytes()].concat())?);
-    }
-    let mut a: Vec<*const libc::c_char> = argv.iter().map(|s| s.as_ptr()).collect();
-    a.push(std::ptr::null());
-    let mut e: Vec<*const libc::c_char> = envp.iter().map(|s| s.as_ptr()).collect();
-    e.push(std::ptr::null());
+    let envp = environment(env)?;
+    let (a, e) = (pointers(&argv), pointers(&envp));
     let null = std::fs::File::options().read(true).write(true).open("/dev/null").map_err(|e| Error::io("open /dev/null", e))?;
     let (null, err) = (null.as_raw_fd(), stderr.as_raw_fd());
     // SAFETY: the child makes only async-signal-safe calls on memory prepared above (it does
