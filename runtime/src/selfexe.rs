@@ -158,7 +158,9 @@ mod tests {
         }
         let environ = std::fs::read("/proc/self/environ").unwrap_or_default();
         let paths = environ.split(|b| *b == 0).filter(|kv| kv.starts_with(b"PATH=")).count();
-        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        // This thread's own mask (thread-self): /proc/self is the main thread, whose mask is all
+        // blocked for a moment while it starts a thread (as it does to run this test).
+        let status = std::fs::read_to_string("/proc/thread-self/status").unwrap_or_default();
         let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name)).unwrap_or("").trim().to_string();
         let stdin = std::fs::read_link("/proc/self/fd/0").unwrap_or_default();
         let stdout = std::fs::read_link("/proc/self/fd/1").unwrap_or_default();
