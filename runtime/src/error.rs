@@ -4,6 +4,7 @@
 
 use std::fmt;
 use std::io;
+use std::path::Path;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -40,8 +41,24 @@ impl Error {
     pub fn conflict(msg: impl Into<String>) -> Self {
         Self::new(Kind::Conflict, msg)
     }
+    /// Docker's words for a container that is not there (one function for its many callers).
+    pub fn no_such_container(name: &str) -> Self {
+        Self::not_found(format!("No such container: {name}"))
+    }
     /// An `io::Error` with what was being done; a full disk keeps its own kind so callers and
     /// tests can tell it from other failures.
+    /// [`Error::io`] for "VERB PATH".
+    #[inline(never)]
+    pub fn io_at(verb: &str, path: &Path, e: io::Error) -> Self {
+        Error::io(format!("{verb} {}", path.display()), e)
+    }
+
+    /// [`Error::io`] for "VERB FROM to TO".
+    #[inline(never)]
+    pub fn io_between(verb: &str, from: &Path, to: &Path, e: io::Error) -> Self {
+        Error::io(format!("{verb} {} to {}", from.display(), to.display()), e)
+    }
+
     pub fn io(what: impl fmt::Display, e: io::Error) -> Self {
         match e.raw_os_error() {
             Some(libc::ENOSPC) | Some(libc::EDQUOT) => Self::new(Kind::NoSpace, format!("{what}: no space left on device")),
@@ -74,11 +91,25 @@ impl std::error::Error for Error {}
 /// `io::Result` → `Result` with a description of what was being done.
 pub trait IoContext<T> {
     fn ctx(self, what: impl FnOnce() -> String) -> Result<T>;
+    /// The common description, "VERB PATH" (`read /var/lib/berth/x: ...`). One shared function
+    /// builds it: the `format!` each of some 130 call sites would inline costs the firmware
+    /// about 4 KB.
+    fn ctx_path(self, verb: &'static str, path: &Path) -> Result<T>;
+    /// "VERB FROM to TO" (`rename`, `copy`), the same way.
+    fn ctx_paths(self, verb: &'static str, from: &Path, to: &Path) -> Result<T>;
 }
 
 impl<T> IoContext<T> for io::Result<T> {
     fn ctx(self, what: impl FnOnce() -> String) -> Result<T> {
         self.map_err(|e| Error::io(what(), e))
+    }
+
+    fn ctx_path(self, verb: &'static str, path: &Path) -> Result<T> {
+        self.map_err(|e| Error::io_at(verb, path, e))
+    }
+
+    fn ctx_paths(self, verb: &'static str, from: &Path, to: &Path) -> Result<T> {
+        self.map_err(|e| Error::io_between(verb, from, to, e))
     }
 }
 

@@ -11,8 +11,8 @@ use std::path::Path;
 use crate::error::{Error, IoContext, Result};
 
 pub fn fsync_dir(dir: &Path) -> Result<()> {
-    let f = File::open(dir).ctx(|| format!("open directory {}", dir.display()))?;
-    f.sync_all().ctx(|| format!("fsync directory {}", dir.display()))
+    let f = File::open(dir).ctx_path("open directory", dir)?;
+    f.sync_all().ctx_path("fsync directory", dir)
 }
 
 /// Replaces `path` with `data` so that a crash at any instant leaves the old or the new content.
@@ -47,10 +47,10 @@ fn synced_rename<'a>(path: &'a Path, data: &[u8], mode: u32, sync: fn(&File) -> 
     let tmp = dir.join(name);
     let _ = fs::remove_file(&tmp);
     let res = (|| {
-        let mut f = OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp).ctx(|| format!("create {}", tmp.display()))?;
-        f.write_all(data).ctx(|| format!("write {}", tmp.display()))?;
-        sync(&f).ctx(|| format!("fsync {}", tmp.display()))?;
-        fs::rename(&tmp, path).ctx(|| format!("rename {} to {}", tmp.display(), path.display()))
+        let mut f = OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp).ctx_path("create", &tmp)?;
+        f.write_all(data).ctx_path("write", &tmp)?;
+        sync(&f).ctx_path("fsync", &tmp)?;
+        fs::rename(&tmp, path).ctx_paths("rename", &tmp, path)
     })();
     if res.is_err() {
         let _ = fs::remove_file(&tmp);
@@ -81,9 +81,7 @@ fn replace_once(path: &Path, data: &[u8]) -> Result<()> {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(format!(".{}.tmp", std::process::id()));
     let tmp = dir.join(name);
-    let res = fs::write(&tmp, data)
-        .ctx(|| format!("write {}", tmp.display()))
-        .and_then(|()| fs::rename(&tmp, path).ctx(|| format!("rename {} to {}", tmp.display(), path.display())));
+    let res = fs::write(&tmp, data).ctx_path("write", &tmp).and_then(|()| fs::rename(&tmp, path).ctx_paths("rename", &tmp, path));
     if res.is_err() {
         let _ = fs::remove_file(&tmp);
     }
@@ -93,12 +91,12 @@ fn replace_once(path: &Path, data: &[u8]) -> Result<()> {
 /// Flushes every dirty page of the file system holding `path`: one call makes a whole unpacked
 /// layer durable, far cheaper than an fsync per file.
 pub fn syncfs(path: &Path) -> Result<()> {
-    let f = File::open(path).ctx(|| format!("open {}", path.display()))?;
+    let f = File::open(path).ctx_path("open", path)?;
     use std::os::fd::AsRawFd;
     // SAFETY: syncfs only reads the descriptor, which `f` keeps open for the call.
     let rc = unsafe { libc::syncfs(f.as_raw_fd()) };
     if rc != 0 {
-        return Err(Error::io(format!("syncfs {}", path.display()), std::io::Error::last_os_error()));
+        return Err(Error::io_at("syncfs", path, std::io::Error::last_os_error()));
     }
     Ok(())
 }
@@ -107,9 +105,9 @@ pub fn syncfs(path: &Path) -> Result<()> {
 pub fn remove_all(path: &Path) -> Result<()> {
     match fs::symlink_metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::io(format!("stat {}", path.display()), e)),
-        Ok(m) if m.is_dir() => fs::remove_dir_all(path).ctx(|| format!("remove {}", path.display())),
-        Ok(_) => fs::remove_file(path).ctx(|| format!("remove {}", path.display())),
+        Err(e) => Err(Error::io_at("stat", path, e)),
+        Ok(m) if m.is_dir() => fs::remove_dir_all(path).ctx_path("remove", path),
+        Ok(_) => fs::remove_file(path).ctx_path("remove", path),
     }
 }
 
@@ -125,7 +123,7 @@ pub fn free_bytes(path: &Path) -> Result<u64> {
     // SAFETY: statvfs writes only into `st`, which we own; `c` is NUL-terminated.
     let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
     if rc != 0 {
-        return Err(Error::io(format!("statvfs {}", path.display()), std::io::Error::last_os_error()));
+        return Err(Error::io_at("statvfs", path, std::io::Error::last_os_error()));
     }
     Ok(st.f_bavail as u64 * st.f_frsize as u64)
 }

@@ -21,13 +21,7 @@ impl StoreLock {
     }
     fn take(root: &Path, op: libc::c_int) -> Result<StoreLock> {
         let path = root.join("lock");
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .ctx(|| format!("open lock file {}", path.display()))?;
+        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).ctx_path("open lock file", &path)?;
         loop {
             // SAFETY: flock on a descriptor we own; the lock is released when `file` is closed.
             let rc = unsafe { libc::flock(file.as_raw_fd(), op) };
@@ -36,7 +30,7 @@ impl StoreLock {
             }
             let e = std::io::Error::last_os_error();
             if e.kind() != std::io::ErrorKind::Interrupted {
-                return Err(Error::io(format!("lock {}", path.display()), e));
+                return Err(Error::io_at("lock", &path, e));
             }
         }
     }

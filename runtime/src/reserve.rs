@@ -38,8 +38,8 @@ pub fn install(root: &Path, size: u64) -> Result<()> {
         *RESERVE.lock().unwrap_or_else(|e| e.into_inner()) = None;
         return Ok(());
     }
-    let f = OpenOptions::new().create(true).truncate(false).write(true).open(&p).ctx(|| format!("create {}", p.display()))?;
-    f.set_len(size.div_ceil(SLICE) * SLICE).ctx(|| format!("size {}", p.display()))?;
+    let f = OpenOptions::new().create(true).truncate(false).write(true).open(&p).ctx_path("create", &p)?;
+    f.set_len(size.div_ceil(SLICE) * SLICE).ctx_path("size", &p)?;
     *RESERVE.lock().unwrap_or_else(|e| e.into_inner()) = Some(p);
     refill(root);
     Ok(())
@@ -140,7 +140,7 @@ pub fn total_bytes(path: &Path) -> Result<u64> {
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
     // SAFETY: statvfs writes only into `st`, which we own; `c` is NUL-terminated.
     if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
-        return Err(Error::io(format!("statvfs {}", path.display()), std::io::Error::last_os_error()));
+        return Err(Error::io_at("statvfs", path, std::io::Error::last_os_error()));
     }
     Ok(st.f_blocks as u64 * st.f_frsize as u64)
 }

@@ -64,9 +64,9 @@ pub fn reexec_read_only(scratch: &Path) -> Result<()> {
     if already() {
         return Ok(());
     }
-    std::fs::create_dir_all(scratch).map_err(|e| Error::io(format!("create {}", scratch.display()), e))?;
+    std::fs::create_dir_all(scratch).map_err(|e| Error::io_at("create", scratch, e))?;
     let target = scratch.join(format!(".berth-exe-{}", std::process::id()));
-    std::fs::write(&target, b"").map_err(|e| Error::io(format!("create {}", target.display()), e))?;
+    std::fs::write(&target, b"").map_err(|e| Error::io_at("create", &target, e))?;
     let res = open_read_only(&target);
     let _ = std::fs::remove_file(&target);
     let fd = res?;

@@ -323,7 +323,7 @@ pub fn idmap_in_place(dir: &Path, ns: RawFd) -> Result<()> {
     // SAFETY: opens the directory as an O_PATH descriptor we then own.
     let fd = unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_CLOEXEC | libc::O_DIRECTORY) };
     if fd < 0 {
-        return Err(Error::io(format!("open {}", dir.display()), io::Error::last_os_error()));
+        return Err(Error::io_at("open", dir, io::Error::last_os_error()));
     }
     // SAFETY: a descriptor open just returned.
     let target = unsafe { OwnedFd::from_raw_fd(fd) };

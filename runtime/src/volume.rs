@@ -148,7 +148,7 @@ impl Volumes {
         }
         let rec = VolumeRecord { name: name.clone(), driver: "local".into(), labels, options, created: crate::timefmt::now(), anonymous };
         let data = self.data_dir(&name);
-        fs::create_dir_all(&data).ctx(|| format!("create volume {}", data.display()))?;
+        fs::create_dir_all(&data).ctx_path("create volume", &data)?;
         let body = serde_json::to_vec_pretty(&rec).map_err(|e| Error::invalid(format!("encode volume {name}: {e}")))?;
         // The record last: a volume without one (a crash in between) is not listed and is made
         // again by the next create of the same name.
@@ -165,7 +165,7 @@ impl Volumes {
         let body = match fs::read(&p) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(missing()),
-            Err(e) => return Err(Error::io(format!("read {}", p.display()), e)),
+            Err(e) => return Err(Error::io_at("read", &p, e)),
         };
         serde_json::from_slice(&body).map_err(|e| Error::invalid(format!("volume record {}: {e}", p.display())))
     }
@@ -175,11 +175,11 @@ impl Volumes {
         let rd = match fs::read_dir(&self.dir) {
             Ok(rd) => rd,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(Error::io(format!("read {}", self.dir.display()), e)),
+            Err(e) => return Err(Error::io_at("read", &self.dir, e)),
         };
         let mut out = Vec::new();
         for e in rd {
-            let e = e.ctx(|| format!("read {}", self.dir.display()))?;
+            let e = e.ctx_path("read", &self.dir)?;
             if let Some(name) = e.file_name().to_str() {
                 if let Ok(v) = self.get(name) {
                     out.push(v);

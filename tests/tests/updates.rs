@@ -230,6 +230,25 @@ fn harness_brokers_relay_messages_require_client_certs_and_restart_on_the_same_p
     assert!(!out.status.success(), "mosquitto_pub without a client certificate was accepted by the mutual-TLS broker");
 }
 
+/// A broker given by host name: rumqttc looks `localhost` up with getaddrinfo on a thread of
+/// tokio's blocking pool. That thread must end once the lookup is done (tokio's default kept it
+/// 10 s): the agent forks containers, and DESIGN.md keeps it single-threaded.
+#[test]
+fn an_agent_given_its_broker_by_name_is_single_threaded_once_online() {
+    let lab = lab(false);
+    let url = lab.broker.url().replace("127.0.0.1", "localhost");
+    assert!(url.contains("localhost"), "{url}");
+    let a = berth_tests::mqtt::device_on(Root::new(), &url, "byname", &lab.fleet.public, &[], &[]);
+    lab.online(&a, "byname");
+    let pid = a.pid().expect("the agent is our child");
+    let threads = || fs::read_dir(format!("/proc/{pid}/task")).map(|d| d.count()).unwrap_or(0);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while threads() != 1 {
+        assert!(Instant::now() < deadline, "5 s after coming online the agent has {} threads, not 1\nagent log:\n{}", threads(), a.log());
+        sleep_ms(50);
+    }
+}
+
 #[test]
 fn harness_app_images_are_distinct_multi_layer_docker_archives_berth_loads() {
     let _h = host_shared();

@@ -80,7 +80,7 @@ impl PublicKey {
     }
 
     pub fn load(path: &Path) -> Result<PublicKey> {
-        let text = std::fs::read_to_string(path).ctx(|| format!("read public key {}", path.display()))?;
+        let text = std::fs::read_to_string(path).ctx_path("read public key", path)?;
         PublicKey::parse(&text, &path.display().to_string())
     }
 
@@ -120,7 +120,7 @@ impl SecretKey {
     }
 
     pub fn load(path: &Path) -> Result<SecretKey> {
-        let text = std::fs::read_to_string(path).ctx(|| format!("read private key {}", path.display()))?;
+        let text = std::fs::read_to_string(path).ctx_path("read private key", path)?;
         SecretKey::parse(&text, &path.display().to_string())
     }
 
@@ -147,7 +147,7 @@ pub fn keygen(out: &Path) -> Result<PublicKey> {
     pubpath.push(".pub");
     atomic_write(Path::new(&pubpath), public.pem().as_bytes())?;
     atomic_write(out, pem.as_bytes())?;
-    std::fs::set_permissions(out, std::os::unix::fs::PermissionsExt::from_mode(0o600)).ctx(|| format!("chmod {}", out.display()))?;
+    std::fs::set_permissions(out, std::os::unix::fs::PermissionsExt::from_mode(0o600)).ctx_path("chmod", out)?;
     Ok(public)
 }
 

@@ -64,7 +64,7 @@ fn update_settings(
         if m.values("mqtt").is_empty() { c.brokers.clone() } else { m.values("mqtt").into_iter().map(str::to_string).collect() };
     let mut brokers = urls.iter().map(|u| mqtt::Broker::parse(u)).collect::<berth_runtime::Result<Vec<_>>>()?;
     if let Some(pf) = &c.password_file {
-        let p = std::fs::read_to_string(pf).map_err(|e| Error::io(format!("read {}", pf.display()), e))?;
+        let p = std::fs::read_to_string(pf).map_err(|e| Error::io_at("read", pf, e))?;
         c.password = Some(p.trim_end_matches('\n').to_string());
     }
     for b in &mut brokers {
@@ -182,7 +182,7 @@ pub fn agent(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
             Some(p) => Config::load(std::path::Path::new(p), true)?,
             None => Config::load(std::path::Path::new(config::DEFAULT_PATH), false)?,
         };
-        std::fs::create_dir_all(&ctx.root).map_err(|e| Error::io(format!("create {}", ctx.root.display()), e))?;
+        std::fs::create_dir_all(&ctx.root).map_err(|e| Error::io_at("create", &ctx.root, e))?;
         crate::daemon::disk::Settings::from_config(&cfg.storage, &ctx.root)?
     };
     crate::daemon::run(&crate::daemon::Options {

@@ -120,7 +120,7 @@ impl Runner for AgentRunner<'_> {
             if ch.entries.is_empty() {
                 return Ok((0, false));
             }
-            let f = File::create(layer).map_err(|e| Error::io(format!("create {}", layer.display()), e))?;
+            let f = File::create(layer).map_err(|e| Error::io_at("create", layer, e))?;
             berth_runtime::image::commit::write_layer(&ch, io::BufWriter::with_capacity(256 * 1024, f))?;
             Ok((0, true))
         })();
@@ -217,7 +217,7 @@ pub fn build(ctx: &Ctx, m: &Matches) -> std::result::Result<i32, CliError> {
                 Some(f) => context.as_ref().map_or_else(|| PathBuf::from(f), |c| c.join(f)),
                 None => context.as_ref().map(|c| c.join("Dockerfile")).unwrap_or_else(|| PathBuf::from("Dockerfile")),
             };
-            let text = std::fs::read_to_string(&path).map_err(|e| Error::io(format!("failed to read dockerfile {}", path.display()), e))?;
+            let text = std::fs::read_to_string(&path).map_err(|e| Error::io_at("failed to read dockerfile", &path, e))?;
             (text, path.file_name().map_or("Dockerfile".into(), |n| n.to_string_lossy().into_owned()))
         }
     };

@@ -84,7 +84,7 @@ pub fn check(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
                 "Probe": f.probe,
                 "Note": f.note,
             });
-            writeln!(out, "{line}").map_err(write_err)?;
+            writeln!(out, "{}", crate::term::format::json_line(&line)).map_err(write_err)?;
         }
     } else {
         let colour = is_tty(1);

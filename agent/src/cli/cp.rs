@@ -74,7 +74,7 @@ fn container_root(ctx: &Ctx, r: &Record) -> Result<PathBuf, CliError> {
         let lower: Vec<String> = r.layers.iter().rev().map(|d| format!("{}/root", d.hex())).collect();
         let opts = format!("lowerdir={},upperdir={},workdir={}", lower.join(":"), dir.join("upper").display(), dir.join("work").display());
         let res = mount("overlay", &rootfs, "overlay", 0, &opts);
-        std::env::set_current_dir(&cwd).ctx(|| format!("chdir {}", cwd.display()))?;
+        std::env::set_current_dir(&cwd).ctx_path("chdir", &cwd)?;
         res?;
     }
     Ok(rootfs)
@@ -98,23 +98,22 @@ impl Copier {
 
     fn finish(&self, to: &Path, m: &fs::Metadata) -> Result<(), CliError> {
         let (uid, gid) = self.owner.unwrap_or((m.uid(), m.gid()));
-        std::os::unix::fs::lchown(to, Some(uid), Some(gid)).ctx(|| format!("chown {}", to.display()))?;
+        std::os::unix::fs::lchown(to, Some(uid), Some(gid)).ctx_path("chown", to)?;
         if !m.file_type().is_symlink() {
-            fs::set_permissions(to, fs::Permissions::from_mode(m.mode() & 0o7777)).ctx(|| format!("chmod {}", to.display()))?;
+            fs::set_permissions(to, fs::Permissions::from_mode(m.mode() & 0o7777)).ctx_path("chmod", to)?;
         }
         Ok(())
     }
 
     fn copy(&self, from: &Path, to: &Path) -> Result<(), CliError> {
-        let m = fs::symlink_metadata(from).ctx(|| format!("stat {}", from.display()))?;
+        let m = fs::symlink_metadata(from).ctx_path("stat", from)?;
         let ft = m.file_type();
         if ft.is_dir() {
             self.clear(to, true)?;
             if !to.exists() {
-                fs::create_dir(to).ctx(|| format!("create {}", to.display()))?;
+                fs::create_dir(to).ctx_path("create", to)?;
             }
-            let mut names: Vec<_> =
-                fs::read_dir(from).ctx(|| format!("read {}", from.display()))?.flatten().map(|e| e.file_name()).collect();
+            let mut names: Vec<_> = fs::read_dir(from).ctx_path("read", from)?.flatten().map(|e| e.file_name()).collect();
             names.sort();
             for n in names {
                 self.copy(&from.join(&n), &to.join(&n))?;
@@ -122,19 +121,18 @@ impl Copier {
         } else if ft.is_symlink() {
             self.clear(to, false)?;
             let _ = fs::remove_file(to);
-            symlink(fs::read_link(from).ctx(|| format!("read link {}", from.display()))?, to)
-                .ctx(|| format!("symlink {}", to.display()))?;
+            symlink(fs::read_link(from).ctx_path("read link", from)?, to).ctx_path("symlink", to)?;
         } else if ft.is_file() {
             self.clear(to, false)?;
-            let mut src = fs::File::open(from).ctx(|| format!("open {}", from.display()))?;
+            let mut src = fs::File::open(from).ctx_path("open", from)?;
             let mut dst = fs::OpenOptions::new()
                 .write(true)
                 .create(true)
                 .truncate(true)
                 .custom_flags(libc::O_NOFOLLOW)
                 .open(to)
-                .ctx(|| format!("create {}", to.display()))?;
-            io::copy(&mut src, &mut dst).ctx(|| format!("copy {} to {}", from.display(), to.display()))?;
+                .ctx_path("create", to)?;
+            io::copy(&mut src, &mut dst).ctx_paths("copy", from, to)?;
         } else {
             // Devices, FIFOs and sockets are not copied.
             return Ok(());

@@ -31,7 +31,7 @@ fn s(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         Value::Null => "-".into(),
-        other => other.to_string(),
+        other => crate::term::format::json_line(other),
     }
 }
 

@@ -82,7 +82,7 @@ pub fn events(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
         });
         let line = match &fmt {
             Format::Table => format!("{} {} {} {} ({})", e.time, e.kind, e.action, e.id, attrs.join(", ")),
-            Format::Json => v.to_string(),
+            Format::Json => crate::term::format::json_line(&v),
             Format::Template(t) => render(t, &v)?,
         };
         let mut out = io::stdout().lock();

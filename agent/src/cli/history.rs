@@ -88,7 +88,7 @@ pub fn image_history(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
         }
         Format::Json => {
             for r in &rows {
-                writeln!(out, "{}", as_json(r)).map_err(out_err)?;
+                writeln!(out, "{}", crate::term::format::json_line(&as_json(r))).map_err(out_err)?;
             }
         }
         Format::Template(t) => {

@@ -216,7 +216,7 @@ pub fn export(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
     let container = berth_runtime::container::record::find(&recs, name).ok().cloned();
     let copy = std::fs::read_to_string(ctx.root.join("storage-driver")).is_ok_and(|s| s.trim() == "copy");
     if container.is_none() && Store::find(&store.db()?, name).is_err() {
-        return Err(CliError::Op(Error::not_found(format!("No such container: {name}"))));
+        return Err(CliError::Op(Error::no_such_container(name)));
     }
     let write = |w: &mut dyn Write| match &container {
         Some(r) => store.export_container(&r.layers, &berth_runtime::container::record::dir(&ctx.root, &r.id), copy, w),
@@ -227,10 +227,10 @@ pub fn export(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
         |w| write(w),
         |p| {
             let tmp = p.with_extension(format!("berth-{}.tmp", std::process::id()));
-            let res = File::create(&tmp).map_err(|e| Error::io(format!("create {}", tmp.display()), e)).and_then(|mut f| {
+            let res = File::create(&tmp).map_err(|e| Error::io_at("create", &tmp, e)).and_then(|mut f| {
                 write(&mut f)?;
-                f.sync_all().map_err(|e| Error::io(format!("fsync {}", tmp.display()), e))?;
-                std::fs::rename(&tmp, p).map_err(|e| Error::io(format!("rename to {}", p.display()), e))
+                f.sync_all().map_err(|e| Error::io_at("fsync", &tmp, e))?;
+                std::fs::rename(&tmp, p).map_err(|e| Error::io_at("rename to", p, e))
             });
             if res.is_err() {
                 let _ = std::fs::remove_file(&tmp);
@@ -374,7 +374,7 @@ pub fn images(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
                     "UniqueSize": "N/A",
                     "VirtualSize": human_size(i.size),
                 });
-                writeln!(out, "{line}").map_err(out_err)?;
+                writeln!(out, "{}", crate::term::format::json_line(&line)).map_err(out_err)?;
             }
         }
         Format::Table => {
@@ -562,7 +562,7 @@ pub fn print_docs(fmt: &Format, docs: Vec<Value>) -> Result<(), CliError> {
         }
         Format::Json => {
             for d in &docs {
-                writeln!(out, "{d}").map_err(out_err)?;
+                writeln!(out, "{}", crate::term::format::json_line(d)).map_err(out_err)?;
             }
         }
         Format::Template(t) => {

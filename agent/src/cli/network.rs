@@ -216,7 +216,7 @@ pub fn ls(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
                 }
                 _ => {
                     for v in &rows {
-                        writeln!(out, "{v}").map_err(out_err)?;
+                        writeln!(out, "{}", crate::term::format::json_line(v)).map_err(out_err)?;
                     }
                 }
             }

@@ -147,7 +147,7 @@ pub fn ps(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
                 }
                 _ => {
                     for v in &vs {
-                        writeln!(out, "{v}").map_err(w)?;
+                        writeln!(out, "{}", crate::term::format::json_line(v)).map_err(w)?;
                     }
                 }
             }

@@ -114,7 +114,7 @@ pub fn stats(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
             Format::Table => table(&mut out, &["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "PIDS"], &rows).map_err(w)?,
             Format::Json => {
                 for l in &lines {
-                    writeln!(out, "{l}").map_err(w)?;
+                    writeln!(out, "{}", crate::term::format::json_line(l)).map_err(w)?;
                 }
             }
             Format::Template(t) => {

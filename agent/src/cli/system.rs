@@ -34,7 +34,7 @@ pub fn version(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
             writeln!(out, "berth version {VERSION}").map_err(w)?;
             writeln!(out, "  target:  {}-{}", std::env::consts::ARCH, std::env::consts::OS).map_err(w)?;
         }
-        Format::Json => writeln!(out, "{v}").map_err(w)?,
+        Format::Json => writeln!(out, "{}", crate::term::format::json_line(&v)).map_err(w)?,
         Format::Template(t) => writeln!(out, "{}", crate::term::format::render(&t, &v)?).map_err(w)?,
     }
     Ok(0)
@@ -149,7 +149,7 @@ pub fn info(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
     let mut out = std::io::stdout().lock();
     let w = |e: std::io::Error| berth_runtime::Error::io("write output", e);
     match fmt {
-        Format::Json => writeln!(out, "{v}").map_err(w)?,
+        Format::Json => writeln!(out, "{}", crate::term::format::json_line(&v)).map_err(w)?,
         Format::Template(t) => writeln!(out, "{}", crate::term::format::render(&t, &v)?).map_err(w)?,
         Format::Table => {
             for (label, key) in [
@@ -173,7 +173,7 @@ pub fn info(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
             ] {
                 let val = match &v[key] {
                     serde_json::Value::String(s) => s.clone(),
-                    other => other.to_string(),
+                    other => crate::term::format::json_line(other),
                 };
                 let val = if key == "MemTotal" { human_size(v[key].as_u64().unwrap_or(0)) } else { val };
                 writeln!(out, "{label}: {val}").map_err(w)?;
@@ -211,7 +211,7 @@ pub fn df(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
         Format::Json => {
             for (t, total, active, size, rec) in rows {
                 let line = json!({"Type": t, "TotalCount": total.to_string(), "Active": active.to_string(), "Size": human_size(size), "Reclaimable": format!("{} ({}%)", human_size(rec), pct(rec, size))});
-                writeln!(out, "{line}").map_err(|e| berth_runtime::Error::io("write output", e))?;
+                writeln!(out, "{}", crate::term::format::json_line(&line)).map_err(|e| berth_runtime::Error::io("write output", e))?;
             }
         }
         Format::Table => {

@@ -140,7 +140,7 @@ fn ls(ctx: &Ctx, m: &Matches) -> Result<i32, CliError> {
     let template = match &fmt {
         Format::Json => {
             for r in &rows {
-                writeln!(out, "{r}").map_err(out_err)?;
+                writeln!(out, "{}", crate::term::format::json_line(r)).map_err(out_err)?;
             }
             return Ok(0);
         }

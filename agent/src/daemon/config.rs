@@ -139,7 +139,7 @@ impl Config {
         match std::fs::read_to_string(path) {
             Ok(t) => Config::parse(&t, &path.display().to_string()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Ok(Config::default()),
-            Err(e) => Err(e).ctx(|| format!("read {}", path.display())),
+            Err(e) => Err(e).ctx_path("read", path),
         }
     }
 }

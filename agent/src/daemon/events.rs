@@ -5,15 +5,15 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
 
-use berth_proto::socket::{self as proto, Response};
-
 use super::Shared;
 
 /// `events`: the recent ones asked for, then live ones, until `until` or the client leaves.
 pub(super) async fn stream(stream: &mut UnixStream, sup: &Shared, since: Option<i64>, until: Option<i64>) {
-    let mut rx = sup.borrow().event_tx.subscribe();
-    let past = since.map(|s| sup.borrow().events_since(s)).unwrap_or_default();
-    let send = |e: proto::Event| proto::encode(&Response::Event(Box::new(e)));
+    // The recent events and the live subscription in one borrow: nothing falls between them.
+    let (past, (mut next, mut rx)) = {
+        let s = sup.borrow();
+        (since.map(|t| s.events.since(t)).unwrap_or_default(), s.events.subscribe())
+    };
     for (secs, frame) in past {
         if until.is_some_and(|u| secs > u) {
             return;
@@ -27,21 +27,20 @@ pub(super) async fn stream(stream: &mut UnixStream, sup: &Shared, since: Option<
     }
     let deadline = until.map(|u| tokio::time::Instant::now() + Duration::from_secs((u - berth_runtime::timefmt::now()).max(0) as u64));
     loop {
-        let next = async {
+        let changed = async {
             match deadline {
-                Some(d) => tokio::time::timeout_at(d, rx.recv()).await.ok(),
-                None => Some(rx.recv().await),
+                Some(d) => tokio::time::timeout_at(d, rx.changed()).await.ok(),
+                None => Some(rx.changed().await),
             }
         };
-        match next.await {
-            Some(Ok(e)) => {
-                let Ok(out) = send(e) else { return };
-                if stream.write_all(&out).await.is_err() {
-                    return;
-                }
+        // Err: the agent is going away; None: `until` has come.
+        let Some(Ok(())) = changed.await else { return };
+        let (frames, n) = sup.borrow().events.after(next);
+        next = n;
+        for frame in frames {
+            if stream.write_all(&frame).await.is_err() {
+                return;
             }
-            Some(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => continue,
-            _ => return,
         }
     }
 }

@@ -69,7 +69,7 @@ pub(crate) async fn stop(sup: &Shared, id: &str, timeout: Option<u32>) {
 
 pub(super) async fn handle(req: Request, sup: &Shared, upd: &Updates, fds: &mut Vec<OwnedFd>) -> Response {
     match req {
-        Request::Deployment => Response::Text(upd.borrow().state().to_string()),
+        Request::Deployment => Response::Text(upd.borrow().state_text()),
         Request::Rollback { name } => rollback(sup, upd, &name).await,
         Request::Ping => Response::Pong { pid: std::process::id() },
         // Streams are served by `socket::connection` itself.

@@ -41,13 +41,11 @@ impl State {
     }
 
     pub fn write(&self, root: &Path, id: &str) {
-        let doc = json!({"Status": self.status, "FailingStreak": self.streak, "Log": self.log});
+        let doc = serde_json::to_vec(&json!({"Status": self.status, "FailingStreak": self.streak, "Log": self.log})).unwrap_or_default();
         let run = berth_runtime::paths::health_file(root, id);
-        let ok = run.parent().is_some_and(|d| std::fs::create_dir_all(d).is_ok())
-            && berth_runtime::fsutil::replace(&run, doc.to_string().as_bytes()).is_ok();
+        let ok = run.parent().is_some_and(|d| std::fs::create_dir_all(d).is_ok()) && berth_runtime::fsutil::replace(&run, &doc).is_ok();
         if !ok {
-            let _ =
-                berth_runtime::fsutil::replace(&berth_runtime::container::record::dir(root, id).join("health"), doc.to_string().as_bytes());
+            let _ = berth_runtime::fsutil::replace(&berth_runtime::container::record::dir(root, id).join("health"), &doc);
         }
     }
 }

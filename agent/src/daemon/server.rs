@@ -6,17 +6,15 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use tokio::net::UnixListener;
-use tokio::signal::unix::{signal, SignalKind};
 
 use berth_runtime::{Error, Result};
 
+use super::signals::{self, Signals};
 use super::{health, notify, socket, supervisor, Options, Shared, Updates};
 
 pub(super) async fn serve(o: &Options, sup: Shared) -> Result<()> {
     // Signal handlers first, then the socket: whoever can connect can also stop us cleanly.
-    let mut chld = signal(SignalKind::child()).map_err(|e| Error::io("SIGCHLD handler", e))?;
-    let mut term = signal(SignalKind::terminate()).map_err(|e| Error::io("SIGTERM handler", e))?;
-    let mut int = signal(SignalKind::interrupt()).map_err(|e| Error::io("SIGINT handler", e))?;
+    let signals = Signals::install()?;
     let listener = UnixListener::from_std(socket::bind(&o.socket, o.group.as_deref())?).map_err(|e| Error::io("socket", e))?;
     // The user networks' DNS responders are tasks of this loop.
     sup.borrow_mut().nets.dns_sync();
@@ -38,13 +36,23 @@ pub(super) async fn serve(o: &Options, sup: Shared) -> Result<()> {
     let uevents = supervisor::hotplug::monitor();
     notify::ready();
     crate::info!("serving on {} for {}", o.socket.display(), sup.borrow().root.display());
+    // A child that ended before the handler was there (a preloaded container's monitor) sent its
+    // SIGCHLD to no one.
+    reap(&sup);
     loop {
         tokio::select! {
             c = listener.accept() => match c {
                 Ok((stream, _)) => { crate::daemon::spawn(socket::connection(stream, sup.clone(), upd.clone())); }
                 Err(e) => crate::warn!("accept: {e}"),
             },
-            _ = chld.recv() => reap(&sup),
+            got = signals.next() => {
+                if got & signals::CHILD != 0 {
+                    reap(&sup);
+                }
+                if got & (signals::TERMINATE | signals::INTERRUPT) != 0 {
+                    break;
+                }
+            }
             _ = adopted.tick(), if sup.borrow().adopted_count() > 0 => sup.borrow_mut().check_adopted(),
             _ = restart_timer(&sup) => sup.borrow_mut().restart_due(),
             _ = health_timer(&sup) => {
@@ -59,13 +67,11 @@ pub(super) async fn serve(o: &Options, sup: Shared) -> Result<()> {
                 let in_use: Vec<_> = sup.borrow().records().map(|r| r.image_id.clone()).collect();
                 super::disk::tick(&o.root, &o.disk, &in_use);
             }
-            _ = term.recv() => break,
-            _ = int.recv() => break,
         }
     }
     notify::stopping();
     if !o.live_restore {
-        shutdown(&sup).await;
+        shutdown(&sup, &signals).await;
     }
     Ok(())
 }
@@ -104,9 +110,8 @@ fn reap(sup: &Shared) {
 
 /// Stops every running container as `stop` would: its stop signal, then SIGKILL once its own
 /// stop timeout has passed.
-async fn shutdown(sup: &Shared) {
+async fn shutdown(sup: &Shared, signals: &Signals) {
     let running = sup.borrow().running();
-    let mut chld = signal(SignalKind::child()).ok();
     let now = tokio::time::Instant::now();
     let mut deadlines: Vec<(String, tokio::time::Instant)> = Vec::new();
     for (id, _, sig, timeout) in &running {
@@ -126,11 +131,7 @@ async fn shutdown(sup: &Shared) {
                 let _ = sup.borrow().kill(id, libc::SIGKILL);
             }
         }
-        match &mut chld {
-            Some(c) => {
-                let _ = tokio::time::timeout(Duration::from_millis(100), c.recv()).await;
-            }
-            None => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
+        // A child's exit, or 100 ms for the stop timeouts.
+        let _ = tokio::time::timeout(Duration::from_millis(100), signals.next()).await;
     }
 }

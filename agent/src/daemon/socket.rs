@@ -29,7 +29,7 @@ fn group_id(name: &str) -> Result<u32> {
 
 pub(super) fn bind(socket: &Path, group: Option<&str>) -> Result<std::os::unix::net::UnixListener> {
     if let Some(dir) = socket.parent() {
-        fs::create_dir_all(dir).map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+        fs::create_dir_all(dir).map_err(|e| Error::io_at("create", dir, e))?;
     }
     if socket.exists() {
         if std::os::unix::net::UnixStream::connect(socket).is_ok() {
@@ -37,10 +37,10 @@ pub(super) fn bind(socket: &Path, group: Option<&str>) -> Result<std::os::unix::
         }
         let _ = fs::remove_file(socket);
     }
-    let l = std::os::unix::net::UnixListener::bind(socket).map_err(|e| Error::io(format!("listen on {}", socket.display()), e))?;
-    fs::set_permissions(socket, fs::Permissions::from_mode(0o660)).map_err(|e| Error::io(format!("chmod {}", socket.display()), e))?;
+    let l = std::os::unix::net::UnixListener::bind(socket).map_err(|e| Error::io_at("listen on", socket, e))?;
+    fs::set_permissions(socket, fs::Permissions::from_mode(0o660)).map_err(|e| Error::io_at("chmod", socket, e))?;
     if let Some(g) = group {
-        std::os::unix::fs::chown(socket, Some(0), Some(group_id(g)?)).map_err(|e| Error::io(format!("chown {}", socket.display()), e))?;
+        std::os::unix::fs::chown(socket, Some(0), Some(group_id(g)?)).map_err(|e| Error::io_at("chown", socket, e))?;
     }
     l.set_nonblocking(true).map_err(|e| Error::io("socket", e))?;
     Ok(l)

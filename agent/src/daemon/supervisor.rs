@@ -22,6 +22,7 @@ use berth_runtime::{timefmt, Error, IoContext, Result};
 use crate::daemon::create;
 use berth_proto::socket::RunOptions;
 
+mod event_log;
 pub mod hotplug;
 pub mod networks;
 
@@ -50,12 +51,8 @@ pub struct Supervisor {
     last_exit: HashMap<Id, (i32, bool)>,
     /// `exec` waiters (our children) and who wants their exit code.
     execs: HashMap<i32, Option<oneshot::Sender<i32>>>,
-    /// Recent events (the last 256, as Docker keeps), each as its time and the frame `events`
-    /// sends: one allocation of about 200 bytes, where the event itself is a dozen small strings
-    /// that, long-lived among short-lived ones, kept whole allocator pages alive. And live
-    /// subscribers.
-    events: std::collections::VecDeque<(i64, Box<[u8]>)>,
-    pub event_tx: tokio::sync::broadcast::Sender<berth_proto::socket::Event>,
+    /// Recent events and their live subscribers.
+    pub events: event_log::EventLog,
     health: HashMap<Id, crate::daemon::health::State>,
     waiters: HashMap<Id, Vec<oneshot::Sender<i32>>>,
     /// Nodes hotplug made in running containers (forgotten when they exit).
@@ -74,7 +71,7 @@ type Id = std::rc::Rc<str>;
 impl Supervisor {
     pub fn new(root: &Path, copy: bool, net: networks::NetSettings) -> Result<Supervisor> {
         let store = Store::open(root)?;
-        fs::create_dir_all(root.join("containers")).ctx(|| format!("create {}", root.join("containers").display()))?;
+        fs::create_dir_all(root.join("containers")).ctx_path("create", &root.join("containers"))?;
         let cgroups = Cgroups::detect()?;
         let mut s = Supervisor {
             root: root.to_path_buf(),
@@ -89,8 +86,7 @@ impl Supervisor {
             backoff: HashMap::new(),
             last_exit: HashMap::new(),
             execs: HashMap::new(),
-            events: std::collections::VecDeque::new(),
-            event_tx: tokio::sync::broadcast::channel(256).0,
+            events: event_log::EventLog::default(),
             health: HashMap::new(),
             waiters: HashMap::new(),
             hotplugged: HashMap::new(),
@@ -174,22 +170,7 @@ impl Supervisor {
             attributes,
             kind: "container".into(),
         };
-        self.push_event(e);
-    }
-
-    fn push_event(&mut self, e: berth_proto::socket::Event) {
-        if self.events.len() >= 256 {
-            self.events.pop_front();
-        }
-        if let Ok(frame) = berth_proto::socket::encode(&berth_proto::socket::Response::Event(Box::new(e.clone()))) {
-            self.events.push_back((e.secs, frame.into_boxed_slice()));
-        }
-        let _ = self.event_tx.send(e);
-    }
-
-    /// The recent events at or after `since` (seconds), as (time, `events` frame).
-    pub fn events_since(&self, since: i64) -> Vec<(i64, Box<[u8]>)> {
-        self.events.iter().filter(|(secs, _)| *secs >= since).cloned().collect()
+        self.events.push(e);
     }
 
     /// When the next policy restart is due.
@@ -310,7 +291,7 @@ impl Supervisor {
         let mut made_volumes = Vec::new();
         let made = (|| {
             for d in ["upper", "work", "rootfs", "etc"] {
-                fs::create_dir_all(dir.join(d)).ctx(|| format!("create {}", dir.join(d).display()))?;
+                fs::create_dir_all(dir.join(d)).ctx_path("create", &dir.join(d))?;
             }
             if let Some(size) = berth_runtime::container::quota::parse(&o.storage_opt)? {
                 if self.copy {
@@ -354,7 +335,7 @@ impl Supervisor {
     /// Starts a created or exited container; `stdio` are the client's descriptors (foreground),
     /// otherwise output goes to the container's log file.
     pub fn start(&mut self, id: &str, stdio: Option<Vec<OwnedFd>>) -> std::result::Result<Vec<String>, StartError> {
-        let r = self.get(id).cloned().ok_or_else(|| Error::not_found(format!("No such container: {id}")))?;
+        let r = self.get(id).cloned().ok_or_else(|| Error::no_such_container(id))?;
         if r.is_running() {
             return Ok(Vec::new());
         }
@@ -418,7 +399,7 @@ impl Supervisor {
         let started = timefmt::now();
         let res = spawn::start(&launch);
         drop(stdio);
-        let rec = self.records.get_mut(id).ok_or_else(|| Error::not_found(format!("No such container: {id}")))?;
+        let rec = self.records.get_mut(id).ok_or_else(|| Error::no_such_container(id))?;
         match res {
             Ok(s) => {
                 rec.status =
@@ -436,7 +417,7 @@ impl Supervisor {
             Err(e) => {
                 let _ = cg.destroy();
                 self.net_stop(id);
-                let rec = self.records.get_mut(id).ok_or_else(|| Error::not_found(format!("No such container: {id}")))?;
+                let rec = self.records.get_mut(id).ok_or_else(|| Error::no_such_container(id))?;
                 rec.status = Status::Exited { code: e.code, started, finished: timefmt::now(), oom_killed: false, error: e.msg.clone() };
                 rec.save_status(&self.root)?;
                 self.finish(id, e.code);
@@ -522,7 +503,7 @@ impl Supervisor {
         cmd: Vec<String>,
         out: OwnedFd,
     ) -> std::result::Result<(i32, oneshot::Receiver<i32>), StartError> {
-        let r = self.records.get(id).ok_or_else(|| Error::not_found(format!("No such container: {id}")))?;
+        let r = self.records.get(id).ok_or_else(|| Error::no_such_container(id))?;
         let Status::Running { pid, .. } = r.status else {
             return Err(StartError { code: 125, msg: "container is not running".into() });
         };
@@ -701,7 +682,7 @@ impl Supervisor {
                 other.id
             )));
         }
-        let r = self.records.get_mut(id).ok_or_else(|| Error::not_found(format!("No such container: {id}")))?;
+        let r = self.records.get_mut(id).ok_or_else(|| Error::no_such_container(id))?;
         let old = std::mem::replace(&mut r.name, name.to_string());
         r.save(&self.root)?;
         self.emit(id, "rename", &[("oldName", old)]);
@@ -711,7 +692,7 @@ impl Supervisor {
     /// Docker's `update`: limits of a running container change at once; all are kept for later runs.
     pub fn update(&mut self, id: &str, res: &berth_runtime::cgroup::Resources, restart: Option<&str>) -> Result<Vec<String>> {
         let policy = restart.map(Restart::parse).transpose()?;
-        let r = self.records.get(id).ok_or_else(|| Error::not_found(format!("No such container: {id}")))?;
+        let r = self.records.get(id).ok_or_else(|| Error::no_such_container(id))?;
         let mut merged = r.spec.resources.clone();
         macro_rules! set {
             ($($f:ident),*) => { $( if res.$f.is_some() { merged.$f = res.$f; } )* };
@@ -719,7 +700,7 @@ impl Supervisor {
         set!(memory, memory_swap, memory_reservation, pids_limit, cpus, cpu_shares);
         merged.validate()?;
         let warnings = if r.is_running() { self.cgroups.open(&self.parent, id).update(res)? } else { Vec::new() };
-        let r = self.records.get_mut(id).ok_or_else(|| Error::not_found(format!("No such container: {id}")))?;
+        let r = self.records.get_mut(id).ok_or_else(|| Error::no_such_container(id))?;
         r.spec.resources = merged;
         if let Some(p) = policy {
             if r.auto_remove && p != Restart::No {
@@ -747,14 +728,14 @@ impl Supervisor {
                 Ok(())
             }
             Some(_) => Err(Error::conflict(format!("Container {} is not running", &id[..12]))),
-            None => Err(Error::not_found(format!("No such container: {id}"))),
+            None => Err(Error::no_such_container(id)),
         }
     }
 
     /// `pause`/`unpause`: the freezer (v1) or `cgroup.freeze` (v2), answered once the kernel
     /// reports the new state.
     pub fn pause(&mut self, id: &str, frozen: bool) -> Result<()> {
-        let r = self.records.get(id).ok_or_else(|| Error::not_found(format!("No such container: {id}")))?;
+        let r = self.records.get(id).ok_or_else(|| Error::no_such_container(id))?;
         let short = r.short_id().to_string();
         if !r.is_running() {
             return Err(Error::conflict(format!("Container {short} is not running")));
@@ -817,7 +798,7 @@ fn write_etc(dir: &Path, r: &Record) -> Result<()> {
     };
     let resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     for (name, content) in [("hosts", hosts), ("hostname", format!("{}\n", r.spec.hostname)), ("resolv.conf", resolv)] {
-        fs::write(dir.join(name), content).ctx(|| format!("write {}", dir.join(name).display()))?;
+        fs::write(dir.join(name), content).ctx_path("write", &dir.join(name))?;
     }
     Ok(())
 }

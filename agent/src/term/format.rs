@@ -28,6 +28,12 @@ fn compile(t: &str, missing: Missing) -> Result<Template, CliError> {
     Template::parse(t, missing).map_err(|e| op_err(e.0))
 }
 
+/// `v` as one line of JSON (`--format json`). Through serde_json's writer into a buffer, not
+/// `Value`'s `Display`, which brings its own copy of the writer and of a pretty-printing one.
+pub fn json_line(v: &Value) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
 /// One value through a template as Docker's typed contexts run it (`ps`, `images`, `version`,
 /// `info`, `events`, `stats`): a field the value lacks is an error, never `<no value>`.
 pub fn render(t: &str, v: &Value) -> Result<String, CliError> {

@@ -91,7 +91,7 @@ impl Source {
             if hops > 40 {
                 return Err(Error::invalid(format!("{src}: too many levels of symbolic links")));
             }
-            let target = fs::read_link(p).ctx(|| format!("read link {}", p.display()))?;
+            let target = fs::read_link(p).ctx_path("read link", p)?;
             let t = target.to_string_lossy().into_owned();
             done.pop();
             if t.starts_with('/') {
@@ -160,11 +160,11 @@ impl Source {
             for (k, (p, m)) in self.under(rel) {
                 h.update(format!("\0{k}\0{:o}\0{}\0", m.mode(), m.len()).as_bytes());
                 if m.file_type().is_symlink() {
-                    h.update(fs::read_link(p).ctx(|| format!("read link {}", p.display()))?.as_os_str().as_bytes());
+                    h.update(fs::read_link(p).ctx_path("read link", p)?.as_os_str().as_bytes());
                 } else if m.is_file() {
-                    let mut f = File::open(p).ctx(|| format!("open {}", p.display()))?;
+                    let mut f = File::open(p).ctx_path("open", p)?;
                     loop {
-                        let n = f.read(&mut buf).ctx(|| format!("read {}", p.display()))?;
+                        let n = f.read(&mut buf).ctx_path("read", p)?;
                         if n == 0 {
                             break;
                         }

@@ -138,8 +138,8 @@ pub fn write_layer(
             if copy.add && !src.is_dir(rel) && src.tree.get(rel).is_some_and(|(p, m)| m.is_file() && is_archive(p)) {
                 let (p, _) = &src.tree[rel];
                 let dir = scratch.join(format!("archive-{}", extracted.len()));
-                let f = File::open(p).ctx(|| format!("open {}", p.display()))?;
-                let (_, dec) = compress::decoder(BufReader::new(f)).ctx(|| format!("read {}", p.display()))?;
+                let f = File::open(p).ctx_path("open", p)?;
+                let (_, dec) = compress::decoder(BufReader::new(f)).ctx_path("read", p)?;
                 crate::image::layer::unpack(dec, &dir).map_err(|e| e.context(format!("ADD {rel}")))?;
                 extracted.push(context::layers(&[dir.join(crate::image::layer::ROOT)], "the archive")?);
             }
@@ -190,7 +190,7 @@ pub fn write_layer(
         parents(&mut items, &to);
         items.insert(to, Item::Bytes { data: data.as_bytes(), mtime: now, owner: root_owner, mode: copy.chmod.unwrap_or(0o644) });
     }
-    let f = File::create(out).ctx(|| format!("create {}", out.display()))?;
+    let f = File::create(out).ctx_path("create", out)?;
     let mut t = TarOut::new(BufWriter::with_capacity(256 * 1024, f));
     for (path, item) in &items {
         match item {
@@ -203,7 +203,7 @@ pub fn write_layer(
             Item::Bytes { data, mtime, owner, mode } => t.raw_entry(marker(*mode, owner.0, owner.1, *mtime), path.as_bytes(), data)?,
         }
     }
-    t.finish()?.flush().map_err(|e| Error::io(format!("write {}", out.display()), e))
+    t.finish()?.flush().map_err(|e| Error::io_at("write", out, e))
 }
 
 #[cfg(test)]

@@ -127,7 +127,7 @@ impl Cache {
         let map = match fs::read_to_string(&path) {
             Ok(t) => t.lines().filter_map(|l| l.split_once(' ')).map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => HashMap::new(),
-            Err(e) => return Err(Error::io(format!("read {}", path.display()), e)),
+            Err(e) => return Err(Error::io_at("read", &path, e)),
         };
         Ok(Cache { path, map })
     }
@@ -278,7 +278,7 @@ pub fn build(store: &Store, req: &Request, runner: &mut dyn Runner, out: &mut dy
     progress.done(n, t);
     let scratch = store.root().join("build").join(format!("tmp-{}", std::process::id()));
     remove_all(&scratch)?;
-    fs::create_dir_all(&scratch).ctx(|| format!("create {}", scratch.display()))?;
+    fs::create_dir_all(&scratch).ctx_path("create", &scratch)?;
     let cache = Cache::open(store)?;
     let mut b = Builder {
         store,
@@ -310,7 +310,7 @@ impl Builder<'_> {
                     self.progress.line(n, "transferring context: 2B done");
                     Ignore::default()
                 }
-                Err(e) => return Err(Error::io(format!("read {}", dir.join(".dockerignore").display()), e)),
+                Err(e) => return Err(Error::io_at("read", &dir.join(".dockerignore"), e)),
             };
             self.progress.done(n, t);
             let t = Instant::now();
@@ -460,7 +460,7 @@ impl Builder<'_> {
                     let image = context::layers(&layer_roots(self.store, cur.as_ref()), "the image")?;
                     let tmp = self.scratch.join("copy");
                     remove_all(&tmp)?;
-                    fs::create_dir_all(&tmp).ctx(|| format!("create {}", tmp.display()))?;
+                    fs::create_dir_all(&tmp).ctx_path("create", &tmp)?;
                     // A download is copied as it is, never unpacked (Docker unpacks only local archives).
                     let plain;
                     let c = if c.add && c.sources.iter().any(|s| is_url(s)) {
@@ -614,7 +614,7 @@ impl Builder<'_> {
         };
         let dir = self.scratch.join("url");
         remove_all(&dir)?;
-        fs::create_dir_all(&dir).ctx(|| format!("create {}", dir.display()))?;
+        fs::create_dir_all(&dir).ctx_path("create", &dir)?;
         for url in &c.sources {
             let name = if into_dir {
                 url_file_name(url)
@@ -628,7 +628,7 @@ impl Builder<'_> {
             if path.exists() {
                 return Err(fail(format!("{url}: two sources named {name:?}")));
             }
-            let mut f = fs::File::create(&path).ctx(|| format!("create {}", path.display()))?;
+            let mut f = fs::File::create(&path).ctx_path("create", &path)?;
             let mut h = HashingWriter { inner: &mut f, hasher: Hasher::new() };
             runner.fetch(url, &mut h).map_err(|e| fail(e.message().to_string()))?;
             let got = h.hasher.finish();
@@ -638,7 +638,7 @@ impl Builder<'_> {
                 }
             }
             use std::os::unix::fs::PermissionsExt;
-            fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).ctx(|| format!("chmod {}", path.display()))?;
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).ctx_path("chmod", &path)?;
         }
         let mut src = context::context(&dir, &Ignore::default(), u64::MAX)?;
         src.what = "the downloaded files".into();
@@ -664,7 +664,7 @@ impl Builder<'_> {
         // An empty source directory copied to `dir/` makes exactly the missing directories.
         let src = Source { tree: Default::default(), is_context: true, what: "WORKDIR".into() };
         let tmp = self.scratch.join("copy");
-        fs::create_dir_all(&tmp).ctx(|| format!("create {}", tmp.display()))?;
+        fs::create_dir_all(&tmp).ctx_path("create", &tmp)?;
         crate::build::copy::write_layer(&copy, &src, &[vec![String::new()]], &image, &tmp, timefmt::now(), layer)?;
         Ok(true)
     }

@@ -431,7 +431,7 @@ impl Made {
                 Ok(()) => true,
                 // Made by someone else, maybe without the init (an older run killed midway).
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
-                Err(e) => return Err(Error::io(format!("create cgroup {}", parent.display()), e)),
+                Err(e) => return Err(Error::io_at("create cgroup", parent, e)),
             };
             if made_parent {
                 self.dirs.push(parent.to_path_buf());
@@ -451,7 +451,7 @@ impl Made {
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                     return Err(Error::conflict(format!("cgroup {} already exists", dir.display())));
                 }
-                Err(e) => return Err(Error::io(format!("create cgroup {}", dir.display()), e)),
+                Err(e) => return Err(Error::io_at("create cgroup", dir, e)),
             }
         }
     }
@@ -502,7 +502,7 @@ fn write_error(path: &Path, value: &str, e: io::Error) -> Error {
 }
 
 fn read(path: &Path) -> Result<String> {
-    fs::read_to_string(path).ctx(|| format!("read {}", path.display()))
+    fs::read_to_string(path).ctx_path("read", path)
 }
 
 /// The file's content, or `None` when it does not exist (controller absent, old kernel).
@@ -510,7 +510,7 @@ fn read_opt(path: &Path) -> Result<Option<String>> {
     match fs::read_to_string(path) {
         Ok(s) => Ok(Some(s)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::io(format!("read {}", path.display()), e)),
+        Err(e) => Err(Error::io_at("read", path, e)),
     }
 }
 
@@ -608,7 +608,7 @@ fn remove_cgroup_dir(dir: &Path, deadline: Instant) -> Result<()> {
                 let pids = read_procs(dir).map(|p| format!("{p:?}")).unwrap_or_else(|_| "unknown".into());
                 return Err(Error::new(Kind::Conflict, format!("remove cgroup {}: still busy after 2 s (pids {pids})", dir.display())));
             }
-            Err(e) => return Err(Error::io(format!("remove cgroup {}", dir.display()), e)),
+            Err(e) => return Err(Error::io_at("remove cgroup", dir, e)),
         }
     }
 }
@@ -617,11 +617,11 @@ fn remove_child_groups(dir: &Path, deadline: Instant) -> Result<()> {
     let entries = match fs::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(Error::io(format!("read cgroup {}", dir.display()), e)),
+        Err(e) => return Err(Error::io_at("read cgroup", dir, e)),
     };
     for entry in entries {
-        let entry = entry.ctx(|| format!("read cgroup {}", dir.display()))?;
-        if entry.file_type().ctx(|| format!("stat {}", entry.path().display()))?.is_dir() {
+        let entry = entry.ctx_path("read cgroup", dir)?;
+        if entry.file_type().ctx_path("stat", &entry.path())?.is_dir() {
             remove_cgroup_dir(&entry.path(), deadline)?;
         }
     }

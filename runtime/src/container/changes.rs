@@ -95,11 +95,8 @@ fn parent(rel: &[u8]) -> &[u8] {
 
 /// Sorted names in `dir`.
 fn names(dir: &Path) -> Result<Vec<std::ffi::OsString>> {
-    let mut v: Vec<_> = fs::read_dir(dir)
-        .ctx(|| format!("read {}", dir.display()))?
-        .map(|e| e.map(|e| e.file_name()))
-        .collect::<io::Result<_>>()
-        .ctx(|| format!("read {}", dir.display()))?;
+    let mut v: Vec<_> =
+        fs::read_dir(dir).ctx_path("read", dir)?.map(|e| e.map(|e| e.file_name())).collect::<io::Result<_>>().ctx_path("read", dir)?;
     v.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
     Ok(v)
 }
@@ -112,7 +109,7 @@ fn dfs(root: &Path) -> Result<Vec<(Vec<u8>, PathBuf, Metadata)>> {
         stack.push((n.as_bytes().to_vec(), root.join(&n)));
     }
     while let Some((rel, p)) = stack.pop() {
-        let m = fs::symlink_metadata(&p).ctx(|| format!("stat {}", p.display()))?;
+        let m = fs::symlink_metadata(&p).ctx_path("stat", &p)?;
         if m.is_dir() {
             for n in names(&p)?.into_iter().rev() {
                 stack.push((join(&rel, n.as_bytes()), p.join(&n)));

@@ -18,16 +18,16 @@ pub fn overlay_supported() -> bool {
 }
 
 fn times_and_owner(p: &Path, m: &fs::Metadata) -> Result<()> {
-    std::os::unix::fs::lchown(p, Some(m.uid()), Some(m.gid())).ctx(|| format!("chown {}", p.display()))?;
+    std::os::unix::fs::lchown(p, Some(m.uid()), Some(m.gid())).ctx_path("chown", p)?;
     if !m.file_type().is_symlink() {
-        fs::set_permissions(p, fs::Permissions::from_mode(m.mode() & 0o7777)).ctx(|| format!("chmod {}", p.display()))?;
+        fs::set_permissions(p, fs::Permissions::from_mode(m.mode() & 0o7777)).ctx_path("chmod", p)?;
     }
     let c = cstring(p)?;
     let t = libc::timespec { tv_sec: m.mtime() as _, tv_nsec: m.mtime_nsec() as _ };
     let times = [t, t];
     // SAFETY: `c` is NUL-terminated and `times` holds the two timespecs utimensat reads.
     if unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) } != 0 {
-        return Err(Error::io(format!("set times of {}", p.display()), io::Error::last_os_error()));
+        return Err(Error::io_at("set times of", p, io::Error::last_os_error()));
     }
     Ok(())
 }
@@ -53,8 +53,8 @@ pub fn copy_up(layer_roots: &[PathBuf], sub: &str, dest: &Path) -> Result<bool> 
     prefix.push(b'/');
     let entries = all.into_iter().filter_map(|(rel, v)| rel.strip_prefix(&prefix[..]).map(|r| (r.to_vec(), v)));
     copy_entries(entries, dest)?;
-    std::os::unix::fs::lchown(dest, Some(top.uid()), Some(top.gid())).ctx(|| format!("chown {}", dest.display()))?;
-    fs::set_permissions(dest, fs::Permissions::from_mode(top.mode() & 0o7777)).ctx(|| format!("chmod {}", dest.display()))?;
+    std::os::unix::fs::lchown(dest, Some(top.uid()), Some(top.gid())).ctx_path("chown", dest)?;
+    fs::set_permissions(dest, fs::Permissions::from_mode(top.mode() & 0o7777)).ctx_path("chmod", dest)?;
     Ok(true)
 }
 
@@ -65,22 +65,21 @@ fn copy_entries(entries: impl Iterator<Item = (Vec<u8>, (PathBuf, fs::Metadata))
         let to = dest.join(std::ffi::OsStr::from_bytes(&rel));
         let ft = m.file_type();
         if ft.is_dir() {
-            fs::create_dir(&to).ctx(|| format!("create {}", to.display()))?;
+            fs::create_dir(&to).ctx_path("create", &to)?;
             dirs.push((to, m));
             continue;
         }
         if ft.is_symlink() {
-            symlink(fs::read_link(&src).ctx(|| format!("read link {}", src.display()))?, &to)
-                .ctx(|| format!("symlink {}", to.display()))?;
+            symlink(fs::read_link(&src).ctx_path("read link", &src)?, &to).ctx_path("symlink", &to)?;
         } else if ft.is_file() {
             if m.nlink() > 1 {
                 if let Some(first) = links.get(&(m.dev(), m.ino())) {
-                    fs::hard_link(first, &to).ctx(|| format!("link {}", to.display()))?;
+                    fs::hard_link(first, &to).ctx_path("link", &to)?;
                     continue;
                 }
                 links.insert((m.dev(), m.ino()), to.clone());
             }
-            fs::copy(&src, &to).ctx(|| format!("copy {} to {}", src.display(), to.display()))?;
+            fs::copy(&src, &to).ctx_paths("copy", &src, &to)?;
         } else {
             // FIFOs and sockets; device nodes never come out of an image.
             continue;

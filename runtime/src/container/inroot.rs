@@ -74,7 +74,7 @@ impl Root {
         // SAFETY: open with a NUL-terminated path; the descriptor is ours.
         let fd = unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) };
         if fd < 0 {
-            return Err(Error::io(format!("open {}", path.display()), io::Error::last_os_error()));
+            return Err(Error::io_at("open", path, io::Error::last_os_error()));
         }
         // SAFETY: a descriptor just opened.
         Ok(Root { fd: unsafe { OwnedFd::from_raw_fd(fd) }, path: path.to_path_buf() })
@@ -139,7 +139,7 @@ impl Root {
                 Ok(_) => continue,
                 Err(None) => {
                     let p = scoped_join(&self.path, path)?;
-                    std::fs::DirBuilder::new().recursive(true).create(&p).map_err(|e| Error::io(format!("create {}", p.display()), e))?;
+                    std::fs::DirBuilder::new().recursive(true).create(&p).map_err(|e| Error::io_at("create", &p, e))?;
                     return self.open_checked(path, libc::O_PATH | libc::O_DIRECTORY);
                 }
                 Err(Some(e)) if e.raw_os_error() == Some(libc::ENOENT) => {

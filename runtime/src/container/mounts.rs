@@ -340,7 +340,7 @@ pub fn make(volumes: &Volumes, plan: &Plan, layer_roots: &[PathBuf]) -> Result<V
     let mut made = Vec::new();
     let res = (|| {
         for d in &plan.create_dirs {
-            std::fs::create_dir_all(d).map_err(|e| Error::io(format!("create bind source {}", d.display()), e))?;
+            std::fs::create_dir_all(d).map_err(|e| Error::io_at("create bind source", d, e))?;
         }
         for v in &plan.volumes {
             let existed = volumes.get(&v.name).is_ok();
@@ -351,7 +351,7 @@ pub fn make(volumes: &Volumes, plan: &Plan, layer_roots: &[PathBuf]) -> Result<V
             volumes.ensure_mounted(&rec)?;
             if let Some(from) = &v.copy_from {
                 let data = volumes.data_dir(&v.name);
-                let empty = std::fs::read_dir(&data).map_err(|e| Error::io(format!("read {}", data.display()), e))?.next().is_none();
+                let empty = std::fs::read_dir(&data).map_err(|e| Error::io_at("read", &data, e))?.next().is_none();
                 if empty {
                     crate::container::copyfs::copy_up(layer_roots, from, &data)
                         .map_err(|e| e.context(format!("copy the image's {from} into volume {}", v.name)))?;

@@ -62,7 +62,7 @@ pub fn project_id(container_id: &str) -> u32 {
 pub fn limit(dirs: &[&Path], projid: u32, bytes: u64) -> Result<()> {
     let unsupported = |what: &str, e: std::io::Error| Error::invalid(format!("{UNSUPPORTED} ({what}: {e})"));
     for d in dirs {
-        let f = File::open(d).ctx(|| format!("open {}", d.display()))?;
+        let f = File::open(d).ctx_path("open", d)?;
         let mut x = FsXattr::default();
         // SAFETY: FS_IOC_FSGETXATTR writes one struct fsxattr into `x`, which we own.
         if unsafe { libc::ioctl(f.as_raw_fd(), FS_IOC_FSGETXATTR as _, &mut x as *mut FsXattr) } != 0 {

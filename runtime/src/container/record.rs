@@ -152,7 +152,7 @@ impl Record {
     }
 
     pub fn load(path: &Path) -> Result<Record> {
-        let data = std::fs::read(path).ctx(|| format!("read {}", path.display()))?;
+        let data = std::fs::read(path).ctx_path("read", path)?;
         let damaged = || Error::invalid(format!("container record {} is damaged", path.display()));
         let body = crate::digest::unseal(MAGIC, &data).ok_or_else(damaged)?;
         postcard::from_bytes(body).map_err(|_| damaged())
@@ -209,7 +209,7 @@ fn find_in<'a>(records: &mut dyn Iterator<Item = &'a Record>, key: &str) -> Resu
     }
     match (prefixed, hits) {
         (Some(r), 1) => Ok(r),
-        (None, _) => Err(Error::not_found(format!("No such container: {key}"))),
+        (None, _) => Err(Error::no_such_container(key)),
         _ => Err(Error::invalid(format!("multiple IDs found with provided prefix: {key}"))),
     }
 }

@@ -76,7 +76,7 @@ pub fn scoped_join(root: &Path, path: &str) -> Result<PathBuf> {
                 if hops > 40 {
                     return Err(Error::invalid(format!("too many levels of symbolic links in {path}")));
                 }
-                let target = fs::read_link(&cur).ctx(|| format!("read link {}", cur.display()))?;
+                let target = fs::read_link(&cur).ctx_path("read link", &cur)?;
                 if target.is_absolute() {
                     parts.clear();
                 }
@@ -99,7 +99,7 @@ fn comp_name(c: Component) -> Option<std::ffi::OsString> {
 }
 
 fn mkdir_p(p: &Path) -> Result<()> {
-    fs::DirBuilder::new().recursive(true).mode(0o755).create(p).ctx(|| format!("create {}", p.display()))
+    fs::DirBuilder::new().recursive(true).mode(0o755).create(p).ctx_path("create", p)
 }
 
 fn mknod_char(p: &Path, major: u32, minor: u32, mode: u32) -> Result<()> {
@@ -107,10 +107,10 @@ fn mknod_char(p: &Path, major: u32, minor: u32, mode: u32) -> Result<()> {
     // SAFETY: `c` is NUL-terminated; makedev and mknod only read their arguments.
     let rc = unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | mode, libc::makedev(major, minor)) };
     if rc != 0 {
-        return Err(Error::io(format!("mknod {}", p.display()), io::Error::last_os_error()));
+        return Err(Error::io_at("mknod", p, io::Error::last_os_error()));
     }
     // mknod honours the umask; the nodes must be 0666 whatever it is.
-    fs::set_permissions(p, fs::Permissions::from_mode(mode)).ctx(|| format!("chmod {}", p.display()))
+    fs::set_permissions(p, fs::Permissions::from_mode(mode)).ctx_path("chmod", p)
 }
 
 /// Everything from the overlay mount to just before pivot_root. Runs in the container's
@@ -140,7 +140,7 @@ pub type Mapped = Option<(RawFd, IdMap)>;
 fn chown_mapped(p: &Path, m: &Mapped, uid: u32, gid: u32) -> Result<()> {
     let Some((_, map)) = m else { return Ok(()) };
     let (Some(u), Some(g)) = (map.host_uid(uid), map.host_gid(gid)) else { return Ok(()) };
-    std::os::unix::fs::lchown(p, Some(u), Some(g)).ctx(|| format!("chown {}", p.display()))
+    std::os::unix::fs::lchown(p, Some(u), Some(g)).ctx_path("chown", p)
 }
 
 /// tmpfs data with its owner moved into the container's range (tmpfs is made by host root).
@@ -183,7 +183,7 @@ pub fn build(l: &Layout, spec: &Spec, mapped: Mapped) -> Result<()> {
         mount(&l.rootfs.to_string_lossy(), l.rootfs, "", libc::MS_BIND | libc::MS_REC, "")?;
     } else {
         // Relative lower dirs keep the option string short: it is limited to one page.
-        std::env::set_current_dir(l.layers_dir).ctx(|| format!("chdir {}", l.layers_dir.display()))?;
+        std::env::set_current_dir(l.layers_dir).ctx_path("chdir", l.layers_dir)?;
         let lower: Vec<&str> = l.layers.iter().rev().map(String::as_str).collect();
         if let Some((ns, map)) = m {
             // The shared layers stay host root's on disk; an id-mapped copy of each, stacked on
@@ -193,7 +193,7 @@ pub fn build(l: &Layout, spec: &Spec, mapped: Mapped) -> Result<()> {
                 crate::userns::idmap_in_place(&l.layers_dir.join(d), *ns)?;
             }
             for d in [l.upper, l.work] {
-                std::os::unix::fs::chown(d, Some(map.uid), Some(map.gid)).ctx(|| format!("chown {}", d.display()))?;
+                std::os::unix::fs::chown(d, Some(map.uid), Some(map.gid)).ctx_path("chown", d)?;
             }
         }
         let opts = format!("lowerdir={},upperdir={},workdir={}", lower.join(":"), l.upper.display(), l.work.display());
@@ -315,7 +315,7 @@ pub fn build(l: &Layout, spec: &Spec, mapped: Mapped) -> Result<()> {
 /// A bind mount of a file, directory, socket or device node: the mount point is made as an
 /// empty file for anything but a directory (mounting a file on a directory fails).
 fn bind(root: &Root, source: &Path, target: &str, readonly: bool, propagation: Option<&str>, mapped: &Mapped) -> Result<()> {
-    let m = fs::metadata(source).ctx(|| format!("bind source {}", source.display()))?;
+    let m = fs::metadata(source).ctx_path("bind source", source)?;
     let fd = if m.is_dir() { root.mkdir_all(target)? } else { root.create_file(target)? };
     match mapped {
         // Under a user namespace the host's files are seen id-mapped: host root's are the
@@ -346,7 +346,7 @@ fn bind_file(root: &Root, src: &Path, target: &str, mapped: &Mapped) -> Result<(
 /// pivot_root into `rootfs` without a spare directory (runc's trick: pivot onto itself, then
 /// detach the old root stacked underneath).
 pub fn pivot(rootfs: &Path) -> Result<()> {
-    std::env::set_current_dir(rootfs).ctx(|| format!("chdir {}", rootfs.display()))?;
+    std::env::set_current_dir(rootfs).ctx_path("chdir", rootfs)?;
     let dot: &CStr = c".";
     // SAFETY: plain syscalls on NUL-terminated constant strings.
     unsafe {

@@ -881,7 +881,7 @@ pub fn exec_in(l: &ExecLaunch) -> std::result::Result<Started, StartError> {
     // process need not write when it is born in that group.
     let mut procs = Vec::new();
     for (p, v2) in l.cgroup.self_join_files() {
-        let f = std::fs::OpenOptions::new().write(true).open(&p).map_err(|e| Error::io(format!("open {}", p.display()), e))?;
+        let f = std::fs::OpenOptions::new().write(true).open(&p).map_err(|e| Error::io_at("open", &p, e))?;
         procs.push((v2, f));
     }
     let cgroup2 = l.cgroup.cgroup2_dir().and_then(|d| std::fs::File::open(d).ok());

@@ -49,7 +49,7 @@ pub fn read_xattrs(p: &Path) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         match e.raw_os_error() {
             Some(libc::ERANGE) if names.len() < 1 << 20 => names.resize(names.len() * 4, 0),
             Some(libc::ENOTSUP) => return Ok(Vec::new()),
-            _ => return Err(Error::io(format!("list xattrs of {}", p.display()), e)),
+            _ => return Err(Error::io_at("list xattrs of", p, e)),
         }
     };
     let mut out = Vec::new();
@@ -211,7 +211,7 @@ impl Store {
         let mut unpacked = Vec::new();
         let u = match img.layer {
             Some(Layer::File(tar)) => {
-                let f = File::open(tar).ctx(|| format!("open {}", tar.display()))?;
+                let f = File::open(tar).ctx_path("open", tar)?;
                 Some(layer::unpack(BufReader::with_capacity(256 * 1024, f), &dir)?)
             }
             Some(Layer::Stream(r)) => Some(layer::unpack(BufReader::with_capacity(256 * 1024, r), &dir)?),

@@ -47,7 +47,7 @@ impl Db {
         let data = match std::fs::read(path) {
             Ok(d) => d,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Db::default()),
-            Err(e) => return Err(Error::io(format!("read {}", path.display()), e)),
+            Err(e) => return Err(Error::io_at("read", path, e)),
         };
         let damaged = || Error::invalid(format!("{} is damaged (checksum mismatch or truncated)", path.display()));
         if data.len() < MAGIC.len() + 32 || &data[..8] != MAGIC {

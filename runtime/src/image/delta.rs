@@ -27,8 +27,8 @@ pub struct Stats {
 }
 
 fn reader(path: &Path) -> Result<TarReader<Box<dyn Read>>> {
-    let f = File::open(path).ctx(|| format!("open {}", path.display()))?;
-    let (_, dec) = compress::decoder(BufReader::with_capacity(128 * 1024, f)).ctx(|| format!("read {}", path.display()))?;
+    let f = File::open(path).ctx_path("open", path)?;
+    let (_, dec) = compress::decoder(BufReader::with_capacity(128 * 1024, f)).ctx_path("read", path)?;
     Ok(TarReader::new(dec))
 }
 
@@ -172,12 +172,12 @@ struct Out {
 impl Out {
     fn create(dst: &Path) -> Result<Out> {
         let tmp = dst.with_extension("tmp");
-        let f = File::create(&tmp).ctx(|| format!("create {}", tmp.display()))?;
+        let f = File::create(&tmp).ctx_path("create", &tmp)?;
         Ok(Out { w: std::io::BufWriter::new(f), tmp, dst: dst.to_path_buf(), buf: vec![0u8; 128 * 1024] })
     }
 
     fn io(&self, e: std::io::Error) -> Error {
-        Error::io(format!("write {}", self.tmp.display()), e)
+        Error::io_at("write", &self.tmp, e)
     }
 
     /// One entry: its header as read (the raw bytes of an entry start with the previous entry's
@@ -192,7 +192,7 @@ impl Out {
         let mut left = e.size;
         while left > 0 {
             let want = left.min(self.buf.len() as u64) as usize;
-            let n = tar.read(&mut self.buf[..want]).ctx(|| format!("read {}", src.display()))?;
+            let n = tar.read(&mut self.buf[..want]).ctx_path("read", src)?;
             if n == 0 {
                 return Err(Error::invalid(format!("{}: truncated", src.display())));
             }
@@ -223,9 +223,9 @@ impl Out {
     fn finish(mut self) -> Result<u64> {
         self.w.write_all(&[0u8; 1024]).map_err(|e| self.io(e))?;
         let f = self.w.into_inner().map_err(|e| Error::io(format!("write {}", self.tmp.display()), e.into_error()))?;
-        f.sync_all().ctx(|| format!("sync {}", self.tmp.display()))?;
-        let size = f.metadata().ctx(|| format!("stat {}", self.tmp.display()))?.len();
-        std::fs::rename(&self.tmp, &self.dst).ctx(|| format!("rename {} to {}", self.tmp.display(), self.dst.display()))?;
+        f.sync_all().ctx_path("sync", &self.tmp)?;
+        let size = f.metadata().ctx_path("stat", &self.tmp)?.len();
+        std::fs::rename(&self.tmp, &self.dst).ctx_paths("rename", &self.tmp, &self.dst)?;
         Ok(size)
     }
 }

@@ -173,13 +173,13 @@ impl Store {
                     return Err(Error::not_found(format!("{} is not a directory", d.display())));
                 }
                 let tarball = scratch.dir.join("rootfs.tar");
-                let f = File::create(&tarball).ctx(|| format!("create {}", tarball.display()))?;
+                let f = File::create(&tarball).ctx_path("create", &tarball)?;
                 let mut w = TarOut::new(std::io::BufWriter::new(f));
                 for (rel, p, m) in walk(d)? {
                     w.path(&rel, &p, &m)?;
                 }
-                std::io::Write::flush(&mut w.finish()?).ctx(|| format!("write {}", tarball.display()))?;
-                let f = File::open(&tarball).ctx(|| format!("open {}", tarball.display()))?;
+                std::io::Write::flush(&mut w.finish()?).ctx_path("write", &tarball)?;
+                let f = File::open(&tarball).ctx_path("open", &tarball)?;
                 layer::unpack(BufReader::new(f), &dir)?
             }
         };

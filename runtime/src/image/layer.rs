@@ -118,9 +118,9 @@ pub fn unpack(mut src: impl Read, dest: &Path) -> Result<Unpacked> {
 /// 7 KB each).
 fn unpack_from(src: &mut dyn Read, dest: &Path) -> Result<Unpacked> {
     let root = dest.join(ROOT);
-    fs::create_dir_all(&root).ctx(|| format!("create {}", root.display()))?;
+    fs::create_dir_all(&root).ctx_path("create", &root)?;
     let split_path = dest.join(SPLIT);
-    let split_file = File::create(&split_path).ctx(|| format!("create {}", split_path.display()))?;
+    let split_file = File::create(&split_path).ctx_path("create", &split_path)?;
     let mut skel = Skeleton { w: crate::gzip::GzEncoder::new(BufWriter::new(split_file), 1) };
     let mut tar = TarReader::new(BufReader::with_capacity(BUF, HashReader::new(src)));
     let mut u = Unpacker {
@@ -133,7 +133,7 @@ fn unpack_from(src: &mut dyn Read, dest: &Path) -> Result<Unpacked> {
         buf: vec![0; BUF],
     };
     let (mut entries, mut devices) = (0u64, 0u64);
-    let w = |e: io::Error| Error::io(format!("write {}", split_path.display()), e);
+    let w = |e: io::Error| Error::io_at("write", &split_path, e);
     while let Some(e) = tar.next_entry()? {
         entries += 1;
         u.seq = u.seq.checked_add(1).ok_or_else(|| Error::invalid("layer has too many entries"))?;
@@ -155,7 +155,7 @@ fn unpack_from(src: &mut dyn Read, dest: &Path) -> Result<Unpacked> {
     u.finish()?;
     if !u.moves.is_empty() {
         let data = postcard::to_allocvec(&u.moves).map_err(|e| Error::invalid(format!("encode moves: {e}")))?;
-        fs::write(dest.join(MOVES), data).ctx(|| format!("write {}", dest.join(MOVES).display()))?;
+        fs::write(dest.join(MOVES), data).ctx_path("write", &dest.join(MOVES))?;
     }
     let hr = tar.into_inner().into_inner();
     Ok(Unpacked { size: hr.hasher.count(), diff_id: hr.hasher.finish(), entries, skipped_devices: devices })
@@ -190,9 +190,9 @@ impl Unpacker {
                 }
                 Ok(_) => return Err(Error::invalid(format!("parent {:?} is not a directory", show(&key)))),
                 Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
-                    fs::create_dir(&p).ctx(|| format!("create {}", p.display()))?;
+                    fs::create_dir(&p).ctx_path("create", &p)?;
                 }
-                Err(e) => return Err(Error::io(format!("stat {}", p.display()), e)),
+                Err(e) => return Err(Error::io_at("stat", &p, e)),
             }
             self.known_dirs.insert(key);
         }
@@ -207,7 +207,7 @@ impl Unpacker {
         let m = match fs::symlink_metadata(&p) {
             Ok(m) => m,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-            Err(e) => return Err(Error::io(format!("stat {}", p.display()), e)),
+            Err(e) => return Err(Error::io_at("stat", &p, e)),
         };
         if m.is_dir() && new_is_dir {
             return Ok(true);
@@ -215,7 +215,7 @@ impl Unpacker {
         if comps.is_empty() {
             return Err(Error::invalid("entry replaces the layer root"));
         }
-        fs::create_dir_all(&self.side).ctx(|| format!("create {}", self.side.display()))?;
+        fs::create_dir_all(&self.side).ctx_path("create", &self.side)?;
         let n = self.moves.len() as u32;
         let to = self.side.join(n.to_string());
         fs::rename(&p, &to).ctx(|| format!("move {} aside", p.display()))?;
@@ -257,7 +257,7 @@ impl Unpacker {
         match e.kind {
             Kind::Dir => {
                 if !merged {
-                    fs::create_dir(&p).ctx(|| format!("create {}", p.display()))?;
+                    fs::create_dir(&p).ctx_path("create", &p)?;
                 }
                 self.known_dirs.insert(comps.join(&b'/'));
                 self.dirs.push(DirMeta { path: p, entry: e.clone() });
@@ -270,7 +270,7 @@ impl Unpacker {
                     .custom_flags(libc::O_NOFOLLOW)
                     .mode(0o600)
                     .open(&p)
-                    .ctx(|| format!("create {}", p.display()))?;
+                    .ctx_path("create", &p)?;
                 let mut left = e.size;
                 while left > 0 {
                     let want = self.buf.len().min(left as usize);
@@ -278,12 +278,12 @@ impl Unpacker {
                     if n == 0 {
                         return Err(Error::invalid("layer is truncated"));
                     }
-                    f.write_all(&self.buf[..n]).ctx(|| format!("write {}", p.display()))?;
+                    f.write_all(&self.buf[..n]).ctx_path("write", &p)?;
                     left -= n as u64;
                 }
             }
             Kind::Symlink => {
-                std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&e.link), &p).ctx(|| format!("symlink {}", p.display()))?;
+                std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&e.link), &p).ctx_path("symlink", &p)?;
             }
             Kind::HardLink => {
                 let target = normalize(&e.link)
@@ -296,7 +296,7 @@ impl Unpacker {
                     Err(_) => return Err(Error::invalid(format!("hard link target {:?} is not in the layer", show(&e.link)))),
                 }
                 // linkat without AT_SYMLINK_FOLLOW links a symlink itself, never what it points to.
-                return fs::hard_link(&t, &p).ctx(|| format!("hard link {}", p.display()));
+                return fs::hard_link(&t, &p).ctx_path("hard link", &p);
             }
             Kind::Fifo => mknod(&p, libc::S_IFIFO, 0o600, 0)?,
             Kind::Char | Kind::Block => return Ok(()),
@@ -320,7 +320,7 @@ fn mknod(p: &Path, kind: libc::mode_t, mode: libc::mode_t, dev: libc::dev_t) -> 
     let c = cstring(p)?;
     // SAFETY: `c` is a valid NUL-terminated path; mknod reads it only during the call.
     if unsafe { libc::mknod(c.as_ptr(), kind | mode, dev) } != 0 {
-        return Err(Error::io(format!("mknod {}", p.display()), io::Error::last_os_error()));
+        return Err(Error::io_at("mknod", p, io::Error::last_os_error()));
     }
     Ok(())
 }
@@ -335,7 +335,7 @@ fn set_xattr(p: &Path, name: &[u8], value: &[u8]) -> Result<()> {
         // A file system without xattr support loses the attribute, as `tar -x` does; a full disk
         // is still an error.
         if matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT)) {
-            return Err(Error::io(format!("set xattr on {}", p.display()), e));
+            return Err(Error::io_at("set xattr on", p, e));
         }
     }
     Ok(())
@@ -345,9 +345,9 @@ fn set_xattr(p: &Path, name: &[u8], value: &[u8]) -> Result<()> {
 fn apply_meta(p: &Path, e: &Entry) -> Result<()> {
     let uid = u32::try_from(e.uid).map_err(|_| Error::invalid(format!("uid {} out of range", e.uid)))?;
     let gid = u32::try_from(e.gid).map_err(|_| Error::invalid(format!("gid {} out of range", e.gid)))?;
-    std::os::unix::fs::lchown(p, Some(uid), Some(gid)).ctx(|| format!("chown {}", p.display()))?;
+    std::os::unix::fs::lchown(p, Some(uid), Some(gid)).ctx_path("chown", p)?;
     if e.kind != Kind::Symlink {
-        fs::set_permissions(p, fs::Permissions::from_mode(e.mode)).ctx(|| format!("chmod {}", p.display()))?;
+        fs::set_permissions(p, fs::Permissions::from_mode(e.mode)).ctx_path("chmod", p)?;
     }
     for (k, v) in &e.xattrs {
         // overlayfs' own attributes would let an image forge whiteouts and redirects.
@@ -361,7 +361,7 @@ fn apply_meta(p: &Path, e: &Entry) -> Result<()> {
     // SAFETY: `c` is NUL-terminated and `times` holds the two timespecs utimensat reads.
     let rc = unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) };
     if rc != 0 {
-        return Err(Error::io(format!("set times of {}", p.display()), io::Error::last_os_error()));
+        return Err(Error::io_at("set times of", p, io::Error::last_os_error()));
     }
     Ok(())
 }
@@ -371,11 +371,13 @@ pub fn write_tar(dir: &Path, diff_id: &Digest, out: &mut dyn Write) -> Result<u6
     let moves: Vec<Move> = match fs::read(dir.join(MOVES)) {
         Ok(d) => postcard::from_bytes(&d).map_err(|e| Error::invalid(format!("{}: {e}", dir.join(MOVES).display())))?,
         Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(Error::io(format!("read {}", dir.join(MOVES).display()), e)),
+        Err(e) => return Err(Error::io_at("read", &dir.join(MOVES), e)),
     };
     let split = dir.join(SPLIT);
-    let f = File::open(&split).ctx(|| format!("open {}", split.display()))?;
-    let mut skel = crate::gzip::GzDecoder::new(BufReader::new(f));
+    let f = File::open(&split).ctx_path("open", &split)?;
+    // Boxed as `compress::decoder` boxes its source: one copy of the decoder in the binary.
+    let src: Box<dyn io::BufRead> = Box::new(BufReader::new(f));
+    let mut skel = crate::gzip::GzDecoder::new(src);
     let mut w = HashWriter::new(out);
     let mut buf = vec![0u8; BUF];
     let bad = || Error::invalid(format!("{} is corrupt", split.display()));
@@ -405,7 +407,7 @@ pub fn write_tar(dir: &Path, diff_id: &Digest, out: &mut dyn Write) -> Result<u6
                 let mut left = size;
                 while left > 0 {
                     let want = buf.len().min(left as usize);
-                    let n = f.read(&mut buf[..want]).ctx(|| format!("read {}", loc.display()))?;
+                    let n = f.read(&mut buf[..want]).ctx_path("read", &loc)?;
                     if n == 0 {
                         return Err(Error::invalid(format!("layer {diff_id}: {} changed on disk", loc.display())));
                     }

@@ -116,10 +116,10 @@ impl Store {
         tmp.push(format!(".berth-{}.tmp", std::process::id()));
         let tmp = std::path::PathBuf::from(tmp);
         let res = (|| {
-            let mut f = fs::File::create(&tmp).ctx(|| format!("create {}", tmp.display()))?;
+            let mut f = fs::File::create(&tmp).ctx_path("create", &tmp)?;
             self.save(names, &mut f)?;
-            f.sync_all().ctx(|| format!("fsync {}", tmp.display()))?;
-            fs::rename(&tmp, path).ctx(|| format!("rename to {}", path.display()))
+            f.sync_all().ctx_path("fsync", &tmp)?;
+            fs::rename(&tmp, path).ctx_path("rename to", path)
         })();
         if res.is_err() {
             let _ = fs::remove_file(&tmp);

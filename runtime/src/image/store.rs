@@ -62,7 +62,7 @@ impl Store {
     pub fn open(root: &Path) -> Result<Store> {
         for d in ["blobs/sha256", "layers", "tmp"] {
             let p = root.join(d);
-            fs::create_dir_all(&p).ctx(|| format!("create {}", p.display()))?;
+            fs::create_dir_all(&p).ctx_path("create", &p)?;
         }
         Ok(Store { root: root.to_path_buf() })
     }
@@ -98,7 +98,7 @@ impl Store {
     pub fn scratch<'a>(&self, lock: &'a StoreLock, name: &str) -> Result<Scratch<'a>> {
         let dir = self.root.join("tmp").join(format!("{name}-{}", std::process::id()));
         remove_all(&dir)?;
-        fs::create_dir_all(&dir).ctx(|| format!("create {}", dir.display()))?;
+        fs::create_dir_all(&dir).ctx_path("create", &dir)?;
         Ok(Scratch { dir, _lock: lock })
     }
 
@@ -106,14 +106,14 @@ impl Store {
     /// the rename of a layer and the write of the records).
     fn recover(&self, db: &Db) -> Result<()> {
         let tmp = self.root.join("tmp");
-        for e in fs::read_dir(&tmp).ctx(|| format!("read {}", tmp.display()))?.flatten() {
+        for e in fs::read_dir(&tmp).ctx_path("read", &tmp)?.flatten() {
             remove_all(&e.path())?;
         }
         let layers: HashSet<String> = db.layers.iter().map(|l| l.diff_id.hex().to_string()).collect();
         let blobs: HashSet<String> = db.images.iter().map(|i| i.id.hex().to_string()).collect();
         for (dir, keep) in [("layers", &layers), ("blobs/sha256", &blobs)] {
             let p = self.root.join(dir);
-            for e in fs::read_dir(&p).ctx(|| format!("read {}", p.display()))?.flatten() {
+            for e in fs::read_dir(&p).ctx_path("read", &p)?.flatten() {
                 if !keep.contains(e.file_name().to_string_lossy().as_ref()) {
                     remove_all(&e.path())?;
                 }

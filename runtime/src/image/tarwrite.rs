@@ -152,16 +152,13 @@ pub fn walk(dir: &Path) -> Result<Vec<(Vec<u8>, std::path::PathBuf, Metadata)>> 
     let mut out = Vec::new();
     let mut stack = vec![(Vec::new(), dir.to_path_buf())];
     while let Some((rel, p)) = stack.pop() {
-        let mut names: Vec<_> = fs::read_dir(&p)
-            .ctx(|| format!("read {}", p.display()))?
-            .map(|e| e.map(|e| e.file_name()))
-            .collect::<io::Result<_>>()
-            .ctx(|| format!("read {}", p.display()))?;
+        let mut names: Vec<_> =
+            fs::read_dir(&p).ctx_path("read", &p)?.map(|e| e.map(|e| e.file_name())).collect::<io::Result<_>>().ctx_path("read", &p)?;
         names.sort();
         let mut subdirs = Vec::new();
         for n in names {
             let child = p.join(&n);
-            let m = fs::symlink_metadata(&child).ctx(|| format!("stat {}", child.display()))?;
+            let m = fs::symlink_metadata(&child).ctx_path("stat", &child)?;
             let r = if rel.is_empty() { n.as_bytes().to_vec() } else { [&rel[..], b"/", n.as_bytes()].concat() };
             if m.is_dir() {
                 subdirs.push((r.clone(), child.clone()));

@@ -47,7 +47,7 @@ impl ContainerNet {
         match std::fs::read(&p) {
             Ok(data) => serde_json::from_slice(&data).map_err(|e| Error::invalid(format!("{}: {e}", p.display()))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ContainerNet::default()),
-            Err(e) => Err(Error::io(format!("read {}", p.display()), e)),
+            Err(e) => Err(Error::io_at("read", &p, e)),
         }
     }
 

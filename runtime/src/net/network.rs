@@ -150,7 +150,7 @@ pub struct Store {
 impl Store {
     pub fn open(root: &Path) -> Result<Store> {
         let dir = root.join("networks");
-        fs::create_dir_all(&dir).ctx(|| format!("create {}", dir.display()))?;
+        fs::create_dir_all(&dir).ctx_path("create", &dir)?;
         Ok(Store { dir })
     }
 
@@ -161,12 +161,12 @@ impl Store {
     /// Every network, the default one first, then by name.
     pub fn list(&self) -> Result<Vec<Network>> {
         let mut out = Vec::new();
-        for e in fs::read_dir(&self.dir).ctx(|| format!("read {}", self.dir.display()))? {
-            let p = e.ctx(|| format!("read {}", self.dir.display()))?.path();
+        for e in fs::read_dir(&self.dir).ctx_path("read", &self.dir)? {
+            let p = e.ctx_path("read", &self.dir)?.path();
             if p.extension().is_none_or(|x| x != "json") {
                 continue;
             }
-            let data = fs::read(&p).ctx(|| format!("read {}", p.display()))?;
+            let data = fs::read(&p).ctx_path("read", &p)?;
             let n: Network = serde_json::from_slice(&data).map_err(|e| Error::invalid(format!("network record {}: {e}", p.display())))?;
             out.push(n);
         }
@@ -196,7 +196,7 @@ impl Store {
     fn delete(&self, n: &Network) -> Result<()> {
         let p = self.path(&n.id);
         match fs::remove_file(&p) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::io(format!("remove {}", p.display()), e)),
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::io_at("remove", &p, e)),
             _ => fsutil::fsync_dir(&self.dir),
         }
     }

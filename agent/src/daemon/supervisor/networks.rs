@@ -142,7 +142,7 @@ impl Supervisor {
             attributes,
             kind: "network".into(),
         };
-        self.push_event(e);
+        self.events.push(e);
     }
 
     /// A new container's networks exist and take it (`--ip` free and in the subnet), and its
@@ -229,7 +229,7 @@ impl Supervisor {
             files::hosts(&Hosts { hostname: &r.spec.hostname, domainname: "", ips: &ips, add_hosts: &add_hosts, host_gateway, links })?;
         let resolv = self.resolv_conf_of(cfg);
         for (name, content) in [("hosts", hosts), ("resolv.conf", resolv)] {
-            std::fs::write(etc.join(name), content).ctx(|| format!("write {}", etc.join(name).display()))?;
+            std::fs::write(etc.join(name), content).ctx_path("write", &etc.join(name))?;
         }
         Ok(())
     }
@@ -255,14 +255,14 @@ impl Supervisor {
     fn edit_net_etc(&self, r: &Record, cfg: &ContainerNet, added: Option<IpAddr>, removed: Option<IpAddr>) -> Result<()> {
         let etc = record::dir(&self.root, &r.id).join("etc");
         let path = etc.join("hosts");
-        let text = std::fs::read_to_string(&path).ctx(|| format!("read {}", path.display()))?;
+        let text = std::fs::read_to_string(&path).ctx_path("read", &path)?;
         let mut hosts = files::edit_hosts(&text, &r.spec.hostname, removed, added);
         if hosts.is_empty() {
             hosts.push('\n');
         }
-        std::fs::write(&path, hosts).ctx(|| format!("write {}", path.display()))?;
+        std::fs::write(&path, hosts).ctx_path("write", &path)?;
         let path = etc.join("resolv.conf");
-        std::fs::write(&path, self.resolv_conf_of(cfg)).ctx(|| format!("write {}", path.display()))
+        std::fs::write(&path, self.resolv_conf_of(cfg)).ctx_path("write", &path)
     }
 
     /// A container ended (or could not start): its endpoints go.
@@ -349,7 +349,7 @@ impl Supervisor {
     pub fn network_connect(&mut self, key: &str, id: &str, req: ConnectRequest) -> Result<()> {
         self.nets.usable()?;
         let net = self.nets.store.get(key)?;
-        let r = self.records.get(id).cloned().ok_or_else(|| Error::not_found(format!("No such container: {id}")))?;
+        let r = self.records.get(id).cloned().ok_or_else(|| Error::no_such_container(id))?;
         if !matches!(r.spec.net, Net::Bridge(_)) {
             return Err(Error::invalid(format!("container {} is not on a bridge network: it cannot be connected to {}", r.name, net.name)));
         }
@@ -391,7 +391,7 @@ impl Supervisor {
 
     pub fn network_disconnect(&mut self, key: &str, id: &str, _force: bool) -> Result<()> {
         let net = self.nets.store.get(key)?;
-        let r = self.records.get(id).cloned().ok_or_else(|| Error::not_found(format!("No such container: {id}")))?;
+        let r = self.records.get(id).cloned().ok_or_else(|| Error::no_such_container(id))?;
         let dir = record::dir(&self.root, id);
         let mut cfg = ContainerNet::load(&dir)?;
         if cfg.network(&net.name).is_none() {

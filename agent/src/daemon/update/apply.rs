@@ -146,7 +146,7 @@ pub(super) async fn pull_reporting<L: Ledger, C: Containers>(
     dir: &Path,
 ) -> Result<std::result::Result<(), String>> {
     let root = upd.borrow().root();
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+    std::fs::create_dir_all(dir).map_err(|e| Error::io_at("create", dir, e))?;
     let errlog = dir.join("pull.err");
     let config = upd.borrow().config_path();
     let code = {
@@ -187,7 +187,7 @@ async fn retire_old<L: Ledger, C: Containers>(upd: &RefCell<L>, sup: &C, a: &Act
         Some(o) => Some(o.clone()),
         None => match sup.find(&a.name) {
             Ok(id) => {
-                let r = sup.seen(&id).ok_or_else(|| Error::not_found(format!("No such container: {id}")))?;
+                let r = sup.seen(&id).ok_or_else(|| Error::no_such_container(&id))?;
                 let seq = upd.borrow().journal().deployments.get(&a.name).map_or(0, |d| d.seq);
                 Some(Retired { container: id.clone(), image_id: r.image_id, restart: r.restart, seq })
             }

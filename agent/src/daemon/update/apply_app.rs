@@ -118,7 +118,7 @@ async fn retire<L: Ledger, C: Containers>(upd: &RefCell<L>, sup: &C, a: &Active)
             Some(o) => Some(o.clone()),
             None => match sup.find(&u.name) {
                 Ok(id) => {
-                    let r = sup.seen(&id).ok_or_else(|| Error::not_found(format!("No such container: {id}")))?;
+                    let r = sup.seen(&id).ok_or_else(|| Error::no_such_container(&id))?;
                     Some(Retired { container: id, image_id: r.image_id, restart: r.restart, seq })
                 }
                 Err(_) => None,

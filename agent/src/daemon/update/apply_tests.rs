@@ -108,7 +108,7 @@ impl Containers for Fake {
         if w.ctrs.contains_key(key) {
             return Ok(key.to_string());
         }
-        w.named(key).first().map(|(id, _)| id.to_string()).ok_or_else(|| Error::not_found(format!("No such container: {key}")))
+        w.named(key).first().map(|(id, _)| id.to_string()).ok_or_else(|| Error::no_such_container(key))
     }
     fn seen(&self, id: &str) -> Option<Seen> {
         self.0.borrow().ctrs.get(id).map(|c| c.seen.clone())

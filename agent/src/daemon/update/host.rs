@@ -206,7 +206,7 @@ impl Containers for Shared {
     /// In a child process: the agent's loop keeps serving (and its memory stays small) while a
     /// large image unpacks.
     async fn load(&self, root: &Path, data: &Path, errlog: &Path) -> Result<i32> {
-        let err_file = std::fs::File::create(errlog).map_err(|e| Error::io(format!("create {}", errlog.display()), e))?;
+        let err_file = std::fs::File::create(errlog).map_err(|e| Error::io_at("create", errlog, e))?;
         let args = ["--root".as_ref(), root.as_os_str(), "load".as_ref(), "-q".as_ref(), "-i".as_ref(), data.as_os_str()];
         let pid = berth_runtime::selfexe::spawn(&args, &[], &err_file).map_err(|e| e.context("start berth load"))?;
         // Registered before the next await: the SIGCHLD reaper cannot have seen it yet.
@@ -214,7 +214,7 @@ impl Containers for Shared {
         Ok(rx.await.unwrap_or(-1))
     }
     async fn pull(&self, root: &Path, reference: &str, config: Option<&Path>, errlog: &Path) -> Result<i32> {
-        let err_file = std::fs::File::create(errlog).map_err(|e| Error::io(format!("create {}", errlog.display()), e))?;
+        let err_file = std::fs::File::create(errlog).map_err(|e| Error::io_at("create", errlog, e))?;
         // A child process, as `load`: the pull's worker threads must not live in the agent,
         // which forks containers.
         let progress = berth_runtime::paths::pull_progress_file(root);

@@ -166,7 +166,7 @@ impl Journal {
         let data = match std::fs::read(&path) {
             Ok(d) => d,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Journal::default()),
-            Err(e) => return Err(e).ctx(|| format!("read {}", path.display())),
+            Err(e) => return Err(e).ctx_path("read", &path),
         };
         let damaged = || Error::invalid(format!("update journal {} is damaged", path.display()));
         if let Some(body) = berth_runtime::digest::unseal(MAGIC_V1, &data) {
@@ -180,7 +180,7 @@ impl Journal {
     pub fn save(&self, root: &Path) -> Result<()> {
         let body = postcard::to_allocvec(self).map_err(|e| Error::invalid(format!("encode update journal: {e}")))?;
         let data = berth_runtime::digest::seal(MAGIC, &body);
-        std::fs::create_dir_all(dir(root)).ctx(|| format!("create {}", dir(root).display()))?;
+        std::fs::create_dir_all(dir(root)).ctx_path("create", &dir(root))?;
         atomic_write(&Journal::path(root), &data)
     }
 }

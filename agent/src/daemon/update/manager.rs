@@ -250,7 +250,7 @@ impl Manager {
         }
         let dir = journal::dir(&self.root).join(&m.id);
         let written = std::fs::create_dir_all(&dir)
-            .map_err(|e| Error::io(format!("create {}", dir.display()), e))
+            .map_err(|e| Error::io_at("create", &dir, e))
             .and_then(|_| berth_runtime::fsutil::atomic_write(&journal::pull_path(&dir), reference.as_bytes()));
         if let Err(e) = written {
             let _ = remove_all(&dir);
@@ -474,6 +474,11 @@ impl Manager {
         Ok((self.begin(a), rx))
     }
 
+    /// [`Manager::state`] as JSON text.
+    pub fn state_text(&self) -> String {
+        serde_json::to_string(&self.state()).unwrap_or_default()
+    }
+
     /// The device's state, as published retained on `.../state` and shown by `deployment status`.
     pub fn state(&self) -> Value {
         let sup = self.sup.borrow();
@@ -552,7 +557,7 @@ impl Manager {
             return;
         }
         self.state_dirty = false;
-        let s = self.state().to_string();
+        let s = self.state_text();
         if s != self.last_state || force {
             self.publish("state", QoS::AtLeastOnce, true, s.clone().into_bytes());
             self.last_state = s;
@@ -572,7 +577,7 @@ impl Manager {
             }
         };
         let (ok, body) = match c.cmd.as_str() {
-            "status" => (true, self.state().to_string()),
+            "status" => (true, self.state_text()),
             "logs" => match self.tail_logs(&c.name, c.tail.unwrap_or(100) as usize) {
                 Ok(b) => (true, b),
                 Err(e) => (false, e.to_string()),
@@ -586,7 +591,7 @@ impl Manager {
     fn tail_logs(&self, name: &str, n: usize) -> Result<String> {
         let sup = self.sup.borrow();
         let id = sup.find(name)?;
-        let r = sup.get(&id).ok_or_else(|| Error::not_found(format!("No such container: {name}")))?;
+        let r = sup.get(&id).ok_or_else(|| Error::no_such_container(name))?;
         if !r.log.enabled {
             return Err(Error::invalid(format!("container {name} keeps no logs (--log-driver none)")));
         }
@@ -610,7 +615,7 @@ impl Manager {
 /// `{"token","ok","body"}` of at most `MAX_RESPONSE` bytes *encoded* (escapes grow a body up to
 /// six times): the body keeps its end (the newest log lines) and loses its start.
 fn answer(token: &str, ok: bool, body: &str) -> Vec<u8> {
-    let enc = |from: usize| json!({"token": token, "ok": ok, "body": &body[from..]}).to_string().into_bytes();
+    let enc = |from: usize| serde_json::to_vec(&json!({"token": token, "ok": ok, "body": &body[from..]})).unwrap_or_default();
     let boundary = |mut i: usize| {
         while i < body.len() && !body.is_char_boundary(i) {
             i += 1;

@@ -122,7 +122,7 @@ pub async fn run(link: Link, upd: Upd, sup: Shared) {
 
 /// Progress while receiving (about four times a second) and the state when it changed.
 async fn ticker(upd: Upd, sup: Shared) {
-    let mut events = sup.borrow().event_tx.subscribe();
+    let (_, mut events) = sup.borrow().events.subscribe();
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let mut slow = tokio::time::interval(Duration::from_secs(60));
     let mut last_have = u32::MAX;
@@ -145,8 +145,8 @@ async fn ticker(upd: Upd, sup: Shared) {
                 }
                 m.publish_state(false);
             }
-            e = events.recv() => {
-                if let Err(tokio::sync::broadcast::error::RecvError::Closed) = e {
+            e = events.changed() => {
+                if e.is_err() {
                     return;
                 }
                 upd.borrow_mut().state_changed();

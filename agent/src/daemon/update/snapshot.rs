@@ -36,45 +36,44 @@ pub fn snapshot_dir(root: &Path, name: &str, seq: u64) -> PathBuf {
 
 /// One file: cloned if the file system shares extents, else copied.
 fn copy_file(src: &Path, dst: &Path, n: &mut Copied) -> Result<()> {
-    let mut from = fs::File::open(src).ctx(|| format!("open {}", src.display()))?;
-    let mut to = fs::OpenOptions::new().write(true).create_new(true).open(dst).ctx(|| format!("create {}", dst.display()))?;
+    let mut from = fs::File::open(src).ctx_path("open", src)?;
+    let mut to = fs::OpenOptions::new().write(true).create_new(true).open(dst).ctx_path("create", dst)?;
     // SAFETY: both descriptors are open for as long as the call; FICLONE reads only them.
     if unsafe { libc::ioctl(to.as_raw_fd(), libc::FICLONE, from.as_raw_fd()) } == 0 {
         n.cloned += 1;
         return Ok(());
     }
     // File to File, as `berth cp` copies: one io::copy in the firmware rather than two
-    io::copy(&mut from, &mut to).ctx(|| format!("copy {} to {}", src.display(), dst.display()))?;
+    io::copy(&mut from, &mut to).ctx_paths("copy", src, dst)?;
     n.copied += 1;
     Ok(())
 }
 
 /// Copies the tree `src` into the new directory `dst`.
 pub fn copy_tree(src: &Path, dst: &Path, n: &mut Copied) -> Result<()> {
-    let m = fs::symlink_metadata(src).ctx(|| format!("stat {}", src.display()))?;
-    fs::create_dir(dst).ctx(|| format!("create {}", dst.display()))?;
-    for e in fs::read_dir(src).ctx(|| format!("read {}", src.display()))? {
-        let e = e.ctx(|| format!("read {}", src.display()))?;
+    let m = fs::symlink_metadata(src).ctx_path("stat", src)?;
+    fs::create_dir(dst).ctx_path("create", dst)?;
+    for e in fs::read_dir(src).ctx_path("read", src)? {
+        let e = e.ctx_path("read", src)?;
         let (from, to) = (e.path(), dst.join(e.file_name()));
-        let em = fs::symlink_metadata(&from).ctx(|| format!("stat {}", from.display()))?;
+        let em = fs::symlink_metadata(&from).ctx_path("stat", &from)?;
         let ft = em.file_type();
         if ft.is_dir() {
             copy_tree(&from, &to, n)?;
             continue;
         }
         if ft.is_symlink() {
-            symlink(fs::read_link(&from).ctx(|| format!("read link {}", from.display()))?, &to)
-                .ctx(|| format!("symlink {}", to.display()))?;
+            symlink(fs::read_link(&from).ctx_path("read link", &from)?, &to).ctx_path("symlink", &to)?;
         } else if ft.is_file() {
             copy_file(&from, &to, n)?;
-            fs::set_permissions(&to, fs::Permissions::from_mode(em.mode() & 0o7777)).ctx(|| format!("chmod {}", to.display()))?;
+            fs::set_permissions(&to, fs::Permissions::from_mode(em.mode() & 0o7777)).ctx_path("chmod", &to)?;
         } else {
             continue;
         }
-        std::os::unix::fs::lchown(&to, Some(em.uid()), Some(em.gid())).ctx(|| format!("chown {}", to.display()))?;
+        std::os::unix::fs::lchown(&to, Some(em.uid()), Some(em.gid())).ctx_path("chown", &to)?;
     }
-    std::os::unix::fs::lchown(dst, Some(m.uid()), Some(m.gid())).ctx(|| format!("chown {}", dst.display()))?;
-    fs::set_permissions(dst, fs::Permissions::from_mode(m.mode() & 0o7777)).ctx(|| format!("chmod {}", dst.display()))?;
+    std::os::unix::fs::lchown(dst, Some(m.uid()), Some(m.gid())).ctx_path("chown", dst)?;
+    fs::set_permissions(dst, fs::Permissions::from_mode(m.mode() & 0o7777)).ctx_path("chmod", dst)?;
     Ok(())
 }
 
@@ -89,7 +88,7 @@ pub fn take(root: &Path, name: &str, seq: u64) -> Result<Option<Copied>> {
     let _ = remove_all(&tmp);
     let mut n = Copied::default();
     copy_tree(&data, &tmp, &mut n)?;
-    fs::rename(&tmp, &dir).ctx(|| format!("rename {} to {}", tmp.display(), dir.display()))?;
+    fs::rename(&tmp, &dir).ctx_paths("rename", &tmp, &dir)?;
     Ok(Some(n))
 }
 
@@ -101,7 +100,7 @@ pub fn restore(root: &Path, name: &str, seq: u64) -> Result<bool> {
     let outgoing = data.with_extension("replaced");
     // A restore cut between its two renames: finish it.
     if !data.exists() && incoming.exists() {
-        fs::rename(&incoming, &data).ctx(|| format!("rename {} to {}", incoming.display(), data.display()))?;
+        fs::rename(&incoming, &data).ctx_paths("rename", &incoming, &data)?;
     }
     let snap = snapshot_dir(root, name, seq);
     if !snap.exists() {
@@ -111,8 +110,8 @@ pub fn restore(root: &Path, name: &str, seq: u64) -> Result<bool> {
     let _ = remove_all(&incoming);
     copy_tree(&snap, &incoming, &mut Copied::default())?;
     let _ = remove_all(&outgoing);
-    fs::rename(&data, &outgoing).ctx(|| format!("rename {} to {}", data.display(), outgoing.display()))?;
-    fs::rename(&incoming, &data).ctx(|| format!("rename {} to {}", incoming.display(), data.display()))?;
+    fs::rename(&data, &outgoing).ctx_paths("rename", &data, &outgoing)?;
+    fs::rename(&incoming, &data).ctx_paths("rename", &incoming, &data)?;
     remove_all(&snap)?;
     let _ = remove_all(&outgoing);
     Ok(true)

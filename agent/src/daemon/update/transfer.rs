@@ -70,22 +70,16 @@ impl Transfer {
     /// Starts receiving `m` into `dir` (created), or resumes what an earlier agent left there:
     /// every chunk the checkpoint lists is read back and re-hashed, and a damaged one is dropped.
     pub fn open(dir: &Path, m: Manifest, envelope: Envelope) -> Result<Transfer> {
-        fs::create_dir_all(dir).ctx(|| format!("create {}", dir.display()))?;
+        fs::create_dir_all(dir).ctx_path("create", dir)?;
         let env_path = dir.join("envelope");
         if !env_path.exists() {
             let text = serde_json::to_vec(&envelope).map_err(|e| Error::invalid(format!("encode envelope: {e}")))?;
             atomic_write(&env_path, &text)?;
         }
         let path = data_path(dir);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&path)
-            .ctx(|| format!("open {}", path.display()))?;
+        let file = OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&path).ctx_path("open", &path)?;
         let size = m.image.as_ref().map_or(0, |i| i.size);
-        file.set_len(size).ctx(|| format!("size {}", path.display()))?;
+        file.set_len(size).ctx_path("size", &path)?;
         let count = m.chunks() as usize;
         let mut t = Transfer {
             manifest: m,
@@ -228,7 +222,7 @@ impl Transfer {
         if self.unsaved == 0 {
             return Ok(());
         }
-        self.file.sync_data().ctx(|| format!("sync {}", data_path(&self.dir).display()))?;
+        self.file.sync_data().ctx_path("sync", &data_path(&self.dir))?;
         let cp = Checkpoint { id: self.manifest.id.clone(), digests: self.digests.clone() };
         let bytes = postcard::to_allocvec(&cp).map_err(|e| Error::invalid(format!("encode checkpoint: {e}")))?;
         // No directory fsync: a checkpoint lost in a power cut leaves the one before, which
@@ -300,10 +294,10 @@ impl Transfer {
 /// The sha256 of a whole file, read in 256 KiB pieces.
 fn whole_sha256(path: &Path) -> Result<[u8; 32]> {
     let mut h = <sha2::Sha256 as sha2::Digest>::new();
-    let mut f = File::open(path).ctx(|| format!("open {}", path.display()))?;
+    let mut f = File::open(path).ctx_path("open", path)?;
     let mut buf = vec![0u8; 256 * 1024];
     loop {
-        let n = f.read(&mut buf).ctx(|| format!("read {}", path.display()))?;
+        let n = f.read(&mut buf).ctx_path("read", path)?;
         if n == 0 {
             break;
         }
