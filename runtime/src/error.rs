@@ -45,8 +45,6 @@ impl Error {
     pub fn no_such_container(name: &str) -> Self {
         Self::not_found(format!("No such container: {name}"))
     }
-    /// An `io::Error` with what was being done; a full disk keeps its own kind so callers and
-    /// tests can tell it from other failures.
     /// [`Error::io`] for "VERB PATH".
     #[inline(never)]
     pub fn io_at(verb: &str, path: &Path, e: io::Error) -> Self {
@@ -59,6 +57,8 @@ impl Error {
         Error::io(format!("{verb} {} to {}", from.display(), to.display()), e)
     }
 
+    /// An `io::Error` with what was being done; a full disk keeps its own kind so callers and
+    /// tests can tell it from other failures.
     pub fn io(what: impl fmt::Display, e: io::Error) -> Self {
         match e.raw_os_error() {
             Some(libc::ENOSPC) | Some(libc::EDQUOT) => Self::new(Kind::NoSpace, format!("{what}: no space left on device")),
@@ -92,8 +92,8 @@ impl std::error::Error for Error {}
 pub trait IoContext<T> {
     fn ctx(self, what: impl FnOnce() -> String) -> Result<T>;
     /// The common description, "VERB PATH" (`read /var/lib/berth/x: ...`). One shared function
-    /// builds it: the `format!` each of some 130 call sites would inline costs the firmware
-    /// about 4 KB.
+    /// builds it: the `format!` that each of some 130 call sites inlined cost the armhf firmware
+    /// about 5 KB.
     fn ctx_path(self, verb: &'static str, path: &Path) -> Result<T>;
     /// "VERB FROM to TO" (`rename`, `copy`), the same way.
     fn ctx_paths(self, verb: &'static str, from: &Path, to: &Path) -> Result<T>;
