@@ -1,7 +1,7 @@
 //! SIGCHLD, SIGTERM and SIGINT for the agent's loop: a handler notes the signal and writes a byte
 //! to a pipe that the loop watches (the self-pipe trick). tokio's signal driver works the same
-//! way, but allocates its bookkeeping for every signal number the kernel has, 22 KB of the idle
-//! agent's heap (a third of what the agent itself keeps), to serve these three.
+//! way, but allocates its bookkeeping for every signal number the kernel has, 22 KB of heap, to
+//! serve these three.
 
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
