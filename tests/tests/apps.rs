@@ -276,6 +276,18 @@ fn bad_applications_change_nothing() {
     assert!(r["reason"].as_str().unwrap_or_default().contains("image app:nowhere is neither on the device nor in the update"), "{r}");
     assert_eq!(wait_app(&a, &id1), before, "the running revision was not touched");
 
+    // A single container's update under the application's name: refused, the application stays.
+    let mark = lab.sub.mark();
+    let single = ["push", "--key", s(&lab.fleet.key), "--to", "app-dev2", "--run", "--name shop app:1", s(&v1)];
+    let (code, _, _) = lab.fleet.run(&single);
+    assert_ne!(code, 0);
+    let r = lab.sub.wait_from(mark, "the refusal of a single deploy named shop", PATIENCE, |m| m.topic == topic).json();
+    assert_eq!(r["result"], "refused", "{r}");
+    assert!(r["reason"].as_str().unwrap_or_default().contains("shop is an application (update it with --app)"), "{r}");
+    assert!(journal(&a).deployments["shop"].app.is_some(), "the application's journal entry stays");
+    assert!(ctr(&a, "shop").is_none(), "no container named shop was made: {:?}", names(&a));
+    assert_eq!(wait_app(&a, &id1), before, "the running revision was not touched");
+
     // A depends_on cycle: the operator refuses it, nothing is sent.
     let cyc = lab.dir.join("cycle.yaml");
     fs::write(&cyc, "services:\n  a:\n    image: app:1\n    depends_on: [b]\n  b:\n    image: app:1\n    depends_on: [a]\n")
@@ -287,6 +299,34 @@ fn bad_applications_change_nothing() {
     sleep_ms(500);
     assert!(lab.sub.since(mark).iter().all(|m| !m.topic.ends_with("/update")), "nothing was sent");
     assert_eq!(wait_app(&a, &id1), before);
+}
+
+/// The other way round: an application named like a single container's deployment is refused,
+/// and that deployment, its journal entry and its container stay.
+#[test]
+fn an_application_named_like_a_single_deployment_is_refused() {
+    let _h = host_shared();
+    let lab = Lab::new();
+    let a = lab.device("app-dev6", &[]);
+    let v1 = app_image("1", 0);
+    let id1 = image_id(&v1);
+    let single = ["push", "--key", s(&lab.fleet.key), "--to", "app-dev6", "--run", "--name shop app:1 sleep 100000", s(&v1)];
+    let (code, out, err) = lab.fleet.run(&single);
+    assert_eq!(code, 0, "single deploy: exit {code}\nstdout: {out}\nstderr: {err}\nagent log:\n{}", a.log());
+    let (shop, image, running) = ctr(&a, "shop").expect("the deployed container");
+    assert!(running && image == id1, "shop runs app:1: {:?}", ctr(&a, "shop"));
+
+    let mark = lab.sub.mark();
+    let (code, _, _) = lab.push("app-dev6", &lab.file("1", false), &[]);
+    assert_ne!(code, 0);
+    let topic = format!("{}result", root_of("app-dev6"));
+    let r = lab.sub.wait_from(mark, "the refusal", PATIENCE, |m| m.topic == topic).json();
+    assert_eq!(r["result"], "refused", "{r}");
+    assert!(r["reason"].as_str().unwrap_or_default().contains("shop is a single container's deployment, not an application"), "{r}");
+    let d = &journal(&a).deployments["shop"];
+    assert!(d.app.is_none() && d.container == shop, "the single deployment's entry stays: {d:?}");
+    assert_eq!(ctr(&a, "shop"), Some((shop, id1, true)), "its container was not touched");
+    assert!(ctr(&a, SERVER).is_none() && ctr(&a, CLIENT).is_none(), "no service was started: {:?}", names(&a));
 }
 
 /// Step pause of the agent in the kill trials (ms).

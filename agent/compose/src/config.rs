@@ -434,18 +434,17 @@ pub fn to_yaml(p: &Project) -> String {
 /// `com.docker.compose.config-hash`: sha256 of the service's normalised JSON, as Compose
 /// computes it over its own model. Anything that changes the container changes the hash.
 pub fn config_hash(s: &Service) -> String {
-    use sha2::{Digest, Sha256};
-    let json = service_value(s).to_json().to_string();
-    let d = Sha256::digest(json.as_bytes());
-    d.iter().map(|b| format!("{b:02x}")).collect()
+    sha256_hex(&service_value(s).to_json().to_string())
+}
+
+fn sha256_hex(text: &str) -> String {
+    let d = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The hash `up` labels a project's network with: sha256 of its normalised JSON.
 pub fn network_hash(n: &Network) -> String {
-    use sha2::{Digest, Sha256};
-    let json = network_value(n).to_json().to_string();
-    let d = Sha256::digest(json.as_bytes());
-    d.iter().map(|b| format!("{b:02x}")).collect()
+    sha256_hex(&network_value(n).to_json().to_string())
 }
 
 /// The service's `depends_on` with a condition, for the `up` logic.

@@ -90,8 +90,7 @@ fn open_tarball(path: &Path) -> Result<(File, u64), CliError> {
 }
 
 fn sha256_file(f: &File, size: u64) -> Result<String, CliError> {
-    use sha2::Digest;
-    let mut h = sha2::Sha256::new();
+    let mut h = berth_runtime::digest::Hasher::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut off = 0u64;
     while off < size {
@@ -102,7 +101,7 @@ fn sha256_file(f: &File, size: u64) -> Result<String, CliError> {
         h.update(&buf[..n]);
         off += n as u64;
     }
-    Ok(berth_runtime::digest::to_hex(&h.finalize()))
+    Ok(h.finish().hex().to_string())
 }
 
 pub struct Deploy {

@@ -72,9 +72,7 @@ pub fn network_ls(n: &Network) -> Value {
 /// A stable endpoint id: the network's and container's ids hashed (Docker makes a random one;
 /// berth keeps none on disk, so it derives one).
 fn endpoint_id(net: &str, container: &str) -> String {
-    use sha2::{Digest, Sha256};
-    let d = Sha256::digest(format!("{net}/{container}").as_bytes());
-    crate::digest::to_hex(&d)
+    crate::digest::to_hex(&crate::digest::sha256(format!("{net}/{container}").as_bytes()))
 }
 
 /// The published ports of a running container on its networks, in order.

@@ -19,8 +19,6 @@ mod tests;
 
 pub use profile::{kernel_version, Profile};
 
-use std::io::Read;
-
 use crate::error::{Error, Result};
 
 /// Docker's default profile (`default.json`, 7.9 KB minified), built in gzipped (2.2 KB): the
@@ -30,13 +28,20 @@ const DEFAULT_GZ: &[u8] = include_bytes!("default.json.gz");
 /// Docker's default profile, as text.
 pub fn default_profile() -> &'static str {
     static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    TEXT.get_or_init(|| {
-        let mut text = String::new();
-        // Cannot fail (a unit test unpacks it); if it did, the empty text would fail to parse
-        // at the container's start, which then fails with that error.
-        let _ = crate::compress::decoder(DEFAULT_GZ).and_then(|(_, mut r)| r.read_to_string(&mut text));
-        text
-    })
+    // Cannot fail (a unit test unpacks it); if it did, the empty text would fail to parse at the
+    // container's start, which then fails with that error.
+    TEXT.get_or_init(|| inflate_builtin(DEFAULT_GZ).unwrap_or_default())
+}
+
+/// The text of a gzip member built into berth: the deflate body between the fixed 10-byte
+/// header (no optional fields: the generator writes none) and the 8-byte trailer, inflated in one
+/// call. Not through [`crate::gzip::GzDecoder`]: its streaming state (43 KB) is built on the
+/// stack before it is boxed, which grew the agent's resident stack by 48 kB at its first
+/// container start, for good; and its CRC tables would stay on the heap (8 KB). The bytes are
+/// compiled in, so the CRC is left unchecked; a unit test checks the whole text instead.
+fn inflate_builtin(gz: &[u8]) -> Option<String> {
+    let body = gz.strip_prefix(&[0x1f, 0x8b, 8, 0])?.get(6..gz.len().checked_sub(12)?)?;
+    String::from_utf8(miniz_oxide::inflate::decompress_to_vec(body).ok()?).ok()
 }
 
 /// An architecture berth builds filters for.

@@ -235,6 +235,18 @@ fn the_built_in_default_profile_is_default_json() {
     assert_eq!(default_profile(), DEFAULT);
 }
 
+/// The built-in reader takes only the plain member the generator writes.
+#[test]
+fn built_in_text_needs_a_plain_gzip_member() {
+    let gz = super::DEFAULT_GZ;
+    assert_eq!(super::inflate_builtin(gz).as_deref(), Some(DEFAULT));
+    assert_eq!(super::inflate_builtin(&gz[..20]), None, "truncated");
+    assert_eq!(super::inflate_builtin(&[]), None);
+    let mut named = gz.to_vec();
+    named[3] = 8; // FNAME: a header field the reader does not skip
+    assert_eq!(super::inflate_builtin(&named), None);
+}
+
 /// Filters of the default profile are kept per set of capabilities, and a kept one is the one
 /// compiling gives.
 #[test]

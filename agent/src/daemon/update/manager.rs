@@ -187,6 +187,22 @@ impl Manager {
         if let Some(a) = &self.journal.active {
             return self.refuse(Some(&m), format!("busy: applying update {} to {}", a.id, a.name));
         }
+        if m.kind == Kind::Deploy {
+            // A name is one kind of deployment for good: an update of the other kind would
+            // overwrite its journal entry and orphan its containers and rollback targets.
+            match self.journal.deployments.get(&m.name).map(|d| d.app.is_some()) {
+                Some(false) if m.app.is_some() => {
+                    return self.refuse(Some(&m), format!("{} is a single container's deployment, not an application", m.name));
+                }
+                Some(true) if m.app.is_none() => {
+                    return self.refuse(
+                        Some(&m),
+                        format!("{} is an application (update it with --app), not a single container's deployment", m.name),
+                    );
+                }
+                _ => {}
+            }
+        }
         match m.kind {
             Kind::Deploy if m.app.is_some() => self.begin_app(m, env),
             Kind::Deploy if m.pull.is_some() => self.begin_pull(m),
@@ -270,9 +286,6 @@ impl Manager {
     /// image must be on the device already or pinned by digest (pulled from the device's
     /// registry when the update is applied): another is refused here, nothing changed.
     fn begin_app(&mut self, m: Manifest, env: Envelope) -> Then {
-        if self.journal.deployments.get(&m.name).is_some_and(|d| d.app.is_none()) {
-            return self.refuse(Some(&m), format!("{} is a single container's deployment, not an application", m.name));
-        }
         if m.image.is_some() {
             return self.begin_transfer(m, env);
         }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use berth_runtime::digest::to_hex as hex;
+use berth_runtime::digest::{to_hex as hex, Hasher};
 use berth_runtime::fsutil::{atomic_write, replace_synced, start_writeback};
 use berth_runtime::{Error, IoContext, Result};
 
@@ -54,7 +54,7 @@ pub struct Transfer {
     /// `have` when progress was last published from the receive path.
     pub reported: u32,
     /// The sha256 of chunks `0..hashed`, in order.
-    hasher: sha2::Sha256,
+    hasher: Hasher,
     hashed: u32,
     /// Bytes written since writeback was last started.
     unflushed: usize,
@@ -94,7 +94,7 @@ impl Transfer {
             rejected: 0,
             duplicates: 0,
             reported: 0,
-            hasher: <sha2::Sha256 as sha2::Digest>::new(),
+            hasher: Hasher::new(),
             hashed: 0,
             unflushed: 0,
             buf: Vec::new(),
@@ -146,7 +146,7 @@ impl Transfer {
                 res = Err(Error::io(format!("read chunk {} of {}", self.hashed, data_path(&self.dir).display()), e));
                 break;
             }
-            sha2::Digest::update(&mut self.hasher, &buf);
+            self.hasher.update(&buf);
             self.hashed += 1;
         }
         self.buf = buf;
@@ -155,7 +155,7 @@ impl Transfer {
 
     /// Starts the whole-tarball hash again (chunks were dropped).
     fn rehash(&mut self) {
-        self.hasher = <sha2::Sha256 as sha2::Digest>::new();
+        self.hasher = Hasher::new();
         self.hashed = 0;
     }
 
@@ -202,7 +202,7 @@ impl Transfer {
         self.seen = self.seen.max(c.index + 1);
         self.unsaved += 1;
         if c.index == self.hashed {
-            sha2::Digest::update(&mut self.hasher, c.data);
+            self.hasher.update(c.data);
             self.hashed += 1;
             self.hash_ahead()?;
         }
@@ -260,11 +260,8 @@ impl Transfer {
         self.checkpoint()?;
         let want = self.manifest.image.as_ref().map(|i| i.sha256.clone()).unwrap_or_default();
         self.hash_ahead()?;
-        let got: [u8; 32] = if self.hashed == self.total() {
-            sha2::Digest::finalize(self.hasher.clone()).into()
-        } else {
-            whole_sha256(&data_path(&self.dir))?
-        };
+        let got: [u8; 32] =
+            if self.hashed == self.total() { self.hasher.clone().finish_bytes() } else { whole_sha256(&data_path(&self.dir))? };
         if hex(&got) == want {
             return Ok(true);
         }
@@ -293,7 +290,7 @@ impl Transfer {
 
 /// The sha256 of a whole file, read in 256 KiB pieces.
 fn whole_sha256(path: &Path) -> Result<[u8; 32]> {
-    let mut h = <sha2::Sha256 as sha2::Digest>::new();
+    let mut h = Hasher::new();
     let mut f = File::open(path).ctx_path("open", path)?;
     let mut buf = vec![0u8; 256 * 1024];
     loop {
@@ -301,9 +298,9 @@ fn whole_sha256(path: &Path) -> Result<[u8; 32]> {
         if n == 0 {
             break;
         }
-        sha2::Digest::update(&mut h, &buf[..n]);
+        h.update(&buf[..n]);
     }
-    Ok(sha2::Digest::finalize(h).into())
+    Ok(h.finish_bytes())
 }
 
 #[cfg(test)]
