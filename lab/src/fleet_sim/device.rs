@@ -14,10 +14,10 @@ use std::collections::BTreeMap;
 
 use rumqttc::{AsyncClient, QoS};
 use serde_json::{json, Value};
-use sha2::Digest;
 
 use berth_proto::sign::{self, PublicKey};
 use berth_proto::wire::{self, Chunk, Envelope, Kind, Manifest, Outcome, Progress};
+use berth_runtime::digest::Hasher;
 
 /// Chunks between progress messages from the receive path, as the agent (PROGRESS_EVERY).
 const PROGRESS_EVERY: u32 = 32;
@@ -58,7 +58,7 @@ struct Rx {
     have: u32,
     /// Highest index seen + 1: gaps below it are reported as missing.
     seen: u32,
-    hasher: sha2::Sha256,
+    hasher: Hasher,
     /// Chunks `0..hashed` are in the hash.
     hashed: u32,
     /// Chunks held (bit set) but not yet hashed, waiting for the gap before them.
@@ -132,10 +132,6 @@ pub struct Device {
 
 fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 impl Device {
@@ -230,11 +226,11 @@ impl Device {
             Err(e) => return self.refuse(stats, None, e.to_string()),
         };
         let digest = {
-            let mut h = sha2::Sha256::new();
+            let mut h = Hasher::new();
             h.update(env.manifest.as_bytes());
-            h.update([0]);
+            h.update(&[0]);
             h.update(env.sig.as_bytes());
-            <[u8; 32]>::from(h.finalize())
+            h.finish_bytes()
         };
         if let Some(rx) = &self.rx {
             if rx.envelope == digest {
@@ -286,7 +282,7 @@ impl Device {
             have_bits: vec![0; count.div_ceil(64) as usize],
             have: 0,
             seen: 0,
-            hasher: sha2::Sha256::new(),
+            hasher: Hasher::new(),
             hashed: 0,
             early: BTreeMap::new(),
             reported: 0,
@@ -354,7 +350,7 @@ impl Device {
         let Some(rx) = self.rx.take() else { return Then::Nothing };
         self.finished = rx.manifest.id_bytes();
         self.publish_progress(&rx.progress("verifying", false), true);
-        let got = hex(&rx.hasher.clone().finalize());
+        let got = rx.hasher.clone().finish().hex().to_string();
         let m = &rx.manifest;
         let want = m.image.as_ref().map(|i| i.sha256.clone()).unwrap_or_default();
         let topic = rx.topic();
@@ -460,6 +456,7 @@ mod tests {
     use super::*;
     use berth_proto::sign::SecretKey;
     use berth_proto::wire::ImageRef;
+    use berth_runtime::digest::to_hex as hex;
 
     fn setup(data: &[u8], chunk: u32, key: &SecretKey) -> (Device, Shared, Manifest, Vec<u8>, rumqttc::EventLoop) {
         let (client, events) = AsyncClient::new(rumqttc::MqttOptions::new("t", "127.0.0.1", 1), 64);
