@@ -263,6 +263,12 @@ fn bad_applications_change_nothing() {
     let (code, _, err) = lab.push("app-dev2", &lab.file("1", false), &[&v1, &junk]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("merge the image tarballs") && err.contains("junk.tar"), "{err}");
+    // One container whose --run image the tarball does not hold (a typo, a wrong tag): the
+    // operator is told at once; the devices would load it and fail.
+    let typo = ["push", "--key", s(&lab.fleet.key), "--to", "app-dev2", "--run", "--name xy app:2", s(&v1)];
+    let (code, _, err) = lab.fleet.run(&typo);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("holds no image app:2 (it holds app:1)"), "{err}");
     sleep_ms(500);
     assert!(lab.sub.since(mark).iter().all(|m| !m.topic.ends_with("/update")), "nothing was sent");
 

@@ -20,6 +20,7 @@ use crate::term::output::{human_size, is_tty};
 use berth_proto::args::Matches;
 use berth_proto::error::CliError;
 use berth_proto::wire::{App, Chunk, ImageRef, Kind, Manifest, Outcome, Progress, DEFAULT_CHUNK, MAX_CHUNK, MAX_CHUNKS, VERSION};
+use berth_runtime::image::reference::familiar;
 
 /// How long retained `state` messages are collected to find a group's devices.
 const GROUP_WAIT: Duration = Duration::from_secs(2);
@@ -87,6 +88,25 @@ fn open_tarball(path: &Path) -> Result<(File, u64), CliError> {
         return Err(fail(format!("{what} is not a tar archive (make one with 'berth save' or 'docker save')")));
     }
     Ok((f, meta.len()))
+}
+
+/// A device loads the tarball, then runs the `--run` image from its store: a tarball without
+/// that image would go to every target, be loaded and fail there (and stay on their flash until
+/// it is removed). So it is refused here, before anything is sent.
+fn check_holds(file: &Path, run: &[String]) -> Result<(), CliError> {
+    let image = berth_proto::run::parse_run_words(run).map_err(|e| fail(format!("--run: {e}")))?.image;
+    let listed = berth_runtime::image::delta::listed_images(file).map_err(|e| fail(format!("read the tarball: {e}")))?;
+    // An OCI archive names its images in its index: the devices check those.
+    let Some(listed) = listed else { return Ok(()) };
+    if listed.iter().any(|i| i.named(&image) != Some(false)) {
+        return Ok(());
+    }
+    let held: Vec<&str> = listed.iter().map(|i| i.tags.first().map_or(i.id.short(), |t| familiar(t))).collect();
+    Err(fail(format!(
+        "{} holds no image {image} (it holds {}): --run names the image the devices start",
+        file.display(),
+        if held.is_empty() { "none".to_string() } else { held.join(", ") }
+    )))
 }
 
 fn sha256_file(f: &File, size: u64) -> Result<String, CliError> {
@@ -219,6 +239,9 @@ pub fn push(o: &Opts, m: &Matches) -> Result<i32, CliError> {
             let (f, size) = open_tarball(file)?;
             if size.div_ceil(u64::from(chunk)) > u64::from(MAX_CHUNKS) {
                 return Err(usage(path, format!("{} needs more than {MAX_CHUNKS} chunks: use a larger --chunk-size", file.display())));
+            }
+            if app.is_none() {
+                check_holds(file, &run)?;
             }
             let sha256 = sha256_file(&f, size)?;
             Payload { file: file.to_path_buf(), f: Some(f), size, sha256, temp: false, pull: None }

@@ -32,8 +32,8 @@ fn reader(path: &Path) -> Result<TarReader<Box<dyn Read>>> {
     Ok(TarReader::new(dec))
 }
 
-/// Archive paths of the layers whose diff_id is in `held`, from manifest.json and the configs.
-fn held_layer_paths(src: &Path, held: &HashSet<Digest>) -> Result<HashSet<String>> {
+/// A docker-save archive's small JSON files (manifest.json, the configs) by archive path.
+fn json_files(src: &Path) -> Result<HashMap<String, Vec<u8>>> {
     let mut tar = reader(src)?;
     let mut json: HashMap<String, Vec<u8>> = HashMap::new();
     while let Some(e) = tar.next_entry()? {
@@ -45,18 +45,79 @@ fn held_layer_paths(src: &Path, held: &HashSet<Digest>) -> Result<HashSet<String
         }
         tar.take_raw();
     }
-    let bad = |why: String| Error::invalid(format!("{}: {why}", src.display()));
+    Ok(json)
+}
+
+/// manifest.json's entries, each with its config's bytes.
+fn manifest_entries(src: &Path, json: &HashMap<String, Vec<u8>>, why: &str) -> Result<Vec<(Value, Vec<u8>)>> {
+    let bad = |what: String| Error::invalid(format!("{}: {what}", src.display()));
     let manifest: Value = json
         .get("manifest.json")
-        .ok_or_else(|| bad("no manifest.json (a delta needs a docker-save archive)".into()))
+        .ok_or_else(|| bad(format!("no manifest.json ({why})")))
         .and_then(|d| serde_json::from_slice(d).map_err(|e| bad(format!("manifest.json: {e}"))))?;
+    let Value::Array(entries) = manifest else { return Err(bad("manifest.json is not a list".into())) };
+    entries
+        .into_iter()
+        .map(|m| {
+            let cfg_path = m["Config"].as_str().ok_or_else(|| bad("manifest.json entry without Config".into()))?;
+            let cfg = json.get(&super::archive::norm(cfg_path.as_bytes())).ok_or_else(|| bad(format!("config {cfg_path} is missing")))?;
+            Ok((m.clone(), cfg.clone()))
+        })
+        .collect()
+}
+
+/// One image of a docker-save archive, as `berth load` would name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// The sha256 of its config.
+    pub id: Digest,
+    /// Its `RepoTags`, normalised (`busybox` is `docker.io/library/busybox:latest`).
+    pub tags: Vec<String>,
+}
+
+impl Listed {
+    /// Whether `name` (a `--run` image: NAME[:TAG] or an ID or ID prefix) names this image, as the
+    /// store's lookup would once it is loaded. `None` when that cannot be told from the archive
+    /// (a name pinned by digest: manifest.json carries no manifest digests).
+    pub fn named(&self, name: &str) -> Option<bool> {
+        let hex = name.strip_prefix("sha256:").unwrap_or(name);
+        if !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) && self.id.hex().starts_with(hex) {
+            return Some(true);
+        }
+        match super::reference::Reference::parse(name) {
+            Ok(r) if r.digest.is_some() => None,
+            Ok(r) => Some(r.tagged().is_some_and(|t| self.tags.contains(&t))),
+            Err(_) => Some(false),
+        }
+    }
+}
+
+/// The images `src`'s manifest.json lists (a docker-save archive, plain or compressed); `None`
+/// for an archive without manifest.json (an OCI archive, named by its index).
+pub fn listed_images(src: &Path) -> Result<Option<Vec<Listed>>> {
+    let json = json_files(src)?;
+    if !json.contains_key("manifest.json") {
+        return Ok(None);
+    }
+    let mut out = Vec::new();
+    for (m, cfg) in manifest_entries(src, &json, "not a docker-save archive")? {
+        let mut tags = Vec::new();
+        for t in m["RepoTags"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+            tags.extend(super::reference::Reference::parse(t).ok().and_then(|r| r.tagged()));
+        }
+        out.push(Listed { id: Digest::of(&cfg), tags });
+    }
+    Ok(Some(out))
+}
+
+/// Archive paths of the layers whose diff_id is in `held`, from manifest.json and the configs.
+fn held_layer_paths(src: &Path, held: &HashSet<Digest>) -> Result<HashSet<String>> {
+    let json = json_files(src)?;
+    let bad = |why: String| Error::invalid(format!("{}: {why}", src.display()));
     let mut skip = HashSet::new();
-    for m in manifest.as_array().ok_or_else(|| bad("manifest.json is not a list".into()))? {
-        let cfg_path = m["Config"].as_str().ok_or_else(|| bad("manifest.json entry without Config".into()))?;
-        let cfg: Value = json
-            .get(&super::archive::norm(cfg_path.as_bytes()))
-            .ok_or_else(|| bad(format!("config {cfg_path} is missing")))
-            .and_then(|d| serde_json::from_slice(d).map_err(|e| bad(format!("config {cfg_path}: {e}"))))?;
+    for (m, cfg) in manifest_entries(src, &json, "a delta needs a docker-save archive")? {
+        let cfg_path = m["Config"].as_str().unwrap_or_default();
+        let cfg: Value = serde_json::from_slice(&cfg).map_err(|e| bad(format!("config {cfg_path}: {e}")))?;
         let diff_ids = cfg["rootfs"]["diff_ids"].as_array().cloned().unwrap_or_default();
         let layers = m["Layers"].as_array().cloned().unwrap_or_default();
         if diff_ids.len() != layers.len() {
@@ -263,6 +324,42 @@ mod tests {
             files.push((p, t));
         }
         tar_of(&files)
+    }
+
+    #[test]
+    fn listed_images_name_them_as_the_store_will() {
+        let dir = std::env::temp_dir().join(format!("berth-listed-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let src = dir.join("a.tar");
+        std::fs::write(&src, archive(&[b"one"], "busybox")).unwrap();
+        let listed = listed_images(&src).unwrap().unwrap();
+        assert_eq!(listed.len(), 1);
+        let i = &listed[0];
+        assert_eq!(i.tags, ["docker.io/library/busybox:latest"]);
+        for (name, want) in [
+            ("busybox", Some(true)),
+            ("busybox:latest", Some(true)),
+            ("docker.io/library/busybox", Some(true)),
+            ("busybox:1", Some(false)),
+            ("other", Some(false)),
+            (&i.id.hex()[..12], Some(true)),
+            (&i.id.to_string(), Some(true)),
+            ("0000", Some(i.id.hex().starts_with("0000"))),
+            ("Bad Name", Some(false)),
+        ] {
+            assert_eq!(i.named(name), want, "{name}");
+        }
+        let pinned = format!("busybox@sha256:{}", "a".repeat(64));
+        assert_eq!(i.named(&pinned), None, "manifest digests are not in manifest.json");
+
+        // No manifest.json: not known here; a broken one is an error naming the file.
+        std::fs::write(&src, tar_of(&[("index.json", b"{}")])).unwrap();
+        assert_eq!(listed_images(&src).unwrap(), None);
+        std::fs::write(&src, tar_of(&[("manifest.json", b"[{")])).unwrap();
+        let e = listed_images(&src).unwrap_err().to_string();
+        assert!(e.contains("a.tar") && e.contains("manifest.json"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
