@@ -97,7 +97,7 @@ fn a_push_to_twenty_simulated_devices_completes_with_the_right_digest_everywhere
     let fleet = Fleet::new(&broker, broker.dir());
     let tar = tarball(broker.dir());
     let digest = format!("sha256:{}", sha256_hex(&std::fs::read(&tar).expect("read the tarball")));
-    let sub = broker.subscribe(&["berth/v1/+/state", "berth/v1/+/result"], &[]);
+    let sub = broker.subscribe(&["berth/v1/+/state", "berth/v1/+/result", "berth/v1/+/update"], &[]);
     let sim = Sim::start(&broker, &fleet.public, "lab");
     // Small chunks: several per device, gaps and progress as in a real transfer.
     let (code, out, err) = fleet.run(&[
@@ -132,6 +132,12 @@ fn a_push_to_twenty_simulated_devices_completes_with_the_right_digest_everywhere
             (Some(update.as_str()), Some("committed"), Some(digest.as_str())),
             "{id}"
         );
+    }
+    // Each device's envelope is signed for it alone: its size does not grow with the fleet.
+    for id in ids() {
+        let env = sub.latest(&format!("{}update", root_of(&id))).unwrap_or_else(|| panic!("no envelope to {id}")).json();
+        let m: serde_json::Value = serde_json::from_str(env["manifest"].as_str().unwrap_or_default()).expect("the manifest is JSON");
+        assert_eq!((m["id"].as_str(), &m["targets"]), (Some(update.as_str()), &serde_json::json!([id])), "{id}: {m}");
     }
     let st =
         states(&sub, "every device's state to show the update committed", |s| s["seq"] == 1 && s["last_result"]["result"] == "committed");
