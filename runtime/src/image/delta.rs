@@ -2,6 +2,8 @@
 //! holds. Everything else (manifest, configs, the other layers) is copied byte for byte, so the
 //! device still checks every image against its config's `diff_ids`: the layers left out are the
 //! ones its store has under exactly those digests (`archive::Scan::images` takes them from there).
+//! Also what such an archive lists ([`listed_images`]), for `fleet push` to check its `--run`
+//! image before sending.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -49,7 +51,7 @@ fn json_files(src: &Path) -> Result<HashMap<String, Vec<u8>>> {
 }
 
 /// manifest.json's entries, each with its config's bytes.
-fn manifest_entries(src: &Path, json: &HashMap<String, Vec<u8>>, why: &str) -> Result<Vec<(Value, Vec<u8>)>> {
+fn manifest_entries<'a>(src: &Path, json: &'a HashMap<String, Vec<u8>>, why: &str) -> Result<Vec<(Value, &'a [u8])>> {
     let bad = |what: String| Error::invalid(format!("{}: {what}", src.display()));
     let manifest: Value = json
         .get("manifest.json")
@@ -61,7 +63,7 @@ fn manifest_entries(src: &Path, json: &HashMap<String, Vec<u8>>, why: &str) -> R
         .map(|m| {
             let cfg_path = m["Config"].as_str().ok_or_else(|| bad("manifest.json entry without Config".into()))?;
             let cfg = json.get(&super::archive::norm(cfg_path.as_bytes())).ok_or_else(|| bad(format!("config {cfg_path} is missing")))?;
-            Ok((m.clone(), cfg.clone()))
+            Ok((m, cfg.as_slice()))
         })
         .collect()
 }
@@ -105,7 +107,7 @@ pub fn listed_images(src: &Path) -> Result<Option<Vec<Listed>>> {
         for t in m["RepoTags"].as_array().into_iter().flatten().filter_map(Value::as_str) {
             tags.extend(super::reference::Reference::parse(t).ok().and_then(|r| r.tagged()));
         }
-        out.push(Listed { id: Digest::of(&cfg), tags });
+        out.push(Listed { id: Digest::of(cfg), tags });
     }
     Ok(Some(out))
 }
@@ -117,7 +119,7 @@ fn held_layer_paths(src: &Path, held: &HashSet<Digest>) -> Result<HashSet<String
     let mut skip = HashSet::new();
     for (m, cfg) in manifest_entries(src, &json, "a delta needs a docker-save archive")? {
         let cfg_path = m["Config"].as_str().unwrap_or_default();
-        let cfg: Value = serde_json::from_slice(&cfg).map_err(|e| bad(format!("config {cfg_path}: {e}")))?;
+        let cfg: Value = serde_json::from_slice(cfg).map_err(|e| bad(format!("config {cfg_path}: {e}")))?;
         let diff_ids = cfg["rootfs"]["diff_ids"].as_array().cloned().unwrap_or_default();
         let layers = m["Layers"].as_array().cloned().unwrap_or_default();
         if diff_ids.len() != layers.len() {
